@@ -1,0 +1,255 @@
+"""render() and texture(): inputs checked, planned, synthesised level by level, written atomically."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hires import io, losses
+from hires.config import Settings, parse_size, parse_style
+from hires.engine import Engine, LevelReport
+from hires.errors import InputError, OptionError
+from hires.plan import Plan, make_plan
+from hires.progress import LevelStarted, Note, ignore
+from hires.tiles import grid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Result:
+    """What a render produced and what it cost."""
+    image: np.ndarray            # float32 (H, W, 3) in [0, 1]
+    output: Path | None
+    network: str
+    plan: Plan
+    levels: list[LevelReport]
+    wall_s: float
+    net_s: float
+    net_gflop: float
+
+
+@dataclass
+class Job:
+    content: Path | None
+    styles: list[tuple[Path, float]]
+    width: int
+    height: int
+    output: Path | None
+    texture: bool
+
+
+def _styles(style, what: str) -> list[tuple[Path, float]]:
+    specs = [style] if isinstance(style, (str, Path, tuple)) else list(style or [])
+    if not specs:
+        raise OptionError(f"{what}: give at least one image")
+    out = []
+    for spec in specs:
+        path, weight = spec if isinstance(spec, tuple) else parse_style(str(spec))
+        io.image_size(path, what)  # exists and is an image
+        out.append((Path(path), float(weight)))
+    return out
+
+
+def make_job(content, style, output, size, texture: bool) -> Job:
+    content_path = None
+    if not texture:
+        content_path = Path(content)
+        cw, ch = io.image_size(content_path, "content")
+    styles = _styles(style, "example" if texture else "--style")
+    if size is None:
+        if texture:
+            raise OptionError("--size: a texture needs a size, e.g. --size 2048x2048")
+        width, height = cw, ch
+    else:
+        width, height = parse_size(size)
+    out = io.check_output_path(output) if output is not None else None
+    return Job(content_path, styles, width, height, out, texture)
+
+
+def render(content, style, output=None, *, size=None, settings: Settings | None = None, progress=ignore,
+           **overrides) -> Result:
+    """Stylise ``content`` with ``style`` (a path, 'path:weight', or a list of them).
+
+    ``size`` is 'WxH', a named print size or (w, h); default: the content's own size.
+    ``overrides`` are Settings fields, e.g. ``iterations=(100, 30)``.
+    """
+    settings = (settings or Settings()).replace(**overrides)
+    return run(make_job(content, style, output, size, texture=False), settings, progress)
+
+
+def texture(example, output=None, *, size=(512, 512), settings: Settings | None = None, progress=ignore,
+            **overrides) -> Result:
+    """Synthesise a texture like ``example`` (a path, 'path:weight', or a list of them)."""
+    settings = (settings or Settings()).replace(**overrides)
+    if settings.init != "noise":
+        settings = settings.replace(init="noise")
+    return run(make_job(None, example, output, size, texture=True), settings, progress)
+
+
+def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
+    sizes = [io.image_size(p, "style") for p, _ in job.styles]
+    sizes = [_style_size(job, (w, h), job.width, job.height, settings) for w, h in sizes]
+    return make_plan(job.width, job.height, settings, sizes, calibrate)
+
+
+def _style_size(job: Job, native: tuple[int, int], width: int, height: int, settings: Settings):
+    """Size of a style image at a level of ``width`` x ``height``.
+
+    Render: the style's long side is ``style_scale`` x the output's (so strokes keep their size
+    relative to the picture at every level).  Texture: one example px is one output px at the
+    finest level, times ``style_scale``, so the coarser levels see the example shrunk alike.
+    """
+    nw, nh = native
+    if job.texture:
+        f = settings.style_scale * max(width, height) / max(job.width, job.height)
+    else:
+        f = settings.style_scale * max(width, height) / max(nw, nh)
+    return max(16, round(nw * f)), max(16, round(nh * f))
+
+
+def _work_key(job: Job, settings: Settings, network: str) -> str:
+    h = hashlib.sha256()
+    for p in [job.content, *(p for p, _ in job.styles)]:
+        if p is not None:
+            st = Path(p).stat()
+            h.update(f"{Path(p).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(json.dumps([job.width, job.height, [w for _, w in job.styles], network,
+                         dataclasses.asdict(settings)], default=str, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+class Checkpoints:
+    """Finished levels saved in a work folder, so a crashed render resumes where it stopped."""
+
+    def __init__(self, folder: Path | None, key: str):
+        self.folder, self.key = folder, key
+
+    def latest(self) -> tuple[int, np.ndarray] | None:
+        if self.folder is None or not (self.folder / "state.json").exists():
+            return None
+        try:
+            state = json.loads((self.folder / "state.json").read_text())
+            if state.get("key") != self.key:
+                return None
+            return state["level"], np.load(self.folder / f"level{state['level']}.npy")
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def save(self, level: int, canvas: np.ndarray) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f"level{level}.npy.partial"
+        with open(tmp, "wb") as fh:
+            np.save(fh, canvas)
+        tmp.replace(self.folder / f"level{level}.npy")
+        (self.folder / "state.json.partial").write_text(json.dumps({"key": self.key, "level": level}))
+        (self.folder / "state.json.partial").replace(self.folder / "state.json")
+        for old in self.folder.glob("level*.npy"):
+            if old.name != f"level{level}.npy":
+                old.unlink()
+
+    def clear(self) -> None:
+        if self.folder is not None and self.folder.exists():
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def run(job: Job, settings: Settings, progress=ignore) -> Result:
+    t0 = time.perf_counter()
+    if settings.preserve_color != "none" and job.texture:
+        raise OptionError("--preserve-color: a texture has no content colours to keep; leave it at none")
+    plan = plan_job(job, settings)
+    engine = Engine(settings, progress)
+    rng = np.random.default_rng(settings.seed)
+    n_levels = len(plan.levels)
+    engine.counters.work_total = plan.flop
+    folder = Path(settings.work_dir) if settings.work_dir else (
+        job.output.parent / f".{job.output.stem}.hires-work" if job.output else None)
+    ckpt = Checkpoints(folder, _work_key(job, settings, engine.network_name))
+    resume = ckpt.latest()
+    canvas, start = None, 0
+    if resume is not None:
+        start, canvas = resume[0] + 1, resume[1]
+        engine.counters.work_done = sum(lp.flop for lp in plan.levels[:start])
+        progress(Note(f"resuming after level {resume[0]} from {folder}"))
+    colour_ref = None
+    content = None
+    for lp in plan.levels[start:]:
+        lv = lp.level
+        tl = time.perf_counter()
+        net_s0, flop0 = engine.counters.net_s, engine.counters.net_flop
+        progress(LevelStarted(lv.index, n_levels, lv.width, lv.height, len(lp.tiles), lv.iterations,
+                              lv.style_layers))
+        content = io.load_image(job.content, size=(lv.width, lv.height), what="content") if job.content else None
+        if settings.preserve_color == "histogram" and colour_ref is None:
+            colour_ref = losses.colour_stats(content)
+        targets = style_targets(engine, job, settings, lv, lp, colour_ref)
+        if canvas is None:
+            canvas = initial_canvas(content, targets, lv, settings, rng, job)
+        else:
+            canvas = io.resize(canvas, lv.width, lv.height)
+        canvas = engine.refine(canvas, content, targets, lv, lp.tiles, n_levels)
+        if settings.second_pass and len(lp.tiles) > 1:
+            shifted = grid(lv.width, lv.height, lp.tile, settings.overlap, lp.margin, settings.seamless,
+                           shift=lp.tile // 2)
+            canvas = engine.refine(canvas, content, targets, lv, shifted, n_levels)
+        ckpt.save(lv.index, canvas)
+        engine.counters.levels.append(LevelReport(
+            lv.index, lv.width, lv.height, len(lp.tiles), lv.iterations, time.perf_counter() - tl,
+            engine.counters.net_s - net_s0, (engine.counters.net_flop - flop0) / 1e9))
+    if settings.preserve_color == "luminance":
+        if content is None:
+            content = io.load_image(job.content, size=(job.width, job.height), what="content")
+        canvas = losses.preserve_luminance(canvas, content)
+    out = None
+    if job.output is not None:
+        out = io.save_image(canvas, job.output, settings.bit_depth, settings.dpi, settings.quality)
+        ckpt.clear()
+    c = engine.counters
+    return Result(canvas, out, engine.network_name, plan, c.levels, time.perf_counter() - t0, c.net_s,
+                  c.net_flop / 1e9)
+
+
+def style_targets(engine: Engine, job: Job, settings: Settings, lv, lp, colour_ref):
+    """Per-layer style statistics at this level: each style image's, mixed by weight."""
+    layers = lv.layers
+    total = sum(w for _, w in job.styles)
+    mixed: dict[str, list] = {}
+    for path, weight in job.styles:
+        sw, sh = _style_size(job, io.image_size(path, "style"), lv.width, lv.height, settings)
+        img = io.load_image(path, size=(sw, sh), what="style")
+        if colour_ref is not None:
+            img = losses.match_histogram(img, colour_ref)
+        tiles = grid(sw, sh, lp.tile, settings.overlap, lp.margin, settings.seamless)
+        stats = engine.stats_pass(img, layers, lv.deepest, tiles)
+        for name, st in stats.items():
+            if st.count <= 0:
+                raise InputError(f"style: {str(path)!r} is too small at this scale ({sw}x{sh} px) for layer "
+                                 f"{name}; raise --style-scale or use a larger style image")
+            g, m = st.gram_mean()
+            acc = mixed.setdefault(name, [0.0, 0.0])
+            acc[0] = acc[0] + g * (weight / total)
+            acc[1] = acc[1] + m * (weight / total)
+    return {name: losses.make_target(g, m) for name, (g, m) in mixed.items()}
+
+
+def initial_canvas(content, targets, lv, settings: Settings, rng, job: Job) -> np.ndarray:
+    if content is not None and settings.init == "content":
+        return content.copy()
+    if content is not None:
+        mean = content.reshape(-1, 3).mean(0)
+    else:  # texture: start from the examples' mean colour
+        mean = np.zeros(3, np.float32)
+        total = sum(w for _, w in job.styles)
+        for path, w in job.styles:
+            mean += io.load_image(path, long_side=64, what="example").reshape(-1, 3).mean(0) * (w / total)
+    noise = rng.standard_normal((lv.height, lv.width, 3)).astype(np.float32) * 0.15
+    return np.clip(mean[None, None, :] + noise, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,157 @@
+"""The memory and time plan of a render: tile size per level from the budget, and estimates.
+
+Memory model (bytes), checked against measured peak RSS in benchmarks/:
+  fixed     interpreter, torch, numba, libvips and the network weights
+  canvases  per level pixel: canvas, blend accumulator, weight map, content, the upsampled copy
+  styles    the style images at the level's scale
+  tile      activations autograd keeps per tile pixel (sum over layers of channels / stride^2 x 4)
+            times a factor for gradients and backward temporaries, plus the L-BFGS history
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from hires.config import Settings, parse_memory
+from hires.errors import BudgetError
+from hires.nets import activation_bytes_per_pixel, flops_per_pixel
+from hires.pyramid import Level, schedule
+from hires.tiles import ALIGN, Tile, grid
+
+MiB = 1 << 20
+FIXED_BYTES = 640 * MiB
+CANVAS_BYTES_PER_PX = 4 * (3 + 3 + 1 + 3 + 3)
+BACKWARD_FACTOR = 2.5
+LBFGS_HISTORY = 10
+MAX_TILE = 1024
+
+
+def auto_margin(level: Level) -> int:
+    """Context px around a tile: about the receptive-field radius that matters at the depth used."""
+    block = int(level.deepest[4])
+    return {1: 16, 2: 32, 3: 48, 4: 64, 5: 96}[block]
+
+
+def tile_bytes(region_px: int, level: Level, optimizer: str) -> float:
+    act = activation_bytes_per_pixel(level.deepest) * BACKWARD_FACTOR * region_px
+    hist = (LBFGS_HISTORY * 2 + 4) * 3 * 4 * region_px if optimizer == "lbfgs" else 4 * 3 * 4 * region_px
+    return act + hist
+
+
+@dataclass
+class LevelPlan:
+    level: Level
+    tile: int
+    margin: int
+    tiles: list[Tile]
+    peak_bytes: float
+    flop: float          # network FLOPs of the refine (and second) pass, statistics passes included
+
+    def as_dict(self) -> dict:
+        return {"level": self.level.index, "width": self.level.width, "height": self.level.height,
+                "iterations": self.level.iterations, "style_layers": list(self.level.style_layers),
+                "content_layer": self.level.content_layer, "tile": self.tile, "margin": self.margin,
+                "tiles": len(self.tiles), "peak_bytes": int(self.peak_bytes), "gflop": self.flop / 1e9}
+
+
+@dataclass
+class Plan:
+    width: int
+    height: int
+    budget: int
+    levels: list[LevelPlan]
+    seconds_per_gflop: float | None = None
+
+    @property
+    def peak_bytes(self) -> float:
+        return max(lp.peak_bytes for lp in self.levels)
+
+    @property
+    def flop(self) -> float:
+        return sum(lp.flop for lp in self.levels)
+
+    @property
+    def est_seconds(self) -> float | None:
+        return None if self.seconds_per_gflop is None else self.flop / 1e9 * self.seconds_per_gflop
+
+    def as_dict(self) -> dict:
+        return {"width": self.width, "height": self.height, "memory_budget_bytes": self.budget,
+                "peak_bytes": int(self.peak_bytes), "gflop": self.flop / 1e9,
+                "est_seconds": self.est_seconds, "levels": [lp.as_dict() for lp in self.levels]}
+
+
+def plan_level(level: Level, settings: Settings, budget: int, style_px: int, passes: int) -> LevelPlan:
+    s = settings
+    margin = s.margin or auto_margin(level)
+    W, H = level.width, level.height
+    base = FIXED_BYTES + CANVAS_BYTES_PER_PX * W * H + 12 * style_px
+    whole = tile_bytes(W * H, level, s.optimizer)
+    if s.tile_size:
+        tile = s.tile_size
+    elif base + whole <= budget and max(W, H) <= 2 * MAX_TILE:
+        tile = max(W, H)  # the whole frame in one piece: no tiling cost
+    else:
+        tile = 0
+        for t in range(MAX_TILE, 63, -ALIGN):
+            side = t + 2 * (s.overlap + margin)
+            if base + tile_bytes(side * side, level, s.optimizer) <= budget:
+                tile = t
+                break
+        if not tile:
+            need = base + tile_bytes((64 + 2 * (s.overlap + margin)) ** 2, level, s.optimizer)
+            raise BudgetError(f"--memory: {s.memory} is too small for a {W}x{H} level; it needs about "
+                              f"{need / 2**30:.2f} GiB even with 64 px tiles; raise --memory or lower --size")
+    tiles = grid(W, H, tile, s.overlap, margin, s.seamless)
+    region_px = sum(t.shape[0] * t.shape[1] for t in tiles)
+    largest = max(t.shape[0] * t.shape[1] for t in tiles)
+    fpp = flops_per_pixel(level.deepest)
+    # per pass: one statistics forward, one content forward, iterations x (forward + backward ~ 2x)
+    flop = passes * region_px * fpp * (2 + 2 * level.iterations)
+    return LevelPlan(level, tile, margin, tiles, base + tile_bytes(largest, level, s.optimizer), flop)
+
+
+def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tuple[int, int]] = (),
+              calibrate: bool = False) -> Plan:
+    """Plan every level of a ``width`` x ``height`` render within ``settings.memory``."""
+    budget = parse_memory(settings.memory)
+    levels = []
+    for lv in schedule(width, height, settings):
+        f = max(lv.width, lv.height) / max(width, height)
+        style_px = int(sum(sw * sh * f * f for sw, sh in style_sizes))
+        passes = 2 if settings.second_pass else 1
+        levels.append(plan_level(lv, settings, budget, style_px, passes))
+    plan = Plan(width, height, budget, levels)
+    if calibrate:
+        plan.seconds_per_gflop = measure_seconds_per_gflop(settings)
+    return plan
+
+
+def measure_seconds_per_gflop(settings: Settings, side: int = 128) -> float:
+    """Time a forward+backward of the network on this machine (about a second)."""
+    import torch
+
+    from hires.engine import pick_device
+    from hires.nets import random_network
+    dev = pick_device(settings.device)
+    net = random_network(0, settings.pooling).to(dev)
+    x = torch.rand(1, 3, side, side, device=dev, requires_grad=True)
+    layers = ["relu3_1"]
+    for _ in range(2):  # warm up, then measure
+        t = time.perf_counter()
+        net(x, layers)["relu3_1"].square().sum().backward()
+        dt = time.perf_counter() - t
+    return dt / (3 * flops_per_pixel("relu3_1") * side * side / 1e9)
+
+
+def describe(plan: Plan) -> list[str]:
+    """Human-readable lines of a plan (the CLI prints them)."""
+    lines = [f"target {plan.width}x{plan.height}, memory budget {plan.budget / 2**30:.2f} GiB, "
+             f"estimated peak {plan.peak_bytes / 2**30:.2f} GiB"]
+    for lp in plan.levels:
+        lv = lp.level
+        lines.append(f"  level {lv.index}: {lv.width}x{lv.height}, {len(lp.tiles)} tile(s) of {lp.tile} px "
+                     f"(+{lp.margin} px context), {lv.iterations} iterations, layers up to {lv.deepest}, "
+                     f"{lp.flop / 1e12:.2f} TFLOP, peak {lp.peak_bytes / 2**30:.2f} GiB")
+    if plan.est_seconds is not None:
+        lines.append(f"estimated time {plan.est_seconds / 60:.1f} min on this machine")
+    return lines

@@ -1,0 +1,109 @@
+"""Kernels against plain numpy float64 references (also run with NUMBA_DISABLE_JIT=1)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hires.kernels import blend_accumulate, blend_normalize, feather_window, gram_accumulate
+
+
+def gram_reference(f, w):
+    f = f.astype(np.float64)
+    w = w.astype(np.float64)
+    return (f * w[:, None]).T @ f, (f * w[:, None]).sum(0), w.sum()
+
+
+@pytest.mark.parametrize("n,c", [(1, 1), (7, 3), (2049, 5), (5000, 64), (333, 1), (4097, 17)])
+def test_gram_matches_numpy(rng, n, c):
+    f = rng.standard_normal((n, c)).astype(np.float32)
+    w = rng.random(n).astype(np.float32)
+    if n > 10:
+        assert f.std() > 0.5 and w.std() > 0.1  # fixtures have variance
+    g, m = np.zeros((c, c)), np.zeros(c)
+    count = gram_accumulate(f, w, g, m)
+    gr, mr, cr = gram_reference(f, w)
+    np.testing.assert_allclose(g, gr, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(m, mr, rtol=1e-10, atol=1e-10)
+    assert count == pytest.approx(cr, rel=1e-12)
+
+
+def test_gram_accumulates_tiles_to_whole(rng):
+    """Summing per-tile Grams with ownership weights that add to one gives the whole image's."""
+    f = rng.standard_normal((3000, 8)).astype(np.float32)
+    w1 = rng.random(3000).astype(np.float32)
+    w2 = (1.0 - w1).astype(np.float32)
+    g, m = np.zeros((8, 8)), np.zeros(8)
+    count = gram_accumulate(f, w1, g, m) + gram_accumulate(f, w2, g, m)
+    gr, mr, _ = gram_reference(f, np.ones(3000, np.float32))
+    np.testing.assert_allclose(g, gr, rtol=1e-6)
+    np.testing.assert_allclose(m, mr, rtol=1e-5, atol=1e-6)
+    assert count == pytest.approx(3000, rel=1e-6)
+
+
+def test_gram_rejects_bad_input():
+    with pytest.raises(ValueError):
+        gram_accumulate(np.zeros((4, 3), np.float32), np.ones(5, np.float32), np.zeros((3, 3)), np.zeros(3))
+    with pytest.raises(TypeError):
+        gram_accumulate(np.zeros((4, 3), np.int32), np.ones(4, np.float32), np.zeros((3, 3)), np.zeros(3))
+    with pytest.raises(ValueError):
+        gram_accumulate(np.zeros((4, 3), np.float32), np.ones(4, np.float32), np.zeros((3, 3), np.float32),
+                        np.zeros(3))
+
+
+def blend_reference(shape, tiles):
+    H, W, C = shape
+    acc = np.zeros(shape, np.float64)
+    ws = np.zeros((H, W), np.float64)
+    for tile, win, y0, x0 in tiles:
+        h, w = win.shape
+        ys = (np.arange(h) + y0) % H
+        xs = (np.arange(w) + x0) % W
+        np.add.at(ws, (ys[:, None], xs[None, :]), win)
+        np.add.at(acc, (ys[:, None], xs[None, :]), tile * win[..., None])
+    return np.where(ws[..., None] > 0, acc / np.where(ws > 0, ws, 1)[..., None], 0.0)
+
+
+@pytest.mark.parametrize("H,W,C,h,w", [(9, 11, 3, 5, 7), (1, 1, 1, 1, 1), (17, 13, 1, 17, 13), (30, 40, 3, 12, 9)])
+def test_blend_matches_numpy(rng, H, W, C, h, w):
+    acc = np.zeros((H, W, C), np.float32)
+    wsum = np.zeros((H, W), np.float32)
+    tiles = []
+    for _ in range(4):
+        tile = rng.random((h, w, C)).astype(np.float32)
+        win = feather_window(h, w, *rng.integers(0, max(1, h // 2) + 1, 2), *rng.integers(0, max(1, w // 2) + 1, 2))
+        y0, x0 = int(rng.integers(-H, H)), int(rng.integers(-W, W))  # also wraps around
+        tiles.append((tile, win, y0, x0))
+        blend_accumulate(acc, wsum, tile, win, y0, x0)
+    np.testing.assert_allclose(blend_normalize(acc, wsum), blend_reference((H, W, C), tiles), rtol=1e-5, atol=1e-6)
+
+
+def test_feather_windows_sum_to_one_across_a_cut():
+    """Two neighbours' raised-cosine ramps over the same overlap add up to one."""
+    a = feather_window(1, 40, 0, 0, 0, 16)[0]
+    b = feather_window(1, 40, 0, 0, 16, 0)[0]
+    np.testing.assert_allclose(a[-16:] + b[:16], 1.0, atol=1e-6)
+    assert a[:24].min() == 1.0 and a[-1] < 0.05
+
+
+def test_blend_of_partition_reproduces_image(rng):
+    """Blending overlapping crops of one image with feathered windows gives the image back."""
+    img = rng.random((50, 70, 3)).astype(np.float32)
+    acc = np.zeros_like(img)
+    wsum = np.zeros(img.shape[:2], np.float32)
+    for y0, y1, ty, by in ((0, 30, 0, 8), (22, 50, 8, 0)):
+        for x0, x1, lx, rx in ((0, 40, 0, 8), (32, 70, 8, 0)):
+            blend_accumulate(acc, wsum, img[y0:y1, x0:x1], feather_window(y1 - y0, x1 - x0, ty, by, lx, rx), y0, x0)
+    np.testing.assert_allclose(blend_normalize(acc, wsum), img, atol=1e-6)
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already running without JIT")
+def test_kernels_without_jit():
+    """The same kernel tests pass as plain Python (NUMBA_DISABLE_JIT=1)."""
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__,
+                        "-k", "not without_jit and not 5000"], env=env, capture_output=True, text=True,
+                       cwd=Path(__file__).parent)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

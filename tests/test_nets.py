@@ -1,0 +1,177 @@
+"""Feature networks: the real torchvision-format loader on a generated file, lookup, fetch."""
+import hashlib
+import http.server
+import pickle
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from hires import nets
+from hires.errors import WeightsError
+
+
+def write_state_dict(folder: Path, seed: int = 3, name_hash: bool = True, drop: str | None = None) -> Path:
+    """A VGG19 state dict in torchvision's key layout (features.N.*, classifier.*)."""
+    g = torch.Generator().manual_seed(seed)
+    ref = nets.VGG19Features()
+    state = {}
+    for i in nets.CONV_INDICES:
+        conv = ref.features[i]
+        state[f"features.{i}.weight"] = torch.randn(conv.weight.shape, generator=g) * 0.05
+        state[f"features.{i}.bias"] = torch.randn(conv.bias.shape, generator=g) * 0.01
+    state["classifier.0.weight"] = torch.zeros(4, 8)  # present in the real file, unused here
+    if drop:
+        del state[drop]
+    tmp = folder / "tmp.pth"
+    torch.save(state, tmp)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    final = folder / (f"vgg19-{digest[:8]}.pth" if name_hash else "weights.pth")
+    tmp.rename(final)
+    return final
+
+
+def test_layer_table_matches_torchvision_indices():
+    assert nets.LAYER_INDEX["relu1_1"] == 1 and nets.LAYER_INDEX["relu4_2"] == 22
+    assert nets.LAYER_INDEX["relu5_1"] == 29 and nets.LAYER_STRIDE["relu3_1"] == 4
+    assert nets.CONV_INDICES == [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
+
+
+def test_loads_torchvision_state_dict(tmp_path):
+    path = write_state_dict(tmp_path)
+    net = nets.load_vgg19(path)
+    state = torch.load(path, weights_only=True)
+    for i in nets.CONV_INDICES:
+        assert torch.equal(net.features[i].weight, state[f"features.{i}.weight"])
+    out = net(torch.rand(1, 3, 32, 32), ["relu1_1", "relu3_1"])
+    assert out["relu1_1"].shape == (1, 64, 32, 32) and out["relu3_1"].shape == (1, 256, 8, 8)
+
+
+def test_verification_rejects_wrong_or_truncated_files(tmp_path):
+    path = write_state_dict(tmp_path)
+    bad = tmp_path / "vgg19-dcbb9e9d.pth"  # claims the official hash
+    bad.write_bytes(path.read_bytes())
+    with pytest.raises(WeightsError, match="fails verification"):
+        nets.load_vgg19(bad)
+    trunc = tmp_path / path.name.replace(".pth", "") / path.name
+    trunc.parent.mkdir()
+    trunc.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(WeightsError, match="fails verification"):
+        nets.load_vgg19(trunc)
+
+
+def test_missing_layer_is_a_clear_error(tmp_path):
+    path = write_state_dict(tmp_path, drop="features.21.weight")
+    with pytest.raises(WeightsError, match="features.21.weight"):
+        nets.load_vgg19(path)
+
+
+def test_pickled_code_is_not_run(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "pwned",))
+
+    p = tmp_path / "evil.pth"
+    p.write_bytes(pickle.dumps({"features.0.weight": Evil()}))
+    with pytest.raises(WeightsError):
+        nets.load_vgg19(p, verify=False)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_lookup_order(tmp_path, monkeypatch):
+    assert nets.find_weights().path is None
+    hub = nets.hub_checkpoint_dir()
+    hub.mkdir(parents=True)
+    (hub / nets.WEIGHTS_NAME).write_bytes(b"x")
+    assert nets.find_weights().source == "hub cache"
+    env = tmp_path / "env.pth"
+    env.write_bytes(b"x")
+    monkeypatch.setenv("HIRES_WEIGHTS", str(env))
+    assert nets.find_weights().path == env
+    explicit = tmp_path / "explicit.pth"
+    explicit.write_bytes(b"x")
+    assert nets.find_weights(explicit).source == "--weights"
+    with pytest.raises(WeightsError, match="does not exist"):
+        nets.find_weights(tmp_path / "nope.pth")
+
+
+def test_build_network_auto_falls_back_to_random_and_vgg19_requires_weights(tmp_path, monkeypatch):
+    net, name, message = nets.build_network("auto")
+    assert name == "random" and "hires weights fetch" in message
+    with pytest.raises(WeightsError, match="hires weights fetch"):
+        nets.build_network("vgg19")
+    path = write_state_dict(tmp_path)
+    monkeypatch.setenv("HIRES_WEIGHTS", str(path))
+    net, name, _ = nets.build_network("auto")
+    assert name == "vgg19"
+
+
+def test_random_network_is_seeded():
+    a, b, c = nets.random_network(1), nets.random_network(1), nets.random_network(2)
+    assert torch.equal(a.features[0].weight, b.features[0].weight)
+    assert not torch.equal(a.features[0].weight, c.features[0].weight)
+
+
+class RangeHandler(http.server.BaseHTTPRequestHandler):
+    payload = b""
+    cut = None  # serve only this many bytes on the first full request (a dropped connection)
+    requests = []
+
+    def do_GET(self):
+        rng = self.headers.get("Range")
+        RangeHandler.requests.append(rng)
+        start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+        body = self.payload[start:]
+        if not rng and RangeHandler.cut:
+            body = body[: RangeHandler.cut]
+        self.send_response(206 if rng else 200)
+        self.send_header("Content-Length", str(len(self.payload) - start))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = http.server.HTTPServer(("127.0.0.1", 0), RangeHandler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_fetch_resumes_and_verifies(tmp_path, server):
+    src = write_state_dict(tmp_path / ".." / tmp_path.name)
+    RangeHandler.payload = src.read_bytes()
+    RangeHandler.cut = len(RangeHandler.payload) // 3
+    RangeHandler.requests = []
+    url = f"http://127.0.0.1:{server.server_port}/{src.name}"
+    dest = tmp_path / "dl"
+    with pytest.raises(WeightsError, match="resume"):
+        nets.fetch_weights(dest, url, timeout=5)  # the connection drops after a third
+    part = dest / (src.name + ".part")
+    assert part.exists() and 0 < part.stat().st_size < len(RangeHandler.payload)
+    seen = []
+    path = nets.fetch_weights(dest, url, progress=lambda d, t: seen.append((d, t)), timeout=5)
+    assert RangeHandler.requests[-1] == f"bytes={RangeHandler.cut}-"
+    assert path.read_bytes() == RangeHandler.payload and not part.exists()
+    assert seen[-1] == (len(RangeHandler.payload), len(RangeHandler.payload))
+    nets.load_vgg19(path)
+
+
+def test_fetch_deletes_a_download_that_fails_verification(tmp_path, server):
+    RangeHandler.payload = b"not the weights" * 100
+    RangeHandler.cut = None
+    url = f"http://127.0.0.1:{server.server_port}/vgg19-dcbb9e9d.pth"
+    with pytest.raises(WeightsError, match="fails verification"):
+        nets.fetch_weights(tmp_path, url, timeout=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_without_network_says_what_to_do(tmp_path):
+    with pytest.raises(WeightsError, match="HIRES_WEIGHTS"):
+        nets.fetch_weights(tmp_path, "http://127.0.0.1:9/vgg19-dcbb9e9d.pth", timeout=2)
