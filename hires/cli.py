@@ -132,13 +132,10 @@ class RichProgress:
         self.level = ""
 
     def __enter__(self):
-        if self.bar:
-            self.bar.start()
-            self.task = self.bar.add_task("starting", total=1.0)
         return self
 
     def __exit__(self, *exc):
-        if self.bar:
+        if self.task is not None:
             self.bar.stop()
 
     def __call__(self, event) -> None:
@@ -152,6 +149,9 @@ class RichProgress:
                 self.console.print(f"{self.level}: {event.n_tiles} tile(s), {event.iterations} iterations, "
                                    f"layers {', '.join(event.layers)}")
         elif isinstance(event, Step) and self.bar:
+            if self.task is None:  # start on the first step, so early errors print no bar
+                self.bar.start()
+                self.task = self.bar.add_task("", total=event.work_total)
             self.bar.update(self.task, total=event.work_total, completed=min(event.work_done, event.work_total),
                             description=f"{self.level} tile {event.tile}/{event.n_tiles} "
                                         f"it {event.iteration}/{event.iterations} loss {event.loss:.4g}")
@@ -227,6 +227,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="hires: %(message)s")
+    if not debug:  # libvips' own warnings repeat what our one-line errors say
+        logging.getLogger("pyvips").setLevel(logging.CRITICAL)
     console = Console(stderr=True)
     try:
         if args.command in ("render", "texture"):

@@ -27,6 +27,7 @@ from hires.tiles import Tile, blend_window, take
 log = logging.getLogger(__name__)
 
 
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -175,8 +176,11 @@ class Engine:
         state = {"evals": 0, "loss": float("nan")}
 
         if s.optimizer == "lbfgs":
-            opt = torch.optim.LBFGS([x], lr=1.0, max_iter=iters, max_eval=int(iters * 1.25) + 1,
-                                    history_size=10, tolerance_grad=-1.0, tolerance_change=-1.0)
+            # an "iteration" is one loss evaluation (forward + backward), the unit of cost; the
+            # strong-Wolfe line search makes the first steps useful, which matters at fine
+            # levels that get only a few evaluations per tile
+            opt = torch.optim.LBFGS([x], lr=1.0, max_iter=iters, max_eval=iters, history_size=10,
+                                    tolerance_grad=-1.0, tolerance_change=-1.0, line_search_fn="strong_wolfe")
         else:
             opt = torch.optim.Adam([x], lr=s.lr)
 

@@ -125,6 +125,12 @@ def load_image(path, size: tuple[int, int] | None = None, long_side: int | None 
         raise InputError(f"{what}: {str(path)!r} is corrupt or truncated: {_vips_message(e)}") from None
 
 
+def check_decodes(path, what: str = "image") -> tuple[int, int]:
+    """Decode the whole file once at a small size, so a corrupt input fails before any work."""
+    load_image(path, long_side=32, what=what)
+    return image_size(path, what)
+
+
 def check_output_path(path) -> Path:
     """Raise before any work if ``path`` cannot be written."""
     p = Path(path)

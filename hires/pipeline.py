@@ -21,6 +21,7 @@ from hires.progress import LevelStarted, Note, ignore
 from hires.tiles import grid
 
 log = logging.getLogger(__name__)
+STATS_TILE = 512
 
 
 @dataclass
@@ -53,7 +54,7 @@ def _styles(style, what: str) -> list[tuple[Path, float]]:
     out = []
     for spec in specs:
         path, weight = spec if isinstance(spec, tuple) else parse_style(str(spec))
-        io.image_size(path, what)  # exists and is an image
+        io.check_decodes(path, what)
         out.append((Path(path), float(weight)))
     return out
 
@@ -62,7 +63,7 @@ def make_job(content, style, output, size, texture: bool) -> Job:
     content_path = None
     if not texture:
         content_path = Path(content)
-        cw, ch = io.image_size(content_path, "content")
+        cw, ch = io.check_decodes(content_path, "content")
     styles = _styles(style, "example" if texture else "--style")
     if size is None:
         if texture:
@@ -228,7 +229,9 @@ def style_targets(engine: Engine, job: Job, settings: Settings, lv, lp, colour_r
         img = io.load_image(path, size=(sw, sh), what="style")
         if colour_ref is not None:
             img = losses.match_histogram(img, colour_ref)
-        tiles = grid(sw, sh, lp.tile, settings.overlap, lp.margin, settings.seamless)
+        # statistics only need a forward pass, so larger tiles than the refine pass's fit; the
+        # example itself is not tileable, so its grid never wraps
+        tiles = grid(sw, sh, max(lp.tile, STATS_TILE), settings.overlap, lp.margin, False)
         stats = engine.stats_pass(img, layers, lv.deepest, tiles)
         for name, st in stats.items():
             if st.count <= 0:

@@ -1,0 +1,149 @@
+"""The hires command: renders, settings derived from the dataclass, one-line errors."""
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyvips
+import pytest
+
+from hires import cli
+from hires.config import Settings, flag
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST_FLAGS = ["--base-size", "64", "--iterations", "4", "--style-layers", "relu1_1,relu2_1",
+              "--content-layer", "relu2_1"]
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "hires.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+def test_render_command_writes_the_file(tmp_path, content_path, style_path):
+    out = tmp_path / "out.tif"
+    r = run("render", content_path, "--style", f"{style_path}:1", "--size", "80x60", "-o", out,
+            "--bit-depth", "16", "--dpi", "200", *FAST_FLAGS)
+    assert r.returncode == 0, r.stderr
+    assert "network: random" in r.stderr and r.stdout.strip() == str(out)
+    im = pyvips.Image.new_from_file(str(out))
+    assert (im.width, im.height, im.format) == (80, 60, "ushort") and round(im.xres * 25.4) == 200
+
+
+def test_texture_command_and_quiet(tmp_path, texture_path):
+    out = tmp_path / "t.png"
+    r = run("texture", texture_path, "--size", "64x64", "-o", out, "--quiet", "--seamless", *FAST_FLAGS[:4])
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and r.stdout.strip() == str(out)
+    assert pyvips.Image.new_from_file(str(out)).width == 64
+
+
+def test_every_setting_has_a_flag_with_the_dataclass_default():
+    parser = cli.build_parser()
+    render = parser._subparsers._group_actions[0].choices["render"]
+    flags = {a.dest: a for a in render._actions}
+    for f in dataclasses.fields(Settings):
+        assert f.name in flags, f.name
+        assert f"--{flag(f.name)}" in flags[f.name].option_strings
+    args = parser.parse_args(["render", "c.png", "--style", "s.png", "--iterations", "5,3", "--memory", "2GiB"])
+    s = cli.settings_from_args(args)
+    assert s.iterations == (5, 3) and s.memory == "2GiB" and s.base_size == Settings().base_size
+
+
+def test_presets_load(tmp_path):
+    args = cli.build_parser().parse_args(["render", "c.png", "--style", "s.png", "--preset", "draft",
+                                          "--base-size", "200"])
+    s = cli.settings_from_args(args)
+    assert s.iterations[0] == 80 and s.base_size == 200  # preset, then explicit flags on top
+    custom = tmp_path / "mine.toml"
+    custom.write_text("tv_weight = 0.5\niterations = [7]\n")
+    args = cli.build_parser().parse_args(["render", "c.png", "--style", "s.png", "--preset", str(custom)])
+    assert cli.settings_from_args(args).iterations == (7,)
+
+
+def test_weights_status_command(tmp_path):
+    r = run("weights", "status")
+    assert r.returncode == 0 and "not found" in r.stdout and "hires weights fetch" in r.stdout
+
+
+def prepare(tmp_path, style):
+    (tmp_path / "text.jpg").write_text("hello")
+    good = Path(style).read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(good[: len(good) // 3])
+    (tmp_path / "vgg19-dcbb9e9d.pth").write_bytes(b"truncated weights")
+
+
+def bad_cases(tmp_path, content, style):
+    o = tmp_path / "o.png"
+    return {
+        "missing file": (["render", tmp_path / "nope.jpg", "--style", style, "-o", o], "does not exist"),
+        "missing style": (["render", content, "--style", tmp_path / "nope.jpg", "-o", o], "does not exist"),
+        "folder as input": (["render", tmp_path, "--style", style, "-o", o], "folder"),
+        "not an image": (["render", tmp_path / "text.jpg", "--style", style, "-o", o], "not an image"),
+        "corrupt image": (["render", content, "--style", tmp_path / "trunc.jpg", "-o", o, "--size", "64x48",
+                           *FAST_FLAGS], "corrupt"),
+        "zero size": (["render", content, "--style", style, "--size", "0x100", "-o", o], "positive"),
+        "negative size": (["render", content, "--style", style, "--size", "-5x100", "-o", o], "size"),
+        "garbled size": (["render", content, "--style", style, "--size", "big", "-o", o], "not a size"),
+        "missing output folder": (["render", content, "--style", style, "-o", tmp_path / "no" / "o.png"],
+                                  "does not exist"),
+        "unknown extension": (["render", content, "--style", style, "-o", tmp_path / "o.xyz"], "extension"),
+        "unknown option value": (["render", content, "--style", style, "--optimizer", "sgd", "-o", o],
+                                 "invalid choice"),
+        "bad memory": (["render", content, "--style", style, "--memory", "lots", "-o", o], "--memory"),
+        "bad style weight": (["render", content, "--style", f"{style}:-1", "-o", o], "weight"),
+        "weights fail verification": (["render", content, "--style", style, "-o", o, "--weights",
+                                       tmp_path / "vgg19-dcbb9e9d.pth", "--size", "32x32"], "verification"),
+        "texture without size": (["texture", style, "--size", "12", "-o", o], "not a size"),
+    }
+
+
+def main_exit(args) -> int:
+    """Run the CLI in this process (fast); argparse's own errors exit through SystemExit."""
+    try:
+        return cli.main([str(a) for a in args])
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.mark.parametrize("case", list(bad_cases(Path("/x"), "c", "s")))
+def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, content_path, style_path, case, capfd):
+    prepare(tmp_path, style_path)
+    args, needle = bad_cases(tmp_path, content_path, style_path)[case]
+    code = main_exit(args)  # an exception escaping here would be a traceback for the user
+    out, err = capfd.readouterr()
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hires: error:"), err
+    assert needle in lines[0]
+    assert not (tmp_path / "o.png").exists() and not list(tmp_path.glob(".o.*"))
+
+
+def test_bad_input_from_a_real_process(tmp_path, content_path):
+    r = run("render", content_path, "--style", tmp_path / "nope.jpg", "-o", tmp_path / "o.png")
+    assert r.returncode == 2 and r.stderr.startswith("hires: error:") and len(r.stderr.splitlines()) == 1
+
+
+def test_plan_command_json(content_path, style_path):
+    r = run("plan", "render", content_path, "--style", style_path, "--size", "3000x2000", "--memory", "2GiB",
+            "--json", "--no-calibrate")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["width"] == 3000 and len(plan["levels"]) >= 3
+    assert plan["peak_bytes"] <= plan["memory_budget_bytes"]
+    assert plan["levels"][-1]["tiles"] > 1
+
+
+def test_plan_command_text_and_impossible_budget(content_path, style_path):
+    r = run("plan", "render", content_path, "--style", style_path, "--size", "2000x1500")
+    assert r.returncode == 0, r.stderr
+    assert "level 0" in r.stdout and "estimated time" in r.stdout
+    r = run("plan", "render", content_path, "--style", style_path, "--size", "6000x4500", "--memory", "300MB")
+    assert r.returncode == 2 and "too small" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_readme_and_ci_run_the_same_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci and "make test" in readme and "make demo" in readme

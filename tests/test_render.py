@@ -1,0 +1,154 @@
+"""Full-frame optimisation and texture synthesis (small, fast, on the random network)."""
+import numpy as np
+import pytest
+import pyvips
+import torch
+
+import hires
+from hires import losses
+from hires.config import Settings
+from hires.engine import Engine
+from hires.errors import OptionError
+from hires.pipeline import make_job, style_targets
+from hires.plan import make_plan
+
+from conftest import FAST
+
+
+def gram_distance(image, example, layers=("relu1_1", "relu2_1", "relu3_1")):
+    """Style loss between two images on the seeded random network."""
+    net = hires.nets.random_network(0)
+    with torch.no_grad():
+        fa = net(torch.from_numpy(image).permute(2, 0, 1)[None].contiguous(), layers)
+        fb = net(torch.from_numpy(example).permute(2, 0, 1)[None].contiguous(), layers)
+    total = 0.0
+    for name in layers:
+        a, b = losses.flat(fa[name]), losses.flat(fb[name])
+        ga, gb = a.T @ a / len(a), b.T @ b / len(b)
+        total += float(((ga - gb) ** 2).sum() / (gb ** 2).sum())
+    return total
+
+
+def test_render_moves_toward_the_style(tmp_path, content_path, style_path):
+    out = tmp_path / "r.png"
+    res = hires.render(content_path, style_path, out, size="96x64", **FAST)
+    img = res.image
+    assert img.shape == (64, 96, 3) and res.network == "random"
+    content = hires.io.load_image(content_path, size=(96, 64))
+    style = hires.io.load_image(style_path, long_side=96)
+    assert gram_distance(img, style) < 0.7 * gram_distance(content, style)
+    # colours come from the painting: mean colour closer to the style's than the photo was
+    assert np.abs(img.mean((0, 1)) - style.mean((0, 1))).sum() < np.abs(content.mean((0, 1)) - style.mean((0, 1))).sum()
+    back = pyvips.Image.new_from_file(str(out))
+    assert (back.width, back.height) == (96, 64)
+
+
+def test_same_seed_same_output_and_seed_matters(content_path, style_path):
+    kw = dict(size="64x48", init="noise", **FAST)
+    a = hires.render(content_path, style_path, **kw).image
+    b = hires.render(content_path, style_path, **kw).image
+    c = hires.render(content_path, style_path, seed=7, **kw).image
+    assert np.array_equal(a, b)
+    assert np.abs(a - c).mean() > 1e-3
+
+
+def test_init_content_versus_noise(content_path, style_path):
+    kw = dict(size="64x48", **{**FAST, "iterations": (0,)})
+    content = hires.io.load_image(content_path, size=(64, 48))
+    assert np.allclose(hires.render(content_path, style_path, init="content", **kw).image, content, atol=1e-6)
+    noise = hires.render(content_path, style_path, init="noise", **kw).image
+    assert np.abs(noise - content).mean() > 0.05
+
+
+def test_content_weight_keeps_the_photo(content_path, style_path):
+    kw = dict(size="64x48", init="noise", **{**FAST, "iterations": (25,)})
+    content = hires.io.load_image(content_path, size=(64, 48))
+    strong = hires.render(content_path, style_path, content_weight=5.0, **kw).image
+    none = hires.render(content_path, style_path, content_weight=0.0, **kw).image
+    assert np.abs(strong - content).mean() < np.abs(none - content).mean()
+
+
+def test_adam_optimiser_reduces_the_loss(content_path, style_path):
+    kw = dict(size="64x48", **FAST)
+    content = hires.io.load_image(content_path, size=(64, 48))
+    style = hires.io.load_image(style_path, long_side=64)
+    img = hires.render(content_path, style_path, optimizer="adam", lr=0.05, **{**kw, "iterations": (20,)}).image
+    assert gram_distance(img, style) < gram_distance(content, style)
+
+
+def test_several_styles_mix_their_statistics(content_path, style_path):
+    other = style_path.parent / "hokusai_great_wave_c1831.jpg"
+    if not other.exists():
+        pytest.skip("second style not available")
+    s = Settings(**FAST)
+    engine = Engine(s)
+    job_a = make_job(content_path, [f"{style_path}:1"], None, "64x48", False)
+    job_b = make_job(content_path, [f"{other}:1"], None, "64x48", False)
+    job_ab = make_job(content_path, [f"{style_path}:3", f"{other}:1"], None, "64x48", False)
+    lp = make_plan(64, 48, s).levels[0]
+    ta, tb, tab = (style_targets(engine, j, s, lp.level, lp, None) for j in (job_a, job_b, job_ab))
+    for name in ta:
+        np.testing.assert_allclose(tab[name].gram.numpy(), 0.75 * ta[name].gram.numpy() + 0.25 * tb[name].gram.numpy(),
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_style_scale_sets_style_image_size(content_path, style_path):
+    from hires.pipeline import _style_size
+    job = make_job(content_path, style_path, None, "600x400", False)
+    assert _style_size(job, (1280, 1014), 600, 400, Settings()) == (600, 475)
+    assert _style_size(job, (1280, 1014), 600, 400, Settings(style_scale=0.5)) == (300, 238)
+    tex = make_job(None, style_path, None, "2000x2000", True)
+    # a texture example keeps its own scale at the finest level and shrinks with coarser levels
+    assert _style_size(tex, (1280, 1014), 2000, 2000, Settings()) == (1280, 1014)
+    assert _style_size(tex, (1280, 1014), 500, 500, Settings()) == (320, 254)
+
+
+def test_preserve_colour_luminance_keeps_content_chroma(content_path, style_path):
+    img = hires.render(content_path, style_path, size="64x48", preserve_color="luminance", **FAST).image
+    content = hires.io.load_image(content_path, size=(64, 48))
+    m = losses.rgb_to_yuv_matrix()
+    uv_img, uv_content = (img @ m.T)[..., 1:], (content @ m.T)[..., 1:]
+    # chroma of the result equals the content's, except where clipping to [0, 1] changed it
+    assert np.median(np.abs(uv_img - uv_content)) < 0.01
+    plain = hires.render(content_path, style_path, size="64x48", **FAST).image
+    assert np.median(np.abs((plain @ m.T)[..., 1:] - uv_content)) > 0.02
+
+
+def test_histogram_matching_gives_style_the_content_colours(content_path, style_path):
+    content = hires.io.load_image(content_path, long_side=128)
+    style = hires.io.load_image(style_path, long_side=128)
+    matched = losses.match_histogram(style, losses.colour_stats(content))
+    mu_c, cov_c = losses.colour_stats(content)
+    mu_m, cov_m = losses.colour_stats(matched)
+    np.testing.assert_allclose(mu_m, mu_c, atol=0.02)
+    np.testing.assert_allclose(cov_m, cov_c, atol=0.004)
+    a = hires.render(content_path, style_path, size="64x48", preserve_color="histogram", **FAST).image
+    b = hires.render(content_path, style_path, size="64x48", **FAST).image
+    c = hires.io.load_image(content_path, size=(64, 48))
+    assert np.abs(a.mean((0, 1)) - c.mean((0, 1))).sum() < np.abs(b.mean((0, 1)) - c.mean((0, 1))).sum()
+
+
+def test_texture_resembles_example(tmp_path, texture_path):
+    out = tmp_path / "t.png"
+    res = hires.texture(texture_path, out, size="64x64", **{**FAST, "iterations": (30,)})
+    example = hires.io.load_image(texture_path, long_side=64)
+    noise = np.clip(example.mean((0, 1)) + np.random.default_rng(0).standard_normal((64, 64, 3)) * 0.15, 0, 1)
+    assert gram_distance(res.image, example) < 0.5 * gram_distance(noise.astype(np.float32), example)
+    assert pyvips.Image.new_from_file(str(out)).width == 64
+
+
+def test_seamless_texture_wraps(texture_path):
+    """With circular padding the wrap-around seam is no stronger than the texture's inner edges."""
+    kw = dict(size="64x64", **{**FAST, "iterations": (30,)})
+    t = hires.texture(texture_path, seamless=True, **kw).image
+    inner = np.abs(np.diff(t, axis=1)).mean()
+    seam = np.abs(t[:, 0] - t[:, -1]).mean()
+    assert seam < 1.5 * inner
+
+
+def test_device_option(content_path, style_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(OptionError, match="cuda"):
+        hires.render(content_path, style_path, size="32x32", device="cuda", **FAST)
+    assert hires.render(content_path, style_path, size="32x32", device="cpu", **FAST).image.shape == (32, 32, 3)
