@@ -52,7 +52,7 @@ class Settings:
     # tiling and memory
     memory: str = _opt("4GiB", "memory budget for the whole process, e.g. 4GiB, 1500MB")
     tile_size: int = _opt(0, "tile side in px at tiled levels (0 = largest that fits --memory)")
-    overlap: int = _opt(32, "px of feathered overlap between neighbouring tiles")
+    overlap: int = _opt(4, "px of feathered overlap on each side of a cut between tiles (wide overlaps blur)")
     margin: int = _opt(0, "px of context around each tile (0 = from the network depth)")
     second_pass: bool = _opt(False, "refine once more with the tile grid shifted by half a tile")
     work_dir: str | None = _opt(None, "folder for disk-backed canvases and resume checkpoints")

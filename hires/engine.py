@@ -18,11 +18,11 @@ import torch
 
 from hires import losses
 from hires.config import Settings
-from hires.kernels import blend_accumulate, blend_normalize, gram_accumulate
+from hires.kernels import blend_into, gram_accumulate
 from hires.nets import LAYER_STRIDE, build_network, flops_per_pixel
 from hires.progress import LevelStarted, Note, Step, ignore
 from hires.pyramid import Level
-from hires.tiles import Tile, blend_window, take
+from hires.tiles import Tile, blend_window, grid, take
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,24 @@ class Counters:
     levels: list[LevelReport] = field(default_factory=list)
 
 
-def owned_slice(tile: Tile, stride: int) -> tuple[slice, slice]:
-    """The tile's owned core in the feature map of a layer with ``stride``."""
-    y0, y1, x0, x1 = tile.core
-    ry, rx = tile.region[0], tile.region[2]
-    return slice((y0 - ry) // stride, (y1 - ry) // stride), slice((x0 - rx) // stride, (x1 - rx) // stride)
+def ownership(tile: Tile, strides) -> dict[int, np.ndarray]:
+    """The tile's ownership weight at every position of its region's feature map, per stride.
+
+    The weight is the tile's blend window (zero outside its blend area).  Windows of all tiles sum
+    to one at every pixel, and average pooling keeps that true on each layer's grid (tile origins
+    are aligned to the deepest stride), so every position of the whole image counts exactly once
+    in the global statistics, split across tiles where they overlap, just as the pixels are blended.
+    """
+    h, w = tile.shape
+    pix = np.zeros((h, w), np.float32)
+    by0, by1, bx0, bx1 = tile.blend
+    ry0, rx0 = tile.region[0], tile.region[2]
+    pix[by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0] = blend_window(tile)
+    out = {}
+    for s in set(strides):
+        hs, ws = h // s, w // s
+        out[s] = pix[:hs * s, :ws * s].reshape(hs, s, ws, s).mean(axis=(1, 3))
+    return out
 
 
 def to_tensor(a: np.ndarray, device) -> torch.Tensor:
@@ -95,7 +108,8 @@ class Engine:
         self.net, self.network_name, message = build_network(
             settings.network, settings.weights, settings.pooling, settings.seed)
         self.net.to(self.device)
-        self.net.set_padding("circular" if settings.seamless else "zeros")
+        # reflect padding keeps the frame edges from darkening the way zero padding does
+        self.net.set_padding("circular" if settings.seamless else "reflect")
         self.progress(Note(message))
         self.counters = Counters()
 
@@ -117,30 +131,42 @@ class Engine:
         stats = {}
         for tile in tiles:
             feats = self.features(to_tensor(take(image, tile.region), self.device), layers, deepest, False)
+            weights = ownership(tile, [LAYER_STRIDE[n] for n in layers])
             for name in layers:
                 f = feats[name]
-                ys, xs = owned_slice(tile, LAYER_STRIDE[name])
-                owned = losses.flat(f[:, :, ys, xs]).cpu().numpy()
+                w = weights[LAYER_STRIDE[name]].ravel()
+                keep = np.flatnonzero(w > 0)
+                owned = losses.flat(f).cpu().numpy()[keep]
                 st = stats.get(name)
                 if st is None:
                     c = f.shape[1]
                     st = stats[name] = Stats(np.zeros((c, c)), np.zeros(c))
-                st.count += gram_accumulate(owned, np.ones(len(owned), np.float32), st.gram, st.mean)
+                st.count += gram_accumulate(owned, w[keep], st.gram, st.mean)
         return stats
+
+    def style_loss(self, image: np.ndarray, targets: dict[str, losses.LayerTarget], level: Level,
+                   tiles: list[Tile] | None = None) -> float:
+        """The whole-image style loss of ``image`` (mean over the level's style layers)."""
+        tiles = tiles or grid(image.shape[1], image.shape[0], max(image.shape[:2]), 0, 0)
+        stats = self.stats_pass(image, level.style_layers, level.deepest, tiles)
+        total = 0.0
+        for name in level.style_layers:
+            g, _ = stats[name].gram_mean()
+            t = targets[name]
+            total += float(((g - t.gram.double().numpy()) ** 2).sum() / t.gram_norm)
+        return total / len(level.style_layers)
 
     # ------------------------------------------------------------ refinement
 
     def refine(self, canvas: np.ndarray, content: np.ndarray | None, targets: dict[str, losses.LayerTarget],
                level: Level, tiles: list[Tile], n_levels: int) -> np.ndarray:
-        """One pass over ``tiles``; returns the new canvas (float32 (H, W, 3))."""
+        """One pass over ``tiles``, updating ``canvas`` (float32 (H, W, 3)) in place; returns it."""
         s = self.s
         H, W = canvas.shape[:2]
         style_layers = level.style_layers
         glob = self.stats_pass(canvas, style_layers, level.deepest, tiles)
         glob_t = {n: tuple(torch.from_numpy(a.astype(np.float32)).to(self.device) for a in st.gram_mean())
                   for n, st in glob.items()}
-        content_count = None
-        acc = np.zeros_like(canvas)
         wsum = np.zeros(canvas.shape[:2], np.float32)
         for tile in tiles:
             x_region = to_tensor(take(canvas, tile.region), self.device)
@@ -150,22 +176,21 @@ class Engine:
             mask[..., by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0] = 1.0
             content_feat = None
             if content is not None and s.content_weight:
-                cf = self.features(to_tensor(take(content, tile.region), self.device), [level.content_layer],
-                                   level.content_layer, False)[level.content_layer]
-                ys, xs = owned_slice(tile, LAYER_STRIDE[level.content_layer])
-                content_feat = cf[:, :, ys, xs]
-                if content_count is None:
-                    st = LAYER_STRIDE[level.content_layer]
-                    content_count = float((H // st) * (W // st)) if st > 1 else float(H * W)
-            x_new = self._optimise_tile(x_region, mask, content_feat, content_count, glob, glob_t, targets,
-                                        level, tile, len(tiles), n_levels, float(H * W))
+                content_feat = self.features(to_tensor(take(content, tile.region), self.device),
+                                             [level.content_layer], level.content_layer)[level.content_layer]
+            x_new = self._optimise_tile(x_region, mask, content_feat, glob, glob_t, targets, level, tile,
+                                        len(tiles), n_levels, (H, W))
             blend = x_new[by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]
-            blend_accumulate(acc, wsum, blend, blend_window(tile), by0, bx0)
-        return blend_normalize(acc, wsum)
+            # Gauss-Seidel on pixels: later tiles read this tile's result as their context and as
+            # the start of their overlap, so both sides of a cut converge to the same texture
+            # instead of two independent ones whose average would blur the seam.
+            blend_into(canvas, wsum, blend, blend_window(tile), by0, bx0)
+        return canvas
 
-    def _optimise_tile(self, x_region, mask, content_feat, content_count, glob, glob_t, targets, level,
-                       tile, n_tiles, n_levels, n_px_total) -> np.ndarray:
+    def _optimise_tile(self, x_region, mask, content_feat, glob, glob_t, targets, level, tile, n_tiles,
+                       n_levels, canvas_hw: tuple[int, int]) -> np.ndarray:
         s = self.s
+        H, W = canvas_hw
         fixed = x_region
         x = x_region.clone().requires_grad_(True)
         layers = level.layers
@@ -184,42 +209,52 @@ class Engine:
         else:
             opt = torch.optim.Adam([x], lr=s.lr)
 
+        strides = {LAYER_STRIDE[n] for n in layers}
+        owned = {}  # per stride: (indices of positions with weight > 0, their weights)
+        for st, wmap in ownership(tile, strides).items():
+            keep = np.flatnonzero(wmap.ravel() > 0)
+            owned[st] = (torch.from_numpy(keep).to(x.device), torch.from_numpy(wmap.ravel()[keep]).to(x.device))
+        cl = level.content_layer
+        if content_feat is not None:
+            idx, _ = owned[LAYER_STRIDE[cl]]
+            content_owned = losses.flat(content_feat)[idx]
+            cs = LAYER_STRIDE[cl]
+            n_content = float((H // cs) * (W // cs))
+
         def closure():
             t_start = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             xin = fixed + (x - fixed) * mask
             feats = self.features(xin, layers, level.deepest, True)
             style = xin.new_zeros(())
-            share = 1.0
             for name in level.style_layers:
-                ys, xs = owned_slice(tile, LAYER_STRIDE[name])
-                f = losses.flat(feats[name][:, :, ys, xs])
-                g_sum, m_sum = f.T @ f, f.sum(0)
+                idx, w = owned[LAYER_STRIDE[name]]
+                f = losses.flat(feats[name])[idx]
+                fw = f * w[:, None]
+                g_sum, m_sum = fw.T @ f, fw.sum(0)
                 if name not in before:
-                    before[name] = (g_sum.detach(), m_sum.detach(), float(f.shape[0]))
+                    before[name] = (g_sum.detach(), m_sum.detach(), float(w.sum()))
                 g0, m0, n_t = before[name]
                 share = n_t / n_total[name]
                 # DESIGN: G = G_rest + G_t(x).  Departure: the tile's change is taken as its share
                 # of a change all tiles make together ((G_t(x) - G_t(x0)) / n_t instead of / N), so
                 # a tile closes its part of the global gap instead of all of it (which would
-                # overshoot by the number of tiles).  The gradient at x0 is that of the whole
-                # image (after the share factor below); a single tile is exactly the untiled loss.
-                g = glob_t[name][0] + (g_sum - g0) / max(n_t, 1.0)
+                # overshoot by the number of tiles).  Times `share`, the gradient at x0 is that of
+                # the whole-image loss; a single tile is exactly the untiled loss.
+                g = glob_t[name][0] + (g_sum - g0) / max(n_t, 1e-6)
                 t = targets[name]
                 term = ((g - t.gram) ** 2).sum() / t.gram_norm
                 if s.mean_weight:
-                    mu = glob_t[name][1] + (m_sum - m0) / max(n_t, 1.0)
+                    mu = glob_t[name][1] + (m_sum - m0) / max(n_t, 1e-6)
                     term = term + s.mean_weight * ((mu - t.mean) ** 2).sum() / (t.mean.pow(2).sum() + 1e-8)
                 style = style + term * share
             loss = s.style_weight * style / len(level.style_layers)
             if content_feat is not None:
-                cl = level.content_layer
-                f = feats[cl]
-                ys, xs = owned_slice(tile, LAYER_STRIDE[cl])
-                loss = loss + s.content_weight * losses.content_loss(
-                    f[:, :, ys, xs], content_feat, content_count, targets[cl].energy)
+                idx, w = owned[LAYER_STRIDE[cl]]
+                diff = (losses.flat(feats[cl])[idx] - content_owned) ** 2
+                loss = loss + s.content_weight * (diff * w[:, None]).sum() / (n_content * targets[cl].energy)
             if s.tv_weight:
-                loss = loss + s.tv_weight * losses.tv_loss(xin, n_px_total)
+                loss = loss + s.tv_weight * losses.tv_loss(xin, float(H * W))
             loss.backward()
             self.counters.net_s += time.perf_counter() - t_start
             # forward plus the backward to the input (weights are frozen), about 2x forward

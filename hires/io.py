@@ -79,7 +79,7 @@ def _to_rgb_float(im: pyvips.Image) -> np.ndarray:
         arr = arr[..., None]
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
-    return np.ascontiguousarray(np.clip(arr, 0.0, 1.0))
+    return np.clip(arr, 0.0, 1.0, out=arr)
 
 
 def _high_depth(im: pyvips.Image) -> bool:
@@ -192,13 +192,24 @@ def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int
     return p
 
 
-def resize(arr: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resample float32 (H, W, 3) to exactly (height, width, 3) with a cubic kernel, via libvips."""
+def resize(arr: np.ndarray, width: int, height: int, out: np.ndarray | None = None,
+           strip: int = 256) -> np.ndarray:
+    """Resample float32 (H, W, 3) to exactly (height, width, 3) with a cubic kernel, via libvips.
+
+    The result is computed in strips of rows straight into ``out`` (allocated if not given, or
+    a disk-backed memmap), so no second full-size copy is ever held.
+    """
     h0, w0 = arr.shape[:2]
     im = vips_from_array(np.ascontiguousarray(arr, dtype=np.float32))
     im = im.resize(width / w0, vscale=height / h0, kernel="cubic")
     if (im.width, im.height) != (width, height):
         im = im.crop(0, 0, min(width, im.width), min(height, im.height)).gravity(
             "north-west", width, height, extend="copy")
-    out = np.ndarray((height, width, 3), np.float32, im.write_to_memory())
-    return np.clip(out, 0.0, 1.0)
+    if out is None:
+        out = np.empty((height, width, 3), np.float32)
+    region = pyvips.Region.new(im)
+    for y in range(0, height, strip):
+        h = min(strip, height - y)
+        rows = np.frombuffer(region.fetch(0, y, width, h), np.float32).reshape(h, width, 3)
+        np.clip(rows, 0.0, 1.0, out=out[y:y + h])
+    return out

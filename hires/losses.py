@@ -44,12 +44,6 @@ def style_loss(tile_gram_sum, tile_sum, rest_gram_sum, rest_sum, count, target: 
     return loss
 
 
-def content_loss(feat_owned: torch.Tensor, content_owned: torch.Tensor, count: float,
-                 energy: float) -> torch.Tensor:
-    """Sum over owned positions of |F - F_content|^2, over N * E|F_style|^2 (whole-image mean)."""
-    return ((feat_owned - content_owned) ** 2).sum() / (count * energy)
-
-
 def tv_loss(x: torch.Tensor, n_pixels: float) -> torch.Tensor:
     """Squared total variation of (1, 3, H, W), per pixel of the whole image."""
     dy = x[..., 1:, :] - x[..., :-1, :]

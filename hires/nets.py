@@ -80,7 +80,7 @@ class VGG19Features(nn.Module):
         self.eval()
 
     def set_padding(self, mode: str) -> None:
-        """'zeros' for photos, 'circular' for seamless textures."""
+        """'reflect' or 'zeros' for photos, 'circular' for seamless textures."""
         for m in self.features:
             if isinstance(m, nn.Conv2d):
                 m.padding_mode = mode

@@ -2,7 +2,7 @@
 
 Memory model (bytes), checked against measured peak RSS in benchmarks/:
   fixed     interpreter, torch, numba, libvips and the network weights
-  canvases  per level pixel: canvas, blend accumulator, weight map, content, the upsampled copy
+  canvases  per level pixel: canvas (blended in place), its weight map, the content image
   styles    the style images at the level's scale
   tile      activations autograd keeps per tile pixel (sum over layers of channels / stride^2 x 4)
             times a factor for gradients and backward temporaries, plus the L-BFGS history
@@ -19,11 +19,12 @@ from hires.pyramid import Level, schedule
 from hires.tiles import ALIGN, Tile, grid
 
 MiB = 1 << 20
-FIXED_BYTES = 640 * MiB
-CANVAS_BYTES_PER_PX = 4 * (3 + 3 + 1 + 3 + 3)
-BACKWARD_FACTOR = 2.5
+FIXED_BYTES = 512 * MiB          # measured: ~430 MiB after imports, random net and numba kernels
+CANVAS_BYTES_PER_PX = 4 * (3 + 1 + 3)
+BACKWARD_FACTOR = 1.6            # measured ~0.9-1.0 for the network alone; the loss adds feature copies
 LBFGS_HISTORY = 10
 MAX_TILE = 1024
+HEADROOM = 0.9                   # plan to 90% of --memory: allocator slack and libvips' own buffers
 
 
 def auto_margin(level: Level) -> int:
@@ -82,10 +83,14 @@ class Plan:
 
 def plan_level(level: Level, settings: Settings, budget: int, style_px: int, passes: int) -> LevelPlan:
     s = settings
+    budget = int(budget * HEADROOM)
     margin = s.margin or auto_margin(level)
     W, H = level.width, level.height
     base = FIXED_BYTES + CANVAS_BYTES_PER_PX * W * H + 12 * style_px
     whole = tile_bytes(W * H, level, s.optimizer)
+    def largest(tiles):
+        return max(t.shape[0] * t.shape[1] for t in tiles)
+
     if s.tile_size:
         tile = s.tile_size
     elif base + whole <= budget and max(W, H) <= 2 * MAX_TILE:
@@ -93,21 +98,21 @@ def plan_level(level: Level, settings: Settings, budget: int, style_px: int, pas
     else:
         tile = 0
         for t in range(MAX_TILE, 63, -ALIGN):
-            side = t + 2 * (s.overlap + margin)
-            if base + tile_bytes(side * side, level, s.optimizer) <= budget:
+            # the grid's real regions (context, alignment, folded end slivers), not a formula
+            if base + tile_bytes(largest(grid(W, H, t, s.overlap, margin, s.seamless)), level,
+                                 s.optimizer) <= budget:
                 tile = t
                 break
         if not tile:
-            need = base + tile_bytes((64 + 2 * (s.overlap + margin)) ** 2, level, s.optimizer)
+            need = base + tile_bytes(largest(grid(W, H, 64, s.overlap, margin, s.seamless)), level, s.optimizer)
             raise BudgetError(f"--memory: {s.memory} is too small for a {W}x{H} level; it needs about "
                               f"{need / 2**30:.2f} GiB even with 64 px tiles; raise --memory or lower --size")
     tiles = grid(W, H, tile, s.overlap, margin, s.seamless)
     region_px = sum(t.shape[0] * t.shape[1] for t in tiles)
-    largest = max(t.shape[0] * t.shape[1] for t in tiles)
     fpp = flops_per_pixel(level.deepest)
     # per pass: one statistics forward, one content forward, iterations x (forward + backward ~ 2x)
     flop = passes * region_px * fpp * (2 + 2 * level.iterations)
-    return LevelPlan(level, tile, margin, tiles, base + tile_bytes(largest, level, s.optimizer), flop)
+    return LevelPlan(level, tile, margin, tiles, base + tile_bytes(largest(tiles), level, s.optimizer), flop)
 
 
 def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tuple[int, int]] = (),

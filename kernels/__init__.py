@@ -4,6 +4,6 @@ The public functions here validate their inputs and allocate outputs; the privat
 ``_kernel`` functions in the submodules only compute (the scikit-image pattern).
 """
 from hires.kernels.gram import gram_accumulate, gram_finalize
-from hires.kernels.blend import blend_accumulate, blend_normalize, feather_window
+from hires.kernels.blend import blend_into, feather_window
 
-__all__ = ["gram_accumulate", "gram_finalize", "blend_accumulate", "blend_normalize", "feather_window"]
+__all__ = ["gram_accumulate", "gram_finalize", "blend_into", "feather_window"]

@@ -1,4 +1,4 @@
-"""Feathered tile blending: accumulate ``window * tile`` and ``window``, normalise once."""
+"""Feathered tile blending: a running weighted mean of tiles, equal to accumulate-then-normalise."""
 import numba
 import numpy as np
 
@@ -6,8 +6,8 @@ from hires.kernels._config import CACHE, FASTMATH, PARALLEL
 
 
 @numba.njit(parallel=PARALLEL, fastmath=FASTMATH, cache=CACHE)
-def _blend_kernel(acc, wsum, tile, window, y0, x0):
-    H, W, C = acc.shape
+def _blend_kernel(canvas, wsum, tile, window, y0, x0):
+    H, W, C = canvas.shape
     h, w, _ = tile.shape
     # rows are disjoint between iterations of the parallel loop, so there are no races;
     # indices wrap around so that seamless textures can blend across the border
@@ -15,48 +15,34 @@ def _blend_kernel(acc, wsum, tile, window, y0, x0):
         y = (y0 + i) % H
         for j in range(w):
             x = (x0 + j) % W
-            wt = window[i, j]
-            wsum[y, x] += wt
-            for c in range(C):
-                acc[y, x, c] += wt * tile[i, j, c]
+            wt = np.float64(window[i, j])
+            old = np.float64(wsum[y, x])
+            new = old + wt
+            if new > 0.0:
+                for c in range(C):
+                    canvas[y, x, c] = (np.float64(canvas[y, x, c]) * old + wt * tile[i, j, c]) / new
+                wsum[y, x] = new
 
 
-@numba.njit(parallel=PARALLEL, fastmath=FASTMATH, cache=CACHE)
-def _normalize_kernel(acc, wsum, out, y0, y1):
-    W = acc.shape[1]
-    C = acc.shape[2]
-    for y in numba.prange(y0, y1):
-        for x in range(W):
-            s = wsum[y, x]
-            inv = 1.0 / s if s > 0 else 0.0
-            for c in range(C):
-                out[y - y0, x, c] = acc[y, x, c] * inv
+def blend_into(canvas, wsum, tile, window, y0, x0):
+    """Blend ``tile`` into ``canvas`` at (y0, x0) with a feathered ``window``.
 
-
-def blend_accumulate(acc, wsum, tile, window, y0, x0):
-    """Add ``window * tile`` into ``acc`` and ``window`` into ``wsum`` at (y0, x0).
-
-    ``acc`` is (H, W, C) float32, ``wsum`` (H, W) float32, ``tile`` (h, w, C),
-    ``window`` (h, w).  Coordinates wrap modulo the canvas size.
+    ``canvas`` holds the weighted mean of every tile blended so far where ``wsum > 0`` (its
+    old value is ignored where ``wsum == 0``); ``wsum`` holds the weight sum.  After all tiles,
+    ``canvas`` equals sum(window * tile) / sum(window): the accumulate-then-normalise-once
+    result, kept normalised as it goes so that no second full-size float buffer is needed and
+    later tiles can read earlier ones.  ``canvas`` (H, W, C) float32, ``wsum`` (H, W) float32,
+    ``tile`` (h, w, C), ``window`` (h, w); coordinates wrap modulo the canvas size.
     """
-    if acc.ndim != 3 or wsum.shape != acc.shape[:2]:
-        raise ValueError(f"acc must be (H, W, C) and wsum (H, W); got {acc.shape} and {wsum.shape}")
-    tile = np.ascontiguousarray(tile, dtype=acc.dtype)
+    if canvas.ndim != 3 or wsum.shape != canvas.shape[:2]:
+        raise ValueError(f"canvas must be (H, W, C) and wsum (H, W); got {canvas.shape} and {wsum.shape}")
+    tile = np.ascontiguousarray(tile, dtype=canvas.dtype)
     window = np.ascontiguousarray(window, dtype=wsum.dtype)
-    if tile.ndim != 3 or tile.shape[2] != acc.shape[2] or window.shape != tile.shape[:2]:
-        raise ValueError(f"tile {tile.shape} and window {window.shape} do not match acc {acc.shape}")
-    if tile.shape[0] > acc.shape[0] or tile.shape[1] > acc.shape[1]:
-        raise ValueError(f"tile {tile.shape[:2]} is larger than the canvas {acc.shape[:2]}")
-    _blend_kernel(acc, wsum, tile, window, int(y0), int(x0))
-
-
-def blend_normalize(acc, wsum, y0=0, y1=None, out=None):
-    """Return rows [y0, y1) of ``acc / wsum`` (0 where nothing was blended)."""
-    y1 = acc.shape[0] if y1 is None else y1
-    if out is None:
-        out = np.empty((y1 - y0,) + acc.shape[1:], dtype=acc.dtype)
-    _normalize_kernel(acc, wsum, out, int(y0), int(y1))
-    return out
+    if tile.ndim != 3 or tile.shape[2] != canvas.shape[2] or window.shape != tile.shape[:2]:
+        raise ValueError(f"tile {tile.shape} and window {window.shape} do not match canvas {canvas.shape}")
+    if tile.shape[0] > canvas.shape[0] or tile.shape[1] > canvas.shape[1]:
+        raise ValueError(f"tile {tile.shape[:2]} is larger than the canvas {canvas.shape[:2]}")
+    _blend_kernel(canvas, wsum, tile, window, int(y0), int(x0))
 
 
 def feather_window(h, w, ramp_top, ramp_bottom, ramp_left, ramp_right):

@@ -1,0 +1,117 @@
+"""Render at print scale and record wall time, peak RSS, per-level cost and achieved FLOP rate.
+
+    python benchmarks/print_scale.py                       # 6000x4500, --memory 4GiB
+    python benchmarks/print_scale.py --memory 2GiB --name print_6000x4500_2GiB
+    python benchmarks/print_scale.py --size 1500x1125 --name quick
+
+The render runs in a child process so that its peak RSS (getrusage of the child, measured by the
+OS) is the render's own.  Writes benchmarks/results/NAME.json and NAME.tif, and full-resolution
+crops across tile boundaries plus a downscaled whole view into benchmarks/results/gallery/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, data, machine, matmul_gflops, write_json  # noqa: E402
+
+CHILD = r"""
+import json, sys, time
+import hires
+from hires.progress import LevelStarted
+args = json.loads(sys.argv[1])
+t = time.perf_counter()
+def progress(e):
+    if isinstance(e, LevelStarted):
+        print(f"[{time.perf_counter() - t:7.1f}s] level {e.level} {e.width}x{e.height} tiles {e.n_tiles}", flush=True)
+res = hires.render(args["content"], args["style"], args["output"], size=args["size"], memory=args["memory"],
+                   network="random", progress=progress, **args["settings"])
+print(json.dumps({"RESULT": {
+    "network": res.network, "wall_s": res.wall_s, "net_s": res.net_s, "net_gflop": res.net_gflop,
+    "plan": res.plan.as_dict(),
+    "levels": [vars(lv) for lv in res.levels]}}), flush=True)
+"""
+
+
+def crops(tif: Path, plan: dict, name: str) -> list[str]:
+    """Full-resolution crops centred on tile corners of the last level, and a small whole view."""
+    import pyvips
+    out = RESULTS / "gallery"
+    out.mkdir(parents=True, exist_ok=True)
+    im = pyvips.Image.new_from_file(str(tif))
+    if im.format != "uchar":
+        im = (im / 257).cast("uchar")
+    last = plan["levels"][-1]
+    tile = last["tile"]
+    files = []
+    whole = im.thumbnail_image(1200)
+    whole.pngsave(str(out / f"{name}_whole.png"))
+    files.append(f"{name}_whole.png")
+    for i, (cy, cx) in enumerate([(tile, tile), (2 * tile, 3 * tile), (im.height // tile // 2 * tile,
+                                                                       im.width // tile // 2 * tile)]):
+        if cy >= im.height or cx >= im.width:
+            continue
+        y0, x0 = max(0, cy - 256), max(0, cx - 256)
+        im.crop(x0, y0, min(512, im.width - x0), min(512, im.height - y0)).pngsave(
+            str(out / f"{name}_crop{i}_at_{cx}x{cy}.png"))
+        files.append(f"{name}_crop{i}_at_{cx}x{cy}.png")
+    return files
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="6000x4500")
+    ap.add_argument("--memory", default="4GiB")
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--content", default=str(data("contents/chelsea.png", "chelsea.png")))
+    ap.add_argument("--style", default=str(data("styles/vangogh_starry_night_1889.jpg",
+                                                "vangogh_starry_night_1889.jpg")))
+    ap.add_argument("--set", action="append", default=[], help="extra Settings as key=json-value")
+    a = ap.parse_args()
+    name = a.name or f"print_{a.size}"
+    output = RESULTS / f"{name}.tif"
+    settings = {k: json.loads(v) for k, v in (s.split("=", 1) for s in a.set)}
+    gflops = matmul_gflops()
+    args = {"content": a.content, "style": a.style, "output": str(output), "size": a.size,
+            "memory": a.memory, "settings": settings}
+    cmd = [sys.executable, "-c", CHILD, json.dumps(args)]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    result = None
+    for line in proc.stdout:
+        if line.startswith('{"RESULT"'):
+            result = json.loads(line)["RESULT"]
+        else:
+            print(line, end="", flush=True)
+    proc.wait()
+    wall = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    if proc.returncode != 0 or result is None:
+        sys.exit(f"render failed with exit code {proc.returncode}")
+    from hires.config import parse_memory
+    w, h = map(int, a.size.lower().split("x"))
+    payload = {
+        "width": w, "height": h, "wall_s": round(wall, 1), "render_s": round(result["wall_s"], 1),
+        "peak_rss_bytes": peak, "memory_budget_bytes": parse_memory(a.memory),
+        "under_budget": peak <= parse_memory(a.memory),
+        "levels": len(result["levels"]), "tiles": sum(lv["tiles"] for lv in result["levels"]),
+        "matmul_gflops": round(gflops, 1),
+        "achieved_gflops": round(result["net_gflop"] / result["net_s"], 1),
+        "network_share_of_wall": round(result["net_s"] / result["wall_s"], 3),
+        "network": result["network"], "command": " ".join(["python", "benchmarks/print_scale.py", *sys.argv[1:]]),
+        "per_level": result["levels"], "plan": result["plan"], "machine": machine(),
+        "content": Path(a.content).name, "style": Path(a.style).name, "settings": settings,
+    }
+    payload["gallery"] = crops(output, result["plan"], name)
+    print(json.dumps({k: v for k, v in payload.items() if k not in ("per_level", "plan")}, indent=2))
+    write_json(f"{name}.json", payload)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The tiled engine against the untiled one: exact statistics, matching loss, no seams, resume."""
+import numpy as np
+import pytest
+
+import hires
+from hires import io
+from hires.config import Settings
+from hires.engine import Engine
+from hires.pipeline import make_job, plan_job, style_targets
+from hires.tiles import grid
+
+SCHEDULE = dict(base_size=384, iterations=(12,), style_layers=("relu1_1", "relu2_1", "relu3_1"),
+                content_layer="relu3_1", memory="8GiB")
+
+
+def test_tiled_statistics_equal_whole_image_statistics(content_path):
+    """With margins wider than the receptive field, per-tile Gram sums add up to the whole image's."""
+    engine = Engine(Settings(**SCHEDULE))
+    img = io.load_image(content_path, size=(300, 200))
+    layers = ["relu1_1", "relu2_1", "relu3_1"]
+    whole = engine.stats_pass(img, layers, "relu3_1", grid(300, 200, 300, 0, 0))
+    tiled = engine.stats_pass(img, layers, "relu3_1", grid(300, 200, 64, 16, 48))
+    for name in layers:
+        assert tiled[name].count == pytest.approx(whole[name].count, rel=1e-6)
+        np.testing.assert_allclose(tiled[name].gram, whole[name].gram, rtol=1e-4, atol=1e-3 * np.abs(whole[name].gram).max())
+
+
+def _loss_of(result_image, content_path, style_path, settings):
+    job = make_job(content_path, style_path, None, "384x288", False)
+    lp = plan_job(job, settings).levels[-1]
+    engine = Engine(settings)
+    targets = style_targets(engine, job, settings, lp.level, lp, None)
+    return engine.style_loss(result_image, targets, lp.level)
+
+
+def test_tiled_render_matches_untiled_render(content_path, style_path):
+    """Same schedule, 128 px tiles on a 384x288 target: whole-image style loss within 5%."""
+    untiled = hires.render(content_path, style_path, size="384x288", **SCHEDULE)
+    tiled = hires.render(content_path, style_path, size="384x288", tile_size=128, **SCHEDULE)
+    assert len(untiled.plan.levels[-1].tiles) == 1 and len(tiled.plan.levels[-1].tiles) == 9
+    s = Settings(**SCHEDULE)
+    start = _loss_of(io.load_image(content_path, size=(384, 288)), content_path, style_path, s)
+    lu = _loss_of(untiled.image, content_path, style_path, s)
+    lt = _loss_of(tiled.image, content_path, style_path, s)
+    assert lu < 0.7 * start  # both really optimised
+    assert abs(lt - lu) <= 0.05 * lu, (start, lu, lt)
+
+
+def test_no_seams_along_tile_boundaries(texture_path):
+    """Mean gradient magnitude in bands along the tile cuts is within 5% of the rest of the image."""
+    settings = dict(base_size=128, iterations=(20, 12), style_layers=("relu1_1", "relu2_1", "relu3_1"),
+                    memory="8GiB", tile_size=96)
+    res = hires.texture(texture_path, size="384x384", **settings)
+    tiles = res.plan.levels[-1].tiles
+    assert len(tiles) == 16
+    img = res.image
+    gy = np.abs(np.diff(img, axis=0)).mean(2)[:, :-1]
+    gx = np.abs(np.diff(img, axis=1)).mean(2)[:-1, :]
+    mag = np.hypot(gy, gx)
+    cuts = sorted({t.core[0] for t in tiles} - {0})
+    band = np.zeros(mag.shape, bool)
+    for c in cuts:
+        band[c - 8:c + 8, :] = True
+        band[:, c - 8:c + 8] = True
+    ratio = mag[band].mean() / mag[~band].mean()
+    assert abs(ratio - 1) < 0.05, ratio
+
+
+def test_crashed_render_resumes_from_last_level(tmp_path, content_path, style_path, monkeypatch):
+    kw = dict(size="128x96", base_size=64, iterations=(5, 3), style_layers=("relu1_1", "relu2_1"),
+              content_layer="relu2_1", memory="8GiB")
+    out = tmp_path / "r.png"
+    clean = hires.render(content_path, style_path, tmp_path / "clean.png", **kw).image
+    calls = []
+    real = Engine.refine
+
+    def crash_on_level_1(self, canvas, content, targets, level, *a):
+        calls.append(level.index)
+        if level.index == 1:
+            raise KeyboardInterrupt
+        return real(self, canvas, content, targets, level, *a)
+
+    monkeypatch.setattr(Engine, "refine", crash_on_level_1)
+    with pytest.raises(KeyboardInterrupt):
+        hires.render(content_path, style_path, out, **kw)
+    assert not out.exists() and (tmp_path / ".r.hires-work" / "level0.npy").exists()
+    monkeypatch.setattr(Engine, "refine", real)
+    notes = []
+    resumed = hires.render(content_path, style_path, out, progress=notes.append, **kw)
+    assert any("resuming after level 0" in getattr(n, "text", "") for n in notes)
+    np.testing.assert_allclose(resumed.image, clean, atol=1e-5)
+    assert out.exists() and not (tmp_path / ".r.hires-work").exists()

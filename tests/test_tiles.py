@@ -1,0 +1,76 @@
+"""Tiles, pyramid and planner: exact partition, alignment, budget-driven tile sizes."""
+import numpy as np
+import pytest
+
+from hires.config import Settings
+from hires.engine import ownership
+from hires.errors import BudgetError
+from hires.plan import make_plan
+from hires.pyramid import schedule
+from hires.tiles import ALIGN, grid, take
+
+
+@pytest.mark.parametrize("w,h,tile,seamless,shift", [(384, 288, 128, False, 0), (1000, 333, 160, False, 0),
+                                                     (256, 256, 64, True, 0), (300, 200, 96, False, 48),
+                                                     (256, 192, 64, True, 32), (50, 40, 512, False, 0)])
+def test_cores_partition_the_image(w, h, tile, seamless, shift):
+    tiles = grid(w, h, tile, 16, 32, seamless, shift)
+    count = np.zeros((h, w), int)
+    for t in tiles:
+        y0, y1, x0, x1 = t.core
+        count[np.arange(y0, y1)[:, None] % h, np.arange(x0, x1)[None, :] % w] += 1
+        by0, by1, bx0, bx1 = t.blend
+        ry0, ry1, rx0, rx1 = t.region
+        assert ry0 <= by0 <= y0 < y1 <= by1 <= ry1 and rx0 <= bx0 <= x0 < x1 <= bx1 <= rx1
+        if not seamless:
+            assert 0 <= ry0 and ry1 <= h and 0 <= rx0 and rx1 <= w
+    assert (count == 1).all()
+
+
+@pytest.mark.parametrize("seamless", [False, True])
+def test_ownership_weights_sum_to_one_on_every_layer_grid(seamless):
+    """Pooled ownership weights of all tiles add up to one at every feature position."""
+    w, h = (400, 290) if not seamless else (256, 192)
+    tiles = grid(w, h, 128, 32, 48, seamless)
+    for stride in (1, 2, 4, 8, 16):
+        total = np.zeros((h // stride, w // stride))
+        for t in tiles:
+            assert (t.region[0] % ALIGN, t.region[2] % ALIGN) == (0, 0) or not seamless and 0 in t.region[::2]
+            wmap = ownership(t, [stride])[stride]
+            oy, ox = t.region[0] // stride, t.region[2] // stride
+            ys = (np.arange(wmap.shape[0]) + oy) % total.shape[0]
+            xs = (np.arange(wmap.shape[1]) + ox) % total.shape[1]
+            np.add.at(total, (ys[:, None], xs[None, :]), wmap)
+        np.testing.assert_allclose(total, 1.0, atol=1e-5)
+
+
+def test_take_wraps():
+    img = np.arange(5 * 7 * 3, dtype=np.float32).reshape(5, 7, 3)
+    np.testing.assert_array_equal(take(img, (1, 3, 2, 5)), img[1:3, 2:5])
+    np.testing.assert_array_equal(take(img, (-1, 1, 6, 8)), img[[4, 0]][:, [6, 0]])
+
+
+def test_schedule_levels_double_and_get_shallower():
+    levels = schedule(6000, 4500, Settings())
+    assert [max(lv.width, lv.height) for lv in levels] == [375 * 2 ** k for k in range(5)]
+    assert (levels[-1].width, levels[-1].height) == (6000, 4500)
+    depths = [len(lv.style_layers) for lv in levels]
+    assert depths == sorted(depths, reverse=True) and depths[0] == 5 and depths[-1] == 2
+    assert levels[0].content_layer == "relu4_2" and levels[-1].content_layer == "relu2_1"
+    assert [lv.iterations for lv in levels] == [200, 60, 30, 15, 15]
+    assert len(schedule(300, 200, Settings())) == 1
+
+
+def test_planner_fits_budget_with_smaller_tiles_and_refuses_impossible():
+    big = make_plan(6000, 4500, Settings(memory="8GiB"))
+    small = make_plan(6000, 4500, Settings(memory="2GiB"))
+    assert small.levels[-1].tile < big.levels[-1].tile
+    assert small.peak_bytes <= 2 * 2**30 and big.peak_bytes <= 8 * 2**30
+    assert len(small.levels[-1].tiles) > len(big.levels[-1].tiles)
+    with pytest.raises(BudgetError, match="too small"):
+        make_plan(6000, 4500, Settings(memory="500MB"))
+
+
+def test_small_render_is_a_single_whole_frame_tile():
+    plan = make_plan(512, 384, Settings())
+    assert len(plan.levels) == 1 and len(plan.levels[0].tiles) == 1
