@@ -54,6 +54,8 @@ class Settings:
     tile_size: int = _opt(0, "tile side in px at tiled levels (0 = largest that fits --memory)")
     overlap: int = _opt(4, "px of feathered overlap on each side of a cut between tiles (wide overlaps blur)")
     margin: int = _opt(0, "px of context around each tile (0 = from the network depth)")
+    canvas: str = _opt("auto", "where full-size buffers live: auto (RAM if the plan fits --memory, else "
+                            "disk-backed in the work folder), ram or disk", choices=("auto", "ram", "disk"))
     second_pass: bool = _opt(False, "refine once more with the tile grid shifted by half a tile")
     work_dir: str | None = _opt(None, "folder for disk-backed canvases and resume checkpoints")
     # output

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hires import losses
+from hires.canvas import Buffers, release
 from hires.config import Settings
 from hires.kernels import blend_into, gram_accumulate
 from hires.nets import LAYER_STRIDE, build_network, flops_per_pixel
@@ -112,6 +113,7 @@ class Engine:
         self.net.set_padding("circular" if settings.seamless else "reflect")
         self.progress(Note(message))
         self.counters = Counters()
+        self.buffers = Buffers(None, False)  # the pipeline sets disk-backed buffers when planned
 
     # ------------------------------------------------------------ network passes
 
@@ -142,6 +144,7 @@ class Engine:
                     c = f.shape[1]
                     st = stats[name] = Stats(np.zeros((c, c)), np.zeros(c))
                 st.count += gram_accumulate(owned, w[keep], st.gram, st.mean)
+            release(image)
         return stats
 
     def style_loss(self, image: np.ndarray, targets: dict[str, losses.LayerTarget], level: Level,
@@ -167,7 +170,7 @@ class Engine:
         glob = self.stats_pass(canvas, style_layers, level.deepest, tiles)
         glob_t = {n: tuple(torch.from_numpy(a.astype(np.float32)).to(self.device) for a in st.gram_mean())
                   for n, st in glob.items()}
-        wsum = np.zeros(canvas.shape[:2], np.float32)
+        wsum = self.buffers.zeros("weights", canvas.shape[:2])
         for tile in tiles:
             x_region = to_tensor(take(canvas, tile.region), self.device)
             mask = torch.zeros((1, 1) + tile.shape, device=self.device)
@@ -185,6 +188,7 @@ class Engine:
             # the start of their overlap, so both sides of a cut converge to the same texture
             # instead of two independent ones whose average would blur the seam.
             blend_into(canvas, wsum, blend, blend_window(tile), by0, bx0)
+            release(canvas, wsum, content)
         return canvas
 
     def _optimise_tile(self, x_region, mask, content_feat, glob, glob_t, targets, level, tile, n_tiles,

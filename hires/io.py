@@ -63,23 +63,34 @@ def image_size(path, what: str = "image") -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
-def _to_rgb_float(im: pyvips.Image) -> np.ndarray:
-    """sRGB 8/16-bit vips image, any band count -> float32 (H, W, 3) in [0, 1]."""
+def _to_rgb_float(im: pyvips.Image, out: np.ndarray | None = None) -> np.ndarray:
+    """sRGB 8/16-bit vips image, any band count -> float32 (H, W, 3) in [0, 1], into ``out``."""
     sixteen = im.format in ("ushort", "short", "uint", "int", "float", "double") or \
         im.interpretation in ("rgb16", "grey16")
     if im.hasalpha():
         white = 65535 if sixteen else 255
         im = im.flatten(background=[white] * (im.bands - 1), max_alpha=white)
     im = im.colourspace("rgb16" if sixteen else "srgb")
-    if im.bands > 3:
+    if im.bands == 1:
+        im = im.bandjoin([im, im])
+    elif im.bands > 3:
         im = im.extract_band(0, n=3)
-    arr = im.numpy().astype(np.float32)
-    arr /= 65535.0 if sixteen else 255.0
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    return np.clip(arr, 0.0, 1.0, out=arr)
+    return fetch_into(im.cast("float") / (65535.0 if sixteen else 255.0), out)
+
+
+def fetch_into(im: pyvips.Image, out: np.ndarray | None = None, strip: int = 256) -> np.ndarray:
+    """Evaluate a float vips pipeline in strips of rows into ``out`` (RAM or memmap), clipped to
+    [0, 1]: only one strip is ever held besides the destination."""
+    if out is None:
+        out = np.empty((im.height, im.width, im.bands), np.float32)
+    if out.shape != (im.height, im.width, im.bands):
+        raise ValueError(f"out has shape {out.shape}, the image is {(im.height, im.width, im.bands)}")
+    region = pyvips.Region.new(im)
+    for y in range(0, im.height, strip):
+        h = min(strip, im.height - y)
+        rows = np.frombuffer(region.fetch(0, y, im.width, h), np.float32).reshape(h, im.width, im.bands)
+        np.clip(rows, 0.0, 1.0, out=out[y:y + h])
+    return out
 
 
 def _high_depth(im: pyvips.Image) -> bool:
@@ -87,13 +98,14 @@ def _high_depth(im: pyvips.Image) -> bool:
 
 
 def load_image(path, size: tuple[int, int] | None = None, long_side: int | None = None,
-               what: str = "image") -> np.ndarray:
+               what: str = "image", out: np.ndarray | None = None) -> np.ndarray:
     """Read ``path`` as float32 sRGB (H, W, 3) in [0, 1].
 
     ``size=(w, h)`` resizes to exactly that (scaling to cover, then centre-cropping when the
     aspect differs); ``long_side=n`` keeps the aspect with the longer side n px; neither reads
     the image at its own size.  8-bit images shrink on load (libvips' thumbnail); 16-bit and
-    float images keep their precision through a 16-bit sRGB transform.
+    float images keep their precision through a 16-bit sRGB transform.  Pixels are produced in
+    strips into ``out`` (allocated if not given; may be a disk-backed memmap).
     """
     header = _open_header(path, what)
     w0, h0 = image_size(path, what)
@@ -120,7 +132,7 @@ def load_image(path, size: tuple[int, int] | None = None, long_side: int | None 
             im = im.resize(tw / im.width, vscale=th / im.height, kernel="cubic")
             im = im.crop(0, 0, min(tw, im.width), min(th, im.height)).gravity("north-west", tw, th,
                                                                              extend="copy")
-        return _to_rgb_float(im)
+        return _to_rgb_float(im, out)
     except pyvips.Error as e:
         raise InputError(f"{what}: {str(path)!r} is corrupt or truncated: {_vips_message(e)}") from None
 
@@ -154,6 +166,13 @@ def vips_from_array(arr: np.ndarray) -> pyvips.Image:
     h, w, c = arr.shape
     im = pyvips.Image.new_from_memory(arr.data, w, h, c, "float")
     return im.copy(interpretation="srgb" if c >= 3 else "b-w")
+
+
+def vips_from_raw(path, shape) -> pyvips.Image:
+    """A disk-backed float32 (H, W, 3) canvas as a vips image that libvips reads in windows of
+    the file, so writing the output never maps the whole canvas into memory."""
+    h, w, c = shape
+    return pyvips.Image.rawload(str(path), w, h, c, format="float").copy(interpretation="srgb")
 
 
 def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int = 92) -> Path:
@@ -192,24 +211,13 @@ def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int
     return p
 
 
-def resize(arr: np.ndarray, width: int, height: int, out: np.ndarray | None = None,
-           strip: int = 256) -> np.ndarray:
-    """Resample float32 (H, W, 3) to exactly (height, width, 3) with a cubic kernel, via libvips.
-
-    The result is computed in strips of rows straight into ``out`` (allocated if not given, or
-    a disk-backed memmap), so no second full-size copy is ever held.
-    """
+def resize(arr: np.ndarray, width: int, height: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Resample float32 (H, W, 3) to exactly (height, width, 3) with a cubic kernel, via libvips,
+    in strips straight into ``out`` (RAM or memmap): no second full-size copy is held."""
     h0, w0 = arr.shape[:2]
     im = vips_from_array(np.ascontiguousarray(arr, dtype=np.float32))
     im = im.resize(width / w0, vscale=height / h0, kernel="cubic")
     if (im.width, im.height) != (width, height):
         im = im.crop(0, 0, min(width, im.width), min(height, im.height)).gravity(
             "north-west", width, height, extend="copy")
-    if out is None:
-        out = np.empty((height, width, 3), np.float32)
-    region = pyvips.Region.new(im)
-    for y in range(0, height, strip):
-        h = min(strip, height - y)
-        rows = np.frombuffer(region.fetch(0, y, width, h), np.float32).reshape(h, width, 3)
-        np.clip(rows, 0.0, 1.0, out=out[y:y + h])
-    return out
+    return fetch_into(im, out)

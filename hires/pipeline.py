@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from hires import io, losses
+from hires.canvas import Buffers, path_of, release
 from hires.config import Settings, parse_size, parse_style
 from hires.engine import Engine, LevelReport
 from hires.errors import InputError, OptionError
@@ -27,7 +29,7 @@ STATS_TILE = 512
 @dataclass
 class Result:
     """What a render produced and what it cost."""
-    image: np.ndarray            # float32 (H, W, 3) in [0, 1]
+    image: np.ndarray | None     # float32 (H, W, 3) in [0, 1]; None when the canvas was disk-backed
     output: Path | None
     network: str
     plan: Plan
@@ -128,7 +130,10 @@ def _work_key(job: Job, settings: Settings, network: str) -> str:
 
 
 class Checkpoints:
-    """Finished levels saved in a work folder, so a crashed render resumes where it stopped."""
+    """Finished levels saved in a work folder, so a crashed render resumes where it stopped.
+
+    A level is stored as raw float32 (copied file to file when the canvas is disk-backed, so a
+    checkpoint never pulls a whole canvas into memory)."""
 
     def __init__(self, folder: Path | None, key: str):
         self.folder, self.key = folder, key
@@ -140,7 +145,9 @@ class Checkpoints:
             state = json.loads((self.folder / "state.json").read_text())
             if state.get("key") != self.key:
                 return None
-            return state["level"], np.load(self.folder / f"level{state['level']}.npy")
+            data = np.memmap(self.folder / f"level{state['level']}.f32", np.float32, mode="r",
+                             shape=tuple(state["shape"]))
+            return state["level"], data
         except (OSError, ValueError, KeyError):
             return None
 
@@ -148,14 +155,19 @@ class Checkpoints:
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f"level{level}.npy.partial"
-        with open(tmp, "wb") as fh:
-            np.save(fh, canvas)
-        tmp.replace(self.folder / f"level{level}.npy")
-        (self.folder / "state.json.partial").write_text(json.dumps({"key": self.key, "level": level}))
+        tmp = self.folder / f"level{level}.f32.partial"
+        src = path_of(canvas)
+        if src is not None:
+            canvas.flush()
+            shutil.copyfile(src, tmp)
+        else:
+            canvas.tofile(tmp)
+        tmp.replace(self.folder / f"level{level}.f32")
+        state = {"key": self.key, "level": level, "shape": list(canvas.shape)}
+        (self.folder / "state.json.partial").write_text(json.dumps(state))
         (self.folder / "state.json.partial").replace(self.folder / "state.json")
-        for old in self.folder.glob("level*.npy"):
-            if old.name != f"level{level}.npy":
+        for old in self.folder.glob("level*.f32"):
+            if old.name != f"level{level}.f32":
                 old.unlink()
 
     def clear(self) -> None:
@@ -175,48 +187,85 @@ def run(job: Job, settings: Settings, progress=ignore) -> Result:
     folder = Path(settings.work_dir) if settings.work_dir else (
         job.output.parent / f".{job.output.stem}.hires-work" if job.output else None)
     ckpt = Checkpoints(folder, _work_key(job, settings, engine.network_name))
+    if plan.levels[-1].disk and job.output is None:
+        raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {settings.memory} in memory; "
+                          "give an output path so it can be written from disk, or raise --memory")
+    scratch = Path(tempfile.mkdtemp(prefix="hires-", dir=folder.parent if folder else None))
+    try:
+        canvas = _synthesise(job, settings, plan, engine, ckpt, scratch, rng, progress)
+        out = None
+        if job.output is not None:
+            src = path_of(canvas)
+            image = canvas if src is None else io.vips_from_raw(src, canvas.shape)
+            out = io.save_image(image, job.output, settings.bit_depth, settings.dpi, settings.quality)
+            ckpt.clear()
+        if path_of(canvas) is not None:
+            canvas = None  # disk-backed: the output file is the result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    c = engine.counters
+    return Result(canvas, out, engine.network_name, plan, c.levels, time.perf_counter() - t0, c.net_s,
+                  c.net_flop / 1e9)
+
+
+def _synthesise(job: Job, settings: Settings, plan: Plan, engine: Engine, ckpt: Checkpoints, scratch: Path,
+                rng, progress) -> np.ndarray:
+    n_levels = len(plan.levels)
     resume = ckpt.latest()
     canvas, start = None, 0
     if resume is not None:
         start, canvas = resume[0] + 1, resume[1]
         engine.counters.work_done = sum(lp.flop for lp in plan.levels[:start])
-        progress(Note(f"resuming after level {resume[0]} from {folder}"))
+        progress(Note(f"resuming after level {resume[0]} from {ckpt.folder}"))
     colour_ref = None
     content = None
     for lp in plan.levels[start:]:
         lv = lp.level
+        buffers = engine.buffers = Buffers(scratch / f"level{lv.index}", lp.disk)
         tl = time.perf_counter()
         net_s0, flop0 = engine.counters.net_s, engine.counters.net_flop
         progress(LevelStarted(lv.index, n_levels, lv.width, lv.height, len(lp.tiles), lv.iterations,
                               lv.style_layers))
-        content = io.load_image(job.content, size=(lv.width, lv.height), what="content") if job.content else None
-        if settings.preserve_color == "histogram" and colour_ref is None:
-            colour_ref = losses.colour_stats(content)
+        shape = (lv.height, lv.width, 3)
+        content = None
+        if job.content:
+            content = io.load_image(job.content, size=(lv.width, lv.height), what="content",
+                                    out=buffers.empty("content", shape))
+            if settings.preserve_color == "histogram" and colour_ref is None:
+                colour_ref = losses.colour_stats(content)
         targets = style_targets(engine, job, settings, lv, lp, colour_ref)
         if canvas is None:
             canvas = initial_canvas(content, targets, lv, settings, rng, job)
         else:
-            canvas = io.resize(canvas, lv.width, lv.height)
+            previous = canvas
+            canvas = io.resize(previous, lv.width, lv.height, out=buffers.empty("canvas", shape))
+            _discard(previous)
         canvas = engine.refine(canvas, content, targets, lv, lp.tiles, n_levels)
         if settings.second_pass and len(lp.tiles) > 1:
             shifted = grid(lv.width, lv.height, lp.tile, settings.overlap, lp.margin, settings.seamless,
                            shift=lp.tile // 2)
             canvas = engine.refine(canvas, content, targets, lv, shifted, n_levels)
         ckpt.save(lv.index, canvas)
+        release(canvas)
         engine.counters.levels.append(LevelReport(
             lv.index, lv.width, lv.height, len(lp.tiles), lv.iterations, time.perf_counter() - tl,
             engine.counters.net_s - net_s0, (engine.counters.net_flop - flop0) / 1e9))
+        if lv.index < n_levels - 1:
+            _discard(content)
     if settings.preserve_color == "luminance":
         if content is None:
             content = io.load_image(job.content, size=(job.width, job.height), what="content")
-        canvas = losses.preserve_luminance(canvas, content)
-    out = None
-    if job.output is not None:
-        out = io.save_image(canvas, job.output, settings.bit_depth, settings.dpi, settings.quality)
-        ckpt.clear()
-    c = engine.counters
-    return Result(canvas, out, engine.network_name, plan, c.levels, time.perf_counter() - t0, c.net_s,
-                  c.net_flop / 1e9)
+        for y in range(0, canvas.shape[0], 256):  # in strips: no full-size temporaries
+            canvas[y:y + 256] = losses.preserve_luminance(canvas[y:y + 256], content[y:y + 256])
+            release(canvas, content)
+    return canvas
+
+
+def _discard(arr) -> None:
+    """Free a level buffer; a disk-backed one loses its file too."""
+    src = path_of(arr) if arr is not None else None
+    if src is not None and src.exists() and "hires-" in str(src.parent.parent):
+        src.unlink()
 
 
 def style_targets(engine: Engine, job: Job, settings: Settings, lv, lp, colour_ref):

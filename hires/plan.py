@@ -33,10 +33,10 @@ def auto_margin(level: Level) -> int:
     return {1: 16, 2: 32, 3: 48, 4: 64, 5: 96}[block]
 
 
-def tile_bytes(region_px: int, level: Level, optimizer: str) -> float:
+def tile_bytes(region_px: int, level: Level, optimizer: str, disk: bool = False) -> float:
     act = activation_bytes_per_pixel(level.deepest) * BACKWARD_FACTOR * region_px
     hist = (LBFGS_HISTORY * 2 + 4) * 3 * 4 * region_px if optimizer == "lbfgs" else 4 * 3 * 4 * region_px
-    return act + hist
+    return act + hist + (CANVAS_BYTES_PER_PX * region_px if disk else 0)
 
 
 @dataclass
@@ -47,12 +47,14 @@ class LevelPlan:
     tiles: list[Tile]
     peak_bytes: float
     flop: float          # network FLOPs of the refine (and second) pass, statistics passes included
+    disk: bool = False   # full-size buffers are disk-backed memmaps
 
     def as_dict(self) -> dict:
         return {"level": self.level.index, "width": self.level.width, "height": self.level.height,
                 "iterations": self.level.iterations, "style_layers": list(self.level.style_layers),
                 "content_layer": self.level.content_layer, "tile": self.tile, "margin": self.margin,
-                "tiles": len(self.tiles), "peak_bytes": int(self.peak_bytes), "gflop": self.flop / 1e9}
+                "tiles": len(self.tiles), "peak_bytes": int(self.peak_bytes), "gflop": self.flop / 1e9,
+                "canvas": "disk" if self.disk else "ram"}
 
 
 @dataclass
@@ -86,8 +88,14 @@ def plan_level(level: Level, settings: Settings, budget: int, style_px: int, pas
     budget = int(budget * HEADROOM)
     margin = s.margin or auto_margin(level)
     W, H = level.width, level.height
-    base = FIXED_BYTES + CANVAS_BYTES_PER_PX * W * H + 12 * style_px
-    whole = tile_bytes(W * H, level, s.optimizer)
+    ram_base = FIXED_BYTES + CANVAS_BYTES_PER_PX * W * H + 12 * style_px
+    smallest = (64 + 2 * (ALIGN + margin)) ** 2
+    disk = s.canvas == "disk" or (s.canvas == "auto" and ram_base + tile_bytes(smallest, level, s.optimizer,
+                                                                               False) > budget)
+    # disk-backed buffers are released after every tile: only the tile's own pages stay resident
+    base = FIXED_BYTES if disk else ram_base
+    whole = tile_bytes(W * H, level, s.optimizer, disk)
+
     def largest(tiles):
         return max(t.shape[0] * t.shape[1] for t in tiles)
 
@@ -100,11 +108,12 @@ def plan_level(level: Level, settings: Settings, budget: int, style_px: int, pas
         for t in range(MAX_TILE, 63, -ALIGN):
             # the grid's real regions (context, alignment, folded end slivers), not a formula
             if base + tile_bytes(largest(grid(W, H, t, s.overlap, margin, s.seamless)), level,
-                                 s.optimizer) <= budget:
+                                 s.optimizer, disk) <= budget:
                 tile = t
                 break
         if not tile:
-            need = base + tile_bytes(largest(grid(W, H, 64, s.overlap, margin, s.seamless)), level, s.optimizer)
+            need = base + tile_bytes(largest(grid(W, H, 64, s.overlap, margin, s.seamless)), level, s.optimizer,
+                                     disk)
             raise BudgetError(f"--memory: {s.memory} is too small for a {W}x{H} level; it needs about "
                               f"{need / 2**30:.2f} GiB even with 64 px tiles; raise --memory or lower --size")
     tiles = grid(W, H, tile, s.overlap, margin, s.seamless)
@@ -112,7 +121,8 @@ def plan_level(level: Level, settings: Settings, budget: int, style_px: int, pas
     fpp = flops_per_pixel(level.deepest)
     # per pass: one statistics forward, one content forward, iterations x (forward + backward ~ 2x)
     flop = passes * region_px * fpp * (2 + 2 * level.iterations)
-    return LevelPlan(level, tile, margin, tiles, base + tile_bytes(largest(tiles), level, s.optimizer), flop)
+    return LevelPlan(level, tile, margin, tiles, base + tile_bytes(largest(tiles), level, s.optimizer, disk), flop,
+                     disk)
 
 
 def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tuple[int, int]] = (),
@@ -156,7 +166,8 @@ def describe(plan: Plan) -> list[str]:
         lv = lp.level
         lines.append(f"  level {lv.index}: {lv.width}x{lv.height}, {len(lp.tiles)} tile(s) of {lp.tile} px "
                      f"(+{lp.margin} px context), {lv.iterations} iterations, layers up to {lv.deepest}, "
-                     f"{lp.flop / 1e12:.2f} TFLOP, peak {lp.peak_bytes / 2**30:.2f} GiB")
+                     f"{lp.flop / 1e12:.2f} TFLOP, peak {lp.peak_bytes / 2**30:.2f} GiB"
+                     + (", buffers on disk" if lp.disk else ""))
     if plan.est_seconds is not None:
         lines.append(f"estimated time {plan.est_seconds / 60:.1f} min on this machine")
     return lines

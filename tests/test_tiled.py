@@ -83,10 +83,31 @@ def test_crashed_render_resumes_from_last_level(tmp_path, content_path, style_pa
     monkeypatch.setattr(Engine, "refine", crash_on_level_1)
     with pytest.raises(KeyboardInterrupt):
         hires.render(content_path, style_path, out, **kw)
-    assert not out.exists() and (tmp_path / ".r.hires-work" / "level0.npy").exists()
+    assert not out.exists() and (tmp_path / ".r.hires-work" / "level0.f32").exists()
     monkeypatch.setattr(Engine, "refine", real)
     notes = []
     resumed = hires.render(content_path, style_path, out, progress=notes.append, **kw)
     assert any("resuming after level 0" in getattr(n, "text", "") for n in notes)
     np.testing.assert_allclose(resumed.image, clean, atol=1e-5)
     assert out.exists() and not (tmp_path / ".r.hires-work").exists()
+
+
+def test_disk_backed_buffers_give_the_same_render(tmp_path, content_path, style_path):
+    kw = dict(size="160x120", base_size=80, iterations=(4, 3), style_layers=("relu1_1", "relu2_1"),
+              content_layer="relu2_1", memory="8GiB", tile_size=64)
+    ram = hires.render(content_path, style_path, tmp_path / "ram.tif", canvas="ram", bit_depth=16, **kw)
+    disk = hires.render(content_path, style_path, tmp_path / "disk.tif", canvas="disk", bit_depth=16, **kw)
+    assert disk.plan.levels[-1].disk and not ram.plan.levels[-1].disk
+    assert disk.image is None  # the file is the result
+    a, b = io.load_image(tmp_path / "ram.tif"), io.load_image(tmp_path / "disk.tif")
+    np.testing.assert_array_equal(a, b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk.tif", "ram.tif"]  # scratch cleaned up
+
+
+def test_disk_backed_release_keeps_data(tmp_path):
+    from hires.canvas import Buffers, release
+    buf = Buffers(tmp_path / "b", True)
+    a = buf.zeros("x", (64, 64, 3))
+    a[:] = 0.25
+    release(a)
+    assert float(a.mean()) == 0.25

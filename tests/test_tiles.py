@@ -74,3 +74,10 @@ def test_planner_fits_budget_with_smaller_tiles_and_refuses_impossible():
 def test_small_render_is_a_single_whole_frame_tile():
     plan = make_plan(512, 384, Settings())
     assert len(plan.levels) == 1 and len(plan.levels[0].tiles) == 1
+
+
+def test_planner_moves_buffers_to_disk_when_ram_does_not_fit():
+    plan = make_plan(12000, 9000, Settings(memory="3GiB"))
+    assert plan.levels[-1].disk and not plan.levels[0].disk
+    assert plan.peak_bytes <= 3 * 2**30
+    assert not make_plan(12000, 9000, Settings(memory="3GiB", canvas="ram"), ).levels[0].disk
