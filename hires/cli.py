@@ -63,6 +63,7 @@ def settings_from_args(args) -> Settings:
 
 
 SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color"}
+SKIP_RENDER = {"seamless"}
 
 
 def build_parser() -> Parser:
@@ -76,7 +77,7 @@ def build_parser() -> Parser:
                        help="style image, repeatable with weights: --style a.jpg:0.7 --style b.jpg:0.3")
         q.add_argument("--size", help="output WIDTHxHEIGHT in px or a print size (a4, a3, ...); "
                                       "default: the content's size")
-        add_settings_flags(q, None)
+        add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_RENDER)
 
     def texture_args(q):
         q.add_argument("example", nargs="+", metavar="IMAGE[:WEIGHT]", help="example texture(s), with weights")

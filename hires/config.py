@@ -25,7 +25,7 @@ class Settings:
     # schedule
     base_size: int = _opt(512, "long side in px of the whole-frame (coarsest) level")
     iterations: tuple[int, ...] = _opt(
-        (200, 60, 30, 15), "optimiser iterations per level, coarsest first; the last repeats")
+        (150, 40, 20, 10), "optimiser iterations per level, coarsest first; the last repeats")
     optimizer: str = _opt("lbfgs", "optimiser", choices=("lbfgs", "adam"))
     lr: float = _opt(0.02, "Adam learning rate (pixel units)")
     # losses

@@ -29,8 +29,8 @@ def make_target(gram: np.ndarray, mean: np.ndarray) -> LayerTarget:
 
 
 def flat(feat: torch.Tensor) -> torch.Tensor:
-    """(1, C, h, w) -> (h*w, C)."""
-    return feat[0].flatten(1).T
+    """(1, C, h, w) -> (h*w, C); a view, no copy, for channels-last activations."""
+    return feat[0].permute(1, 2, 0).reshape(-1, feat.shape[1])
 
 
 def style_loss(tile_gram_sum, tile_sum, rest_gram_sum, rest_sum, count, target: LayerTarget,

@@ -77,6 +77,7 @@ class VGG19Features(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.requires_grad_(False)
+        self.to(memory_format=torch.channels_last)
         self.eval()
 
     def set_padding(self, mode: str) -> None:
@@ -90,7 +91,9 @@ class VGG19Features(nn.Module):
         wanted = {LAYER_INDEX[name]: name for name in layers}
         last = max(wanted)
         out = {}
-        h = (x - self.mean) / self.std
+        # channels-last runs oneDNN's convolutions about 1.5x faster on CPU at shallow depths
+        # (measured: relu2_1 forward+backward on 768 px, 2.75 s -> 1.80 s on 2 cores)
+        h = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         for i, m in enumerate(self.features):
             h = m(h)
             if i in wanted:

@@ -57,7 +57,7 @@ def test_schedule_levels_double_and_get_shallower():
     depths = [len(lv.style_layers) for lv in levels]
     assert depths == sorted(depths, reverse=True) and depths[0] == 5 and depths[-1] == 2
     assert levels[0].content_layer == "relu4_2" and levels[-1].content_layer == "relu2_1"
-    assert [lv.iterations for lv in levels] == [200, 60, 30, 15, 15]
+    assert [lv.iterations for lv in levels] == [150, 40, 20, 10, 10]
     assert len(schedule(300, 200, Settings())) == 1
 
 
