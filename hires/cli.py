@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-import time
 import typing
 
 from hires.config import Settings, coerce_tuple, flag, load_preset

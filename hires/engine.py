@@ -21,7 +21,7 @@ from hires.canvas import Buffers, release
 from hires.config import Settings
 from hires.kernels import blend_into, gram_accumulate
 from hires.nets import LAYER_STRIDE, build_network, flops_per_pixel
-from hires.progress import LevelStarted, Note, Step, ignore
+from hires.progress import Note, Step, ignore
 from hires.pyramid import Level
 from hires.tiles import Tile, blend_window, grid, take
 

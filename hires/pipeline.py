@@ -182,7 +182,6 @@ def run(job: Job, settings: Settings, progress=ignore) -> Result:
     plan = plan_job(job, settings)
     engine = Engine(settings, progress)
     rng = np.random.default_rng(settings.seed)
-    n_levels = len(plan.levels)
     engine.counters.work_total = plan.flop
     folder = Path(settings.work_dir) if settings.work_dir else (
         job.output.parent / f".{job.output.stem}.hires-work" if job.output else None)
