@@ -66,20 +66,34 @@ def preserve_luminance(result: np.ndarray, content: np.ndarray) -> np.ndarray:
     return np.clip(yuv_c @ np.linalg.inv(m).T.astype(np.float32), 0.0, 1.0)
 
 
-def colour_stats(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    px = image.reshape(-1, 3).astype(np.float64)
-    return px.mean(0), np.cov(px, rowvar=False) + 1e-5 * np.eye(3)
+def colour_stats(image: np.ndarray, strip: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Colour mean and covariance of an (H, W, 3) image, accumulated in strips of rows."""
+    n, total, outer = 0, np.zeros(3), np.zeros((3, 3))
+    for y in range(0, image.shape[0], strip):
+        px = image[y:y + strip].reshape(-1, 3).astype(np.float64)
+        n += len(px)
+        total += px.sum(0)
+        outer += px.T @ px
+    mu = total / n
+    cov = (outer - n * np.outer(mu, mu)) / max(n - 1, 1)
+    return mu, cov + 1e-5 * np.eye(3)
 
 
-def match_histogram(style: np.ndarray, content_stats) -> np.ndarray:
-    """Recolour ``style`` so its colour mean and covariance equal the content's (Gatys et al. 2017)."""
+def histogram_transform(style_stats, content_stats):
+    """The affine colour map that gives pixels with ``style_stats`` the content's colour mean and
+    covariance (Gatys et al. 2017); returns a function applied to any (..., 3) block of pixels."""
     mu_c, cov_c = content_stats
-    mu_s, cov_s = colour_stats(style)
+    mu_s, cov_s = style_stats
 
     def sqrtm(c):
         w, v = np.linalg.eigh(c)
         return (v * np.sqrt(np.maximum(w, 1e-12))) @ v.T
 
-    a = sqrtm(cov_c) @ np.linalg.inv(sqrtm(cov_s))
-    out = (style.reshape(-1, 3) - mu_s) @ a.T + mu_c
-    return np.clip(out, 0, 1).astype(np.float32).reshape(style.shape)
+    a = (sqrtm(cov_c) @ np.linalg.inv(sqrtm(cov_s))).astype(np.float32)
+    mu_s, mu_c = mu_s.astype(np.float32), mu_c.astype(np.float32)
+    return lambda px: np.clip((px - mu_s) @ a.T + mu_c, 0, 1).astype(np.float32)
+
+
+def match_histogram(style: np.ndarray, content_stats) -> np.ndarray:
+    """Recolour ``style`` so its colour mean and covariance equal the content's."""
+    return histogram_transform(colour_stats(style), content_stats)(style)

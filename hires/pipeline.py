@@ -274,9 +274,13 @@ def style_targets(engine: Engine, job: Job, settings: Settings, lv, lp, colour_r
     mixed: dict[str, list] = {}
     for path, weight in job.styles:
         sw, sh = _style_size(job, io.image_size(path, "style"), lv.width, lv.height, settings)
-        img = io.load_image(path, size=(sw, sh), what="style")
+        # on a disk-backed level the style image is disk-backed too: a style image larger than
+        # memory is read tile by tile like the canvas
+        img = io.load_image(path, size=(sw, sh), what="style", out=engine.buffers.empty("style", (sh, sw, 3)))
         if colour_ref is not None:
-            img = losses.match_histogram(img, colour_ref)
+            transform = losses.histogram_transform(losses.colour_stats(img), colour_ref)
+            for y in range(0, sh, 256):
+                img[y:y + 256] = transform(img[y:y + 256])
         # statistics only need a forward pass, so larger tiles than the refine pass's fit; the
         # example itself is not tileable, so its grid never wraps
         tiles = grid(sw, sh, max(lp.tile, STATS_TILE), settings.overlap, lp.margin, False)
