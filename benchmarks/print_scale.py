@@ -84,7 +84,7 @@ def main() -> None:
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     result = None
-    for line in proc.stdout:
+    for line in iter(proc.stdout.readline, ""):  # line by line, no read-ahead delay
         if line.startswith('{"RESULT"'):
             result = json.loads(line)["RESULT"]
         else:

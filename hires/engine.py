@@ -90,6 +90,14 @@ def ownership(tile: Tile, strides) -> dict[int, np.ndarray]:
     return out
 
 
+def owned_box(wmap: np.ndarray) -> tuple[slice, slice]:
+    """The smallest rectangle holding every position with weight > 0.  Slicing activations to it
+    (instead of gathering positions) keeps the backward pass a cheap copy, not a scatter."""
+    rows = np.flatnonzero(wmap.any(axis=1))
+    cols = np.flatnonzero(wmap.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
 def to_tensor(a: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].contiguous().to(device)
 
@@ -136,14 +144,14 @@ class Engine:
             weights = ownership(tile, [LAYER_STRIDE[n] for n in layers])
             for name in layers:
                 f = feats[name]
-                w = weights[LAYER_STRIDE[name]].ravel()
-                keep = np.flatnonzero(w > 0)
-                owned = losses.flat(f).cpu().numpy()[keep]
+                wmap = weights[LAYER_STRIDE[name]]
+                ys, xs = owned_box(wmap)
+                owned = losses.flat(f[:, :, ys, xs]).cpu().numpy()
                 st = stats.get(name)
                 if st is None:
                     c = f.shape[1]
                     st = stats[name] = Stats(np.zeros((c, c)), np.zeros(c))
-                st.count += gram_accumulate(owned, w[keep], st.gram, st.mean)
+                st.count += gram_accumulate(owned, wmap[ys, xs].ravel(), st.gram, st.mean)
             release(image)
         return stats
 
@@ -214,14 +222,14 @@ class Engine:
             opt = torch.optim.Adam([x], lr=s.lr)
 
         strides = {LAYER_STRIDE[n] for n in layers}
-        owned = {}  # per stride: (indices of positions with weight > 0, their weights)
+        owned = {}  # per stride: (the box holding positions with weight > 0, their weights)
         for st, wmap in ownership(tile, strides).items():
-            keep = np.flatnonzero(wmap.ravel() > 0)
-            owned[st] = (torch.from_numpy(keep).to(x.device), torch.from_numpy(wmap.ravel()[keep]).to(x.device))
+            ys, xs = owned_box(wmap)
+            owned[st] = ((ys, xs), torch.from_numpy(np.ascontiguousarray(wmap[ys, xs]).ravel()).to(x.device))
         cl = level.content_layer
         if content_feat is not None:
-            idx, _ = owned[LAYER_STRIDE[cl]]
-            content_owned = losses.flat(content_feat)[idx]
+            box, _ = owned[LAYER_STRIDE[cl]]
+            content_owned = losses.flat(content_feat[(..., *box)])
             cs = LAYER_STRIDE[cl]
             n_content = float((H // cs) * (W // cs))
 
@@ -232,8 +240,8 @@ class Engine:
             feats = self.features(xin, layers, level.deepest, True)
             style = xin.new_zeros(())
             for name in level.style_layers:
-                idx, w = owned[LAYER_STRIDE[name]]
-                f = losses.flat(feats[name])[idx]
+                box, w = owned[LAYER_STRIDE[name]]
+                f = losses.flat(feats[name][(..., *box)])
                 fw = f * w[:, None]
                 g_sum, m_sum = fw.T @ f, fw.sum(0)
                 if name not in before:
@@ -254,8 +262,8 @@ class Engine:
                 style = style + term * share
             loss = s.style_weight * style / len(level.style_layers)
             if content_feat is not None:
-                idx, w = owned[LAYER_STRIDE[cl]]
-                diff = (losses.flat(feats[cl])[idx] - content_owned) ** 2
+                box, w = owned[LAYER_STRIDE[cl]]
+                diff = (losses.flat(feats[cl][(..., *box)]) - content_owned) ** 2
                 loss = loss + s.content_weight * (diff * w[:, None]).sum() / (n_content * targets[cl].energy)
             if s.tv_weight:
                 loss = loss + s.tv_weight * losses.tv_loss(xin, float(H * W))
