@@ -1,6 +1,6 @@
 """A small gallery to look at: a render and a texture at screen size, plus crops of big renders.
 
-    python benchmarks/gallery.py            # writes benchmarks/results/gallery/*.png
+    python benchmarks/gallery.py [NAME ...]   # writes benchmarks/results/gallery/*.png
 """
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from _common import RESULTS, data, write_json  # noqa: E402
 
 import hires  # noqa: E402
 from hires import io  # noqa: E402
+from hires.config import load_preset  # noqa: E402
+
+SETTINGS = load_preset("demo")
 
 OUT = RESULTS / "gallery"
 
@@ -25,16 +28,16 @@ def main() -> None:
     jobs = [
         ("render_chelsea_starry_512x384", lambda o: hires.render(
             data("contents/chelsea.png", "chelsea.png"),
-            data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg"), o, size="512x384")),
+            data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg"), o, size="512x384", settings=SETTINGS)),
         ("render_astronaut_hokusai_512x512", lambda o: hires.render(
             data("contents/astronaut.png", "chelsea.png"),
-            data("styles/hokusai_great_wave_c1831.jpg", "vangogh_starry_night_1889.jpg"), o, size="512x512")),
+            data("styles/hokusai_great_wave_c1831.jpg", "vangogh_starry_night_1889.jpg"), o, size="512x512", settings=SETTINGS)),
         ("texture_bricks_512x512", lambda o: hires.texture(
             data("textures/stone_bricks_ambientcg_bricks102.jpg", "stone_bricks_ambientcg_bricks102.jpg"), o,
-            size="512x512")),
+            size="512x512", settings=SETTINGS)),
         ("texture_bark_seamless_512x512", lambda o: hires.texture(
             data("textures/bark_ambientcg_bark014.jpg", "stone_bricks_ambientcg_bricks102.jpg"), o,
-            size="512x512", seamless=True)),
+            size="512x512", seamless=True, settings=SETTINGS)),
     ]
     only = set(sys.argv[1:])
     for name, job in jobs:
