@@ -189,7 +189,10 @@ def run(job: Job, settings: Settings, progress=ignore) -> Result:
     if plan.levels[-1].disk and job.output is None:
         raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {settings.memory} in memory; "
                           "give an output path so it can be written from disk, or raise --memory")
-    scratch = Path(tempfile.mkdtemp(prefix="hires-", dir=folder.parent if folder else None))
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    # level buffers live in the work folder, so a crash leaves one hidden folder, cleared on success
+    scratch = Path(tempfile.mkdtemp(prefix="hires-", dir=folder))
     try:
         canvas = _synthesise(job, settings, plan, engine, ckpt, scratch, rng, progress)
         out = None
