@@ -174,8 +174,7 @@ class Engine:
         """One pass over ``tiles``, updating ``canvas`` (float32 (H, W, 3)) in place; returns it."""
         s = self.s
         H, W = canvas.shape[:2]
-        style_layers = level.style_layers
-        glob = self.stats_pass(canvas, style_layers, level.deepest, tiles)
+        glob = self.stats_pass(canvas, level.style_layers, level.deepest, tiles)
         glob_t = {n: tuple(torch.from_numpy(a.astype(np.float32)).to(self.device) for a in st.gram_mean())
                   for n, st in glob.items()}
         wsum = self.buffers.zeros("weights", canvas.shape[:2])

@@ -52,15 +52,18 @@ def _open_header(path, what: str) -> pyvips.Image:
                          f"{_vips_message(e)}") from None
 
 
-def image_size(path, what: str = "image") -> tuple[int, int]:
+def _display_size(im: pyvips.Image) -> tuple[int, int]:
     """(width, height) as displayed, i.e. after EXIF orientation."""
-    im = _open_header(path, what)
-    w, h = im.width, im.height
     try:
         orientation = im.get("orientation") if im.get_typeof("orientation") else 1
     except pyvips.Error:
         orientation = 1
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    return (im.height, im.width) if orientation in (5, 6, 7, 8) else (im.width, im.height)
+
+
+def image_size(path, what: str = "image") -> tuple[int, int]:
+    """(width, height) as displayed, i.e. after EXIF orientation."""
+    return _display_size(_open_header(path, what))
 
 
 def _to_rgb_float(im: pyvips.Image, out: np.ndarray | None = None) -> np.ndarray:
@@ -108,7 +111,7 @@ def load_image(path, size: tuple[int, int] | None = None, long_side: int | None 
     strips into ``out`` (allocated if not given; may be a disk-backed memmap).
     """
     header = _open_header(path, what)
-    w0, h0 = image_size(path, what)
+    w0, h0 = _display_size(header)
     if size is not None:
         tw, th = size
     elif long_side is not None:

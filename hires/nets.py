@@ -52,7 +52,6 @@ def _layer_table():
 LAYERS = _layer_table()
 LAYER_NAMES = [r[0] for r in LAYERS]
 LAYER_INDEX = {r[0]: r[1] for r in LAYERS}
-LAYER_CHANNELS = {r[0]: r[2] for r in LAYERS}
 LAYER_STRIDE = {r[0]: r[3] for r in LAYERS}
 CONV_INDICES = [r[1] for r in LAYERS if r[0].startswith("conv")]
 
