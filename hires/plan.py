@@ -83,17 +83,33 @@ class Plan:
                 "est_seconds": self.est_seconds, "levels": [lp.as_dict() for lp in self.levels]}
 
 
+DISK_GAIN = 0.85  # disk-backed buffers only when they cut the level's work by 15% or more
+
+
 def plan_level(level: Level, settings: Settings, budget: int, style_px: int, passes: int) -> LevelPlan:
+    """The tile size for one level.  With ``--canvas auto`` both buffer placements are planned: RAM
+    buffers leave less of the budget to tiles, so at a tight budget the tiles shrink until their
+    context margins cost more than reading the canvas back from disk; then disk wins."""
     s = settings
+    if s.canvas != "auto":
+        return _fit(level, s, budget, style_px, passes, s.canvas == "disk")
+    try:
+        ram = _fit(level, s, budget, style_px, passes, False)
+    except BudgetError:
+        return _fit(level, s, budget, style_px, passes, True)
+    try:
+        disk = _fit(level, s, budget, style_px, passes, True)
+    except BudgetError:
+        return ram
+    return disk if disk.flop < DISK_GAIN * ram.flop else ram
+
+
+def _fit(level: Level, s: Settings, budget: int, style_px: int, passes: int, disk: bool) -> LevelPlan:
     budget = int(budget * HEADROOM)
     margin = s.margin or auto_margin(level)
     W, H = level.width, level.height
-    ram_base = FIXED_BYTES + CANVAS_BYTES_PER_PX * W * H + 12 * style_px
-    smallest = (64 + 2 * (ALIGN + margin)) ** 2
-    disk = s.canvas == "disk" or (s.canvas == "auto" and ram_base + tile_bytes(smallest, level, s.optimizer,
-                                                                               False) > budget)
     # disk-backed buffers are released after every tile: only the tile's own pages stay resident
-    base = FIXED_BYTES if disk else ram_base
+    base = FIXED_BYTES + (0 if disk else CANVAS_BYTES_PER_PX * W * H + 12 * style_px)
     whole = tile_bytes(W * H, level, s.optimizer, disk)
 
     def largest(tiles):

@@ -82,3 +82,14 @@ def test_planner_moves_buffers_to_disk_when_ram_does_not_fit():
     assert plan.peak_bytes <= 3 * 2**30
     with pytest.raises(BudgetError):
         make_plan(12000, 9000, Settings(memory="3GiB", canvas="ram"))
+
+
+def test_planner_prefers_disk_buffers_when_ram_ones_shrink_tiles_into_overhead():
+    # At 2 GiB the 6000x4500 canvases fit in RAM, but only beside 240 px tiles whose context margins
+    # cost more work than disk-backed buffers with larger tiles (a style image as large as the output).
+    auto = make_plan(6000, 4500, Settings(memory="2GiB"), [(6000, 4500)])
+    ram = make_plan(6000, 4500, Settings(memory="2GiB", canvas="ram"), [(6000, 4500)])
+    assert not ram.levels[-1].disk and auto.levels[-1].disk
+    assert auto.levels[-1].tile > ram.levels[-1].tile and auto.flop < ram.flop
+    assert [lp.disk for lp in auto.levels[:-1]] == [False] * (len(auto.levels) - 1)
+    assert auto.peak_bytes <= 2 * 2**30
