@@ -23,7 +23,7 @@ from hires.kernels import blend_into, gram_accumulate
 from hires.nets import LAYER_STRIDE, build_network, flops_per_pixel
 from hires.progress import Note, Step, ignore
 from hires.pyramid import Level
-from hires.tiles import Tile, blend_window, grid, take
+from hires.tiles import Tile, blend_window, grid, padding, take
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ class Engine:
         """Whole-image Gram sums of ``image`` at ``layers``, accumulated tile by tile."""
         stats = {}
         for tile in tiles:
+            self._pad(tile, image.shape)
             feats = self.features(to_tensor(take(image, tile.region), self.device), layers, deepest, False)
             weights = ownership(tile, [LAYER_STRIDE[n] for n in layers])
             for name in layers:
@@ -167,6 +168,9 @@ class Engine:
             total += float(((g - t.gram.double().numpy()) ** 2).sum() / t.gram_norm)
         return total / len(level.style_layers)
 
+    def _pad(self, tile: Tile, shape) -> None:
+        self.net.set_padding(padding(tile, shape[1], shape[0], self.s.seamless))
+
     # ------------------------------------------------------------ refinement
 
     def refine(self, canvas: np.ndarray, content: np.ndarray | None, targets: dict[str, losses.LayerTarget],
@@ -179,6 +183,7 @@ class Engine:
                   for n, st in glob.items()}
         wsum = self.buffers.zeros("weights", canvas.shape[:2])
         for tile in tiles:
+            self._pad(tile, canvas.shape)
             x_region = to_tensor(take(canvas, tile.region), self.device)
             mask = torch.zeros((1, 1) + tile.shape, device=self.device)
             by0, by1, bx0, bx1 = tile.blend
@@ -220,15 +225,16 @@ class Engine:
         else:
             opt = torch.optim.Adam([x], lr=s.lr)
 
-        strides = {LAYER_STRIDE[n] for n in layers}
-        owned = {}  # per stride: (the box holding positions with weight > 0, their weights)
-        for st, wmap in ownership(tile, strides).items():
-            ys, xs = owned_box(wmap)
-            owned[st] = ((ys, xs), torch.from_numpy(np.ascontiguousarray(wmap[ys, xs]).ravel()).to(x.device))
+        # per stride: the ownership weights of every position of the tile's feature map (zero in the
+        # context), as w and sqrt(w) columns; losses run on whole maps, which are views of the
+        # channels-last activations, so neither the forward nor the backward copies them
+        owned = {}
+        for st, wmap in ownership(tile, {LAYER_STRIDE[n] for n in layers}).items():
+            w = torch.from_numpy(np.ascontiguousarray(wmap).reshape(-1, 1)).to(x.device)
+            owned[st] = (w, w.sqrt())
         cl = level.content_layer
         if content_feat is not None:
-            box, _ = owned[LAYER_STRIDE[cl]]
-            content_owned = losses.flat(content_feat[(..., *box)])
+            content_flat = losses.flat(content_feat)
             cs = LAYER_STRIDE[cl]
             n_content = float((H // cs) * (W // cs))
 
@@ -239,10 +245,10 @@ class Engine:
             feats = self.features(xin, layers, level.deepest, True)
             style = xin.new_zeros(())
             for name in level.style_layers:
-                box, w = owned[LAYER_STRIDE[name]]
-                f = losses.flat(feats[name][(..., *box)])
-                fw = f * w[:, None]
-                g_sum, m_sum = fw.T @ f, fw.sum(0)
+                w, sqrt_w = owned[LAYER_STRIDE[name]]
+                f = losses.flat(feats[name])
+                g_sum = losses.weighted_gram(f, sqrt_w)
+                m_sum = (w.T @ f)[0] if s.mean_weight else g_sum.new_zeros(())
                 if name not in before:
                     before[name] = (g_sum.detach(), m_sum.detach(), float(w.sum()))
                 g0, m0, n_t = before[name]
@@ -261,9 +267,8 @@ class Engine:
                 style = style + term * share
             loss = s.style_weight * style / len(level.style_layers)
             if content_feat is not None:
-                box, w = owned[LAYER_STRIDE[cl]]
-                diff = (losses.flat(feats[cl][(..., *box)]) - content_owned) ** 2
-                loss = loss + s.content_weight * (diff * w[:, None]).sum() / (n_content * targets[cl].energy)
+                err = losses.weighted_squared_error(losses.flat(feats[cl]), content_flat, owned[LAYER_STRIDE[cl]][1])
+                loss = loss + s.content_weight * err / (n_content * targets[cl].energy)
             if s.tv_weight:
                 loss = loss + s.tv_weight * losses.tv_loss(xin, float(H * W))
             loss.backward()

@@ -29,19 +29,53 @@ def make_target(gram: np.ndarray, mean: np.ndarray) -> LayerTarget:
 
 
 def flat(feat: torch.Tensor) -> torch.Tensor:
-    """(1, C, h, w) -> (h*w, C); a view, no copy, for channels-last activations."""
-    return feat[0].permute(1, 2, 0).reshape(-1, feat.shape[1])
+    """(1, C, h, w) -> (h*w, C); a view, no copy, for channels-last activations.  (Not
+    ``feat[0]``: indexing's backward allocates a zeroed copy of the whole activation.)"""
+    return feat.permute(0, 2, 3, 1).reshape(-1, feat.shape[1])
 
 
-def style_loss(tile_gram_sum, tile_sum, rest_gram_sum, rest_sum, count, target: LayerTarget,
-               mean_weight: float = 0.0) -> torch.Tensor:
-    """||G - G_style||^2 / ||G_style||^2 with G = (rest + tile) / N, plus an optional mean term."""
-    g = (rest_gram_sum + tile_gram_sum) / count
-    loss = ((g - target.gram) ** 2).sum() / target.gram_norm
-    if mean_weight:
-        mu = (rest_sum + tile_sum) / count
-        loss = loss + mean_weight * ((mu - target.mean) ** 2).sum() / (target.mean.pow(2).sum() + 1e-8)
-    return loss
+class _WeightedGram(torch.autograd.Function):
+    """sum_p w_p f_p f_p^T of f (N, C), with ``sqrt_w`` (N, 1) = sqrt(w).
+
+    As (sqrt(w) f)^T (sqrt(w) f) the backward is one matmul with the symmetrised incoming
+    gradient, instead of autograd's two matmuls, an add and the weight multiply's own backward."""
+
+    @staticmethod
+    def forward(ctx, f, sqrt_w):
+        fs = f * sqrt_w
+        ctx.save_for_backward(fs, sqrt_w)
+        return fs.T @ fs
+
+    @staticmethod
+    def backward(ctx, grad):
+        fs, sqrt_w = ctx.saved_tensors
+        return (fs @ (grad + grad.T)).mul_(sqrt_w), None
+
+
+class _WeightedSquaredError(torch.autograd.Function):
+    """sum_p w_p |f_p - t_p|^2 with ``sqrt_w`` (N, 1), keeping one residual for the backward."""
+
+    @staticmethod
+    def forward(ctx, f, target, sqrt_w):
+        d = (f - target).mul_(sqrt_w)
+        ctx.save_for_backward(d, sqrt_w)
+        d = d.reshape(-1)
+        return torch.dot(d, d)
+
+    @staticmethod
+    def backward(ctx, grad):
+        d, sqrt_w = ctx.saved_tensors
+        return d.mul(sqrt_w).mul_(2 * grad), None, None
+
+
+def weighted_gram(f: torch.Tensor, sqrt_w: torch.Tensor) -> torch.Tensor:
+    """sum_p w_p f_p f_p^T for f (N, C) and sqrt_w = sqrt(w) of shape (N, 1)."""
+    return _WeightedGram.apply(f, sqrt_w)
+
+
+def weighted_squared_error(f: torch.Tensor, target: torch.Tensor, sqrt_w: torch.Tensor) -> torch.Tensor:
+    """sum_p w_p |f_p - target_p|^2 for (N, C) tensors and sqrt_w = sqrt(w) of shape (N, 1)."""
+    return _WeightedSquaredError.apply(f, target, sqrt_w)
 
 
 def tv_loss(x: torch.Tensor, n_pixels: float) -> torch.Tensor:

@@ -35,16 +35,20 @@ CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, 
 
 
 def _layer_table():
-    """(name, index in torchvision's features, channels, stride) for every module."""
-    rows, block, conv, idx, ch, stride = [], 1, 1, 0, 3, 1
+    """(name, index in torchvision's features, channels, stride, receptive radius) per module.
+
+    The radius is how far (input px) an activation can see: a 3x3 conv adds one step of the
+    current stride on each side, a 2x2 pool one more before the stride doubles."""
+    rows, block, conv, idx, ch, stride, radius = [], 1, 1, 0, 3, 1, 0
     for v in CFG:
         if v == "M":
-            rows.append((f"pool{block}", idx, ch, stride * 2))
+            radius += stride
+            rows.append((f"pool{block}", idx, ch, stride * 2, radius))
             idx, block, conv, stride = idx + 1, block + 1, 1, stride * 2
         else:
-            ch = v
-            rows.append((f"conv{block}_{conv}", idx, ch, stride))
-            rows.append((f"relu{block}_{conv}", idx + 1, ch, stride))
+            ch, radius = v, radius + stride
+            rows.append((f"conv{block}_{conv}", idx, ch, stride, radius))
+            rows.append((f"relu{block}_{conv}", idx + 1, ch, stride, radius))
             idx, conv = idx + 2, conv + 1
     return rows
 
@@ -53,6 +57,7 @@ LAYERS = _layer_table()
 LAYER_NAMES = [r[0] for r in LAYERS]
 LAYER_INDEX = {r[0]: r[1] for r in LAYERS}
 LAYER_STRIDE = {r[0]: r[3] for r in LAYERS}
+LAYER_RADIUS = {r[0]: r[4] for r in LAYERS}
 CONV_INDICES = [r[1] for r in LAYERS if r[0].startswith("conv")]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -70,7 +75,9 @@ class VGG19Features(nn.Module):
                 # average pooling gives smoother gradients for synthesis (Gatys et al. 2016)
                 mods.append(nn.AvgPool2d(2, 2) if pooling == "avg" else nn.MaxPool2d(2, 2))
             else:
-                mods += [nn.Conv2d(in_ch, v, 3, padding=1), nn.ReLU(inplace=False)]
+                # in place: the conv output is needed by nothing else, and a fresh activation-sized
+                # allocation costs page faults that rival the arithmetic at shallow layers
+                mods += [nn.Conv2d(in_ch, v, 3, padding=1), nn.ReLU(inplace=True)]
                 in_ch = v
         self.features = nn.Sequential(*mods)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
@@ -281,7 +288,7 @@ def fetch_weights(dest_dir: Path | None = None, url: str = WEIGHTS_URL, progress
 def flops_per_pixel(deepest: str) -> float:
     """Forward FLOPs per input pixel of the network up to ``deepest`` (2 x multiply-adds)."""
     total, in_ch = 0.0, 3
-    for name, idx, ch, stride in LAYERS:
+    for name, idx, ch, stride, _ in LAYERS:
         if name.startswith("conv"):
             total += 2.0 * in_ch * ch * 9 / stride**2
             in_ch = ch
@@ -293,7 +300,7 @@ def flops_per_pixel(deepest: str) -> float:
 def activation_bytes_per_pixel(deepest: str) -> float:
     """float32 bytes per input pixel of the activations autograd keeps, up to ``deepest``."""
     total = 3 * 4.0
-    for name, idx, ch, stride in LAYERS:
+    for name, idx, ch, stride, _ in LAYERS:
         total += ch * 4.0 / stride**2
         if idx >= LAYER_INDEX[deepest]:
             break

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hires.config import Settings, parse_memory
 from hires.errors import BudgetError
-from hires.nets import activation_bytes_per_pixel, flops_per_pixel
+from hires.nets import LAYER_RADIUS, activation_bytes_per_pixel, flops_per_pixel
 from hires.pyramid import Level, schedule
 from hires.tiles import ALIGN, Tile, grid
 
@@ -28,9 +28,9 @@ HEADROOM = 0.9                   # plan to 90% of --memory: allocator slack and 
 
 
 def auto_margin(level: Level) -> int:
-    """Context px around a tile: about the receptive-field radius that matters at the depth used."""
-    block = int(level.deepest[4])
-    return {1: 16, 2: 32, 3: 48, 4: 64, 5: 96}[block]
+    """Context px around a tile: the receptive radius of the deepest layer used, so every owned
+    activation of a tile is exactly the whole image's (the padding inside a tile never reaches it)."""
+    return -(-LAYER_RADIUS[level.deepest] // ALIGN) * ALIGN
 
 
 def tile_bytes(region_px: int, level: Level, optimizer: str, disk: bool = False) -> float:

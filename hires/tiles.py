@@ -91,6 +91,17 @@ def take(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return image[np.arange(y0, y1) % h][:, np.arange(x0, x1) % w]
 
 
+def padding(tile: Tile, width: int, height: int, seamless: bool) -> str:
+    """The network's padding for a tile.  A tile with context on every side pads with zeros,
+    the cheapest: its context margin is at least the receptive radius, so the padding never
+    reaches an owned activation.  A tile at the frame edge needs the frame's own rule there:
+    reflect for photos, circular for a seamless texture whose tile spans a whole period."""
+    y0, y1, x0, x1 = tile.region
+    if seamless:
+        return "circular" if y1 - y0 >= height or x1 - x0 >= width else "zeros"
+    return "reflect" if y0 <= 0 or x0 <= 0 or y1 >= height or x1 >= width else "zeros"
+
+
 def blend_window(t: Tile) -> np.ndarray:
     from hires.kernels import feather_window
     y0, y1, x0, x1 = t.blend

@@ -7,22 +7,32 @@ from hires import io
 from hires.config import Settings
 from hires.engine import Engine
 from hires.pipeline import make_job, plan_job, style_targets
-from hires.tiles import grid
+from hires.plan import auto_margin
+from hires.pyramid import Level
+from hires.tiles import grid, padding
 
 SCHEDULE = dict(base_size=384, iterations=(12,), style_layers=("relu1_1", "relu2_1", "relu3_1"),
                 content_layer="relu3_1", memory="8GiB")
 
 
-def test_tiled_statistics_equal_whole_image_statistics(content_path):
-    """With margins wider than the receptive field, per-tile Gram sums add up to the whole image's."""
-    engine = Engine(Settings(**SCHEDULE))
+@pytest.mark.parametrize("seamless", [False, True])
+def test_tiled_statistics_equal_whole_image_statistics(content_path, seamless):
+    """With the planner's margin (the receptive radius) per-tile Gram sums add up to the whole
+    image's: interior tiles pad with zeros, edge tiles reflect (or wrap), and neither reaches an
+    owned activation."""
+    engine = Engine(Settings(**SCHEDULE, seamless=seamless))
     img = io.load_image(content_path, size=(300, 200))
     layers = ["relu1_1", "relu2_1", "relu3_1"]
-    whole = engine.stats_pass(img, layers, "relu3_1", grid(300, 200, 300, 0, 0))
-    tiled = engine.stats_pass(img, layers, "relu3_1", grid(300, 200, 64, 16, 48))
+    margin = auto_margin(Level(0, 300, 200, 1, tuple(layers), "relu3_1"))
+    assert margin < 48
+    whole = engine.stats_pass(img, layers, "relu3_1", grid(300, 200, 300, 0, 0, seamless))
+    tiles = grid(300, 200, 64, 4, margin, seamless)
+    # wrapped tiles always have context; a photo's edge tiles reflect at the frame
+    assert {padding(t, 300, 200, seamless) for t in tiles} == ({"zeros"} if seamless else {"zeros", "reflect"})
+    tiled = engine.stats_pass(img, layers, "relu3_1", tiles)
     for name in layers:
         assert tiled[name].count == pytest.approx(whole[name].count, rel=1e-6)
-        np.testing.assert_allclose(tiled[name].gram, whole[name].gram, rtol=1e-4, atol=1e-3 * np.abs(whole[name].gram).max())
+        np.testing.assert_allclose(tiled[name].gram, whole[name].gram, rtol=1e-4, atol=1e-4 * np.abs(whole[name].gram).max())
 
 
 def _loss_of(result_image, content_path, style_path, settings):
@@ -33,17 +43,27 @@ def _loss_of(result_image, content_path, style_path, settings):
     return engine.style_loss(result_image, targets, lp.level)
 
 
-def test_tiled_render_matches_untiled_render(content_path, style_path):
-    """Same schedule, 128 px tiles on a 384x288 target: whole-image style loss within 5%."""
-    untiled = hires.render(content_path, style_path, size="384x288", **SCHEDULE)
-    tiled = hires.render(content_path, style_path, size="384x288", tile_size=128, **SCHEDULE)
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_tiled_render_matches_untiled_render(content_path, style_path, optimizer):
+    """Same schedule, 128 px tiles on a 384x288 target: whole-image style loss within 5%.
+
+    Adam takes the same steps whatever the rounding, so the two renders are compared both ways.
+    L-BFGS's line search is chaotic at 12 evaluations (rounding alone moves a render's loss by
+    about 5%), and tiles, each with its own line search, converge faster than the whole frame,
+    so for it the claim tested is the one that matters: tiling does not cost more than 5%."""
+    sched = dict(SCHEDULE, optimizer=optimizer)
+    untiled = hires.render(content_path, style_path, size="384x288", **sched)
+    tiled = hires.render(content_path, style_path, size="384x288", tile_size=128, **sched)
     assert len(untiled.plan.levels[-1].tiles) == 1 and len(tiled.plan.levels[-1].tiles) == 9
-    s = Settings(**SCHEDULE)
+    s = Settings(**sched)
     start = _loss_of(io.load_image(content_path, size=(384, 288)), content_path, style_path, s)
     lu = _loss_of(untiled.image, content_path, style_path, s)
     lt = _loss_of(tiled.image, content_path, style_path, s)
     assert lu < 0.7 * start  # both really optimised
-    assert abs(lt - lu) <= 0.05 * lu, (start, lu, lt)
+    if optimizer == "adam":
+        assert abs(lt - lu) <= 0.05 * lu, (start, lu, lt)
+    else:
+        assert lt <= 1.05 * lu, (start, lu, lt)
 
 
 def test_no_seams_along_tile_boundaries(texture_path):
