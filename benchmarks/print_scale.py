@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -24,10 +25,12 @@ from _common import RESULTS, data, machine, matmul_gflops, write_json  # noqa: E
 CHILD = r"""
 import json, sys, time
 import hires
-from hires.progress import LevelStarted
+from hires.progress import LevelStarted, Note
 args = json.loads(sys.argv[1])
 t = time.perf_counter()
 def progress(e):
+    if isinstance(e, Note):
+        print(e.text, flush=True)
     if isinstance(e, LevelStarted):
         print(f"[{time.perf_counter() - t:7.1f}s] level {e.level} {e.width}x{e.height} tiles {e.n_tiles}", flush=True)
 res = hires.render(args["content"], args["style"], args["output"], size=args["size"], memory=args["memory"],
@@ -77,6 +80,8 @@ def main() -> None:
     name = a.name or f"print_{a.size}"
     output = RESULTS / f"{name}.tif"
     settings = {k: json.loads(v) for k, v in (s.split("=", 1) for s in a.set)}
+    # a benchmark measures a render from scratch: drop the checkpoints an interrupted run left
+    shutil.rmtree(RESULTS / f".{name}.hires-work", ignore_errors=True)
     gflops = matmul_gflops()
     args = {"content": a.content, "style": a.style, "output": str(output), "size": a.size,
             "memory": a.memory, "settings": settings}

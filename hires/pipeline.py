@@ -18,7 +18,7 @@ from hires.canvas import Buffers, path_of, release
 from hires.config import Settings, parse_size, parse_style
 from hires.engine import Engine, LevelReport
 from hires.errors import InputError, OptionError
-from hires.plan import Plan, make_plan
+from hires.plan import Plan, describe, make_plan, measure_seconds_per_gflop
 from hires.progress import LevelStarted, Note, ignore
 from hires.tiles import grid
 
@@ -175,11 +175,19 @@ class Checkpoints:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+# about five minutes on 2 cores: worth the few seconds a time estimate takes
+LONG_RENDER_FLOP = 20e12
+
+
 def run(job: Job, settings: Settings, progress=ignore) -> Result:
     t0 = time.perf_counter()
     if settings.preserve_color != "none" and job.texture:
         raise OptionError("--preserve-color: a texture has no content colours to keep; leave it at none")
     plan = plan_job(job, settings)
+    if plan.flop > LONG_RENDER_FLOP:
+        plan.seconds_per_gflop = measure_seconds_per_gflop(settings, [lp.level for lp in plan.levels])
+    for line in describe(plan):  # the plan of memory (and time, for long renders) before it starts
+        progress(Note(line))
     engine = Engine(settings, progress)
     rng = np.random.default_rng(settings.seed)
     engine.counters.work_total = plan.flop

@@ -63,7 +63,8 @@ class Plan:
     height: int
     budget: int
     levels: list[LevelPlan]
-    seconds_per_gflop: float | None = None
+    # measured seconds per GFLOP by (style layers, content layer); see measure_seconds_per_gflop
+    seconds_per_gflop: dict | None = None
 
     @property
     def peak_bytes(self) -> float:
@@ -73,14 +74,20 @@ class Plan:
     def flop(self) -> float:
         return sum(lp.flop for lp in self.levels)
 
+    def level_seconds(self, lp: LevelPlan) -> float | None:
+        if self.seconds_per_gflop is None:
+            return None
+        return lp.flop / 1e9 * self.seconds_per_gflop[(lp.level.style_layers, lp.level.content_layer)]
+
     @property
     def est_seconds(self) -> float | None:
-        return None if self.seconds_per_gflop is None else self.flop / 1e9 * self.seconds_per_gflop
+        return None if self.seconds_per_gflop is None else sum(self.level_seconds(lp) for lp in self.levels)
 
     def as_dict(self) -> dict:
         return {"width": self.width, "height": self.height, "memory_budget_bytes": self.budget,
                 "peak_bytes": int(self.peak_bytes), "gflop": self.flop / 1e9,
-                "est_seconds": self.est_seconds, "levels": [lp.as_dict() for lp in self.levels]}
+                "est_seconds": self.est_seconds,
+                "levels": [dict(lp.as_dict(), est_seconds=self.level_seconds(lp)) for lp in self.levels]}
 
 
 DISK_GAIN = 0.85  # disk-backed buffers only when they cut the level's work by 15% or more
@@ -153,25 +160,38 @@ def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tup
         levels.append(plan_level(lv, settings, budget, style_px, passes))
     plan = Plan(width, height, budget, levels)
     if calibrate:
-        plan.seconds_per_gflop = measure_seconds_per_gflop(settings)
+        plan.seconds_per_gflop = measure_seconds_per_gflop(settings, [lp.level for lp in levels])
     return plan
 
 
-def measure_seconds_per_gflop(settings: Settings, side: int = 128) -> float:
-    """Time a forward+backward of the network on this machine (about a second)."""
-    import torch
+def measure_seconds_per_gflop(settings: Settings, levels: list[Level], side: int = 192,
+                              evals: int = 2) -> dict[tuple, float]:
+    """Seconds per planned GFLOP for each distinct network depth of ``levels``, timed on this
+    machine by refining a ``side`` px tile for ``evals`` evaluations with the engine itself, so the
+    losses, optimiser and statistics pass are in the figure, not only the convolutions (they are
+    half the time at shallow depths).  A few seconds in all."""
+    import numpy as np
 
-    from hires.engine import pick_device
-    from hires.nets import random_network
-    dev = pick_device(settings.device)
-    net = random_network(0, settings.pooling).to(dev)
-    x = torch.rand(1, 3, side, side, device=dev, requires_grad=True)
-    layers = ["relu3_1"]
-    for _ in range(2):  # warm up, then measure
-        t = time.perf_counter()
-        net(x, layers)["relu3_1"].square().sum().backward()
-        dt = time.perf_counter() - t
-    return dt / (3 * flops_per_pixel("relu3_1") * side * side / 1e9)
+    from hires import losses
+    from hires.engine import Engine
+    engine = Engine(settings.replace(network="random", seamless=False, second_pass=False))
+    image = np.random.default_rng(0).random((side, side, 3), dtype=np.float32)
+    tiles = grid(side, side, side, 0, 0)
+    out = {}
+    for lv in levels:
+        key = (lv.style_layers, lv.content_layer)
+        if key in out:
+            continue
+        probe = Level(0, side, side, evals, lv.style_layers, lv.content_layer)
+        stats = engine.stats_pass(image, probe.layers, probe.deepest, tiles)
+        targets = {n: losses.make_target(*st.gram_mean()) for n, st in stats.items()}
+        times = []
+        for _ in range(2):  # the first run pays one-off set-up (oneDNN primitives, allocations)
+            t = time.perf_counter()
+            engine.refine(image.copy(), image, targets, probe, tiles, 1)
+            times.append(time.perf_counter() - t)
+        out[key] = times[-1] / (side * side * flops_per_pixel(probe.deepest) * (2 + 2 * evals) / 1e9)
+    return out
 
 
 def describe(plan: Plan) -> list[str]:
@@ -183,7 +203,8 @@ def describe(plan: Plan) -> list[str]:
         lines.append(f"  level {lv.index}: {lv.width}x{lv.height}, {len(lp.tiles)} tile(s) of {lp.tile} px "
                      f"(+{lp.margin} px context), {lv.iterations} iterations, layers up to {lv.deepest}, "
                      f"{lp.flop / 1e12:.2f} TFLOP, peak {lp.peak_bytes / 2**30:.2f} GiB"
-                     + (", buffers on disk" if lp.disk else ""))
+                     + (", buffers on disk" if lp.disk else "")
+                     + (f", about {plan.level_seconds(lp) / 60:.1f} min" if plan.seconds_per_gflop else ""))
     if plan.est_seconds is not None:
         lines.append(f"estimated time {plan.est_seconds / 60:.1f} min on this machine")
     return lines
