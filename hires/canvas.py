@@ -43,3 +43,36 @@ def release(*arrays: np.ndarray) -> None:
         if m is not None:
             a.flush()
             m.madvise(mmap.MADV_DONTNEED)
+
+
+# ---------------------------------------------------------------- the C heap
+
+def _libc():
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, Windows): its allocator returns memory its own way
+        return None
+
+
+_LIBC = _libc()
+_M_MMAP_THRESHOLD = -3
+
+
+def return_memory_promptly() -> None:
+    """Make glibc give freed blocks of 1 MiB and more straight back to the OS.
+
+    By default glibc raises its mmap threshold each time a large block is freed, so tile-sized
+    numpy and torch temporaries end up in the heap, where freed memory stays resident: measured
+    on a 592 px relu3_1 tile, peak RSS 1420 -> 1306 MiB and 756 -> 531 MiB held after the tile.
+    """
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+
+
+def trim() -> None:
+    """Hand freed heap pages back to the OS (after a tile, before the next one allocates)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)

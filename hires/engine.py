@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from hires import losses
-from hires.canvas import Buffers, release
+from hires.canvas import Buffers, release, return_memory_promptly, trim
 from hires.config import Settings
 from hires.kernels import blend_into, gram_accumulate
 from hires.nets import LAYER_STRIDE, build_network, flops_per_pixel
@@ -113,6 +113,7 @@ class Engine:
         self.s = settings
         self.progress = progress
         self.device = pick_device(settings.device)
+        return_memory_promptly()
         torch.manual_seed(settings.seed)
         self.net, self.network_name, message = build_network(
             settings.network, settings.weights, settings.pooling, settings.seed)
@@ -153,7 +154,9 @@ class Engine:
                     c = f.shape[1]
                     st = stats[name] = Stats(np.zeros((c, c)), np.zeros(c))
                 st.count += gram_accumulate(owned, wmap[ys, xs].ravel(), st.gram, st.mean)
+            del feats
             release(image)
+            trim()
         return stats
 
     def style_loss(self, image: np.ndarray, targets: dict[str, losses.LayerTarget], level: Level,
@@ -200,7 +203,9 @@ class Engine:
             # the start of their overlap, so both sides of a cut converge to the same texture
             # instead of two independent ones whose average would blur the seam.
             blend_into(canvas, wsum, blend, blend_window(tile), by0, bx0)
+            del x_new, blend, x_region, content_feat
             release(canvas, wsum, content)
+            trim()
         return canvas
 
     def _optimise_tile(self, x_region, mask, content_feat, glob, glob_t, targets, level, tile, n_tiles,

@@ -250,6 +250,7 @@ def _synthesise(job: Job, settings: Settings, plan: Plan, engine: Engine, ckpt: 
             previous = canvas
             canvas = io.resize(previous, lv.width, lv.height, out=buffers.empty("canvas", shape))
             _discard(previous)
+            previous = None  # not held through this level's refinement
         canvas = engine.refine(canvas, content, targets, lv, lp.tiles, n_levels)
         if settings.second_pass and len(lp.tiles) > 1:
             shifted = grid(lv.width, lv.height, lp.tile, settings.overlap, lp.margin, settings.seamless,

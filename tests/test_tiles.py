@@ -5,7 +5,7 @@ import pytest
 from hires.config import Settings
 from hires.engine import ownership
 from hires.errors import BudgetError
-from hires.plan import make_plan
+from hires.plan import describe, make_plan, measure_seconds_per_gflop
 from hires.pyramid import schedule
 from hires.tiles import ALIGN, grid, take
 
@@ -93,3 +93,16 @@ def test_planner_prefers_disk_buffers_when_ram_ones_shrink_tiles_into_overhead()
     assert auto.levels[-1].tile > ram.levels[-1].tile and auto.flop < ram.flop
     assert [lp.disk for lp in auto.levels[:-1]] == [False] * (len(auto.levels) - 1)
     assert auto.peak_bytes <= 2 * 2**30
+
+
+def test_time_estimate_is_measured_per_network_depth():
+    settings = Settings(memory="4GiB")
+    plan = make_plan(3000, 2250, settings)
+    spg = measure_seconds_per_gflop(settings, [lp.level for lp in plan.levels], side=64, evals=1)
+    assert set(spg) == {(lp.level.style_layers, lp.level.content_layer) for lp in plan.levels}
+    assert all(v > 0 for v in spg.values())
+    plan.seconds_per_gflop = spg
+    per_level = [plan.level_seconds(lp) for lp in plan.levels]
+    assert plan.est_seconds == pytest.approx(sum(per_level))
+    assert [d["est_seconds"] for d in plan.as_dict()["levels"]] == per_level
+    assert all("min" in line for line in describe(plan)[1:])
