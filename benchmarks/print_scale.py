@@ -43,21 +43,24 @@ print(json.dumps({"RESULT": {
 
 
 def crops(tif: Path, plan: dict, name: str) -> list[str]:
-    """Full-resolution crops centred on tile corners of the last level, and a small whole view."""
+    """Full-resolution 512 px crops centred on tile corners (two of the last level, one of the level
+    before, scaled to the output) and a 1200 px whole view."""
     import pyvips
     out = RESULTS / "gallery"
     out.mkdir(parents=True, exist_ok=True)
     im = pyvips.Image.new_from_file(str(tif))
     if im.format != "uchar":
         im = (im / 257).cast("uchar")
-    last = plan["levels"][-1]
-    tile = last["tile"]
+    tile = plan["levels"][-1]["tile"]
+    corners = [(tile, tile), (2 * tile, 3 * tile)]
+    before = plan["levels"][-2] if len(plan["levels"]) > 1 else None
+    if before and before["tiles"] > 1:
+        f = im.width // before["width"]
+        corners.append((before["tile"] * f, before["tile"] * f))
     files = []
-    whole = im.thumbnail_image(1200)
-    whole.pngsave(str(out / f"{name}_whole.png"))
+    im.thumbnail_image(1200).pngsave(str(out / f"{name}_whole.png"))
     files.append(f"{name}_whole.png")
-    for i, (cy, cx) in enumerate([(tile, tile), (2 * tile, 3 * tile), (im.height // tile // 2 * tile,
-                                                                       im.width // tile // 2 * tile)]):
+    for i, (cy, cx) in enumerate(corners):
         if cy >= im.height or cx >= im.width:
             continue
         y0, x0 = max(0, cy - 256), max(0, cx - 256)
@@ -65,6 +68,36 @@ def crops(tif: Path, plan: dict, name: str) -> list[str]:
             str(out / f"{name}_crop{i}_at_{cx}x{cy}.png"))
         files.append(f"{name}_crop{i}_at_{cx}x{cy}.png")
     return files
+
+
+def seam_ratios(tif: Path, plan: dict, band: int = 8) -> dict:
+    """Mean gradient magnitude in +-``band`` px bands along each tiled level's cuts (scaled to the
+    output) over that of the rest of the image: 1.0 means the cuts cannot be told from anywhere else."""
+    import numpy as np
+    import pyvips
+
+    from hires.tiles import grid
+    im = pyvips.Image.new_from_file(str(tif))
+    a = np.ndarray(buffer=im.write_to_memory(), dtype=np.uint8 if im.format == "uchar" else np.uint16,
+                   shape=(im.height, im.width, im.bands))
+    a = a.astype(np.float32) / (255.0 if im.format == "uchar" else 65535.0)
+    gy = np.abs(np.diff(a, axis=0)).mean(2)[:, :-1]
+    gx = np.abs(np.diff(a, axis=1)).mean(2)[:-1, :]
+    mag = np.hypot(gy, gx)
+    del a, gy, gx
+    out = {}
+    for lv in plan["levels"]:
+        if lv["tiles"] < 2:
+            continue
+        f = im.width // lv["width"]
+        tiles = grid(lv["width"], lv["height"], lv["tile"], 4, lv["margin"])
+        mask = np.zeros(mag.shape, bool)
+        for y in {t.core[0] * f for t in tiles} - {0}:
+            mask[max(0, y - band):y + band] = True
+        for x in {t.core[2] * f for t in tiles} - {0}:
+            mask[:, max(0, x - band):x + band] = True
+        out[f"level{lv['level']}"] = round(float(mag[mask].mean() / mag[~mask].mean()), 4)
+    return out
 
 
 def main() -> None:
@@ -76,9 +109,17 @@ def main() -> None:
     ap.add_argument("--style", default=str(data("styles/vangogh_starry_night_1889.jpg",
                                                 "vangogh_starry_night_1889.jpg")))
     ap.add_argument("--set", action="append", default=[], help="extra Settings as key=json-value")
+    ap.add_argument("--reanalyse", action="store_true", help="recompute seams and crops of an earlier run")
     a = ap.parse_args()
     name = a.name or f"print_{a.size}"
     output = RESULTS / f"{name}.tif"
+    if a.reanalyse:
+        payload = json.loads((RESULTS / f"{name}.json").read_text())
+        payload["seam_band_ratio"] = seam_ratios(output, payload["plan"])
+        payload["gallery"] = crops(output, payload["plan"], name)
+        print(json.dumps(payload["seam_band_ratio"]))
+        write_json(f"{name}.json", payload)
+        return
     settings = {k: json.loads(v) for k, v in (s.split("=", 1) for s in a.set)}
     # a benchmark measures a render from scratch: drop the checkpoints an interrupted run left
     shutil.rmtree(RESULTS / f".{name}.hires-work", ignore_errors=True)
@@ -114,6 +155,7 @@ def main() -> None:
         "content": Path(a.content).name, "style": Path(a.style).name, "settings": settings,
     }
     payload["gallery"] = crops(output, result["plan"], name)
+    payload["seam_band_ratio"] = seam_ratios(output, result["plan"])
     print(json.dumps({k: v for k, v in payload.items() if k not in ("per_level", "plan")}, indent=2))
     write_json(f"{name}.json", payload)
 
