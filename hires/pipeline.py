@@ -186,9 +186,9 @@ def run(job: Job, settings: Settings, progress=ignore) -> Result:
     plan = plan_job(job, settings)
     if plan.flop > LONG_RENDER_FLOP:
         plan.seconds_per_gflop = measure_seconds_per_gflop(settings, [lp.level for lp in plan.levels])
+    engine = Engine(settings, progress)  # first: bad weights are an error before any plan is shown
     for line in describe(plan):  # the plan of memory (and time, for long renders) before it starts
         progress(Note(line))
-    engine = Engine(settings, progress)
     rng = np.random.default_rng(settings.seed)
     engine.counters.work_total = plan.flop
     folder = Path(settings.work_dir) if settings.work_dir else (
