@@ -18,7 +18,7 @@ from hires.canvas import Buffers, path_of, release
 from hires.config import Settings, parse_size, parse_style
 from hires.engine import Engine, LevelReport
 from hires.errors import InputError, OptionError
-from hires.plan import Plan, describe, make_plan, measure_seconds_per_gflop
+from hires.plan import Plan, describe, make_plan
 from hires.progress import LevelStarted, Note, ignore
 from hires.tiles import grid
 
@@ -185,7 +185,7 @@ def run(job: Job, settings: Settings, progress=ignore) -> Result:
         raise OptionError("--preserve-color: a texture has no content colours to keep; leave it at none")
     plan = plan_job(job, settings)
     if plan.flop > LONG_RENDER_FLOP:
-        plan.seconds_per_gflop = measure_seconds_per_gflop(settings, [lp.level for lp in plan.levels])
+        plan.calibrate(settings)
     engine = Engine(settings, progress)  # first: bad weights are an error before any plan is shown
     for line in describe(plan):  # the plan of memory (and time, for long renders) before it starts
         progress(Note(line))

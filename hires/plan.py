@@ -80,6 +80,10 @@ class Plan:
             return None
         return lp.flop / 1e9 * self.seconds_per_gflop[(lp.level.style_layers, lp.level.content_layer)]
 
+    def calibrate(self, settings: Settings) -> None:
+        """Time this machine at each network depth of the plan (see measure_seconds_per_gflop)."""
+        self.seconds_per_gflop = measure_seconds_per_gflop(settings, [lp.level for lp in self.levels])
+
     @property
     def est_seconds(self) -> float | None:
         return None if self.seconds_per_gflop is None else sum(self.level_seconds(lp) for lp in self.levels)
@@ -161,7 +165,7 @@ def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tup
         levels.append(plan_level(lv, settings, budget, style_px, passes))
     plan = Plan(width, height, budget, levels)
     if calibrate:
-        plan.seconds_per_gflop = measure_seconds_per_gflop(settings, [lp.level for lp in levels])
+        plan.calibrate(settings)
     return plan
 
 
