@@ -14,22 +14,66 @@ import numpy as np
 
 
 class Buffers:
-    """Allocates level buffers either with numpy (RAM) or as memmaps under ``folder``."""
+    """Allocates level buffers either with numpy (RAM) or as memmaps under ``folder``.
+
+    Every file and folder it creates is recorded, and ``discard`` and ``cleanup`` delete only
+    those: a file is never recognised as scratch by its name or its path."""
 
     def __init__(self, folder: Path | None, disk: bool):
-        self.folder, self.disk = folder, disk
+        self.folder = Path(folder).absolute() if folder is not None else None
+        self.disk = disk
+        self.files: list[Path] = []
+        self.folders: list[Path] = []
+
+    def for_level(self, name: str, disk: bool) -> "Buffers":
+        """Buffers for one level in a subfolder, recorded here too so ``cleanup`` reaches them."""
+        sub = Buffers(self.folder / name if self.folder is not None else None, disk)
+        sub.files, sub.folders = self.files, self.folders  # one record for the whole render
+        return sub
 
     def empty(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         if not self.disk:
             return np.empty(shape, np.float32)
+        if self.folder is None:
+            raise ValueError("disk-backed buffers need a folder")
+        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
-        return np.memmap(self.folder / f"{name}.f32", np.float32, mode="w+", shape=shape)
+        self.folders.extend(missing)
+        path = self.folder / f"{name}.f32"
+        if path not in self.files:
+            if path.exists():  # not ours: never overwrite it
+                raise FileExistsError(f"{path} exists and was not made by this render")
+            self.files.append(path)
+        return np.memmap(path, np.float32, mode="w+", shape=shape)
 
     def zeros(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         a = self.empty(name, shape)
         if not self.disk:  # a new file memmap is already zero-filled
             a.fill(0.0)
         return a
+
+    def owns(self, arr) -> bool:
+        p = path_of(arr) if arr is not None else None
+        return p is not None and p in self.files
+
+    def discard(self, arr) -> None:
+        """Free a level buffer; a disk-backed one this object made loses its file too."""
+        if self.owns(arr):
+            p = path_of(arr)
+            self.files.remove(p)
+            p.unlink(missing_ok=True)
+
+    def cleanup(self) -> None:
+        """Delete every file and folder this object (and its levels) created, newest first."""
+        for p in reversed(self.files):
+            p.unlink(missing_ok=True)
+        for d in sorted(set(self.folders), key=lambda d: len(d.parts), reverse=True):
+            try:
+                d.rmdir()  # only when empty: anything else in it is not ours
+            except OSError:
+                pass
+        self.files.clear()
+        self.folders.clear()
 
 
 def path_of(arr: np.ndarray) -> Path | None:

@@ -7,9 +7,8 @@ import json
 import logging
 import os
 import sys
-import typing
 
-from hires.config import Settings, coerce_tuple, flag, load_preset
+from hires.config import Settings, flag, load_preset, load_toml, settings_from_mapping
 from hires.errors import HiresError
 
 log = logging.getLogger("hires")
@@ -22,24 +21,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"hires: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _field_type(f):
-    hint = typing.get_type_hints(Settings)[f.name]
-    default = f.default
-    if isinstance(default, tuple):
-        return lambda text: coerce_tuple(text, default)
-    if isinstance(default, bool):
-        return None
-    if isinstance(default, int):
-        return int
-    if isinstance(default, float):
-        return float
-    return str if hint is not None else str
-
-
 def add_settings_flags(p: argparse.ArgumentParser, only: set[str] | None = None) -> None:
-    """One flag per Settings field, defaulting to 'not given' so presets are not overridden."""
+    """One flag per Settings field, defaulting to 'not given' so presets are not overridden.  Values
+    stay strings here: Settings coerces and checks them, the same way as TOML values."""
     g = p.add_argument_group("settings (defaults from --preset, else built in)")
     g.add_argument("--preset", help="a preset name from configs/ (draft, balanced, fine) or a .toml path")
+    g.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings, applied over --preset")
     for f in dataclasses.fields(Settings):
         if only is not None and f.name not in only:
             continue
@@ -50,15 +37,18 @@ def add_settings_flags(p: argparse.ArgumentParser, only: set[str] | None = None)
             g.add_argument(f"--{flag(f.name)}", action=argparse.BooleanOptionalAction, **kw)
             continue
         if f.metadata.get("choices"):
-            kw["choices"] = f.metadata["choices"]
-        g.add_argument(f"--{flag(f.name)}", type=_field_type(f), **kw)
+            kw["metavar"] = "{" + ",".join(map(str, f.metadata["choices"])) + "}"
+        g.add_argument(f"--{flag(f.name)}", **kw)
 
 
 def settings_from_args(args) -> Settings:
+    """Built-in defaults, then --preset, then --config, then the flags given."""
     base = load_preset(args.preset) if getattr(args, "preset", None) else Settings()
+    if getattr(args, "config", None):
+        base = load_toml(args.config, base, "--config")
     names = {f.name for f in dataclasses.fields(Settings)}
     given = {k: v for k, v in vars(args).items() if k in names}
-    return base.replace(**given)
+    return settings_from_mapping(given, base, source=None, label=lambda name: f"--{flag(name)}")
 
 
 SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color"}
@@ -85,6 +75,7 @@ def build_parser() -> Parser:
 
     def common(q):
         q.add_argument("-o", "--output", help="output file: .png .jpg .webp .tif (default: NAME-hires.png)")
+        q.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
         q.add_argument("--quiet", "-q", action="store_true", help="no progress display")
         q.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
 
@@ -171,10 +162,10 @@ def cmd_render(args, console) -> int:
     if texture:
         settings = settings.replace(init="noise")
         job = make_job(None, args.example, args.output or _default_output(args.example[0].split(":")[0]),
-                       args.size, texture=True)
+                       args.size, texture=True, overwrite=args.overwrite)
     else:
         job = make_job(args.content, args.style, args.output or _default_output(args.content), args.size,
-                       texture=False)
+                       texture=False, overwrite=args.overwrite)
     with RichProgress(console, args.quiet) as progress:
         result = run(job, settings, progress)
     if not args.quiet:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import re
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,38 +68,22 @@ class Settings:
                       choices=("flatten",))
     seamless: bool = _opt(False, "make the texture tile with itself (texture only)")
 
-    def replace(self, **changes) -> "Settings":
-        return dataclasses.replace(self, **changes).validated()
-
-    def validated(self) -> "Settings":
+    def __post_init__(self):
+        # every way in (CLI, TOML, the Python API) ends here: values are coerced to the field's type
+        # and checked against its choices and limits, one field at a time
         for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            value = getattr(self, f.name)
-            if choices and value not in choices:
-                raise OptionError(f"--{flag(f.name)}: {value!r} is not one of {', '.join(map(str, choices))}")
-        if self.base_size < 32:
-            raise OptionError(f"--base-size: {self.base_size} is too small; use 32 or more (default 512)")
-        if not self.iterations or any(i < 0 for i in self.iterations):
-            raise OptionError(f"--iterations: {self.iterations!r} must be non-negative counts, e.g. 200,60,30")
-        if self.style_scale <= 0:
-            raise OptionError(f"--style-scale: {self.style_scale} must be positive, e.g. 1.0")
-        if self.tile_size and self.tile_size < 64:
-            raise OptionError(f"--tile-size: {self.tile_size} is too small; use 64 or more, or 0 for auto")
-        if self.overlap < 0 or self.margin < 0:
-            raise OptionError("--overlap and --margin must be zero or positive")
-        if self.dpi <= 0:
-            raise OptionError(f"--dpi: {self.dpi} must be positive, e.g. 300")
-        if not 1 <= self.quality <= 100:
-            raise OptionError(f"--quality: {self.quality} must be between 1 and 100")
-        from hires.nets import LAYER_NAMES
-        for name in (*self.style_layers, self.content_layer):
-            if name not in LAYER_NAMES:
-                raise OptionError(f"layer {name!r} is not a VGG19 layer; use names like relu3_1")
-        parse_memory(self.memory)
-        return self
+            setattr(self, f.name, coerce(f.name, getattr(self, f.name), f.name))
+
+    def replace(self, **changes) -> "Settings":
+        """A copy with ``changes`` (field names, dashes or underscores) coerced and checked."""
+        return settings_from_mapping(changes, self, source=None)
 
     def level_iterations(self, level: int) -> int:
         return self.iterations[min(level, len(self.iterations) - 1)]
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_HINTS = typing.get_type_hints(Settings)
 
 
 def flag(name: str) -> str:
@@ -137,19 +123,23 @@ def parse_size(text: str, param: str = "--size") -> tuple[int, int]:
     return w, h
 
 
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-          "g": 1024**3, "gb": 1000**3, "gib": 1024**3, "t": 1024**4, "tb": 1000**4, "tib": 1024**4}
+# KB/MB/GB/TB are powers of 1000 and KiB/MiB/GiB/TiB powers of 1024 (IEC); a bare letter (k, M, G, T)
+# is binary, as in `free -g` and most memory settings, so "4G" is 4 GiB
+_UNITS = {"": 1, "b": 1,
+          "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+          "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 def parse_memory(text) -> int:
-    """'4GiB', '1500MB', '2g', or a byte count -> bytes."""
+    """'4GiB', '1500MB', '2G' (binary), or a byte count -> bytes."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = int(text)
     else:
         m = re.match(r"^\s*([\d.]+)\s*([a-zA-Z]*)\s*$", str(text))
         unit = m.group(2).lower() if m else None
-        if not m or unit not in _UNITS:
-            raise OptionError(f"--memory: {text!r} is not a size; write e.g. 4GiB, 1500MB or 2g")
+        if not m or unit not in _UNITS or m.group(1).count(".") > 1:
+            raise OptionError(f"--memory: {text!r} is not a size; write e.g. 4GiB, 1500MB or 2G (= 2 GiB)")
         value = int(float(m.group(1)) * _UNITS[unit])
     if value <= 0:
         raise OptionError(f"--memory: {text!r} must be positive, e.g. 4GiB")
@@ -181,37 +171,143 @@ def preset_path(name: str) -> Path:
     raise OptionError(f"--preset: {name!r} is neither a .toml file nor a preset ({', '.join(known)})")
 
 
-def settings_from_mapping(values: dict, base: Settings | None = None, source: str = "settings") -> Settings:
-    """Apply a TOML-style mapping of field names (dashes or underscores) onto ``base``."""
+# ---------------------------------------------------------------- one coercion path
+
+def _layer_names():
+    from hires.nets import LAYER_NAMES
+    return LAYER_NAMES
+
+
+# per-field limits beyond the type and choices: (test, what a good value looks like)
+LIMITS = {
+    "base_size": (lambda v: v >= 32, "32 or more (default 512)"),
+    "iterations": (lambda v: len(v) > 0 and all(i >= 0 for i in v), "non-negative counts, e.g. 200,60,30"),
+    "lr": (lambda v: v > 0, "a positive number, e.g. 0.02"),
+    "style_weight": (lambda v: v >= 0, "zero or positive"),
+    "content_weight": (lambda v: v >= 0, "zero or positive"),
+    "tv_weight": (lambda v: v >= 0, "zero or positive"),
+    "mean_weight": (lambda v: v >= 0, "zero or positive"),
+    "style_scale": (lambda v: v > 0, "a positive number, e.g. 1.0"),
+    "style_layers": (lambda v: len(v) > 0 and all(n in _layer_names() for n in v),
+                     "VGG19 layer names such as relu1_1,relu2_1,relu3_1"),
+    "content_layer": (lambda v: v in _layer_names(), "a VGG19 layer name such as relu4_2"),
+    "min_style_layers": (lambda v: v >= 1, "1 or more"),
+    "tile_size": (lambda v: v == 0 or v >= 64, "64 or more, or 0 for auto"),
+    "overlap": (lambda v: v >= 0, "zero or positive"),
+    "margin": (lambda v: v >= 0, "zero or positive"),
+    "dpi": (lambda v: v > 0, "a positive number, e.g. 300"),
+    "quality": (lambda v: 1 <= v <= 100, "between 1 and 100"),
+    "memory": (lambda v: parse_memory(v) > 0, "a size such as 4GiB, 1500MB or 2G"),
+}
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _convert(kind, value):
+    """``value`` as ``kind`` (bool, int, float, str, str | None or tuple[...]); ValueError if it is not."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, (int, float)) and not isinstance(items, bool):
+            items = [items]
+        if not isinstance(items, (list, tuple)):
+            raise ValueError
+        return tuple(_convert(args[0], v.strip() if isinstance(v, str) else v)
+                     for v in items if not (isinstance(v, str) and not v.strip()))
+    if args and type(None) in args:  # optional: None stays None
+        return None if value is None else _convert(next(a for a in args if a is not type(None)), value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError
+    if isinstance(value, bool):  # True is an int to Python, never a number to a user
+        raise ValueError
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            return int(value.strip())
+        raise ValueError
+    if kind is float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            return float(value.strip())
+        raise ValueError
+    if isinstance(value, (str, os.PathLike)):
+        return str(value)
+    if isinstance(value, (int, float)):  # e.g. memory = 4000000000 in a TOML file
+        return str(value)
+    raise ValueError
+
+
+_KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def _describe(kind) -> str:
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {_describe(typing.get_args(kind)[0]).replace('a ', '', 1)}s"
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return _KIND_WORDS.get(args[0] if args else kind, str(kind))
+
+
+def coerce(name: str, value, label: str):
+    """The value of Settings field ``name`` from a CLI string, a TOML value or a Python object.
+
+    Raises OptionError naming ``label`` (a flag or a key), the value and what is allowed."""
+    f = _FIELDS[name]
+    kind = _HINTS[name]
+    choices = f.metadata.get("choices")
+    allowed = f"one of {', '.join(map(str, choices))}" if choices else _describe(kind)
+    try:
+        converted = _convert(kind, value)
+    except (TypeError, ValueError):
+        raise OptionError(f"{label}: {value!r} is not {allowed}") from None
+    if choices and converted not in choices:
+        raise OptionError(f"{label}: {value!r} is not {allowed}")
+    check = LIMITS.get(name)
+    if check is not None and converted is not None:
+        try:
+            ok = check[0](converted)
+        except OptionError:
+            ok = False
+        if not ok:
+            raise OptionError(f"{label}: {value!r} must be {check[1]}")
+    return converted
+
+
+def settings_from_mapping(values: dict, base: Settings | None = None, source: str | None = "settings",
+                          label=None) -> Settings:
+    """``base`` with ``values`` (field names with dashes or underscores) applied: the one path by
+    which the CLI, TOML files and the Python API change settings.  Errors name ``source`` (a file),
+    the key (or ``label(name)``, e.g. a flag) and the allowed values."""
     base = base or Settings()
-    names = {f.name: f for f in dataclasses.fields(Settings)}
+    prefix = f"{source}: " if source else ""
     changes = {}
     for key, value in values.items():
-        name = key.replace("-", "_")
-        if name not in names:
-            raise OptionError(f"{source}: unknown key {key!r}; known keys: {', '.join(sorted(names))}")
-        default = getattr(Settings(), name)
-        if isinstance(default, tuple):
-            value = tuple(value) if isinstance(value, (list, tuple)) else coerce_tuple(value, default)
-        changes[name] = value
-    return base.replace(**changes)
+        name = str(key).replace("-", "_")
+        if name not in _FIELDS:
+            raise OptionError(f"{prefix}unknown setting {key!r}; known settings: {', '.join(sorted(_FIELDS))}")
+        changes[name] = coerce(name, value, prefix + (label(name) if label else name))
+    return dataclasses.replace(base, **changes)
 
 
-def coerce_tuple(text, default: tuple):
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    kind = type(default[0]) if default else str
-    try:
-        return tuple(kind(t) for t in items)
-    except ValueError:
-        raise OptionError(f"{text!r} is not a comma-separated list of {kind.__name__}") from None
-
-
-def load_preset(name: str, base: Settings | None = None) -> Settings:
-    path = preset_path(name)
+def load_toml(path, base: Settings | None = None, what: str = "--config") -> Settings:
+    """``base`` with the settings of a TOML file; errors name the file, the key and the allowed values."""
+    path = Path(path)
     try:
         with open(path, "rb") as fh:
             values = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as e:
-        raise OptionError(f"--preset: {path} is not valid TOML: {e}") from None
+    except FileNotFoundError:
+        raise OptionError(f"{what}: {str(path)!r} does not exist; check the path") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise OptionError(f"{what}: {str(path)!r} is not a readable TOML file: {e}") from None
     values.pop("description", None)
     return settings_from_mapping(values, base, source=str(path))
+
+
+def load_preset(name: str, base: Settings | None = None) -> Settings:
+    return load_toml(preset_path(name), base, "--preset")

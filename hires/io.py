@@ -146,8 +146,8 @@ def check_decodes(path, what: str = "image") -> tuple[int, int]:
     return image_size(path, what)
 
 
-def check_output_path(path) -> Path:
-    """Raise before any work if ``path`` cannot be written."""
+def check_output_path(path, overwrite: bool = False) -> Path:
+    """Raise before any work if ``path`` cannot be written, or exists and ``overwrite`` is off."""
     p = Path(path)
     if p.suffix.lower() not in WRITERS:
         raise OutputError(f"-o: {str(path)!r} has no known image extension; "
@@ -159,6 +159,8 @@ def check_output_path(path) -> Path:
         raise OutputError(f"-o: folder {str(folder)!r} is not writable")
     if p.is_dir():
         raise OutputError(f"-o: {str(path)!r} is a folder; give a file name such as out.png")
+    if p.exists() and not overwrite:
+        raise OutputError(f"-o: {str(path)!r} exists; give another name or pass --overwrite to replace it")
     return p
 
 
@@ -178,9 +180,11 @@ def vips_from_raw(path, shape) -> pyvips.Image:
     return pyvips.Image.rawload(str(path), w, h, c, format="float").copy(interpretation="srgb")
 
 
-def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int = 92) -> Path:
-    """Write float [0, 1] RGB (numpy array, memmap or vips image) to ``path`` atomically."""
-    p = check_output_path(path)
+def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int = 92,
+               overwrite: bool = False) -> Path:
+    """Write float [0, 1] RGB (numpy array, memmap or vips image) to ``path`` atomically: into a
+    temporary file beside it, renamed into place; on any failure nothing is left behind."""
+    p = check_output_path(path, overwrite)
     ext = p.suffix.lower()
     if bit_depth not in (8, 16):
         raise OptionError(f"--bit-depth: {bit_depth} must be 8 or 16")
@@ -207,9 +211,10 @@ def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int
         os.replace(tmp, p)
     except pyvips.Error as e:
         raise OutputError(f"-o: could not write {str(path)!r}: {_vips_message(e)}") from None
+    except OSError as e:  # e.g. the rename into a read-only folder or onto another file system
+        raise OutputError(f"-o: could not write {str(path)!r}: {e.strerror or e}") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     log.info("wrote %s (%dx%d, %d-bit, %g dpi)", p, im.width, im.height, bit_depth, dpi)
     return p
 

@@ -1,31 +1,17 @@
-"""Loss terms.  Style: Gram of the whole image, with the tile's own part live (Galerne et al. 2024).
+"""Loss terms as small modules, composed per tile into one objective.
 
-All Grams here are *sums* over positions (``sum_p F(p) F(p)^T``); dividing by the number of
-positions N of the whole image gives the statistics of DESIGN.md.  Summing keeps tiles
-additive: the global sum is the frozen rest plus the live tile.
+Style: the Gram of the whole image with the tile's own part live (Galerne et al. 2024).  All Grams
+here are *sums* over positions (``sum_p F(p) F(p)^T``) weighted by the tile's ownership weights;
+dividing by the number of positions N of the whole image gives the statistics of DESIGN.md.
+Summing keeps tiles additive: the global sum is the frozen rest plus the live tile.  Every tensor
+a loss holds is a registered buffer, so it lives on the device of the tile it was built for.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
+from torch import nn
 
-
-@dataclass
-class LayerTarget:
-    """Style statistics of one layer: G = E[F F^T], mu = E[F] (per position)."""
-    gram: torch.Tensor   # (C, C) float32
-    mean: torch.Tensor   # (C,)
-    gram_norm: float     # ||G||_F^2, the normaliser of the style loss
-    energy: float        # trace(G) = E|F|^2, the scale used to normalise the content loss
-
-
-def make_target(gram: np.ndarray, mean: np.ndarray) -> LayerTarget:
-    g = torch.from_numpy(np.asarray(gram, np.float32))
-    return LayerTarget(g, torch.from_numpy(np.asarray(mean, np.float32)),
-                       float(np.sum(np.asarray(gram, np.float64) ** 2)) + 1e-12,
-                       float(np.trace(gram)) + 1e-12)
+from hires.stats import LayerTarget, Stats
 
 
 def flat(feat: torch.Tensor) -> torch.Tensor:
@@ -78,56 +64,95 @@ def weighted_squared_error(f: torch.Tensor, target: torch.Tensor, sqrt_w: torch.
     return _WeightedSquaredError.apply(f, target, sqrt_w)
 
 
-def tv_loss(x: torch.Tensor, n_pixels: float) -> torch.Tensor:
-    """Squared total variation of (1, 3, H, W), per pixel of the whole image."""
-    dy = x[..., 1:, :] - x[..., :-1, :]
-    dx = x[..., :, 1:] - x[..., :, :-1]
-    return (dy.pow(2).sum() + dx.pow(2).sum()) / n_pixels
+class LayerStyleLoss(nn.Module):
+    """One layer's style loss of the whole image while one tile is live.
+
+    DESIGN: G = G_rest + G_t(x).  Departure: the tile's change is taken as its share of a change
+    all tiles make together ((G_t(x) - G_t(x0)) / n_t instead of / N), so a tile closes its part
+    of the global gap instead of all of it (which would overshoot by the number of tiles).  Times
+    ``share`` = n_t / N, the gradient at x0 is exactly that of the whole-image loss restricted to
+    the tile (tests/test_gradient.py); a single tile is exactly the untiled loss.
+    """
+
+    def __init__(self, glob: Stats, target: LayerTarget, weights: torch.Tensor, mean_weight: float = 0.0):
+        super().__init__()
+        like = dict(dtype=weights.dtype, device=weights.device)
+        g, m = glob.gram_mean()
+        self.register_buffer("glob_gram", torch.as_tensor(g, **like))
+        self.register_buffer("glob_mean", torch.as_tensor(m, **like))
+        self.register_buffer("target_gram", target.gram.to(**like))
+        self.register_buffer("target_mean", target.mean.to(**like))
+        self.register_buffer("w", weights)
+        self.register_buffer("sqrt_w", weights.sqrt())
+        self.gram_norm = target.gram_norm
+        self.mean_norm = float(target.mean.double().pow(2).sum()) + 1e-8
+        self.mean_weight = mean_weight
+        self.n_tile = max(float(weights.sum()), 1e-6)
+        self.share = float(weights.sum()) / glob.count
+        self.register_buffer("gram0", None)  # the tile's own sums at x0, set by the first call
+        self.register_buffer("mean0", None)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        """``f``: the tile's activations as (N, C) positions."""
+        g_sum = weighted_gram(f, self.sqrt_w)
+        m_sum = (self.w.T @ f)[0] if self.mean_weight else None
+        if self.gram0 is None:
+            self.gram0 = g_sum.detach()
+            self.mean0 = m_sum.detach() if m_sum is not None else None
+        g = self.glob_gram + (g_sum - self.gram0) / self.n_tile
+        loss = ((g - self.target_gram) ** 2).sum() / self.gram_norm
+        if m_sum is not None:
+            mu = self.glob_mean + (m_sum - self.mean0) / self.n_tile
+            loss = loss + self.mean_weight * ((mu - self.target_mean) ** 2).sum() / self.mean_norm
+        return loss * self.share
 
 
-# ---------------------------------------------------------------- colour
+class ContentLoss(nn.Module):
+    """Squared feature error against the content's, per position of the whole image."""
 
-def rgb_to_yuv_matrix() -> np.ndarray:
-    return np.array([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]])
+    def __init__(self, target: torch.Tensor, weights: torch.Tensor, norm: float):
+        super().__init__()
+        self.register_buffer("target", target)
+        self.register_buffer("sqrt_w", weights.sqrt())
+        self.norm = norm
 
-
-def preserve_luminance(result: np.ndarray, content: np.ndarray) -> np.ndarray:
-    """Luminance of ``result`` with the chroma of ``content`` (Gatys et al. 2016, colour preservation)."""
-    m = rgb_to_yuv_matrix().astype(np.float32)
-    yr = result @ m[0]
-    yuv_c = content @ m.T
-    yuv_c[..., 0] = yr
-    return np.clip(yuv_c @ np.linalg.inv(m).T.astype(np.float32), 0.0, 1.0)
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return weighted_squared_error(f, self.target, self.sqrt_w) / self.norm
 
 
-def colour_stats(image: np.ndarray, strip: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Colour mean and covariance of an (H, W, 3) image, accumulated in strips of rows."""
-    n, total, outer = 0, np.zeros(3), np.zeros((3, 3))
-    for y in range(0, image.shape[0], strip):
-        px = image[y:y + strip].reshape(-1, 3).astype(np.float64)
-        n += len(px)
-        total += px.sum(0)
-        outer += px.T @ px
-    mu = total / n
-    cov = (outer - n * np.outer(mu, mu)) / max(n - 1, 1)
-    return mu, cov + 1e-5 * np.eye(3)
+class TVLoss(nn.Module):
+    """Squared total variation of (1, 3, h, w), per pixel of the whole image."""
+
+    def __init__(self, n_pixels: float):
+        super().__init__()
+        self.n_pixels = n_pixels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dy = x[..., 1:, :] - x[..., :-1, :]
+        dx = x[..., :, 1:] - x[..., :, :-1]
+        return (dy.pow(2).sum() + dx.pow(2).sum()) / self.n_pixels
 
 
-def histogram_transform(style_stats, content_stats):
-    """The affine colour map that gives pixels with ``style_stats`` the content's colour mean and
-    covariance (Gatys et al. 2017); returns a function applied to any (..., 3) block of pixels."""
-    mu_c, cov_c = content_stats
-    mu_s, cov_s = style_stats
+class TileObjective(nn.Module):
+    """The loss of one tile: the network's features of the tile, then weighted terms.
 
-    def sqrtm(c):
-        w, v = np.linalg.eigh(c)
-        return (v * np.sqrt(np.maximum(w, 1e-12))) @ v.T
+    ``style`` maps layer names to LayerStyleLoss; ``content`` is (layer, ContentLoss) or None."""
 
-    a = (sqrtm(cov_c) @ np.linalg.inv(sqrtm(cov_s))).astype(np.float32)
-    mu_s, mu_c = mu_s.astype(np.float32), mu_c.astype(np.float32)
-    return lambda px: np.clip((px - mu_s) @ a.T + mu_c, 0, 1).astype(np.float32)
+    def __init__(self, net, layers, style: dict[str, LayerStyleLoss], content=None, tv: TVLoss | None = None,
+                 style_weight: float = 1.0, content_weight: float = 0.0, tv_weight: float = 0.0):
+        super().__init__()
+        self.net, self.layers = net, tuple(layers)
+        self.style = nn.ModuleDict(style)
+        self.content_layer, self.content = content if content is not None else (None, None)
+        self.tv = tv
+        self.style_weight, self.content_weight, self.tv_weight = style_weight, content_weight, tv_weight
 
-
-def match_histogram(style: np.ndarray, content_stats) -> np.ndarray:
-    """Recolour ``style`` so its colour mean and covariance equal the content's."""
-    return histogram_transform(colour_stats(style), content_stats)(style)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.net(x, self.layers)
+        style = sum(term(flat(feats[name])) for name, term in self.style.items())
+        loss = self.style_weight * style / len(self.style)
+        if self.content is not None:
+            loss = loss + self.content_weight * self.content(flat(feats[self.content_layer]))
+        if self.tv is not None:
+            loss = loss + self.tv_weight * self.tv(x)
+        return loss

@@ -1,11 +1,15 @@
-"""render() and texture(): inputs checked, planned, synthesised level by level, written atomically."""
+"""render() and texture(): inputs checked, planned, synthesised level by level, written atomically.
+
+``run`` sets a render up (plan, network, work folder, checkpoints) and calls ``run_level`` once
+per pyramid level; ``finish`` applies the colour option and writes the output.
+"""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
 import logging
-import shutil
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -13,17 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
-from hires import io, losses
+from hires import colour, io
 from hires.canvas import Buffers, path_of, release
+from hires.checkpoints import Checkpoints, WorkFolder, work_folder_path
 from hires.config import Settings, parse_size, parse_style
-from hires.engine import Engine, LevelReport
+from hires.engine import Counters, Engine, LevelReport
 from hires.errors import InputError, OptionError
-from hires.plan import Plan, describe, make_plan
+from hires.nets import LAYER_STRIDE
+from hires.plan import LevelPlan, Plan, describe, make_plan
 from hires.progress import LevelStarted, Note, ignore
+from hires.pyramid import Level, schedule
+from hires.stats import style_targets
 from hires.tiles import grid
 
 log = logging.getLogger(__name__)
 STATS_TILE = 512
+STRIP = 256  # rows per strip when a full-size buffer is processed piecewise
 
 
 @dataclass
@@ -61,7 +70,7 @@ def _styles(style, what: str) -> list[tuple[Path, float]]:
     return out
 
 
-def make_job(content, style, output, size, texture: bool) -> Job:
+def make_job(content, style, output, size, texture: bool, overwrite: bool = False) -> Job:
     content_path = None
     if not texture:
         content_path = Path(content)
@@ -73,34 +82,58 @@ def make_job(content, style, output, size, texture: bool) -> Job:
         width, height = cw, ch
     else:
         width, height = parse_size(size)
-    out = io.check_output_path(output) if output is not None else None
+    out = io.check_output_path(output, overwrite) if output is not None else None
     return Job(content_path, styles, width, height, out, texture)
 
 
 def render(content, style, output=None, *, size=None, settings: Settings | None = None, progress=ignore,
-           **overrides) -> Result:
+           overwrite: bool = False, **overrides) -> Result:
     """Stylise ``content`` with ``style`` (a path, 'path:weight', or a list of them).
 
     ``size`` is 'WxH', a named print size or (w, h); default: the content's own size.
-    ``overrides`` are Settings fields, e.g. ``iterations=(100, 30)``.
+    ``overrides`` are Settings fields, e.g. ``iterations=(100, 30)``.  An existing ``output``
+    is replaced only with ``overwrite=True``.
     """
     settings = (settings or Settings()).replace(**overrides)
-    return run(make_job(content, style, output, size, texture=False), settings, progress)
+    return run(make_job(content, style, output, size, texture=False, overwrite=overwrite), settings, progress)
 
 
 def texture(example, output=None, *, size=(512, 512), settings: Settings | None = None, progress=ignore,
-            **overrides) -> Result:
+            overwrite: bool = False, **overrides) -> Result:
     """Synthesise a texture like ``example`` (a path, 'path:weight', or a list of them)."""
     settings = (settings or Settings()).replace(**overrides)
     if settings.init != "noise":
         settings = settings.replace(init="noise")
-    return run(make_job(None, example, output, size, texture=True), settings, progress)
+    return run(make_job(None, example, output, size, texture=True, overwrite=overwrite), settings, progress)
 
 
 def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
-    sizes = [io.image_size(p, "style") for p, _ in job.styles]
-    sizes = [_style_size(job, (w, h), job.width, job.height, settings) for w, h in sizes]
+    natives = [io.image_size(p, "style") for p, _ in job.styles]
+    check_sizes(job, settings, natives)
+    sizes = [_style_size(job, wh, job.width, job.height, settings) for wh in natives]
     return make_plan(job.width, job.height, settings, sizes, calibrate)
+
+
+def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> None:
+    """Refuse, before any work, a level or style image whose deepest used layer would be smaller
+    than 2x2 (the network's 3x3 convolutions cannot pad a 1 px map)."""
+    what = "example" if job.texture else "--style"
+    for lv in schedule(job.width, job.height, settings):
+        stride = LAYER_STRIDE[lv.deepest]
+        if min(lv.width, lv.height) < 2 * stride:
+            raise OptionError(
+                f"--size: {job.width}x{job.height} is {lv.width}x{lv.height} px at level {lv.index}, "
+                f"{lv.width // stride}x{lv.height // stride} at {lv.deepest}, and the network needs 2x2 there; "
+                f"give a short side of at least {-(-2 * stride * min(job.width, job.height) // min(lv.width, lv.height))} "
+                f"px or fewer --style-layers")
+        for (path, _), native in zip(job.styles, natives):
+            sw, sh = _style_size(job, native, lv.width, lv.height, settings)
+            if min(sw, sh) < 2 * stride:
+                need = settings.style_scale * 2 * stride / min(sw, sh)
+                raise InputError(
+                    f"{what}: {str(path)!r} ({native[0]}x{native[1]} px) is {sw}x{sh} px at level {lv.index}, "
+                    f"{sw // stride}x{sh // stride} at {lv.deepest}, and the network needs 2x2 there; "
+                    f"use an image less thin or small, or raise --style-scale to {need:.3g}")
 
 
 def _style_size(job: Job, native: tuple[int, int], width: int, height: int, settings: Settings):
@@ -129,50 +162,19 @@ def _work_key(job: Job, settings: Settings, network: str) -> str:
     return h.hexdigest()[:16]
 
 
-class Checkpoints:
-    """Finished levels saved in a work folder, so a crashed render resumes where it stopped.
-
-    A level is stored as raw float32 (copied file to file when the canvas is disk-backed, so a
-    checkpoint never pulls a whole canvas into memory)."""
-
-    def __init__(self, folder: Path | None, key: str):
-        self.folder, self.key = folder, key
-
-    def latest(self) -> tuple[int, np.ndarray] | None:
-        if self.folder is None or not (self.folder / "state.json").exists():
-            return None
-        try:
-            state = json.loads((self.folder / "state.json").read_text())
-            if state.get("key") != self.key:
-                return None
-            data = np.memmap(self.folder / f"level{state['level']}.f32", np.float32, mode="r",
-                             shape=tuple(state["shape"]))
-            return state["level"], data
-        except (OSError, ValueError, KeyError):
-            return None
-
-    def save(self, level: int, canvas: np.ndarray) -> None:
-        if self.folder is None:
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f"level{level}.f32.partial"
-        src = path_of(canvas)
-        if src is not None:
-            canvas.flush()
-            shutil.copyfile(src, tmp)
-        else:
-            canvas.tofile(tmp)
-        tmp.replace(self.folder / f"level{level}.f32")
-        state = {"key": self.key, "level": level, "shape": list(canvas.shape)}
-        (self.folder / "state.json.partial").write_text(json.dumps(state))
-        (self.folder / "state.json.partial").replace(self.folder / "state.json")
-        for old in self.folder.glob("level*.f32"):
-            if old.name != f"level{level}.f32":
-                old.unlink()
-
-    def clear(self) -> None:
-        if self.folder is not None and self.folder.exists():
-            shutil.rmtree(self.folder, ignore_errors=True)
+@dataclass
+class RenderState:
+    """What every level of one render shares."""
+    job: Job
+    settings: Settings
+    plan: Plan
+    engine: Engine
+    counters: Counters
+    scratch: Buffers            # records every scratch file of the render, for cleanup
+    checkpoints: Checkpoints
+    colour_ref: tuple | None    # the content's colour statistics (histogram transfer)
+    rng: np.random.Generator
+    progress: object
 
 
 # about five minutes on 2 cores: worth the few seconds a time estimate takes
@@ -184,133 +186,137 @@ def run(job: Job, settings: Settings, progress=ignore) -> Result:
     if settings.preserve_color != "none" and job.texture:
         raise OptionError("--preserve-color: a texture has no content colours to keep; leave it at none")
     plan = plan_job(job, settings)
+    if plan.levels[-1].disk and job.output is None:
+        raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {settings.memory} in memory; "
+                          "give an output path so it can be written from disk, or raise --memory")
     if plan.flop > LONG_RENDER_FLOP:
         plan.calibrate(settings)
     engine = Engine(settings, progress)  # first: bad weights are an error before any plan is shown
     for line in describe(plan):  # the plan of memory (and time, for long renders) before it starts
         progress(Note(line))
-    rng = np.random.default_rng(settings.seed)
-    engine.counters.work_total = plan.flop
-    folder = Path(settings.work_dir) if settings.work_dir else (
-        job.output.parent / f".{job.output.stem}.hires-work" if job.output else None)
-    ckpt = Checkpoints(folder, _work_key(job, settings, engine.network_name))
-    if plan.levels[-1].disk and job.output is None:
-        raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {settings.memory} in memory; "
-                          "give an output path so it can be written from disk, or raise --memory")
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    # level buffers live in the work folder, so a crash leaves one hidden folder, cleared on success
-    scratch = Path(tempfile.mkdtemp(prefix="hires-", dir=folder))
+    folder = work_folder_path(job.output, settings.work_dir)
+    work = WorkFolder.open(folder) if folder is not None else None
+    scratch = _scratch(work, plan)
+    colour_ref = None
+    if settings.preserve_color == "histogram":  # from the base level, so a resumed render gets the same
+        lv0 = plan.levels[0].level
+        colour_ref = colour.colour_stats(io.load_image(job.content, size=(lv0.width, lv0.height), what="content"))
+    counters = Counters(work_total=plan.flop)
+    state = RenderState(job, settings, plan, engine, counters, scratch,
+                        Checkpoints(work, _work_key(job, settings, engine.network_name)), colour_ref,
+                        np.random.default_rng(settings.seed), progress)
     try:
-        canvas = _synthesise(job, settings, plan, engine, ckpt, scratch, rng, progress)
-        out = None
-        if job.output is not None:
-            src = path_of(canvas)
-            image = canvas if src is None else io.vips_from_raw(src, canvas.shape)
-            out = io.save_image(image, job.output, settings.bit_depth, settings.dpi, settings.quality)
-            ckpt.clear()
+        canvas, start = resume(state)
+        for lp in plan.levels[start:]:
+            canvas = run_level(state, lp, canvas)
+        out = finish(state, canvas)
         if path_of(canvas) is not None:
             canvas = None  # disk-backed: the output file is the result
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    c = engine.counters
-    return Result(canvas, out, engine.network_name, plan, c.levels, time.perf_counter() - t0, c.net_s,
-                  c.net_flop / 1e9)
+    except BaseException:
+        scratch.cleanup()
+        if work is not None and state.checkpoints.latest() is None:
+            work.remove()  # nothing to resume from: leave no folder behind
+        raise
+    scratch.cleanup()
+    if work is not None:
+        work.remove()
+    return Result(canvas, out, engine.network_name, plan, counters.levels, time.perf_counter() - t0,
+                  counters.net_s, counters.net_flop / 1e9)
 
 
-def _synthesise(job: Job, settings: Settings, plan: Plan, engine: Engine, ckpt: Checkpoints, scratch: Path,
-                rng, progress) -> np.ndarray:
-    n_levels = len(plan.levels)
-    resume = ckpt.latest()
-    canvas, start = None, 0
-    if resume is not None:
-        start, canvas = resume[0] + 1, resume[1]
-        engine.counters.work_done = sum(lp.flop for lp in plan.levels[:start])
-        progress(Note(f"resuming after level {resume[0]} from {ckpt.folder}"))
-    colour_ref = None
+def _scratch(work: WorkFolder | None, plan: Plan) -> Buffers:
+    """Where disk-backed level buffers go: a folder of this process inside the work folder, or a
+    new temporary folder when there is none; every file is recorded for cleanup."""
+    if work is not None:
+        return Buffers(work.path / f"buffers-{os.getpid()}", False)
+    if any(lp.disk for lp in plan.levels):
+        folder = Path(tempfile.mkdtemp(prefix="hires-"))
+        scratch = Buffers(folder, False)
+        scratch.folders.append(scratch.folder)
+        return scratch
+    return Buffers(None, False)
+
+
+def resume(state: RenderState) -> tuple[np.ndarray | None, int]:
+    """The canvas of the last finished level, copied into a buffer of this render (RAM or disk as
+    the plan says, and writable), and the index of the level to run next; (None, 0) to start."""
+    latest = state.checkpoints.latest()
+    if latest is None:
+        return None, 0
+    index, saved = latest
+    lp = state.plan.levels[index]
+    canvas = state.scratch.for_level(f"level{index}", lp.disk).empty("canvas", saved.shape)
+    for y in range(0, saved.shape[0], STRIP):
+        canvas[y:y + STRIP] = saved[y:y + STRIP]
+        release(canvas, saved)
+    del saved
+    state.counters.work_done = sum(p.flop for p in state.plan.levels[:index + 1])
+    state.progress(Note(f"resuming after level {index} from {state.checkpoints.folder.path}"))
+    return canvas, index + 1
+
+
+def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> np.ndarray:
+    """One pyramid level: load the content and style statistics at its size, start from the
+    coarser level's result (or the initial image), refine every pass, checkpoint."""
+    lv, s, engine, counters = lp.level, state.settings, state.engine, state.counters
+    n_levels = len(state.plan.levels)
+    buffers = state.scratch.for_level(f"level{lv.index}", lp.disk)
+    tl, net_s0, flop0 = time.perf_counter(), counters.net_s, counters.net_flop
+    state.progress(LevelStarted(lv.index, n_levels, lv.width, lv.height, len(lp.tiles), lv.iterations,
+                                lv.style_layers))
+    shape = (lv.height, lv.width, 3)
     content = None
-    for lp in plan.levels[start:]:
-        lv = lp.level
-        buffers = engine.buffers = Buffers(scratch / f"level{lv.index}", lp.disk)
-        tl = time.perf_counter()
-        net_s0, flop0 = engine.counters.net_s, engine.counters.net_flop
-        progress(LevelStarted(lv.index, n_levels, lv.width, lv.height, len(lp.tiles), lv.iterations,
-                              lv.style_layers))
-        shape = (lv.height, lv.width, 3)
-        content = None
-        if job.content:
-            content = io.load_image(job.content, size=(lv.width, lv.height), what="content",
-                                    out=buffers.empty("content", shape))
-            if settings.preserve_color == "histogram" and colour_ref is None:
-                colour_ref = losses.colour_stats(content)
-        targets = style_targets(engine, job, settings, lv, lp, colour_ref)
-        if canvas is None:
-            canvas = initial_canvas(content, targets, lv, settings, rng, job)
-        else:
-            previous = canvas
-            canvas = io.resize(previous, lv.width, lv.height, out=buffers.empty("canvas", shape))
-            _discard(previous)
-            previous = None  # not held through this level's refinement
-        canvas = engine.refine(canvas, content, targets, lv, lp.tiles, n_levels)
-        if settings.second_pass and len(lp.tiles) > 1:
-            shifted = grid(lv.width, lv.height, lp.tile, settings.overlap, lp.margin, settings.seamless,
-                           shift=lp.tile // 2)
-            canvas = engine.refine(canvas, content, targets, lv, shifted, n_levels)
-        ckpt.save(lv.index, canvas)
-        release(canvas)
-        engine.counters.levels.append(LevelReport(
-            lv.index, lv.width, lv.height, len(lp.tiles), lv.iterations, time.perf_counter() - tl,
-            engine.counters.net_s - net_s0, (engine.counters.net_flop - flop0) / 1e9))
-        if lv.index < n_levels - 1:
-            _discard(content)
-    if settings.preserve_color == "luminance":
-        if content is None:
-            content = io.load_image(job.content, size=(job.width, job.height), what="content")
-        for y in range(0, canvas.shape[0], 256):  # in strips: no full-size temporaries
-            canvas[y:y + 256] = losses.preserve_luminance(canvas[y:y + 256], content[y:y + 256])
-            release(canvas, content)
+    if state.job.content:
+        content = io.load_image(state.job.content, size=(lv.width, lv.height), what="content",
+                                out=buffers.empty("content", shape))
+    targets = level_targets(engine, state.job, s, lp, buffers, state.colour_ref)
+    if canvas is None:
+        canvas = initial_canvas(content, lv, s, state.rng, state.job)
+    else:
+        previous = canvas
+        canvas = io.resize(previous, lv.width, lv.height, out=buffers.empty("canvas", shape))
+        state.scratch.discard(previous)
+        del previous  # not held through this level's refinement
+    for tiles in lp.passes:
+        canvas = engine.refine(canvas, content, targets, lv, tiles, buffers, counters, n_levels)
+    state.checkpoints.save(lv.index, canvas)
+    release(canvas)
+    counters.levels.append(LevelReport(
+        lv.index, lv.width, lv.height, len(lp.tiles), lv.iterations, time.perf_counter() - tl,
+        counters.net_s - net_s0, (counters.net_flop - flop0) / 1e9))
+    state.scratch.discard(content)
     return canvas
 
 
-def _discard(arr) -> None:
-    """Free a level buffer; a disk-backed one loses its file too."""
-    src = path_of(arr) if arr is not None else None
-    if src is not None and src.exists() and "hires-" in str(src.parent.parent):
-        src.unlink()
+def level_targets(engine: Engine, job: Job, s: Settings, lp: LevelPlan, buffers: Buffers, colour_ref=None):
+    """Style statistics at this level: each style image's (recoloured to ``colour_ref``, the
+    content's colour statistics, for histogram transfer), mixed by weight."""
+    lv = lp.level
 
+    def images():
+        for path, weight in job.styles:
+            sw, sh = _style_size(job, io.image_size(path, "style"), lv.width, lv.height, s)
+            # on a disk-backed level the style image is disk-backed too: a style image larger than
+            # memory is read tile by tile like the canvas
+            img = io.load_image(path, size=(sw, sh), what="style", out=buffers.empty("style", (sh, sw, 3)))
+            if colour_ref is not None:
+                transform = colour.histogram_transform(colour.colour_stats(img), colour_ref)
+                for y in range(0, sh, STRIP):
+                    img[y:y + STRIP] = transform(img[y:y + STRIP])
+            yield str(path), weight, img
+            buffers.discard(img)
 
-def style_targets(engine: Engine, job: Job, settings: Settings, lv, lp, colour_ref):
-    """Per-layer style statistics at this level: each style image's, mixed by weight."""
-    layers = lv.layers
-    total = sum(w for _, w in job.styles)
-    mixed: dict[str, list] = {}
-    for path, weight in job.styles:
-        sw, sh = _style_size(job, io.image_size(path, "style"), lv.width, lv.height, settings)
-        # on a disk-backed level the style image is disk-backed too: a style image larger than
-        # memory is read tile by tile like the canvas
-        img = io.load_image(path, size=(sw, sh), what="style", out=engine.buffers.empty("style", (sh, sw, 3)))
-        if colour_ref is not None:
-            transform = losses.histogram_transform(losses.colour_stats(img), colour_ref)
-            for y in range(0, sh, 256):
-                img[y:y + 256] = transform(img[y:y + 256])
+    def stats_grid(img):
         # statistics only need a forward pass, so larger tiles than the refine pass's fit; the
         # example itself is not tileable, so its grid never wraps
-        tiles = grid(sw, sh, max(lp.tile, STATS_TILE), settings.overlap, lp.margin, False)
-        stats = engine.stats_pass(img, layers, lv.deepest, tiles)
-        for name, st in stats.items():
-            if st.count <= 0:
-                raise InputError(f"style: {str(path)!r} is too small at this scale ({sw}x{sh} px) for layer "
-                                 f"{name}; raise --style-scale or use a larger style image")
-            g, m = st.gram_mean()
-            acc = mixed.setdefault(name, [0.0, 0.0])
-            acc[0] = acc[0] + g * (weight / total)
-            acc[1] = acc[1] + m * (weight / total)
-    return {name: losses.make_target(g, m) for name, (g, m) in mixed.items()}
+        return grid(img.shape[1], img.shape[0], max(lp.tile, STATS_TILE), s.overlap, lp.margin, False)
+
+    return style_targets(engine, images(), lv.layers, lv.deepest, stats_grid)
 
 
-def initial_canvas(content, targets, lv, settings: Settings, rng, job: Job) -> np.ndarray:
+def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job) -> np.ndarray:
     if content is not None and settings.init == "content":
-        return content.copy()
+        return np.array(content)
     if content is not None:
         mean = content.reshape(-1, 3).mean(0)
     else:  # texture: start from the examples' mean colour
@@ -320,3 +326,25 @@ def initial_canvas(content, targets, lv, settings: Settings, rng, job: Job) -> n
             mean += io.load_image(path, long_side=64, what="example").reshape(-1, 3).mean(0) * (w / total)
     noise = rng.standard_normal((lv.height, lv.width, 3)).astype(np.float32) * 0.15
     return np.clip(mean[None, None, :] + noise, 0.0, 1.0).astype(np.float32)
+
+
+def finish(state: RenderState, canvas: np.ndarray) -> Path | None:
+    """Apply the luminance option (strip by strip, the content in a buffer the plan allows) and
+    write the output atomically."""
+    job, s = state.job, state.settings
+    if s.preserve_color == "luminance":
+        lp = state.plan.levels[-1]
+        buffers = state.scratch.for_level("final", lp.disk)
+        content = io.load_image(job.content, size=(job.width, job.height), what="content",
+                                out=buffers.empty("content", canvas.shape))
+        for y in range(0, canvas.shape[0], STRIP):  # in strips: no full-size temporaries
+            canvas[y:y + STRIP] = colour.preserve_luminance(canvas[y:y + STRIP], content[y:y + STRIP])
+            release(canvas, content)
+        buffers.discard(content)
+    if job.output is None:
+        return None
+    src = path_of(canvas)
+    if src is not None:
+        canvas.flush()
+    image = canvas if src is None else io.vips_from_raw(src, canvas.shape)
+    return io.save_image(image, job.output, s.bit_depth, s.dpi, s.quality, overwrite=True)

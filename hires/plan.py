@@ -14,9 +14,35 @@ from dataclasses import dataclass
 
 from hires.config import Settings, parse_memory
 from hires.errors import BudgetError
-from hires.nets import LAYER_RADIUS, activation_bytes_per_pixel, flops_per_pixel
+from hires.nets import LAYER_INDEX, LAYER_RADIUS, LAYERS
 from hires.pyramid import Level, schedule
 from hires.tiles import ALIGN, Tile, grid
+
+# ---------------------------------------------------------------- the network's cost model
+
+def flops_per_pixel(deepest: str) -> float:
+    """Forward FLOPs per input pixel of the network up to ``deepest`` (2 x multiply-adds)."""
+    total, in_ch = 0.0, 3
+    for name, idx, ch, stride, _ in LAYERS:
+        if name.startswith("conv"):
+            total += 2.0 * in_ch * ch * 9 / stride**2
+            in_ch = ch
+        if idx >= LAYER_INDEX[deepest]:
+            break
+    return total
+
+
+def activation_bytes_per_pixel(deepest: str) -> float:
+    """float32 bytes per input pixel of the activations autograd keeps, up to ``deepest``."""
+    total = 3 * 4.0
+    for name, idx, ch, stride, _ in LAYERS:
+        total += ch * 4.0 / stride**2
+        if idx >= LAYER_INDEX[deepest]:
+            break
+    return total
+
+
+# ---------------------------------------------------------------- the planner
 
 MiB = 1 << 20
 FIXED_BYTES = 640 * MiB  # ~430 MiB after imports, random net and numba kernels, plus the transients of
@@ -45,17 +71,22 @@ class LevelPlan:
     level: Level
     tile: int
     margin: int
-    tiles: list[Tile]
+    passes: list[list[Tile]]   # the tile grid of each refine pass (a second pass is shifted by half a tile)
     peak_bytes: float
-    flop: float          # network FLOPs of the refine (and second) pass, statistics passes included
+    flop: float          # network FLOPs of the refine passes, statistics passes included
     disk: bool = False   # full-size buffers are disk-backed memmaps
+
+    @property
+    def tiles(self) -> list[Tile]:
+        """The first pass's grid."""
+        return self.passes[0]
 
     def as_dict(self) -> dict:
         return {"level": self.level.index, "width": self.level.width, "height": self.level.height,
                 "iterations": self.level.iterations, "style_layers": list(self.level.style_layers),
                 "content_layer": self.level.content_layer, "tile": self.tile, "margin": self.margin,
-                "tiles": len(self.tiles), "peak_bytes": int(self.peak_bytes), "gflop": self.flop / 1e9,
-                "canvas": "disk" if self.disk else "ram"}
+                "tiles": len(self.tiles), "passes": len(self.passes), "peak_bytes": int(self.peak_bytes),
+                "gflop": self.flop / 1e9, "canvas": "disk" if self.disk else "ram"}
 
 
 @dataclass
@@ -98,25 +129,25 @@ class Plan:
 DISK_GAIN = 0.85  # disk-backed buffers only when they cut the level's work by 15% or more
 
 
-def plan_level(level: Level, settings: Settings, budget: int, style_px: int, passes: int) -> LevelPlan:
+def plan_level(level: Level, settings: Settings, budget: int, style_px: int) -> LevelPlan:
     """The tile size for one level.  With ``--canvas auto`` both buffer placements are planned: RAM
     buffers leave less of the budget to tiles, so at a tight budget the tiles shrink until their
     context margins cost more than reading the canvas back from disk; then disk wins."""
     s = settings
     if s.canvas != "auto":
-        return _fit(level, s, budget, style_px, passes, s.canvas == "disk")
+        return _fit(level, s, budget, style_px, s.canvas == "disk")
     try:
-        ram = _fit(level, s, budget, style_px, passes, False)
+        ram = _fit(level, s, budget, style_px, False)
     except BudgetError:
-        return _fit(level, s, budget, style_px, passes, True)
+        return _fit(level, s, budget, style_px, True)
     try:
-        disk = _fit(level, s, budget, style_px, passes, True)
+        disk = _fit(level, s, budget, style_px, True)
     except BudgetError:
         return ram
     return disk if disk.flop < DISK_GAIN * ram.flop else ram
 
 
-def _fit(level: Level, s: Settings, budget: int, style_px: int, passes: int, disk: bool) -> LevelPlan:
+def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool) -> LevelPlan:
     budget = int(budget * HEADROOM)
     margin = s.margin or auto_margin(level)
     W, H = level.width, level.height
@@ -144,13 +175,14 @@ def _fit(level: Level, s: Settings, budget: int, style_px: int, passes: int, dis
                                      disk)
             raise BudgetError(f"--memory: {s.memory} is too small for a {W}x{H} level; it needs about "
                               f"{need / 2**30:.2f} GiB even with 64 px tiles; raise --memory or lower --size")
-    tiles = grid(W, H, tile, s.overlap, margin, s.seamless)
-    region_px = sum(t.shape[0] * t.shape[1] for t in tiles)
+    passes = [grid(W, H, tile, s.overlap, margin, s.seamless)]
+    if s.second_pass and len(passes[0]) > 1:
+        passes.append(grid(W, H, tile, s.overlap, margin, s.seamless, shift=tile // 2))
     fpp = flops_per_pixel(level.deepest)
     # per pass: one statistics forward, one content forward, iterations x (forward + backward ~ 2x)
-    flop = passes * region_px * fpp * (2 + 2 * level.iterations)
-    return LevelPlan(level, tile, margin, tiles, base + tile_bytes(largest(tiles), level, s.optimizer, disk), flop,
-                     disk)
+    flop = sum(sum(t.shape[0] * t.shape[1] for t in tiles) for tiles in passes) * fpp * (2 + 2 * level.iterations)
+    peak = base + max(tile_bytes(largest(tiles), level, s.optimizer, disk) for tiles in passes)
+    return LevelPlan(level, tile, margin, passes, peak, flop, disk)
 
 
 def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tuple[int, int]] = (),
@@ -161,8 +193,7 @@ def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tup
     for lv in schedule(width, height, settings):
         f = max(lv.width, lv.height) / max(width, height)
         style_px = int(sum(sw * sh * f * f for sw, sh in style_sizes))
-        passes = 2 if settings.second_pass else 1
-        levels.append(plan_level(lv, settings, budget, style_px, passes))
+        levels.append(plan_level(lv, settings, budget, style_px))
     plan = Plan(width, height, budget, levels)
     if calibrate:
         plan.calibrate(settings)
@@ -177,8 +208,9 @@ def measure_seconds_per_gflop(settings: Settings, levels: list[Level], side: int
     half the time at shallow depths).  A few seconds in all."""
     import numpy as np
 
-    from hires import losses
-    from hires.engine import Engine
+    from hires.canvas import Buffers
+    from hires.engine import Counters, Engine
+    from hires.stats import make_target
     engine = Engine(settings.replace(network="random", seamless=False, second_pass=False))
     image = np.random.default_rng(0).random((side, side, 3), dtype=np.float32)
     tiles = grid(side, side, side, 0, 0)
@@ -189,11 +221,11 @@ def measure_seconds_per_gflop(settings: Settings, levels: list[Level], side: int
             continue
         probe = Level(0, side, side, evals, lv.style_layers, lv.content_layer)
         stats = engine.stats_pass(image, probe.layers, probe.deepest, tiles)
-        targets = {n: losses.make_target(*st.gram_mean()) for n, st in stats.items()}
+        targets = {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()}
         times = []
         for _ in range(2):  # the first run pays one-off set-up (oneDNN primitives, allocations)
             t = time.perf_counter()
-            engine.refine(image.copy(), image, targets, probe, tiles, 1)
+            engine.refine(image.copy(), image, targets, probe, tiles, Buffers(None, False), Counters())
             times.append(time.perf_counter() - t)
         out[key] = times[-1] / (side * side * flops_per_pixel(probe.deepest) * (2 + 2 * evals) / 1e9)
     return out

@@ -19,6 +19,7 @@ class Tile:
     blend: tuple[int, int, int, int]    # written back into the canvas, feathered
     region: tuple[int, int, int, int]   # optimised: blend plus fixed context around it
     ramps: tuple[int, int, int, int]    # feather widths (top, bottom, left, right) inside blend
+    wrap: bool = False                  # the grid wraps around (a seamless canvas): context reads wrap
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -78,7 +79,7 @@ def grid(width: int, height: int, tile: int, overlap: int, margin: int, seamless
     tiles = []
     for (cy, by, ry, rampy) in ys:
         for (cx, bx, rx, rampx) in xs:
-            tiles.append(Tile(len(tiles), (*cy, *cx), (*by, *bx), (*ry, *rx), (*rampy, *rampx)))
+            tiles.append(Tile(len(tiles), (*cy, *cx), (*by, *bx), (*ry, *rx), (*rampy, *rampx), seamless))
     return tiles
 
 
@@ -91,13 +92,14 @@ def take(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return image[np.arange(y0, y1) % h][:, np.arange(x0, x1) % w]
 
 
-def padding(tile: Tile, width: int, height: int, seamless: bool) -> str:
+def padding(tile: Tile, width: int, height: int) -> str:
     """The network's padding for a tile.  A tile with context on every side pads with zeros,
     the cheapest: its context margin is at least the receptive radius, so the padding never
     reaches an owned activation.  A tile at the frame edge needs the frame's own rule there:
-    reflect for photos, circular for a seamless texture whose tile spans a whole period."""
+    reflect for an image that does not wrap (a photo, or a texture's example), circular where
+    the grid wraps and the tile spans a whole period."""
     y0, y1, x0, x1 = tile.region
-    if seamless:
+    if tile.wrap:
         return "circular" if y1 - y0 >= height or x1 - x0 >= width else "zeros"
     return "reflect" if y0 <= 0 or x0 <= 0 or y1 >= height or x1 >= width else "zeros"
 
@@ -106,3 +108,47 @@ def blend_window(t: Tile) -> np.ndarray:
     from hires.kernels import feather_window
     y0, y1, x0, x1 = t.blend
     return feather_window(y1 - y0, x1 - x0, *t.ramps)
+
+
+def ownership(tile: Tile, strides) -> dict[int, np.ndarray]:
+    """The tile's ownership weight at every position of its region's feature map, per stride.
+
+    The weight is the tile's blend window (zero outside its blend area).  Windows of all tiles sum
+    to one at every pixel, and average pooling keeps that true on each layer's grid (tile origins
+    are aligned to the deepest stride), so every position of the whole image counts exactly once
+    in the global statistics, split across tiles where they overlap, just as the pixels are blended.
+    """
+    h, w = tile.shape
+    pix = np.zeros((h, w), np.float32)
+    by0, by1, bx0, bx1 = tile.blend
+    ry0, rx0 = tile.region[0], tile.region[2]
+    pix[by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0] = blend_window(tile)
+    out = {}
+    for s in set(strides):
+        hs, ws = h // s, w // s
+        out[s] = pix[:hs * s, :ws * s].reshape(hs, s, ws, s).mean(axis=(1, 3))
+    return out
+
+
+def owned_box(wmap: np.ndarray) -> tuple[slice, slice]:
+    """The smallest rectangle holding every position with weight > 0.  Slicing activations to it
+    (instead of gathering positions) keeps the backward pass a cheap copy, not a scatter."""
+    rows = np.flatnonzero(wmap.any(axis=1))
+    cols = np.flatnonzero(wmap.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def blend_mask(tile: Tile) -> np.ndarray:
+    """1 on the tile's blend area, 0 on its fixed context, as an (h, w) array of its region."""
+    mask = np.zeros(tile.shape, np.float32)
+    by0, by1, bx0, bx1 = tile.blend
+    ry0, rx0 = tile.region[0], tile.region[2]
+    mask[by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0] = 1.0
+    return mask
+
+
+def blend_part(region: np.ndarray, tile: Tile) -> np.ndarray:
+    """The blend area of an (h, w, C) array covering the tile's region."""
+    by0, by1, bx0, bx1 = tile.blend
+    ry0, rx0 = tile.region[0], tile.region[2]
+    return region[by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0]

@@ -92,11 +92,11 @@ def bad_cases(tmp_path, content, style):
                                   "does not exist"),
         "unknown extension": (["render", content, "--style", style, "-o", tmp_path / "o.xyz"], "extension"),
         "unknown option value": (["render", content, "--style", style, "--optimizer", "sgd", "-o", o],
-                                 "invalid choice"),
+                                 "is not one of lbfgs, adam"),
         "bad memory": (["render", content, "--style", style, "--memory", "lots", "-o", o], "--memory"),
         "bad style weight": (["render", content, "--style", f"{style}:-1", "-o", o], "weight"),
         "weights fail verification": (["render", content, "--style", style, "-o", o, "--weights",
-                                       tmp_path / "vgg19-dcbb9e9d.pth", "--size", "32x32"], "verification"),
+                                       tmp_path / "vgg19-dcbb9e9d.pth", "--size", "64x64"], "verification"),
         "texture without size": (["texture", style, "--size", "12", "-o", o], "not a size"),
     }
 

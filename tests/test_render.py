@@ -5,11 +5,12 @@ import pyvips
 import torch
 
 import hires
-from hires import losses
+from hires import colour, losses
+from hires.canvas import Buffers
 from hires.config import Settings
 from hires.engine import Engine
 from hires.errors import OptionError
-from hires.pipeline import make_job, style_targets
+from hires.pipeline import level_targets, make_job
 from hires.plan import make_plan
 
 from conftest import FAST
@@ -86,7 +87,7 @@ def test_several_styles_mix_their_statistics(content_path, style_path):
     job_b = make_job(content_path, [f"{other}:1"], None, "64x48", False)
     job_ab = make_job(content_path, [f"{style_path}:3", f"{other}:1"], None, "64x48", False)
     lp = make_plan(64, 48, s).levels[0]
-    ta, tb, tab = (style_targets(engine, j, s, lp.level, lp, None) for j in (job_a, job_b, job_ab))
+    ta, tb, tab = (level_targets(engine, j, s, lp, Buffers(None, False)) for j in (job_a, job_b, job_ab))
     for name in ta:
         np.testing.assert_allclose(tab[name].gram.numpy(), 0.75 * ta[name].gram.numpy() + 0.25 * tb[name].gram.numpy(),
                                    rtol=1e-4, atol=1e-6)
@@ -107,7 +108,7 @@ def test_preserve_colour_luminance_keeps_content_chroma(content_path, style_path
     kw = dict(size="64x48", init="noise", **FAST)  # from noise, a plain render's chroma is far off
     img = hires.render(content_path, style_path, preserve_color="luminance", **kw).image
     content = hires.io.load_image(content_path, size=(64, 48))
-    m = losses.rgb_to_yuv_matrix()
+    m = colour.rgb_to_yuv_matrix()
     uv_img, uv_content = (img @ m.T)[..., 1:], (content @ m.T)[..., 1:]
     # chroma of the result equals the content's, except where clipping to [0, 1] changed it
     preserved = np.median(np.abs(uv_img - uv_content))
@@ -119,9 +120,9 @@ def test_preserve_colour_luminance_keeps_content_chroma(content_path, style_path
 def test_histogram_matching_gives_style_the_content_colours(content_path, style_path):
     content = hires.io.load_image(content_path, long_side=128)
     style = hires.io.load_image(style_path, long_side=128)
-    matched = losses.match_histogram(style, losses.colour_stats(content))
-    mu_c, cov_c = losses.colour_stats(content)
-    mu_m, cov_m = losses.colour_stats(matched)
+    matched = colour.match_histogram(style, colour.colour_stats(content))
+    mu_c, cov_c = colour.colour_stats(content)
+    mu_m, cov_m = colour.colour_stats(matched)
     np.testing.assert_allclose(mu_m, mu_c, atol=0.02)
     np.testing.assert_allclose(cov_m, cov_c, atol=0.004)
     a = hires.render(content_path, style_path, size="64x48", preserve_color="histogram", **FAST).image

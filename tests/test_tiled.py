@@ -6,7 +6,8 @@ import hires
 from hires import io
 from hires.config import Settings
 from hires.engine import Engine
-from hires.pipeline import make_job, plan_job, style_targets
+from hires.canvas import Buffers
+from hires.pipeline import level_targets, make_job, plan_job
 from hires.plan import auto_margin
 from hires.pyramid import Level
 from hires.tiles import grid, padding
@@ -28,7 +29,7 @@ def test_tiled_statistics_equal_whole_image_statistics(content_path, seamless):
     whole = engine.stats_pass(img, layers, "relu3_1", grid(300, 200, 300, 0, 0, seamless))
     tiles = grid(300, 200, 64, 4, margin, seamless)
     # wrapped tiles always have context; a photo's edge tiles reflect at the frame
-    assert {padding(t, 300, 200, seamless) for t in tiles} == ({"zeros"} if seamless else {"zeros", "reflect"})
+    assert {padding(t, 300, 200) for t in tiles} == ({"zeros"} if seamless else {"zeros", "reflect"})
     tiled = engine.stats_pass(img, layers, "relu3_1", tiles)
     for name in layers:
         assert tiled[name].count == pytest.approx(whole[name].count, rel=1e-6)
@@ -39,7 +40,7 @@ def _loss_of(result_image, content_path, style_path, settings):
     job = make_job(content_path, style_path, None, "384x288", False)
     lp = plan_job(job, settings).levels[-1]
     engine = Engine(settings)
-    targets = style_targets(engine, job, settings, lp.level, lp, None)
+    targets = level_targets(engine, job, settings, lp, Buffers(None, False))
     return engine.style_loss(result_image, targets, lp.level)
 
 

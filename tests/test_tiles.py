@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 
 from hires.config import Settings
-from hires.engine import ownership
 from hires.errors import BudgetError
 from hires.plan import describe, make_plan, measure_seconds_per_gflop
 from hires.pyramid import schedule
-from hires.tiles import ALIGN, grid, take
+from hires.tiles import ALIGN, grid, ownership, take
 
 
 @pytest.mark.parametrize("w,h,tile,seamless,shift", [(384, 288, 128, False, 0), (1000, 333, 160, False, 0),
