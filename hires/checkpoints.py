@@ -97,6 +97,13 @@ class Checkpoints:
     def save(self, level: int, canvas: np.ndarray) -> None:
         if self.folder is None:
             return
+        try:
+            self._save(level, canvas)
+        except OSError as e:
+            raise OutputError(f"--work-dir: could not save level {level} in {str(self.folder.path)!r} "
+                              f"({e.strerror or e}); free some disk space or give another --work-dir") from None
+
+    def _save(self, level: int, canvas: np.ndarray) -> None:
         root = self.folder.path
         previous = self._state()
         tmp = root / f"level{level}.f32.partial"

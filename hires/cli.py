@@ -235,6 +235,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("hires: interrupted; run the same command again to resume from the last level\n")
         return 130
+    except OSError as e:  # a disk that filled up, a file that vanished: still one line, no traceback
+        if debug:
+            raise
+        sys.stderr.write(f"hires: error: {e}\n")
+        return 1
     except MemoryError:
         sys.stderr.write("hires: error: out of memory; lower --memory so the plan uses smaller tiles\n")
         return 1

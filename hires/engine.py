@@ -127,10 +127,14 @@ class Engine:
         s = self.s
         H, W = canvas_hw
         self.net.set_padding(padding(tile, W, H))
+        wmaps = ownership(tile, {LAYER_STRIDE[n] for n in level.layers})
         weights = {st: torch.from_numpy(np.ascontiguousarray(w).reshape(-1, 1)).to(self.device, self.dtype)
-                   for st, w in ownership(tile, {LAYER_STRIDE[n] for n in level.layers}).items()}
-        style = {name: losses.LayerStyleLoss(glob[name], targets[name], weights[LAYER_STRIDE[name]], s.mean_weight)
-                 for name in level.style_layers}
+                   for st, w in wmaps.items()}
+        style = {}
+        for name in level.style_layers:
+            st = LAYER_STRIDE[name]
+            style[name] = losses.LayerStyleLoss(glob[name], targets[name], weights[st], float(wmaps[st].sum(dtype=np.float64)),
+                                                s.mean_weight)
         content_term = None
         cl = level.content_layer
         if content is not None and s.content_weight:

@@ -74,7 +74,10 @@ class LayerStyleLoss(nn.Module):
     the tile (tests/test_gradient.py); a single tile is exactly the untiled loss.
     """
 
-    def __init__(self, glob: Stats, target: LayerTarget, weights: torch.Tensor, mean_weight: float = 0.0):
+    def __init__(self, glob: Stats, target: LayerTarget, weights: torch.Tensor, weight_sum: float,
+                 mean_weight: float = 0.0):
+        """``weights``: the tile's ownership weight per position, (N, 1) on the tile's device;
+        ``weight_sum`` their sum (a number, so that nothing waits on the device for it)."""
         super().__init__()
         like = dict(dtype=weights.dtype, device=weights.device)
         g, m = glob.gram_mean()
@@ -84,11 +87,10 @@ class LayerStyleLoss(nn.Module):
         self.register_buffer("target_mean", target.mean.to(**like))
         self.register_buffer("w", weights)
         self.register_buffer("sqrt_w", weights.sqrt())
-        self.gram_norm = target.gram_norm
-        self.mean_norm = float(target.mean.double().pow(2).sum()) + 1e-8
+        self.gram_norm, self.mean_norm = target.gram_norm, target.mean_norm
         self.mean_weight = mean_weight
-        self.n_tile = max(float(weights.sum()), 1e-6)
-        self.share = float(weights.sum()) / glob.count
+        self.n_tile = max(weight_sum, 1e-6)
+        self.share = weight_sum / glob.count
         self.register_buffer("gram0", None)  # the tile's own sums at x0, set by the first call
         self.register_buffer("mean0", None)
 

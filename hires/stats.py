@@ -45,13 +45,15 @@ class LayerTarget:
     mean: torch.Tensor   # (C,)
     gram_norm: float     # ||G||_F^2, the normaliser of the style loss
     energy: float        # trace(G) = E|F|^2, the scale used to normalise the content loss
+    mean_norm: float     # |mu|^2, the normaliser of the mean term
 
 
 def make_target(gram: np.ndarray, mean: np.ndarray, device="cpu", dtype=torch.float32) -> LayerTarget:
-    gram64 = np.asarray(gram, np.float64)
+    gram64, mean64 = np.asarray(gram, np.float64), np.asarray(mean, np.float64)
     return LayerTarget(torch.as_tensor(gram64, dtype=dtype, device=device),
-                       torch.as_tensor(np.asarray(mean, np.float64), dtype=dtype, device=device),
-                       float(np.sum(gram64 ** 2)) + 1e-12, float(np.trace(gram64)) + 1e-12)
+                       torch.as_tensor(mean64, dtype=dtype, device=device),
+                       float(np.sum(gram64 ** 2)) + 1e-12, float(np.trace(gram64)) + 1e-12,
+                       float(np.sum(mean64 ** 2)) + 1e-8)
 
 
 def style_targets(engine, images, layers, deepest: str, grid_of) -> dict[str, LayerTarget]:
