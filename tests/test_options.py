@@ -1,0 +1,83 @@
+"""Settings that change what a render does: each one shown to have its effect."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import hires
+from hires import io
+from hires.config import parse_size, print_sizes
+from hires.nets import random_network
+from hires.progress import Step
+
+from conftest import FAST
+
+
+def features(image, layer="relu1_1"):
+    net = random_network(0)
+    with torch.no_grad():
+        f = net(torch.from_numpy(image).permute(2, 0, 1)[None].contiguous(), [layer])[layer]
+    return f[0].reshape(f.shape[1], -1)
+
+
+def test_second_pass_refines_every_tile_again_on_a_shifted_grid(content_path, style_path):
+    kw = dict(size="192x128", tile_size=64, **{**FAST, "iterations": (4, 3)})
+    steps_one, steps_two = [], []
+    one = hires.render(content_path, style_path, progress=steps_one.append, **kw)
+    two = hires.render(content_path, style_path, second_pass=True, progress=steps_two.append, **kw)
+    lp = two.plan.levels[-1]
+    assert len(lp.passes) == 2 and len(one.plan.levels[-1].passes) == 1
+    assert {t.core for t in lp.passes[0]} != {t.core for t in lp.passes[1]}
+
+    def evals(steps):
+        return sum(1 for e in steps if isinstance(e, Step) and e.level == lp.level.index)
+    assert evals(steps_two) == 2 * evals(steps_one) > 0
+    assert two.plan.levels[-1].flop > 1.8 * one.plan.levels[-1].flop
+    assert np.abs(two.image - one.image).mean() > 1e-3
+
+
+def test_mean_weight_pulls_feature_means_to_the_style(content_path, style_path):
+    kw = dict(size="96x64", init="noise", **{**FAST, "iterations": (20,)})
+    style = io.load_image(style_path, long_side=96)
+    target = features(style).mean(1)
+    dist = {}
+    for w in (0.0, 20.0):
+        img = hires.render(content_path, style_path, mean_weight=w, **kw).image
+        dist[w] = float(((features(img).mean(1) - target) ** 2).sum())
+    assert dist[20.0] < 0.8 * dist[0.0], dist
+
+
+def test_tv_weight_smooths(content_path, style_path):
+    kw = dict(size="96x64", **{**FAST, "iterations": (15,)})
+
+    def tv(img):
+        return np.abs(np.diff(img, axis=0)).mean() + np.abs(np.diff(img, axis=1)).mean()
+    plain = hires.render(content_path, style_path, **kw).image
+    smooth = hires.render(content_path, style_path, tv_weight=50.0, **kw).image
+    assert tv(smooth) < 0.8 * tv(plain)
+
+
+def test_max_pooling_is_used(content_path, style_path):
+    net = random_network(0, pooling="max")
+    assert any(isinstance(m, torch.nn.MaxPool2d) for m in net.features)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in random_network(0).features)
+    kw = dict(size="96x64", **FAST)
+    a = hires.render(content_path, style_path, pooling="max", **kw).image
+    b = hires.render(content_path, style_path, **kw).image
+    assert a.shape == b.shape and np.abs(a - b).mean() > 1e-3
+
+
+@pytest.mark.parametrize("name,size", [("a4", (3508, 2480)), ("A3", (4961, 3508)), ("print-38x51", (6000, 4500)),
+                                       ("texture-8k", (8192, 8192))])
+def test_named_print_sizes(name, size):
+    assert parse_size(name) == size
+    assert name.lower() in print_sizes()
+
+
+def test_named_size_in_a_plan(content_path, style_path, capsys):
+    from hires import cli
+    assert cli.main(["plan", "render", str(content_path), "--style", str(style_path), "--size", "a4", "--json",
+                     "--no-calibrate"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["width"], plan["height"]) == (3508, 2480)
