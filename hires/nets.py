@@ -260,23 +260,7 @@ def fetch_weights(dest_dir: Path | None = None, url: str = WEIGHTS_URL, progress
             f"put the file at {final} or point HIRES_WEIGHTS at it") from None
     if resp is not None:
         with resp:
-            resumed = have and resp.status == 206
-            total = int(resp.headers.get("Content-Length") or 0) + (have if resumed else 0)
-            mode = "ab" if resumed else "wb"
-            done = have if resumed else 0
-            try:
-                with open(part, mode) as fh:
-                    while block := resp.read(1 << 20):
-                        fh.write(block)
-                        done += len(block)
-                        if progress:
-                            progress(done, total)
-            except (http.client.HTTPException, OSError) as e:
-                raise WeightsError(f"weights fetch: the download stopped at {done} of {total} bytes ({e}); "
-                                   "run `hires weights fetch` again to resume") from None
-            if total and done < total:
-                raise WeightsError(f"weights fetch: the download stopped at {done} of {total} bytes; "
-                                   "run `hires weights fetch` again to resume")
+            _append_response(resp, part, have, progress)
     want = expected_prefix(final)
     got = sha256_file(part)
     if not got.startswith(want):
@@ -285,3 +269,24 @@ def fetch_weights(dest_dir: Path | None = None, url: str = WEIGHTS_URL, progress
                            f"expected {want}...); it was deleted, run `hires weights fetch` again")
     os.replace(part, final)
     return final
+
+
+def _append_response(resp, part: Path, have: int, progress) -> None:
+    """Write an HTTP response into ``part``: appended when the server resumed at ``have`` bytes
+    (206), else from the start; raise WeightsError if it stops short."""
+    resumed = have and resp.status == 206
+    total = int(resp.headers.get("Content-Length") or 0) + (have if resumed else 0)
+    done = have if resumed else 0
+    try:
+        with open(part, "ab" if resumed else "wb") as fh:
+            while block := resp.read(1 << 20):
+                fh.write(block)
+                done += len(block)
+                if progress:
+                    progress(done, total)
+    except (http.client.HTTPException, OSError) as e:
+        raise WeightsError(f"weights fetch: the download stopped at {done} of {total} bytes ({e}); "
+                           "run `hires weights fetch` again to resume") from None
+    if total and done < total:
+        raise WeightsError(f"weights fetch: the download stopped at {done} of {total} bytes; "
+                           "run `hires weights fetch` again to resume")
