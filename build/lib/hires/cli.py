@@ -1,0 +1,249 @@
+"""The ``hires`` command.  Flags derive from Settings; progress is rendered here with rich."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+from hires.config import Settings, flag, load_preset, load_toml, settings_from_mapping
+from hires.errors import HiresError
+
+log = logging.getLogger("hires")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"hires: error: {message} (see `{self.prog} --help`)\n")
+
+
+def add_settings_flags(p: argparse.ArgumentParser, only: set[str] | None = None) -> None:
+    """One flag per Settings field, defaulting to 'not given' so presets are not overridden.  Values
+    stay strings here: Settings coerces and checks them, the same way as TOML values."""
+    g = p.add_argument_group("settings (defaults from --preset, else built in)")
+    g.add_argument("--preset", help="a preset name from configs/ (draft, balanced, fine) or a .toml path")
+    g.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings, applied over --preset")
+    for f in dataclasses.fields(Settings):
+        if only is not None and f.name not in only:
+            continue
+        default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        kw = dict(dest=f.name, default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {shown})")
+        if isinstance(default, bool):
+            g.add_argument(f"--{flag(f.name)}", action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if f.metadata.get("choices"):
+            kw["metavar"] = "{" + ",".join(map(str, f.metadata["choices"])) + "}"
+        g.add_argument(f"--{flag(f.name)}", **kw)
+
+
+def settings_from_args(args) -> Settings:
+    """Built-in defaults, then --preset, then --config, then the flags given."""
+    base = load_preset(args.preset) if getattr(args, "preset", None) else Settings()
+    if getattr(args, "config", None):
+        base = load_toml(args.config, base, "--config")
+    names = {f.name for f in dataclasses.fields(Settings)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    return settings_from_mapping(given, base, source=None, label=lambda name: f"--{flag(name)}")
+
+
+SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color"}
+SKIP_RENDER = {"seamless"}
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="hires", description="Neural style transfer and texture synthesis at print scale.")
+    p.add_argument("--version", action="version", version=f"hires {__import__('hires').__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def render_args(q):
+        q.add_argument("content", help="the photo to stylise")
+        q.add_argument("--style", "-s", action="append", required=True, metavar="IMAGE[:WEIGHT]",
+                       help="style image, repeatable with weights: --style a.jpg:0.7 --style b.jpg:0.3")
+        q.add_argument("--size", help="output WIDTHxHEIGHT in px or a print size (a4, a3, ...); "
+                                      "default: the content's size")
+        add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_RENDER)
+
+    def texture_args(q):
+        q.add_argument("example", nargs="+", metavar="IMAGE[:WEIGHT]", help="example texture(s), with weights")
+        q.add_argument("--size", default="512x512", help="output WIDTHxHEIGHT in px (default 512x512)")
+        add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_TEXTURE)
+
+    def common(q):
+        q.add_argument("-o", "--output", help="output file: .png .jpg .webp .tif (default: NAME-hires.png)")
+        q.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+        q.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+        q.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+
+    r = sub.add_parser("render", help="stylise a photo with one or more paintings")
+    render_args(r)
+    common(r)
+    t = sub.add_parser("texture", help="synthesise a texture from one or more examples")
+    texture_args(t)
+    common(t)
+
+    pl = sub.add_parser("plan", help="print the levels, tiles, memory and time a render would take")
+    plsub = pl.add_subparsers(dest="kind", required=True, parser_class=Parser)
+    for kind, fill in (("render", render_args), ("texture", texture_args)):
+        q = plsub.add_parser(kind, help=f"plan `hires {kind}` with the same arguments")
+        fill(q)
+        q.add_argument("-o", "--output", help=argparse.SUPPRESS)
+        q.add_argument("--json", action="store_true", help="print the plan as JSON")
+        q.add_argument("--no-calibrate", action="store_true", help="skip the short speed measurement")
+        q.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    w = sub.add_parser("weights", help="find or download the VGG19 weights")
+    wsub = w.add_subparsers(dest="action", required=True, parser_class=Parser)
+    st = wsub.add_parser("status", help="say which weights would be used, from where")
+    st.add_argument("--weights", help="a weights file to check")
+    st.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    fe = wsub.add_parser("fetch", help="download vgg19-dcbb9e9d.pth (resumable, verified)")
+    fe.add_argument("--dest", help="folder to put it in (default: torch's hub checkpoint folder)")
+    fe.add_argument("--url", help=argparse.SUPPRESS)
+    fe.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+# ---------------------------------------------------------------- progress display
+
+class RichProgress:
+    """Renders core progress events: one overall bar with ETA, plus the level/tile/iteration."""
+
+    def __init__(self, console, quiet: bool):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        self.console, self.quiet = console, quiet
+        self.bar = None if quiet else Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+        self.task = None
+        self.level = ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.task is not None:
+            self.bar.stop()
+
+    def __call__(self, event) -> None:
+        from hires.progress import LevelStarted, Note, Step
+        if isinstance(event, Note):
+            if not self.quiet:
+                self.console.print(event.text)
+        elif isinstance(event, LevelStarted):
+            self.level = f"level {event.level + 1}/{event.n_levels} {event.width}x{event.height}"
+            if not self.quiet:
+                self.console.print(f"{self.level}: {event.n_tiles} tile(s), {event.iterations} iterations, "
+                                   f"layers {', '.join(event.layers)}")
+        elif isinstance(event, Step) and self.bar:
+            if self.task is None:  # start on the first step, so early errors print no bar
+                self.bar.start()
+                self.task = self.bar.add_task("", total=event.work_total)
+            self.bar.update(self.task, total=event.work_total, completed=min(event.work_done, event.work_total),
+                            description=f"{self.level} tile {event.tile}/{event.n_tiles} "
+                                        f"it {event.iteration}/{event.iterations} loss {event.loss:.4g}")
+
+
+# ---------------------------------------------------------------- commands
+
+def _default_output(name: str) -> str:
+    stem = os.path.splitext(os.path.basename(name))[0]
+    return f"{stem}-hires.png"
+
+
+def cmd_render(args, console) -> int:
+    from hires.pipeline import make_job, run
+    settings = settings_from_args(args)
+    texture = args.command == "texture"
+    if texture:
+        settings = settings.replace(init="noise")
+        job = make_job(None, args.example, args.output or _default_output(args.example[0].split(":")[0]),
+                       args.size, texture=True, overwrite=args.overwrite)
+    else:
+        job = make_job(args.content, args.style, args.output or _default_output(args.content), args.size,
+                       texture=False, overwrite=args.overwrite)
+    with RichProgress(console, args.quiet) as progress:
+        result = run(job, settings, progress)
+    if not args.quiet:
+        console.print(f"{result.network} network, {result.wall_s:.1f} s")
+    print(result.output)
+    return 0
+
+
+def cmd_plan(args, console) -> int:
+    from hires.pipeline import make_job, plan_job
+    from hires.plan import describe
+    settings = settings_from_args(args)
+    if args.kind == "texture":
+        job = make_job(None, args.example, None, args.size, texture=True)
+    else:
+        job = make_job(args.content, args.style, None, args.size, texture=False)
+    plan = plan_job(job, settings, calibrate=not args.no_calibrate)
+    if args.json:
+        print(json.dumps(plan.as_dict(), indent=2))
+    else:
+        print("\n".join(describe(plan)))
+    return 0
+
+
+def cmd_weights(args, console) -> int:
+    from hires import nets
+    if args.action == "status":
+        found = nets.find_weights(args.weights)
+        if found.path is None:
+            print(f"vgg19 weights: not found (looked in {', '.join(found.searched)})")
+            print("the random network will be used; run `hires weights fetch` for better results")
+            return 0
+        digest = nets.verify_weights(found.path)
+        print(f"vgg19 weights: {found.path} (from {found.source}), SHA-256 {digest[:16]}... verified")
+        return 0
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("vgg19 weights", total=None)
+        path = nets.fetch_weights(args.dest, args.url or nets.WEIGHTS_URL,
+                                  progress=lambda done, total: bar.update(task, completed=done,
+                                                                          total=total or None))
+    print(f"vgg19 weights: {path} verified")
+    return 0
+
+
+def main(argv=None) -> int:
+    from rich.console import Console
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="hires: %(message)s")
+    if not debug:  # libvips' own warnings repeat what our one-line errors say
+        logging.getLogger("pyvips").setLevel(logging.CRITICAL)
+    console = Console(stderr=True)
+    try:
+        if args.command in ("render", "texture"):
+            return cmd_render(args, console)
+        if args.command == "plan":
+            return cmd_plan(args, console)
+        return cmd_weights(args, console)
+    except HiresError as e:
+        if debug:
+            raise
+        sys.stderr.write(f"hires: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("hires: interrupted; run the same command again to resume from the last level\n")
+        return 130
+    except OSError as e:  # a disk that filled up, a file that vanished: still one line, no traceback
+        if debug:
+            raise
+        sys.stderr.write(f"hires: error: {e}\n")
+        return 1
+    except MemoryError:
+        sys.stderr.write("hires: error: out of memory; lower --memory so the plan uses smaller tiles\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

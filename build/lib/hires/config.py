@@ -1,0 +1,313 @@
+"""Settings: the one place where defaults live.  The CLI flags and TOML keys derive from it."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hires.errors import OptionError
+
+# configs/ is installed as the package hires.configs, so presets work from any install
+CONFIG_DIR = Path(importlib.import_module("hires.configs").__path__[0])
+
+
+def _opt(default, help, choices=None, **kw):
+    return field(default=default, metadata={"help": help, "choices": choices, **kw})
+
+
+@dataclass
+class Settings:
+    """Every tunable of a render.  ``hires render --help`` lists them with these defaults."""
+
+    # schedule
+    base_size: int = _opt(512, "long side in px of the whole-frame (coarsest) level")
+    iterations: tuple[int, ...] = _opt(
+        (150, 40, 20, 10), "optimiser iterations per level, coarsest first; the last repeats")
+    optimizer: str = _opt("lbfgs", "optimiser", choices=("lbfgs", "adam"))
+    lr: float = _opt(0.02, "Adam learning rate (pixel units)")
+    # losses
+    style_weight: float = _opt(1.0, "weight of the style (Gram) loss")
+    content_weight: float = _opt(0.3, "weight of the content loss")
+    tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
+    mean_weight: float = _opt(0.0, "weight of an extra feature mean/std match term")
+    style_scale: float = _opt(1.0, "style image long side relative to the output's (bigger = larger strokes)")
+    style_layers: tuple[str, ...] = _opt(
+        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "network layers matched for style")
+    content_layer: str = _opt("relu4_2", "network layer matched for content")
+    min_style_layers: int = _opt(
+        2, "finer levels drop the deepest style layer one per level, down to this many")
+    init: str = _opt("content", "start image for render", choices=("content", "noise"))
+    preserve_color: str = _opt(
+        "none", "keep the content's colours", choices=("none", "luminance", "histogram"))
+    seed: int = _opt(0, "random seed; the same seed gives the same output")
+    # network and device
+    network: str = _opt("auto", "feature network (auto = vgg19 when weights are found, else random)",
+                        choices=("auto", "vgg19", "random"))
+    weights: str | None = _opt(None, "path to vgg19-dcbb9e9d.pth (else $HIRES_WEIGHTS or torch's hub cache)")
+    pooling: str = _opt("avg", "pooling in the network", choices=("avg", "max"))
+    device: str = _opt("auto", "torch device", choices=("auto", "cpu", "cuda"))
+    # tiling and memory
+    memory: str = _opt("4GiB", "memory budget for the whole process, e.g. 4GiB, 1500MB")
+    tile_size: int = _opt(0, "tile side in px at tiled levels (0 = largest that fits --memory)")
+    overlap: int = _opt(4, "px of feathered overlap on each side of a cut between tiles (wide overlaps blur)")
+    margin: int = _opt(0, "px of context around each tile (0 = from the network depth)")
+    canvas: str = _opt("auto", "where full-size buffers live: auto (RAM if the plan fits --memory, else "
+                            "disk-backed in the work folder), ram or disk", choices=("auto", "ram", "disk"))
+    second_pass: bool = _opt(False, "refine once more with the tile grid shifted by half a tile")
+    work_dir: str | None = _opt(None, "folder for disk-backed canvases and resume checkpoints")
+    # output
+    bit_depth: int = _opt(8, "bits per channel of TIFF/PNG output", choices=(8, 16))
+    dpi: float = _opt(300.0, "resolution written into the output file")
+    quality: int = _opt(92, "JPEG/WebP quality")
+    alpha: str = _opt("flatten", "what to do with an input alpha channel: flatten onto white",
+                      choices=("flatten",))
+    seamless: bool = _opt(False, "make the texture tile with itself (texture only)")
+
+    def __post_init__(self):
+        # every way in (CLI, TOML, the Python API) ends here: values are coerced to the field's type
+        # and checked against its choices and limits, one field at a time
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, coerce(f.name, getattr(self, f.name), f.name))
+
+    def replace(self, **changes) -> "Settings":
+        """A copy with ``changes`` (field names, dashes or underscores) coerced and checked."""
+        return settings_from_mapping(changes, self, source=None)
+
+    def level_iterations(self, level: int) -> int:
+        return self.iterations[min(level, len(self.iterations) - 1)]
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_HINTS = typing.get_type_hints(Settings)
+
+
+def flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+
+
+def print_sizes() -> dict[str, tuple[int, int]]:
+    """Named print sizes from configs/print_sizes.toml (or the copy inside the package)."""
+    with open(CONFIG_DIR / "print_sizes.toml", "rb") as fh:
+        table = tomllib.load(fh)
+    return {k.lower(): (int(v[0]), int(v[1])) for k, v in table.get("sizes", {}).items()}
+
+
+def parse_size(text: str, param: str = "--size") -> tuple[int, int]:
+    """'6000x4500' or a named print size ('a3', 'a3-landscape') -> (width, height)."""
+    if isinstance(text, (tuple, list)) and len(text) == 2:
+        w, h = int(text[0]), int(text[1])
+    else:
+        s = str(text)
+        m = SIZE_RE.match(s)
+        named = print_sizes()
+        if m:
+            w, h = int(m.group(1)), int(m.group(2))
+        elif s.strip().lower() in named:
+            w, h = named[s.strip().lower()]
+        else:
+            names = ", ".join(sorted(named)) or "none"
+            raise OptionError(f"{param}: {s!r} is not a size; write WIDTHxHEIGHT in px, e.g. 6000x4500, "
+                              f"or a print size ({names})")
+    if w <= 0 or h <= 0:
+        raise OptionError(f"{param}: {w}x{h} must have a positive width and height, e.g. 6000x4500")
+    if w * h > 2**31:
+        raise OptionError(f"{param}: {w}x{h} is over 2 gigapixels; hires does not go that far yet")
+    return w, h
+
+
+# KB/MB/GB/TB are powers of 1000 and KiB/MiB/GiB/TiB powers of 1024 (IEC); a bare letter (k, M, G, T)
+# is binary, as in `free -g` and most memory settings, so "4G" is 4 GiB
+_UNITS = {"": 1, "b": 1,
+          "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+          "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_memory(text) -> int:
+    """'4GiB', '1500MB', '2G' (binary), or a byte count -> bytes."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = int(text)
+    else:
+        m = re.match(r"^\s*([\d.]+)\s*([a-zA-Z]*)\s*$", str(text))
+        unit = m.group(2).lower() if m else None
+        if not m or unit not in _UNITS or m.group(1).count(".") > 1:
+            raise OptionError(f"--memory: {text!r} is not a size; write e.g. 4GiB, 1500MB or 2G (= 2 GiB)")
+        value = int(float(m.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise OptionError(f"--memory: {text!r} must be positive, e.g. 4GiB")
+    return value
+
+
+def parse_style(spec: str) -> tuple[str, float]:
+    """'painting.jpg:0.7' -> ('painting.jpg', 0.7); 'painting.jpg' -> ('painting.jpg', 1.0)."""
+    path, sep, weight = str(spec).rpartition(":")
+    if sep and path and re.fullmatch(r"[\d.eE+-]+", weight):
+        try:
+            w = float(weight)
+        except ValueError:
+            raise OptionError(f"--style: weight {weight!r} in {spec!r} is not a number; write FILE:0.5") from None
+        if w <= 0:
+            raise OptionError(f"--style: weight {w} in {spec!r} must be positive")
+        return path, w
+    return str(spec), 1.0
+
+
+def preset_path(name: str) -> Path:
+    p = Path(name)
+    if p.suffix == ".toml" and p.exists():
+        return p
+    q = CONFIG_DIR / f"{name}.toml"
+    if q.exists():
+        return q
+    known = sorted({q.stem for q in CONFIG_DIR.glob("*.toml")} - {"print_sizes"})
+    raise OptionError(f"--preset: {name!r} is neither a .toml file nor a preset ({', '.join(known)})")
+
+
+# ---------------------------------------------------------------- one coercion path
+
+def _layer_names():
+    from hires.nets import LAYER_NAMES
+    return LAYER_NAMES
+
+
+# per-field limits beyond the type and choices: (test, what a good value looks like)
+LIMITS = {
+    "base_size": (lambda v: v >= 32, "32 or more (default 512)"),
+    "iterations": (lambda v: len(v) > 0 and all(i >= 0 for i in v), "non-negative counts, e.g. 200,60,30"),
+    "lr": (lambda v: v > 0, "a positive number, e.g. 0.02"),
+    "style_weight": (lambda v: v >= 0, "zero or positive"),
+    "content_weight": (lambda v: v >= 0, "zero or positive"),
+    "tv_weight": (lambda v: v >= 0, "zero or positive"),
+    "mean_weight": (lambda v: v >= 0, "zero or positive"),
+    "style_scale": (lambda v: v > 0, "a positive number, e.g. 1.0"),
+    "style_layers": (lambda v: len(v) > 0 and all(n in _layer_names() for n in v),
+                     "VGG19 layer names such as relu1_1,relu2_1,relu3_1"),
+    "content_layer": (lambda v: v in _layer_names(), "a VGG19 layer name such as relu4_2"),
+    "min_style_layers": (lambda v: v >= 1, "1 or more"),
+    "tile_size": (lambda v: v == 0 or v >= 64, "64 or more, or 0 for auto"),
+    "overlap": (lambda v: v >= 0, "zero or positive"),
+    "margin": (lambda v: v >= 0, "zero or positive"),
+    "dpi": (lambda v: v > 0, "a positive number, e.g. 300"),
+    "quality": (lambda v: 1 <= v <= 100, "between 1 and 100"),
+    "memory": (lambda v: parse_memory(v) > 0, "a size such as 4GiB, 1500MB or 2G"),
+}
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _convert(kind, value):
+    """``value`` as ``kind`` (bool, int, float, str, str | None or tuple[...]); ValueError if it is not."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, (int, float)) and not isinstance(items, bool):
+            items = [items]
+        if not isinstance(items, (list, tuple)):
+            raise ValueError
+        return tuple(_convert(args[0], v.strip() if isinstance(v, str) else v)
+                     for v in items if not (isinstance(v, str) and not v.strip()))
+    if args and type(None) in args:  # optional: None stays None
+        return None if value is None else _convert(next(a for a in args if a is not type(None)), value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError
+    if isinstance(value, bool):  # True is an int to Python, never a number to a user
+        raise ValueError
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            return int(value.strip())
+        raise ValueError
+    if kind is float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            return float(value.strip())
+        raise ValueError
+    if isinstance(value, (str, os.PathLike)):
+        return str(value)
+    if isinstance(value, (int, float)):  # e.g. memory = 4000000000 in a TOML file
+        return str(value)
+    raise ValueError
+
+
+_KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def _describe(kind) -> str:
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {_describe(typing.get_args(kind)[0]).replace('a ', '', 1)}s"
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return _KIND_WORDS.get(args[0] if args else kind, str(kind))
+
+
+def coerce(name: str, value, label: str):
+    """The value of Settings field ``name`` from a CLI string, a TOML value or a Python object.
+
+    Raises OptionError naming ``label`` (a flag or a key), the value and what is allowed."""
+    f = _FIELDS[name]
+    kind = _HINTS[name]
+    choices = f.metadata.get("choices")
+    allowed = f"one of {', '.join(map(str, choices))}" if choices else _describe(kind)
+    try:
+        converted = _convert(kind, value)
+    except (TypeError, ValueError):
+        raise OptionError(f"{label}: {value!r} is not {allowed}") from None
+    if choices and converted not in choices:
+        raise OptionError(f"{label}: {value!r} is not {allowed}")
+    check = LIMITS.get(name)
+    if check is not None and converted is not None:
+        try:
+            ok = check[0](converted)
+        except OptionError:
+            ok = False
+        if not ok:
+            raise OptionError(f"{label}: {value!r} must be {check[1]}")
+    return converted
+
+
+def settings_from_mapping(values: dict, base: Settings | None = None, source: str | None = "settings",
+                          label=None) -> Settings:
+    """``base`` with ``values`` (field names with dashes or underscores) applied: the one path by
+    which the CLI, TOML files and the Python API change settings.  Errors name ``source`` (a file),
+    the key (or ``label(name)``, e.g. a flag) and the allowed values."""
+    base = base or Settings()
+    prefix = f"{source}: " if source else ""
+    changes = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in _FIELDS:
+            raise OptionError(f"{prefix}unknown setting {key!r}; known settings: {', '.join(sorted(_FIELDS))}")
+        changes[name] = coerce(name, value, prefix + (label(name) if label else name))
+    return dataclasses.replace(base, **changes)
+
+
+def load_toml(path, base: Settings | None = None, what: str = "--config") -> Settings:
+    """``base`` with the settings of a TOML file; errors name the file, the key and the allowed values."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            values = tomllib.load(fh)
+    except FileNotFoundError:
+        raise OptionError(f"{what}: {str(path)!r} does not exist; check the path") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise OptionError(f"{what}: {str(path)!r} is not a readable TOML file: {e}") from None
+    values.pop("description", None)
+    return settings_from_mapping(values, base, source=str(path))
+
+
+def load_preset(name: str, base: Settings | None = None) -> Settings:
+    return load_toml(preset_path(name), base, "--preset")

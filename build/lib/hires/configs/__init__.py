@@ -1,0 +1,1 @@
+"""TOML presets (installed as hires.configs): schedules and named print sizes."""

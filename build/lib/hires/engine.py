@@ -1,0 +1,226 @@
+"""The coarse-to-fine engine: the network, statistics passes and tile refinement.
+
+Per level: (1) a statistics pass accumulates the Gram and mean of the whole current image tile
+by tile (``hires.stats``; ownership weights count each position once).  (2) A refine pass
+optimises each tile (plus fixed context) against the whole image's statistics with the tile's
+own part live (``hires.losses``), and ``kernels.blend`` feathers the result into the canvas.
+The base level is the same code with a single tile.  The level loop is in ``hires.pipeline``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hires import losses
+from hires.canvas import Buffers, release, return_memory_promptly, trim
+from hires.config import Settings
+from hires.errors import OptionError
+from hires.kernels import blend_into
+from hires.nets import LAYER_STRIDE, build_network
+from hires.plan import flops_per_pixel
+from hires.progress import Note, Step, ignore
+from hires.pyramid import Level
+from hires.stats import LayerTarget, Stats
+from hires.tiles import Tile, blend_mask, blend_part, blend_window, grid, ownership, padding, take
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise OptionError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+@dataclass
+class LevelReport:
+    level: int
+    width: int
+    height: int
+    tiles: int
+    iterations: int
+    wall_s: float = 0.0
+    net_s: float = 0.0
+    net_gflop: float = 0.0
+
+
+@dataclass
+class Counters:
+    """Network time and work of a render, for progress (ETA) and the benchmarks."""
+    net_s: float = 0.0
+    net_flop: float = 0.0
+    work_done: float = 0.0
+    work_total: float = 1.0
+    levels: list[LevelReport] = field(default_factory=list)
+
+
+def to_tensor(a: np.ndarray, device, dtype=torch.float32) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].contiguous().to(device=device, dtype=dtype)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float32, copy=False))
+
+
+class Engine:
+    """Holds the network on its device and runs statistics and refine passes."""
+
+    def __init__(self, settings: Settings, progress=ignore):
+        self.s = settings
+        self.progress = progress
+        self.device = pick_device(settings.device)
+        self.dtype = torch.float32
+        return_memory_promptly()
+        torch.manual_seed(settings.seed)
+        self.net, self.network_name, message = build_network(
+            settings.network, settings.weights, settings.pooling, settings.seed)
+        self.net.to(self.device)
+        self.progress(Note(message))
+
+    # ------------------------------------------------------------ network passes
+
+    def stats_pass(self, image: np.ndarray, layers, deepest: str, tiles: list[Tile],
+                   counters: Counters | None = None) -> dict[str, Stats]:
+        """Whole-image Gram sums of ``image`` at ``layers``, accumulated tile by tile."""
+        stats: dict[str, Stats] = {}
+        for tile in tiles:
+            self.net.set_padding(padding(tile, image.shape[1], image.shape[0]))
+            x = to_tensor(take(image, tile.region), self.device, self.dtype)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                feats = self.net(x, layers)
+            if counters is not None:
+                counters.net_s += time.perf_counter() - t0
+                counters.net_flop += flops_per_pixel(deepest) * x.shape[-1] * x.shape[-2]
+            weights = ownership(tile, [LAYER_STRIDE[n] for n in layers])
+            for name in layers:
+                f = feats[name]
+                stats.setdefault(name, Stats.empty(f.shape[1])).add(f, weights[LAYER_STRIDE[name]])
+            del feats, x
+            release(image)
+            trim()
+        return stats
+
+    def style_loss(self, image: np.ndarray, targets: dict[str, LayerTarget], level: Level,
+                   tiles: list[Tile] | None = None) -> float:
+        """The whole-image style loss of ``image`` (mean over the level's style layers)."""
+        tiles = tiles or grid(image.shape[1], image.shape[0], max(image.shape[:2]), 0, 0, self.s.seamless)
+        stats = self.stats_pass(image, level.style_layers, level.deepest, tiles)
+        total = 0.0
+        for name in level.style_layers:
+            g, _ = stats[name].gram_mean()
+            t = targets[name]
+            total += float(((g - t.gram.double().cpu().numpy()) ** 2).sum() / t.gram_norm)
+        return total / len(level.style_layers)
+
+    # ------------------------------------------------------------ refinement
+
+    def objective(self, tile: Tile, level: Level, glob: dict[str, Stats], targets: dict[str, LayerTarget],
+                  content: np.ndarray | None, canvas_hw: tuple[int, int]) -> losses.TileObjective:
+        """The loss of one tile, built once: every tensor on the engine's device and dtype."""
+        s = self.s
+        H, W = canvas_hw
+        self.net.set_padding(padding(tile, W, H))
+        wmaps = ownership(tile, {LAYER_STRIDE[n] for n in level.layers})
+        weights = {st: torch.from_numpy(np.ascontiguousarray(w).reshape(-1, 1)).to(self.device, self.dtype)
+                   for st, w in wmaps.items()}
+        style = {}
+        for name in level.style_layers:
+            st = LAYER_STRIDE[name]
+            style[name] = losses.LayerStyleLoss(glob[name], targets[name], weights[st], float(wmaps[st].sum(dtype=np.float64)),
+                                                s.mean_weight)
+        content_term = None
+        cl = level.content_layer
+        if content is not None and s.content_weight:
+            with torch.no_grad():
+                feat = self.net(to_tensor(take(content, tile.region), self.device, self.dtype), [cl])[cl]
+            stride = LAYER_STRIDE[cl]
+            norm = (H // stride) * (W // stride) * targets[cl].energy
+            content_term = (cl, losses.ContentLoss(losses.flat(feat), weights[stride], norm))
+        tv = losses.TVLoss(float(H * W)) if s.tv_weight else None
+        return losses.TileObjective(self.net, level.layers, style, content_term, tv,
+                                    s.style_weight, s.content_weight, s.tv_weight)
+
+    def refine(self, canvas: np.ndarray, content: np.ndarray | None, targets: dict[str, LayerTarget],
+               level: Level, tiles: list[Tile], buffers: Buffers, counters: Counters,
+               n_levels: int = 1) -> np.ndarray:
+        """One pass over ``tiles``, updating ``canvas`` (float32 (H, W, 3)) in place; returns it.
+
+        ``buffers`` makes the pass's weight map (RAM or disk); ``counters`` receives its work."""
+        H, W = canvas.shape[:2]
+        glob = self.stats_pass(canvas, level.style_layers, level.deepest, tiles, counters)
+        wsum = buffers.zeros("weights", canvas.shape[:2])
+        for tile in tiles:
+            objective = self.objective(tile, level, glob, targets, content, (H, W))
+            x0 = to_tensor(take(canvas, tile.region), self.device, self.dtype)
+            mask = torch.from_numpy(blend_mask(tile))[None, None].to(self.device, self.dtype)
+            report = TileProgress(self.progress, counters, level, n_levels, tile.index + 1, len(tiles),
+                                  flops_per_pixel(level.deepest) * tile.shape[0] * tile.shape[1])
+            x_new = to_numpy(self.optimise(objective, x0, mask, level.iterations, report))
+            # Gauss-Seidel on pixels: later tiles read this tile's result as their context and as
+            # the start of their overlap, so both sides of a cut converge to the same texture
+            # instead of two independent ones whose average would blur the seam.
+            blend_into(canvas, wsum, blend_part(x_new, tile), blend_window(tile), tile.blend[0], tile.blend[2])
+            del objective, x0, x_new
+            release(canvas, wsum, content)
+            trim()
+        return canvas
+
+    def optimise(self, objective, x0: torch.Tensor, mask: torch.Tensor, iters: int, report) -> torch.Tensor:
+        """``iters`` loss evaluations of ``objective`` on the pixels of ``x0`` where ``mask`` is 1
+        (the rest is fixed context); returns the result clamped to [0, 1]."""
+        x = x0.clone().requires_grad_(True)
+        if self.s.optimizer == "lbfgs":
+            # an "iteration" is one loss evaluation (forward + backward), the unit of cost; the
+            # strong-Wolfe line search makes the first steps useful, which matters at fine
+            # levels that get only a few evaluations per tile
+            opt = torch.optim.LBFGS([x], lr=1.0, max_iter=iters, max_eval=iters, history_size=10,
+                                    tolerance_grad=-1.0, tolerance_change=-1.0, line_search_fn="strong_wolfe")
+        else:
+            opt = torch.optim.Adam([x], lr=self.s.lr)
+
+        def closure():
+            t = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = objective(x0 + (x - x0) * mask)
+            loss.backward()
+            report(time.perf_counter() - t, float(loss.detach()), iters)
+            return loss
+
+        if iters > 0 and self.s.optimizer == "lbfgs":
+            opt.step(closure)
+        elif iters > 0:
+            for _ in range(iters):
+                closure()
+                opt.step()
+                with torch.no_grad():
+                    x.clamp_(0.0, 1.0)
+        with torch.no_grad():
+            return (x0 + (x - x0) * mask).clamp_(0.0, 1.0)
+
+
+class TileProgress:
+    """Accounting of one tile's evaluations: counters for the ETA, and a Step event for each."""
+
+    def __init__(self, progress, counters: Counters, level: Level, n_levels: int, tile: int, n_tiles: int,
+                 forward_flop: float):
+        self.progress, self.counters, self.level, self.n_levels = progress, counters, level, n_levels
+        self.tile, self.n_tiles = tile, n_tiles
+        self.flop = 2 * forward_flop  # forward plus the backward to the input (weights are frozen)
+        self.evals = 0
+
+    def __call__(self, seconds: float, loss: float, iters: int) -> None:
+        c = self.counters
+        c.net_s += seconds
+        c.net_flop += self.flop
+        c.work_done += self.flop
+        self.evals += 1
+        if self.evals <= iters:
+            self.progress(Step(self.level.index, self.n_levels, self.tile, self.n_tiles, self.evals, iters, loss,
+                               c.work_done, c.work_total))

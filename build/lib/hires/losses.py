@@ -1,0 +1,160 @@
+"""Loss terms as small modules, composed per tile into one objective.
+
+Style: the Gram of the whole image with the tile's own part live (Galerne et al. 2024).  All Grams
+here are *sums* over positions (``sum_p F(p) F(p)^T``) weighted by the tile's ownership weights;
+dividing by the number of positions N of the whole image gives the statistics of DESIGN.md.
+Summing keeps tiles additive: the global sum is the frozen rest plus the live tile.  Every tensor
+a loss holds is a registered buffer, so it lives on the device of the tile it was built for.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hires.stats import LayerTarget, Stats
+
+
+def flat(feat: torch.Tensor) -> torch.Tensor:
+    """(1, C, h, w) -> (h*w, C); a view, no copy, for channels-last activations.  (Not
+    ``feat[0]``: indexing's backward allocates a zeroed copy of the whole activation.)"""
+    return feat.permute(0, 2, 3, 1).reshape(-1, feat.shape[1])
+
+
+class _WeightedGram(torch.autograd.Function):
+    """sum_p w_p f_p f_p^T of f (N, C), with ``sqrt_w`` (N, 1) = sqrt(w).
+
+    As (sqrt(w) f)^T (sqrt(w) f) the backward is one matmul with the symmetrised incoming
+    gradient, instead of autograd's two matmuls, an add and the weight multiply's own backward."""
+
+    @staticmethod
+    def forward(ctx, f, sqrt_w):
+        fs = f * sqrt_w
+        ctx.save_for_backward(fs, sqrt_w)
+        return fs.T @ fs
+
+    @staticmethod
+    def backward(ctx, grad):
+        fs, sqrt_w = ctx.saved_tensors
+        return (fs @ (grad + grad.T)).mul_(sqrt_w), None
+
+
+class _WeightedSquaredError(torch.autograd.Function):
+    """sum_p w_p |f_p - t_p|^2 with ``sqrt_w`` (N, 1), keeping one residual for the backward."""
+
+    @staticmethod
+    def forward(ctx, f, target, sqrt_w):
+        d = (f - target).mul_(sqrt_w)
+        ctx.save_for_backward(d, sqrt_w)
+        d = d.reshape(-1)
+        return torch.dot(d, d)
+
+    @staticmethod
+    def backward(ctx, grad):
+        d, sqrt_w = ctx.saved_tensors
+        return d.mul(sqrt_w).mul_(2 * grad), None, None
+
+
+def weighted_gram(f: torch.Tensor, sqrt_w: torch.Tensor) -> torch.Tensor:
+    """sum_p w_p f_p f_p^T for f (N, C) and sqrt_w = sqrt(w) of shape (N, 1)."""
+    return _WeightedGram.apply(f, sqrt_w)
+
+
+def weighted_squared_error(f: torch.Tensor, target: torch.Tensor, sqrt_w: torch.Tensor) -> torch.Tensor:
+    """sum_p w_p |f_p - target_p|^2 for (N, C) tensors and sqrt_w = sqrt(w) of shape (N, 1)."""
+    return _WeightedSquaredError.apply(f, target, sqrt_w)
+
+
+class LayerStyleLoss(nn.Module):
+    """One layer's style loss of the whole image while one tile is live.
+
+    DESIGN: G = G_rest + G_t(x).  Departure: the tile's change is taken as its share of a change
+    all tiles make together ((G_t(x) - G_t(x0)) / n_t instead of / N), so a tile closes its part
+    of the global gap instead of all of it (which would overshoot by the number of tiles).  Times
+    ``share`` = n_t / N, the gradient at x0 is exactly that of the whole-image loss restricted to
+    the tile (tests/test_gradient.py); a single tile is exactly the untiled loss.
+    """
+
+    def __init__(self, glob: Stats, target: LayerTarget, weights: torch.Tensor, weight_sum: float,
+                 mean_weight: float = 0.0):
+        """``weights``: the tile's ownership weight per position, (N, 1) on the tile's device;
+        ``weight_sum`` their sum (a number, so that nothing waits on the device for it)."""
+        super().__init__()
+        like = dict(dtype=weights.dtype, device=weights.device)
+        g, m = glob.gram_mean()
+        self.register_buffer("glob_gram", torch.as_tensor(g, **like))
+        self.register_buffer("glob_mean", torch.as_tensor(m, **like))
+        self.register_buffer("target_gram", target.gram.to(**like))
+        self.register_buffer("target_mean", target.mean.to(**like))
+        self.register_buffer("w", weights)
+        self.register_buffer("sqrt_w", weights.sqrt())
+        self.gram_norm, self.mean_norm = target.gram_norm, target.mean_norm
+        self.mean_weight = mean_weight
+        self.n_tile = max(weight_sum, 1e-6)
+        self.share = weight_sum / glob.count
+        self.register_buffer("gram0", None)  # the tile's own sums at x0, set by the first call
+        self.register_buffer("mean0", None)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        """``f``: the tile's activations as (N, C) positions."""
+        g_sum = weighted_gram(f, self.sqrt_w)
+        m_sum = (self.w.T @ f)[0] if self.mean_weight else None
+        if self.gram0 is None:
+            self.gram0 = g_sum.detach()
+            self.mean0 = m_sum.detach() if m_sum is not None else None
+        g = self.glob_gram + (g_sum - self.gram0) / self.n_tile
+        loss = ((g - self.target_gram) ** 2).sum() / self.gram_norm
+        if m_sum is not None:
+            mu = self.glob_mean + (m_sum - self.mean0) / self.n_tile
+            loss = loss + self.mean_weight * ((mu - self.target_mean) ** 2).sum() / self.mean_norm
+        return loss * self.share
+
+
+class ContentLoss(nn.Module):
+    """Squared feature error against the content's, per position of the whole image."""
+
+    def __init__(self, target: torch.Tensor, weights: torch.Tensor, norm: float):
+        super().__init__()
+        self.register_buffer("target", target)
+        self.register_buffer("sqrt_w", weights.sqrt())
+        self.norm = norm
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return weighted_squared_error(f, self.target, self.sqrt_w) / self.norm
+
+
+class TVLoss(nn.Module):
+    """Squared total variation of (1, 3, h, w), per pixel of the whole image."""
+
+    def __init__(self, n_pixels: float):
+        super().__init__()
+        self.n_pixels = n_pixels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dy = x[..., 1:, :] - x[..., :-1, :]
+        dx = x[..., :, 1:] - x[..., :, :-1]
+        return (dy.pow(2).sum() + dx.pow(2).sum()) / self.n_pixels
+
+
+class TileObjective(nn.Module):
+    """The loss of one tile: the network's features of the tile, then weighted terms.
+
+    ``style`` maps layer names to LayerStyleLoss; ``content`` is (layer, ContentLoss) or None."""
+
+    def __init__(self, net, layers, style: dict[str, LayerStyleLoss], content=None, tv: TVLoss | None = None,
+                 style_weight: float = 1.0, content_weight: float = 0.0, tv_weight: float = 0.0):
+        super().__init__()
+        self.net, self.layers = net, tuple(layers)
+        self.style = nn.ModuleDict(style)
+        self.content_layer, self.content = content if content is not None else (None, None)
+        self.tv = tv
+        self.style_weight, self.content_weight, self.tv_weight = style_weight, content_weight, tv_weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.net(x, self.layers)
+        style = sum(term(flat(feats[name])) for name, term in self.style.items())
+        loss = self.style_weight * style / len(self.style)
+        if self.content is not None:
+            loss = loss + self.content_weight * self.content(flat(feats[self.content_layer]))
+        if self.tv is not None:
+            loss = loss + self.tv_weight * self.tv(x)
+        return loss

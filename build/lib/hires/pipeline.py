@@ -1,0 +1,350 @@
+"""render() and texture(): inputs checked, planned, synthesised level by level, written atomically.
+
+``run`` sets a render up (plan, network, work folder, checkpoints) and calls ``run_level`` once
+per pyramid level; ``finish`` applies the colour option and writes the output.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hires import colour, io
+from hires.canvas import Buffers, path_of, release
+from hires.checkpoints import Checkpoints, WorkFolder, work_folder_path
+from hires.config import Settings, parse_size, parse_style
+from hires.engine import Counters, Engine, LevelReport
+from hires.errors import InputError, OptionError
+from hires.nets import LAYER_STRIDE
+from hires.plan import LevelPlan, Plan, describe, make_plan
+from hires.progress import LevelStarted, Note, ignore
+from hires.pyramid import Level, schedule
+from hires.stats import style_targets
+from hires.tiles import grid
+
+log = logging.getLogger(__name__)
+STATS_TILE = 512
+STRIP = 256  # rows per strip when a full-size buffer is processed piecewise
+
+
+@dataclass
+class Result:
+    """What a render produced and what it cost."""
+    image: np.ndarray | None     # float32 (H, W, 3) in [0, 1]; None when the canvas was disk-backed
+    output: Path | None
+    network: str
+    plan: Plan
+    levels: list[LevelReport]
+    wall_s: float
+    net_s: float
+    net_gflop: float
+
+
+@dataclass
+class Job:
+    content: Path | None
+    styles: list[tuple[Path, float]]
+    width: int
+    height: int
+    output: Path | None
+    texture: bool
+
+
+def _styles(style, what: str) -> list[tuple[Path, float]]:
+    specs = [style] if isinstance(style, (str, Path, tuple)) else list(style or [])
+    if not specs:
+        raise OptionError(f"{what}: give at least one image")
+    out = []
+    for spec in specs:
+        path, weight = spec if isinstance(spec, tuple) else parse_style(str(spec))
+        io.check_decodes(path, what)
+        out.append((Path(path), float(weight)))
+    return out
+
+
+def make_job(content, style, output, size, texture: bool, overwrite: bool = False) -> Job:
+    content_path = None
+    if not texture:
+        content_path = Path(content)
+        cw, ch = io.check_decodes(content_path, "content")
+    styles = _styles(style, "example" if texture else "--style")
+    if size is None:
+        if texture:
+            raise OptionError("--size: a texture needs a size, e.g. --size 2048x2048")
+        width, height = cw, ch
+    else:
+        width, height = parse_size(size)
+    out = io.check_output_path(output, overwrite) if output is not None else None
+    return Job(content_path, styles, width, height, out, texture)
+
+
+def render(content, style, output=None, *, size=None, settings: Settings | None = None, progress=ignore,
+           overwrite: bool = False, **overrides) -> Result:
+    """Stylise ``content`` with ``style`` (a path, 'path:weight', or a list of them).
+
+    ``size`` is 'WxH', a named print size or (w, h); default: the content's own size.
+    ``overrides`` are Settings fields, e.g. ``iterations=(100, 30)``.  An existing ``output``
+    is replaced only with ``overwrite=True``.
+    """
+    settings = (settings or Settings()).replace(**overrides)
+    return run(make_job(content, style, output, size, texture=False, overwrite=overwrite), settings, progress)
+
+
+def texture(example, output=None, *, size=(512, 512), settings: Settings | None = None, progress=ignore,
+            overwrite: bool = False, **overrides) -> Result:
+    """Synthesise a texture like ``example`` (a path, 'path:weight', or a list of them)."""
+    settings = (settings or Settings()).replace(**overrides)
+    if settings.init != "noise":
+        settings = settings.replace(init="noise")
+    return run(make_job(None, example, output, size, texture=True, overwrite=overwrite), settings, progress)
+
+
+def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
+    natives = [io.image_size(p, "style") for p, _ in job.styles]
+    check_sizes(job, settings, natives)
+    sizes = [_style_size(job, wh, job.width, job.height, settings) for wh in natives]
+    return make_plan(job.width, job.height, settings, sizes, calibrate)
+
+
+def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> None:
+    """Refuse, before any work, a level or style image whose deepest used layer would be smaller
+    than 2x2 (the network's 3x3 convolutions cannot pad a 1 px map)."""
+    what = "example" if job.texture else "--style"
+    for lv in schedule(job.width, job.height, settings):
+        stride = LAYER_STRIDE[lv.deepest]
+        if min(lv.width, lv.height) < 2 * stride:
+            raise OptionError(
+                f"--size: {job.width}x{job.height} is {lv.width}x{lv.height} px at level {lv.index}, "
+                f"{lv.width // stride}x{lv.height // stride} at {lv.deepest}, and the network needs 2x2 there; "
+                f"give a short side of at least {-(-2 * stride * min(job.width, job.height) // min(lv.width, lv.height))} "
+                f"px or fewer --style-layers")
+        for (path, _), native in zip(job.styles, natives):
+            sw, sh = _style_size(job, native, lv.width, lv.height, settings)
+            if min(sw, sh) < 2 * stride:
+                need = settings.style_scale * 2 * stride / min(sw, sh)
+                raise InputError(
+                    f"{what}: {str(path)!r} ({native[0]}x{native[1]} px) is {sw}x{sh} px at level {lv.index}, "
+                    f"{sw // stride}x{sh // stride} at {lv.deepest}, and the network needs 2x2 there; "
+                    f"use an image less thin or small, or raise --style-scale to {need:.3g}")
+
+
+def _style_size(job: Job, native: tuple[int, int], width: int, height: int, settings: Settings):
+    """Size of a style image at a level of ``width`` x ``height``.
+
+    Render: the style's long side is ``style_scale`` x the output's (so strokes keep their size
+    relative to the picture at every level).  Texture: one example px is one output px at the
+    finest level, times ``style_scale``, so the coarser levels see the example shrunk alike.
+    """
+    nw, nh = native
+    if job.texture:
+        f = settings.style_scale * max(width, height) / max(job.width, job.height)
+    else:
+        f = settings.style_scale * max(width, height) / max(nw, nh)
+    return max(16, round(nw * f)), max(16, round(nh * f))
+
+
+def _work_key(job: Job, settings: Settings, network: str) -> str:
+    h = hashlib.sha256()
+    for p in [job.content, *(p for p, _ in job.styles)]:
+        if p is not None:
+            st = Path(p).stat()
+            h.update(f"{Path(p).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(json.dumps([job.width, job.height, [w for _, w in job.styles], network,
+                         dataclasses.asdict(settings)], default=str, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class RenderState:
+    """What every level of one render shares."""
+    job: Job
+    settings: Settings
+    plan: Plan
+    engine: Engine
+    counters: Counters
+    scratch: Buffers            # records every scratch file of the render, for cleanup
+    checkpoints: Checkpoints
+    colour_ref: tuple | None    # the content's colour statistics (histogram transfer)
+    rng: np.random.Generator
+    progress: object
+
+
+# about five minutes on 2 cores: worth the few seconds a time estimate takes
+LONG_RENDER_FLOP = 20e12
+
+
+def run(job: Job, settings: Settings, progress=ignore) -> Result:
+    t0 = time.perf_counter()
+    if settings.preserve_color != "none" and job.texture:
+        raise OptionError("--preserve-color: a texture has no content colours to keep; leave it at none")
+    plan = plan_job(job, settings)
+    if plan.levels[-1].disk and job.output is None:
+        raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {settings.memory} in memory; "
+                          "give an output path so it can be written from disk, or raise --memory")
+    if plan.flop > LONG_RENDER_FLOP:
+        plan.calibrate(settings)
+    engine = Engine(settings, progress)  # first: bad weights are an error before any plan is shown
+    for line in describe(plan):  # the plan of memory (and time, for long renders) before it starts
+        progress(Note(line))
+    folder = work_folder_path(job.output, settings.work_dir)
+    work = WorkFolder.open(folder) if folder is not None else None
+    scratch = _scratch(work, plan)
+    colour_ref = None
+    if settings.preserve_color == "histogram":  # from the base level, so a resumed render gets the same
+        lv0 = plan.levels[0].level
+        colour_ref = colour.colour_stats(io.load_image(job.content, size=(lv0.width, lv0.height), what="content"))
+    counters = Counters(work_total=plan.flop)
+    state = RenderState(job, settings, plan, engine, counters, scratch,
+                        Checkpoints(work, _work_key(job, settings, engine.network_name)), colour_ref,
+                        np.random.default_rng(settings.seed), progress)
+    try:
+        canvas, start = resume(state)
+        for lp in plan.levels[start:]:
+            canvas = run_level(state, lp, canvas)
+        out = finish(state, canvas)
+        if path_of(canvas) is not None:
+            canvas = None  # disk-backed: the output file is the result
+    except BaseException:
+        scratch.cleanup()
+        if work is not None and state.checkpoints.latest() is None:
+            work.remove()  # nothing to resume from: leave no folder behind
+        raise
+    scratch.cleanup()
+    if work is not None:
+        work.remove()
+    return Result(canvas, out, engine.network_name, plan, counters.levels, time.perf_counter() - t0,
+                  counters.net_s, counters.net_flop / 1e9)
+
+
+def _scratch(work: WorkFolder | None, plan: Plan) -> Buffers:
+    """Where disk-backed level buffers go: a folder of this process inside the work folder, or a
+    new temporary folder when there is none; every file is recorded for cleanup."""
+    if work is not None:
+        return Buffers(work.path / f"buffers-{os.getpid()}", False)
+    if any(lp.disk for lp in plan.levels):
+        folder = Path(tempfile.mkdtemp(prefix="hires-"))
+        scratch = Buffers(folder, False)
+        scratch.folders.append(scratch.folder)
+        return scratch
+    return Buffers(None, False)
+
+
+def resume(state: RenderState) -> tuple[np.ndarray | None, int]:
+    """The canvas of the last finished level, copied into a buffer of this render (RAM or disk as
+    the plan says, and writable), and the index of the level to run next; (None, 0) to start."""
+    latest = state.checkpoints.latest()
+    if latest is None:
+        return None, 0
+    index, saved = latest
+    lp = state.plan.levels[index]
+    canvas = state.scratch.for_level(f"level{index}", lp.disk).empty("canvas", saved.shape)
+    for y in range(0, saved.shape[0], STRIP):
+        canvas[y:y + STRIP] = saved[y:y + STRIP]
+        release(canvas, saved)
+    del saved
+    state.counters.work_done = sum(p.flop for p in state.plan.levels[:index + 1])
+    state.progress(Note(f"resuming after level {index} from {state.checkpoints.folder.path}"))
+    return canvas, index + 1
+
+
+def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> np.ndarray:
+    """One pyramid level: load the content and style statistics at its size, start from the
+    coarser level's result (or the initial image), refine every pass, checkpoint."""
+    lv, s, engine, counters = lp.level, state.settings, state.engine, state.counters
+    n_levels = len(state.plan.levels)
+    buffers = state.scratch.for_level(f"level{lv.index}", lp.disk)
+    tl, net_s0, flop0 = time.perf_counter(), counters.net_s, counters.net_flop
+    state.progress(LevelStarted(lv.index, n_levels, lv.width, lv.height, len(lp.tiles), lv.iterations,
+                                lv.style_layers))
+    shape = (lv.height, lv.width, 3)
+    content = None
+    if state.job.content:
+        content = io.load_image(state.job.content, size=(lv.width, lv.height), what="content",
+                                out=buffers.empty("content", shape))
+    targets = level_targets(engine, state.job, s, lp, buffers, state.colour_ref)
+    if canvas is None:
+        canvas = initial_canvas(content, lv, s, state.rng, state.job)
+    else:
+        previous = canvas
+        canvas = io.resize(previous, lv.width, lv.height, out=buffers.empty("canvas", shape))
+        state.scratch.discard(previous)
+        del previous  # not held through this level's refinement
+    for tiles in lp.passes:
+        canvas = engine.refine(canvas, content, targets, lv, tiles, buffers, counters, n_levels)
+    state.checkpoints.save(lv.index, canvas)
+    release(canvas)
+    counters.levels.append(LevelReport(
+        lv.index, lv.width, lv.height, len(lp.tiles), lv.iterations, time.perf_counter() - tl,
+        counters.net_s - net_s0, (counters.net_flop - flop0) / 1e9))
+    state.scratch.discard(content)
+    return canvas
+
+
+def level_targets(engine: Engine, job: Job, s: Settings, lp: LevelPlan, buffers: Buffers, colour_ref=None):
+    """Style statistics at this level: each style image's (recoloured to ``colour_ref``, the
+    content's colour statistics, for histogram transfer), mixed by weight."""
+    lv = lp.level
+
+    def images():
+        for path, weight in job.styles:
+            sw, sh = _style_size(job, io.image_size(path, "style"), lv.width, lv.height, s)
+            # on a disk-backed level the style image is disk-backed too: a style image larger than
+            # memory is read tile by tile like the canvas
+            img = io.load_image(path, size=(sw, sh), what="style", out=buffers.empty("style", (sh, sw, 3)))
+            if colour_ref is not None:
+                transform = colour.histogram_transform(colour.colour_stats(img), colour_ref)
+                for y in range(0, sh, STRIP):
+                    img[y:y + STRIP] = transform(img[y:y + STRIP])
+            yield str(path), weight, img
+            buffers.discard(img)
+
+    def stats_grid(img):
+        # statistics only need a forward pass, so larger tiles than the refine pass's fit; the
+        # example itself is not tileable, so its grid never wraps
+        return grid(img.shape[1], img.shape[0], max(lp.tile, STATS_TILE), s.overlap, lp.margin, False)
+
+    return style_targets(engine, images(), lv.layers, lv.deepest, stats_grid)
+
+
+def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job) -> np.ndarray:
+    if content is not None and settings.init == "content":
+        return np.array(content)
+    if content is not None:
+        mean = content.reshape(-1, 3).mean(0)
+    else:  # texture: start from the examples' mean colour
+        mean = np.zeros(3, np.float32)
+        total = sum(w for _, w in job.styles)
+        for path, w in job.styles:
+            mean += io.load_image(path, long_side=64, what="example").reshape(-1, 3).mean(0) * (w / total)
+    noise = rng.standard_normal((lv.height, lv.width, 3)).astype(np.float32) * 0.15
+    return np.clip(mean[None, None, :] + noise, 0.0, 1.0).astype(np.float32)
+
+
+def finish(state: RenderState, canvas: np.ndarray) -> Path | None:
+    """Apply the luminance option (strip by strip, the content in a buffer the plan allows) and
+    write the output atomically."""
+    job, s = state.job, state.settings
+    if s.preserve_color == "luminance":
+        lp = state.plan.levels[-1]
+        buffers = state.scratch.for_level("final", lp.disk)
+        content = io.load_image(job.content, size=(job.width, job.height), what="content",
+                                out=buffers.empty("content", canvas.shape))
+        for y in range(0, canvas.shape[0], STRIP):  # in strips: no full-size temporaries
+            canvas[y:y + STRIP] = colour.preserve_luminance(canvas[y:y + STRIP], content[y:y + STRIP])
+            release(canvas, content)
+        buffers.discard(content)
+    if job.output is None:
+        return None
+    src = path_of(canvas)
+    if src is not None:
+        canvas.flush()
+    image = canvas if src is None else io.vips_from_raw(src, canvas.shape)
+    return io.save_image(image, job.output, s.bit_depth, s.dpi, s.quality, overwrite=True)

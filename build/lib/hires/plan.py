@@ -1,0 +1,247 @@
+"""The memory and time plan of a render: tile size per level from the budget, and estimates.
+
+Memory model (bytes), checked against measured peak RSS in benchmarks/:
+  fixed     interpreter, torch, numba, libvips and the network weights
+  canvases  per level pixel: canvas (blended in place), its weight map, the content image
+  styles    the style images at the level's scale
+  tile      activations autograd keeps per tile pixel (sum over layers of channels / stride^2 x 4)
+            times a factor for gradients and backward temporaries, plus the L-BFGS history
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from hires.config import Settings, parse_memory
+from hires.errors import BudgetError
+from hires.nets import LAYER_INDEX, LAYER_RADIUS, LAYERS
+from hires.pyramid import Level, schedule
+from hires.tiles import ALIGN, Tile, grid
+
+# ---------------------------------------------------------------- the network's cost model
+
+def flops_per_pixel(deepest: str) -> float:
+    """Forward FLOPs per input pixel of the network up to ``deepest`` (2 x multiply-adds)."""
+    total, in_ch = 0.0, 3
+    for name, idx, ch, stride, _ in LAYERS:
+        if name.startswith("conv"):
+            total += 2.0 * in_ch * ch * 9 / stride**2
+            in_ch = ch
+        if idx >= LAYER_INDEX[deepest]:
+            break
+    return total
+
+
+def activation_bytes_per_pixel(deepest: str) -> float:
+    """float32 bytes per input pixel of the activations autograd keeps, up to ``deepest``."""
+    total = 3 * 4.0
+    for name, idx, ch, stride, _ in LAYERS:
+        total += ch * 4.0 / stride**2
+        if idx >= LAYER_INDEX[deepest]:
+            break
+    return total
+
+
+# ---------------------------------------------------------------- the planner
+
+MiB = 1 << 20
+FIXED_BYTES = 640 * MiB  # ~430 MiB after imports, random net and numba kernels, plus the transients of
+#                         statistics passes and resizes that peak RSS showed (3.79 GiB measured, 3.49 planned)
+CANVAS_BYTES_PER_PX = 4 * (3 + 1 + 3)
+BACKWARD_FACTOR = 1.6            # measured ~0.9-1.0 for the network alone; the loss adds feature copies
+LBFGS_HISTORY = 10
+MAX_TILE = 1024
+HEADROOM = 0.9                   # plan to 90% of --memory: allocator slack and libvips' own buffers
+
+
+def auto_margin(level: Level) -> int:
+    """Context px around a tile: the receptive radius of the deepest layer used, so every owned
+    activation of a tile is exactly the whole image's (the padding inside a tile never reaches it)."""
+    return -(-LAYER_RADIUS[level.deepest] // ALIGN) * ALIGN
+
+
+def tile_bytes(region_px: int, level: Level, optimizer: str, disk: bool = False) -> float:
+    act = activation_bytes_per_pixel(level.deepest) * BACKWARD_FACTOR * region_px
+    hist = (LBFGS_HISTORY * 2 + 4) * 3 * 4 * region_px if optimizer == "lbfgs" else 4 * 3 * 4 * region_px
+    return act + hist + (CANVAS_BYTES_PER_PX * region_px if disk else 0)
+
+
+@dataclass
+class LevelPlan:
+    level: Level
+    tile: int
+    margin: int
+    passes: list[list[Tile]]   # the tile grid of each refine pass (a second pass is shifted by half a tile)
+    peak_bytes: float
+    flop: float          # network FLOPs of the refine passes, statistics passes included
+    disk: bool = False   # full-size buffers are disk-backed memmaps
+
+    @property
+    def tiles(self) -> list[Tile]:
+        """The first pass's grid."""
+        return self.passes[0]
+
+    def as_dict(self) -> dict:
+        return {"level": self.level.index, "width": self.level.width, "height": self.level.height,
+                "iterations": self.level.iterations, "style_layers": list(self.level.style_layers),
+                "content_layer": self.level.content_layer, "tile": self.tile, "margin": self.margin,
+                "tiles": len(self.tiles), "passes": len(self.passes), "peak_bytes": int(self.peak_bytes),
+                "gflop": self.flop / 1e9, "canvas": "disk" if self.disk else "ram"}
+
+
+@dataclass
+class Plan:
+    width: int
+    height: int
+    budget: int
+    levels: list[LevelPlan]
+    # measured seconds per GFLOP by (style layers, content layer); see measure_seconds_per_gflop
+    seconds_per_gflop: dict | None = None
+
+    @property
+    def peak_bytes(self) -> float:
+        return max(lp.peak_bytes for lp in self.levels)
+
+    @property
+    def flop(self) -> float:
+        return sum(lp.flop for lp in self.levels)
+
+    def level_seconds(self, lp: LevelPlan) -> float | None:
+        if self.seconds_per_gflop is None:
+            return None
+        return lp.flop / 1e9 * self.seconds_per_gflop[(lp.level.style_layers, lp.level.content_layer)]
+
+    def calibrate(self, settings: Settings) -> None:
+        """Time this machine at each network depth of the plan (see measure_seconds_per_gflop)."""
+        self.seconds_per_gflop = measure_seconds_per_gflop(settings, [lp.level for lp in self.levels])
+
+    @property
+    def est_seconds(self) -> float | None:
+        return None if self.seconds_per_gflop is None else sum(self.level_seconds(lp) for lp in self.levels)
+
+    def as_dict(self) -> dict:
+        return {"width": self.width, "height": self.height, "memory_budget_bytes": self.budget,
+                "peak_bytes": int(self.peak_bytes), "gflop": self.flop / 1e9,
+                "est_seconds": self.est_seconds,
+                "levels": [dict(lp.as_dict(), est_seconds=self.level_seconds(lp)) for lp in self.levels]}
+
+
+DISK_GAIN = 0.85  # disk-backed buffers only when they cut the level's work by 15% or more
+
+
+def plan_level(level: Level, settings: Settings, budget: int, style_px: int) -> LevelPlan:
+    """The tile size for one level.  With ``--canvas auto`` both buffer placements are planned: RAM
+    buffers leave less of the budget to tiles, so at a tight budget the tiles shrink until their
+    context margins cost more than reading the canvas back from disk; then disk wins."""
+    s = settings
+    if s.canvas != "auto":
+        return _fit(level, s, budget, style_px, s.canvas == "disk")
+    try:
+        ram = _fit(level, s, budget, style_px, False)
+    except BudgetError:
+        return _fit(level, s, budget, style_px, True)
+    try:
+        disk = _fit(level, s, budget, style_px, True)
+    except BudgetError:
+        return ram
+    return disk if disk.flop < DISK_GAIN * ram.flop else ram
+
+
+def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool) -> LevelPlan:
+    budget = int(budget * HEADROOM)
+    margin = s.margin or auto_margin(level)
+    W, H = level.width, level.height
+    # disk-backed buffers are released after every tile: only the tile's own pages stay resident
+    base = FIXED_BYTES + (0 if disk else CANVAS_BYTES_PER_PX * W * H + 12 * style_px)
+    whole = tile_bytes(W * H, level, s.optimizer, disk)
+
+    def largest(tiles):
+        return max(t.shape[0] * t.shape[1] for t in tiles)
+
+    if s.tile_size:
+        tile = s.tile_size
+    elif base + whole <= budget and max(W, H) <= 2 * MAX_TILE:
+        tile = max(W, H)  # the whole frame in one piece: no tiling cost
+    else:
+        tile = 0
+        for t in range(MAX_TILE, 63, -ALIGN):
+            # the grid's real regions (context, alignment, folded end slivers), not a formula
+            if base + tile_bytes(largest(grid(W, H, t, s.overlap, margin, s.seamless)), level,
+                                 s.optimizer, disk) <= budget:
+                tile = t
+                break
+        if not tile:
+            need = base + tile_bytes(largest(grid(W, H, 64, s.overlap, margin, s.seamless)), level, s.optimizer,
+                                     disk)
+            raise BudgetError(f"--memory: {s.memory} is too small for a {W}x{H} level; it needs about "
+                              f"{need / 2**30:.2f} GiB even with 64 px tiles; raise --memory or lower --size")
+    passes = [grid(W, H, tile, s.overlap, margin, s.seamless)]
+    if s.second_pass and len(passes[0]) > 1:
+        passes.append(grid(W, H, tile, s.overlap, margin, s.seamless, shift=tile // 2))
+    fpp = flops_per_pixel(level.deepest)
+    # per pass: one statistics forward, one content forward, iterations x (forward + backward ~ 2x)
+    flop = sum(sum(t.shape[0] * t.shape[1] for t in tiles) for tiles in passes) * fpp * (2 + 2 * level.iterations)
+    peak = base + max(tile_bytes(largest(tiles), level, s.optimizer, disk) for tiles in passes)
+    return LevelPlan(level, tile, margin, passes, peak, flop, disk)
+
+
+def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tuple[int, int]] = (),
+              calibrate: bool = False) -> Plan:
+    """Plan every level of a ``width`` x ``height`` render within ``settings.memory``."""
+    budget = parse_memory(settings.memory)
+    levels = []
+    for lv in schedule(width, height, settings):
+        f = max(lv.width, lv.height) / max(width, height)
+        style_px = int(sum(sw * sh * f * f for sw, sh in style_sizes))
+        levels.append(plan_level(lv, settings, budget, style_px))
+    plan = Plan(width, height, budget, levels)
+    if calibrate:
+        plan.calibrate(settings)
+    return plan
+
+
+def measure_seconds_per_gflop(settings: Settings, levels: list[Level], side: int = 192,
+                              evals: int = 2) -> dict[tuple, float]:
+    """Seconds per planned GFLOP for each distinct network depth of ``levels``, timed on this
+    machine by refining a ``side`` px tile for ``evals`` evaluations with the engine itself, so the
+    losses, optimiser and statistics pass are in the figure, not only the convolutions (they are
+    half the time at shallow depths).  A few seconds in all."""
+    import numpy as np
+
+    from hires.canvas import Buffers
+    from hires.engine import Counters, Engine
+    from hires.stats import make_target
+    engine = Engine(settings.replace(network="random", seamless=False, second_pass=False))
+    image = np.random.default_rng(0).random((side, side, 3), dtype=np.float32)
+    tiles = grid(side, side, side, 0, 0)
+    out = {}
+    for lv in levels:
+        key = (lv.style_layers, lv.content_layer)
+        if key in out:
+            continue
+        probe = Level(0, side, side, evals, lv.style_layers, lv.content_layer)
+        stats = engine.stats_pass(image, probe.layers, probe.deepest, tiles)
+        targets = {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()}
+        times = []
+        for _ in range(2):  # the first run pays one-off set-up (oneDNN primitives, allocations)
+            t = time.perf_counter()
+            engine.refine(image.copy(), image, targets, probe, tiles, Buffers(None, False), Counters())
+            times.append(time.perf_counter() - t)
+        out[key] = times[-1] / (side * side * flops_per_pixel(probe.deepest) * (2 + 2 * evals) / 1e9)
+    return out
+
+
+def describe(plan: Plan) -> list[str]:
+    """Human-readable lines of a plan (the CLI prints them)."""
+    lines = [f"target {plan.width}x{plan.height}, memory budget {plan.budget / 2**30:.2f} GiB, "
+             f"estimated peak {plan.peak_bytes / 2**30:.2f} GiB"]
+    for lp in plan.levels:
+        lv = lp.level
+        lines.append(f"  level {lv.index}: {lv.width}x{lv.height}, {len(lp.tiles)} tile(s) of {lp.tile} px "
+                     f"(+{lp.margin} px context), {lv.iterations} iterations, layers up to {lv.deepest}, "
+                     f"{lp.flop / 1e12:.2f} TFLOP, peak {lp.peak_bytes / 2**30:.2f} GiB"
+                     + (", buffers on disk" if lp.disk else "")
+                     + (f", about {plan.level_seconds(lp) / 60:.1f} min" if plan.seconds_per_gflop else ""))
+    if plan.est_seconds is not None:
+        lines.append(f"estimated time {plan.est_seconds / 60:.1f} min on this machine")
+    return lines

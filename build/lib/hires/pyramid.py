@@ -1,0 +1,52 @@
+"""The coarse-to-fine schedule: level sizes, iterations and network depth per level."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hires.config import Settings
+from hires.nets import LAYER_INDEX
+
+
+@dataclass(frozen=True)
+class Level:
+    index: int
+    width: int
+    height: int
+    iterations: int
+    style_layers: tuple[str, ...]
+    content_layer: str
+
+    @property
+    def deepest(self) -> str:
+        return max((*self.style_layers, self.content_layer), key=LAYER_INDEX.__getitem__)
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.style_layers, self.content_layer)))
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def schedule(width: int, height: int, settings: Settings) -> list[Level]:
+    """Levels by factor 2 from the whole-frame base level (long side <= base_size) to the target."""
+    long_side = max(width, height)
+    n_up = max(0, math.ceil(math.log2(long_side / settings.base_size))) if long_side > settings.base_size else 0
+    layers = sorted(settings.style_layers, key=LAYER_INDEX.__getitem__)
+    levels = []
+    for k in range(n_up + 1):
+        f = 2.0 ** (k - n_up)
+        w, h = max(1, round(width * f)), max(1, round(height * f))
+        # Finer levels only add detail on top of the structure the coarse levels settled, and at
+        # high resolution a deep layer's receptive field covers a small part of the picture, so
+        # each finer level drops the deepest style layer: shallower network, less compute per px.
+        keep = max(min(settings.min_style_layers, len(layers)), len(layers) - k)
+        style = tuple(layers[:keep])
+        deepest = max(LAYER_INDEX[n] for n in style)
+        content = settings.content_layer
+        if LAYER_INDEX[content] > deepest:
+            content = max(style, key=LAYER_INDEX.__getitem__)
+        levels.append(Level(k, w, h, settings.level_iterations(k), style, content))
+    return levels

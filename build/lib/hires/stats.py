@@ -1,0 +1,77 @@
+"""Whole-image feature statistics, accumulated tile by tile, and the style targets made from them.
+
+A statistics pass (``Engine.stats_pass``) runs the network over an image's tiles and hands each
+tile's activations here; ``Stats.add`` accumulates the weighted Gram sum, mean sum and position
+count of the owned part with the float64 numba kernel.  Style targets are the same statistics of
+the style images at a level's scale, mixed by weight, as tensors on the engine's device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hires.errors import InputError
+from hires.kernels import gram_accumulate
+from hires.tiles import owned_box
+
+
+@dataclass
+class Stats:
+    """Whole-image statistics of one layer as sums: sum F F^T, sum F, and the position count."""
+    gram: np.ndarray
+    mean: np.ndarray
+    count: float = 0.0
+
+    @classmethod
+    def empty(cls, channels: int) -> "Stats":
+        return cls(np.zeros((channels, channels)), np.zeros(channels))
+
+    def add(self, feat: torch.Tensor, wmap: np.ndarray) -> None:
+        """Accumulate the positions of ``feat`` (1, C, h, w) with ownership ``wmap`` (h, w) > 0."""
+        ys, xs = owned_box(wmap)
+        owned = feat[0, :, ys, xs].permute(1, 2, 0).reshape(-1, feat.shape[1]).cpu().numpy()
+        self.count += gram_accumulate(owned, np.ascontiguousarray(wmap[ys, xs]).ravel(), self.gram, self.mean)
+
+    def gram_mean(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.gram / self.count, self.mean / self.count
+
+
+@dataclass
+class LayerTarget:
+    """Style statistics of one layer: G = E[F F^T], mu = E[F] (per position)."""
+    gram: torch.Tensor   # (C, C)
+    mean: torch.Tensor   # (C,)
+    gram_norm: float     # ||G||_F^2, the normaliser of the style loss
+    energy: float        # trace(G) = E|F|^2, the scale used to normalise the content loss
+    mean_norm: float     # |mu|^2, the normaliser of the mean term
+
+
+def make_target(gram: np.ndarray, mean: np.ndarray, device="cpu", dtype=torch.float32) -> LayerTarget:
+    gram64, mean64 = np.asarray(gram, np.float64), np.asarray(mean, np.float64)
+    return LayerTarget(torch.as_tensor(gram64, dtype=dtype, device=device),
+                       torch.as_tensor(mean64, dtype=dtype, device=device),
+                       float(np.sum(gram64 ** 2)) + 1e-12, float(np.trace(gram64)) + 1e-12,
+                       float(np.sum(mean64 ** 2)) + 1e-8)
+
+
+def style_targets(engine, images, layers, deepest: str, grid_of) -> dict[str, LayerTarget]:
+    """Per-layer style statistics of weighted style images, mixed by weight, on the engine's device.
+
+    ``images`` yields (name, weight, image) with image float32 (h, w, 3); ``grid_of(image)`` gives
+    the tiles of its statistics pass.  Images are consumed one at a time, so only one is held."""
+    mixed: dict[str, list] = {}
+    total = 0.0
+    for name, weight, img in images:
+        stats = engine.stats_pass(img, layers, deepest, grid_of(img))
+        for layer, st in stats.items():
+            if st.count <= 0:  # the planner refuses such images up front; this is the last guard
+                raise InputError(f"style: {name!r} is too small ({img.shape[1]}x{img.shape[0]} px) for layer "
+                                 f"{layer}; raise --style-scale or use a larger image")
+            g, m = st.gram_mean()
+            acc = mixed.setdefault(layer, [0.0, 0.0])
+            acc[0] = acc[0] + g * weight
+            acc[1] = acc[1] + m * weight
+        total += weight
+    return {layer: make_target(g / total, m / total, engine.device, engine.dtype) for layer, (g, m) in mixed.items()}

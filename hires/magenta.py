@@ -1,0 +1,175 @@
+"""Magenta's arbitrary image stylisation network as plain torch modules (no runtime dependency).
+
+Ghiasi et al. 2017, "Exploring the structure of a real-time, arbitrary neural artistic
+stylization network", distilled TF-Lite version, Apache-2.0 (hires/models/LICENSE-magenta.txt).
+A MobileNetV2 style predictor turns a style image (256x256) into a 100-d bottleneck; a small
+fully convolutional transformer with conditional instance norm (CIN) renders a content image in
+that style.  Weights come from ``hires/models/magenta.npz`` (made by ``hires.magenta_convert``),
+verified by SHA-256 before loading.  The layer structure follows the TF graph exactly; see the
+conversion's reference test (tests/test_magenta.py).
+"""
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hires.errors import WeightsError
+
+MODELS = Path(__file__).parent / "models"
+WEIGHTS = MODELS / "magenta.npz"
+STYLE_SIZE = 256           # the predictor's input side
+CIN_EPS = 1e-5             # from the graph: 127 x 7.874e-8
+BOTTLENECK = 100
+# MobileNetV2 (width 1.0): stride of each expanded_conv_N's depthwise conv, N = 0..16
+STRIDES = [1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1]
+RESIDUAL = [2, 4, 5, 7, 8, 9, 11, 12, 14, 15]
+RESIDUAL_BLOCKS = 5
+
+
+@lru_cache(maxsize=1)
+def load_arrays(path: Path = WEIGHTS) -> dict[str, np.ndarray]:
+    """The converted weights, after checking the file's SHA-256 against the one shipped beside it."""
+    path = Path(path)
+    try:
+        want = path.with_suffix(".sha256").read_text().split()[0]
+        data = path.read_bytes()
+    except OSError as e:
+        raise WeightsError(f"fast method: the bundled weights {str(path)!r} cannot be read ({e.strerror or e}); "
+                           "reinstall hires") from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != want:
+        raise WeightsError(f"fast method: {str(path)!r} fails verification (SHA-256 {got[:12]}..., expected "
+                           f"{want[:12]}...); reinstall hires")
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _conv(arrays, key: str, **kw) -> nn.Conv2d:
+    w, b = torch.from_numpy(arrays[f"{key}.weight"]), torch.from_numpy(arrays[f"{key}.bias"])
+    conv = nn.Conv2d(w.shape[1] * kw.get("groups", 1), w.shape[0], w.shape[2:], bias=True, **kw)
+    with torch.no_grad():
+        conv.weight.copy_(w)
+        conv.bias.copy_(b)
+    return conv
+
+
+class StylePredictor(nn.Module):
+    """Style image (1, 3, 256, 256) in [0, 1] -> bottleneck (1, 100).
+
+    TF "SAME" padding: symmetric for stride 1, (0 before, 1 after) for stride 2 on even sizes."""
+
+    def __init__(self, arrays):
+        super().__init__()
+        p = "MobilenetV2"
+        self.stem = _conv(arrays, f"{p}/Conv", stride=2)
+        self.blocks = nn.ModuleList()
+        for i, stride in enumerate(STRIDES):
+            name = f"{p}/expanded_conv" + (f"_{i}" if i else "")
+            block = nn.ModuleDict()
+            if f"{name}/expand.weight" in arrays:
+                block["expand"] = _conv(arrays, f"{name}/expand")
+            channels = arrays[f"{name}/depthwise.weight"].shape[0]
+            block["depthwise"] = _conv(arrays, f"{name}/depthwise", stride=stride, groups=channels,
+                                       padding=1 if stride == 1 else 0)
+            block["project"] = _conv(arrays, f"{name}/project")
+            self.blocks.append(block)
+        self.head = _conv(arrays, f"{p}/Conv_1")
+        self.bottleneck = _conv(arrays, "mobilenet_conv/Conv")
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu6(self.stem(F.pad(x, (0, 1, 0, 1))))
+        for i, block in enumerate(self.blocks):
+            y = F.relu6(block["expand"](h)) if "expand" in block else h
+            dw = block["depthwise"]
+            y = F.relu6(dw(F.pad(y, (0, 1, 0, 1)) if dw.stride[0] == 2 else y))
+            y = block["project"](y)
+            h = h + y if i in RESIDUAL else y
+        h = F.relu6(self.head(h)).mean(dim=(2, 3), keepdim=True)
+        return self.bottleneck(h).flatten(1)
+
+
+class CIN(nn.Module):
+    """Conditional instance norm: (x - mean) / sqrt(var + eps) * gamma + beta, with gamma and beta
+    1x1 convolutions of the style bottleneck and population statistics over the whole image
+    (given as ``stats`` when the image is processed in tiles)."""
+
+    def __init__(self, arrays, key: str):
+        super().__init__()
+        self.gamma = _conv(arrays, f"style_params/{key}/StyleNorm/Conv_1")
+        self.beta = _conv(arrays, f"style_params/{key}/StyleNorm/Conv")
+
+    def params(self, bottleneck: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = bottleneck[:, :, None, None]
+        return self.gamma(b), self.beta(b)
+
+    def forward(self, x, params, stats=None):
+        gamma, beta = params
+        if stats is None:
+            mean = x.mean(dim=(2, 3), keepdim=True)
+            var = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True)
+        else:
+            mean, var = stats
+        scale = gamma * torch.rsqrt(var + CIN_EPS)
+        return x * scale + (beta - mean * scale)
+
+
+class Transformer(nn.Module):
+    """Content (1, 3, H, W) in [0, 1], H and W multiples of 4, and a bottleneck -> stylised image.
+
+    contract: reflect-pad 4 + 9x9 conv 3->8 + ReLU, then two reflect-pad 1 + 3x3 stride-2 convs
+    (batch norm folded in) + ReLU; five residual blocks x + CIN(conv(pad(ReLU(CIN(conv(pad(x))))));
+    expand: two (nearest x2, pad, conv, CIN, ReLU), then pad 4, 9x9 conv 8->3, CIN, sigmoid."""
+
+    def __init__(self, arrays):
+        super().__init__()
+        t = "transformer"
+        self.contract = nn.ModuleList([_conv(arrays, f"{t}/contract/conv1"),
+                                       _conv(arrays, f"{t}/contract/conv2", stride=2),
+                                       _conv(arrays, f"{t}/contract/conv3", stride=2)])
+        self.res_convs = nn.ModuleList()
+        self.res_norms = nn.ModuleList()
+        for r in range(1, RESIDUAL_BLOCKS + 1):
+            for c in (1, 2):
+                key = f"{t}/residual/residual{r}/conv{c}"
+                self.res_convs.append(_conv(arrays, key))
+                self.res_norms.append(CIN(arrays, key))
+        self.expand_convs = nn.ModuleList([_conv(arrays, f"{t}/expand/conv{c}/conv") for c in (1, 2, 3)])
+        self.expand_norms = nn.ModuleList([CIN(arrays, f"{t}/expand/conv{c}/conv") for c in (1, 2, 3)])
+        self.requires_grad_(False)
+        self.eval()
+
+    def norms(self) -> list[CIN]:
+        return [*self.res_norms, *self.expand_norms]
+
+    def forward(self, x: torch.Tensor, bottleneck: torch.Tensor) -> torch.Tensor:
+        params = [n.params(bottleneck) for n in self.norms()]
+        pads = (4, 1, 1)
+        h = x
+        for conv, pad in zip(self.contract, pads):
+            h = F.relu(conv(F.pad(h, (pad,) * 4, mode="reflect")))
+        for r in range(RESIDUAL_BLOCKS):
+            c1, c2 = self.res_convs[2 * r], self.res_convs[2 * r + 1]
+            n1, n2 = self.res_norms[2 * r], self.res_norms[2 * r + 1]
+            y = F.relu(n1(c1(F.pad(h, (1,) * 4, mode="reflect")), params[2 * r]))
+            h = h + n2(c2(F.pad(y, (1,) * 4, mode="reflect")), params[2 * r + 1])
+        offset = 2 * RESIDUAL_BLOCKS
+        for i in range(2):
+            h = F.interpolate(h, scale_factor=2, mode="nearest")
+            h = F.relu(self.expand_norms[i](self.expand_convs[i](F.pad(h, (1,) * 4, mode="reflect")),
+                                            params[offset + i]))
+        h = self.expand_norms[2](self.expand_convs[2](F.pad(h, (4,) * 4, mode="reflect")), params[offset + 2])
+        return torch.sigmoid(h)
+
+
+@lru_cache(maxsize=1)
+def networks() -> tuple[StylePredictor, Transformer]:
+    arrays = load_arrays()
+    return StylePredictor(arrays), Transformer(arrays)
