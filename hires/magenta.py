@@ -149,24 +149,55 @@ class Transformer(nn.Module):
     def norms(self) -> list[CIN]:
         return [*self.res_norms, *self.expand_norms]
 
-    def forward(self, x: torch.Tensor, bottleneck: torch.Tensor) -> torch.Tensor:
-        params = [n.params(bottleneck) for n in self.norms()]
-        pads = (4, 1, 1)
+    def style_params(self, bottleneck: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(gamma, beta) of every CIN layer, in order, for a (1, 100) bottleneck."""
+        return [n.params(bottleneck) for n in self.norms()]
+
+    def forward(self, x: torch.Tensor, bottleneck: torch.Tensor | None = None, params=None, stats=None,
+                stop: int | None = None) -> torch.Tensor:
+        """The stylised image of ``x``, or with ``stop=k`` the input of CIN layer k (before it
+        normalises).  ``stats[k]`` = (mean, var) of CIN layer k over the whole image replaces the
+        tile's own statistics: the tiled runner (hires.fast) gathers them pass by pass."""
+        params = params if params is not None else self.style_params(bottleneck)
+        stats = stats if stats is not None else [None] * len(params)
+        k = 0
+
+        def norm(h):
+            nonlocal k
+            if stop == k:
+                raise _Stop(h)
+            out = self.norms()[k](h, params[k], stats[k])
+            k += 1
+            return out
+
+        try:
+            return self._body(x, norm)
+        except _Stop as s:
+            return s.value
+
+    def _body(self, x, norm):
         h = x
-        for conv, pad in zip(self.contract, pads):
+        for conv, pad in zip(self.contract, (4, 1, 1)):
             h = F.relu(conv(F.pad(h, (pad,) * 4, mode="reflect")))
         for r in range(RESIDUAL_BLOCKS):
             c1, c2 = self.res_convs[2 * r], self.res_convs[2 * r + 1]
-            n1, n2 = self.res_norms[2 * r], self.res_norms[2 * r + 1]
-            y = F.relu(n1(c1(F.pad(h, (1,) * 4, mode="reflect")), params[2 * r]))
-            h = h + n2(c2(F.pad(y, (1,) * 4, mode="reflect")), params[2 * r + 1])
-        offset = 2 * RESIDUAL_BLOCKS
+            y = F.relu(norm(c1(F.pad(h, (1,) * 4, mode="reflect"))))
+            h = h + norm(c2(F.pad(y, (1,) * 4, mode="reflect")))
         for i in range(2):
             h = F.interpolate(h, scale_factor=2, mode="nearest")
-            h = F.relu(self.expand_norms[i](self.expand_convs[i](F.pad(h, (1,) * 4, mode="reflect")),
-                                            params[offset + i]))
-        h = self.expand_norms[2](self.expand_convs[2](F.pad(h, (4,) * 4, mode="reflect")), params[offset + 2])
-        return torch.sigmoid(h)
+            h = F.relu(norm(self.expand_convs[i](F.pad(h, (1,) * 4, mode="reflect"))))
+        return torch.sigmoid(norm(self.expand_convs[2](F.pad(h, (4,) * 4, mode="reflect"))))
+
+
+# the scale (input px per position) of each CIN layer's map: ten residual convs at 1/4, then 1/2, 1, 1
+NORM_STRIDES = [4] * (2 * RESIDUAL_BLOCKS) + [2, 1, 1]
+# how far an output pixel sees: 4 + 1 + 2 (contract), 10 x 4 (residual), 2 + 1 + 4 (expand)
+RECEPTIVE_RADIUS = 54
+
+
+class _Stop(Exception):
+    def __init__(self, value):
+        self.value = value
 
 
 @lru_cache(maxsize=1)

@@ -45,3 +45,74 @@ def test_the_wheel_carries_the_weights_and_the_licence(tmp_path):
     for want in ("hires/models/magenta.npz", "hires/models/magenta.sha256", "hires/models/LICENSE-magenta.txt",
                  "hires/models/NOTICE.md", "hires/magenta.py"):
         assert want in names, want
+
+
+# ---------------------------------------------------------------- the fast method
+
+import hires  # noqa: E402
+from hires import fast, io  # noqa: E402
+from hires.pipeline import fast_start, make_job  # noqa: E402
+from hires.config import Settings  # noqa: E402
+
+
+def test_tiled_instance_norm_equals_the_whole_frame(content_path, style_path):
+    """Many tiles, each CIN layer's statistics gathered over the whole image first: the tiled
+    output equals the whole-frame output."""
+    b = fast.style_bottleneck([(style_path, 1.0)])
+    content = io.load_image(content_path, size=(256, 192))
+    whole, tiled = np.zeros_like(content), np.zeros_like(content)
+    assert fast.TiledTransformer(b)(content, whole, 256).tiles == 1
+    report = fast.TiledTransformer(b)(content, tiled, 96)
+    assert report.tiles >= 6 and report.passes == 14
+    assert whole.std() > 0.05
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)
+    # and without the gathered statistics (each tile its own) the tiles would not match
+    per_tile = np.zeros_like(content)
+    runner = fast.TiledTransformer(b)
+    for t in fast.grid(256, 192, 96, 0, fast.MARGIN, False):
+        y = runner._run(content, t, [None] * 13)
+        cy0, cy1, cx0, cx1 = t.core
+        per_tile[cy0:cy1, cx0:cx1] = y[cy0 - t.region[0]:cy1 - t.region[0], cx0 - t.region[2]:cx1 - t.region[2]]
+    assert np.abs(per_tile - whole).max() > 1e-2
+
+
+def test_strength_interpolates_in_bottleneck_space(content_path, style_path):
+    b0, b5, b1 = (fast.style_bottleneck([(style_path, 1.0)], content_path, s) for s in (0.0, 0.5, 1.0))
+    assert (b1 - b0).abs().max() > 0.1
+    torch.testing.assert_close(b5, (b0 + b1) / 2, atol=1e-5, rtol=1e-5)
+    own = fast.bottleneck(io.load_image(content_path, size=(256, 256)))
+    torch.testing.assert_close(b0, own)
+
+
+def test_several_styles_mix_their_bottlenecks(style_path, texture_path):
+    a, b = fast.style_bottleneck([(style_path, 1.0)]), fast.style_bottleneck([(texture_path, 1.0)])
+    mixed = fast.style_bottleneck([(style_path, 3.0), (texture_path, 1.0)])
+    torch.testing.assert_close(mixed, 0.75 * a + 0.25 * b, atol=1e-5, rtol=1e-5)
+
+
+def test_fast_method_renders_a_stylised_file(tmp_path, content_path, style_path):
+    out = tmp_path / "f.tif"
+    res = hires.render(content_path, style_path, out, size="300x220", method="fast", fast_size=160, bit_depth=16)
+    back = io.load_image(out)
+    assert back.shape == (220, 300, 3) and res.network == "magenta" and res.plan is None
+    content = io.load_image(content_path, size=(300, 220))
+    assert np.abs(back - content).mean() > 0.05  # stylised, not a copy
+    weak = hires.render(content_path, style_path, size="300x220", method="fast", fast_size=160, strength=0.2).image
+    assert np.abs(weak - content).mean() < np.abs(back - content).mean()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.tif"]
+
+
+def test_fast_method_is_for_renders_only(tmp_path, texture_path):
+    from hires.errors import OptionError
+    with pytest.raises(OptionError, match="--method fast"):
+        hires.texture(texture_path, size="64x64", method="fast")
+
+
+def test_render_starts_from_the_fast_stylisation(content_path, style_path):
+    kw = dict(size="96x64", base_size=96, iterations=(0,), style_layers=("relu1_1", "relu2_1"), content_layer="relu2_1")
+    auto = hires.render(content_path, style_path, **kw).image
+    content = hires.render(content_path, style_path, init="content", **kw).image
+    job = make_job(content_path, style_path, None, "96x64", False)
+    want = fast_start(io.load_image(content_path, size=(96, 64)), job, Settings())
+    np.testing.assert_allclose(auto, want, atol=1e-6)
+    assert np.abs(auto - content).mean() > 0.05

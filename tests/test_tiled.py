@@ -13,7 +13,7 @@ from hires.plan import auto_margin
 from hires.pyramid import Level
 from hires.tiles import grid, padding
 
-SCHEDULE = dict(base_size=384, iterations=(12,), style_layers=("relu1_1", "relu2_1", "relu3_1"),
+SCHEDULE = dict(base_size=384, iterations=(12,), style_layers=("relu1_1", "relu2_1", "relu3_1"), init="content",
                 content_layer="relu3_1", memory="8GiB")
 
 

@@ -51,7 +51,7 @@ def settings_from_args(args) -> Settings:
     return settings_from_mapping(given, base, source=None, label=lambda name: f"--{flag(name)}")
 
 
-SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color"}
+SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color", "method", "strength", "fast_size"}
 SKIP_RENDER = {"seamless"}
 
 

@@ -41,7 +41,13 @@ class Settings:
     content_layer: str = _opt("relu4_2", "network layer matched for content")
     min_style_layers: int = _opt(
         2, "finer levels drop the deepest style layer one per level, down to this many")
-    init: str = _opt("content", "start image for render", choices=("content", "noise"))
+    method: str = _opt("optimise", "optimise: the pyramid engine; fast: Magenta's feed-forward network "
+                       "(seconds, at --fast-size, then resampled)", choices=("optimise", "fast"))
+    strength: float = _opt(1.0, "fast network: 0 keeps the content's own style, 1 takes the painting's")
+    fast_size: int = _opt(1024, "fast network: long side in px it runs at (its strokes have a fixed size in "
+                                "px); 0 = the output size")
+    init: str = _opt("auto", "start image for render: auto (= fast), fast (the feed-forward network's "
+                             "stylisation), content or noise", choices=("auto", "fast", "content", "noise"))
     preserve_color: str = _opt(
         "none", "keep the content's colours", choices=("none", "luminance", "histogram"))
     seed: int = _opt(0, "random seed; the same seed gives the same output")
@@ -188,6 +194,8 @@ LIMITS = {
     "tv_weight": (lambda v: v >= 0, "zero or positive"),
     "mean_weight": (lambda v: v >= 0, "zero or positive"),
     "style_scale": (lambda v: v > 0, "a positive number, e.g. 1.0"),
+    "strength": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    "fast_size": (lambda v: v == 0 or v >= 64, "64 or more, or 0 for the output size"),
     "style_layers": (lambda v: len(v) > 0 and all(n in _layer_names() for n in v),
                      "VGG19 layer names such as relu1_1,relu2_1,relu3_1"),
     "content_layer": (lambda v: v in _layer_names(), "a VGG19 layer name such as relu4_2"),

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hires import colour, io
+from hires import colour, fast, io
 from hires.canvas import Buffers, path_of, release
 from hires.checkpoints import Checkpoints, WorkFolder, work_folder_path
-from hires.config import Settings, parse_size, parse_style
-from hires.engine import Counters, Engine, LevelReport
+from hires.config import Settings, parse_memory, parse_size, parse_style
+from hires.engine import Counters, Engine, LevelReport, pick_device
 from hires.errors import InputError, OptionError
 from hires.nets import LAYER_STRIDE
 from hires.plan import LevelPlan, Plan, describe, make_plan
@@ -41,11 +41,12 @@ class Result:
     image: np.ndarray | None     # float32 (H, W, 3) in [0, 1]; None when the canvas was disk-backed
     output: Path | None
     network: str
-    plan: Plan
+    plan: Plan | None            # None for --method fast
     levels: list[LevelReport]
     wall_s: float
     net_s: float
     net_gflop: float
+    fast: fast.FastReport | None = None
 
 
 @dataclass
@@ -185,6 +186,8 @@ def run(job: Job, settings: Settings, progress=ignore) -> Result:
     t0 = time.perf_counter()
     if settings.preserve_color != "none" and job.texture:
         raise OptionError("--preserve-color: a texture has no content colours to keep; leave it at none")
+    if settings.method == "fast":
+        return run_fast(job, settings, progress)
     plan = plan_job(job, settings)
     if plan.levels[-1].disk and job.output is None:
         raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {settings.memory} in memory; "
@@ -209,7 +212,7 @@ def run(job: Job, settings: Settings, progress=ignore) -> Result:
         canvas, start = resume(state)
         for lp in plan.levels[start:]:
             canvas = run_level(state, lp, canvas)
-        out = finish(state, canvas)
+        out = finish(job, settings, canvas, scratch.for_level("final", plan.levels[-1].disk))
         if path_of(canvas) is not None:
             canvas = None  # disk-backed: the output file is the result
     except BaseException:
@@ -271,7 +274,7 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
                                 out=buffers.empty("content", shape))
     targets = level_targets(engine, state.job, s, lp, buffers, state.colour_ref)
     if canvas is None:
-        canvas = initial_canvas(content, lv, s, state.rng, state.job)
+        canvas = initial_canvas(content, lv, s, state.rng, state.job, state.colour_ref)
     else:
         previous = canvas
         canvas = io.resize(previous, lv.width, lv.height, out=buffers.empty("canvas", shape))
@@ -314,7 +317,9 @@ def level_targets(engine: Engine, job: Job, s: Settings, lp: LevelPlan, buffers:
     return style_targets(engine, images(), lv.layers, lv.deepest, stats_grid)
 
 
-def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job) -> np.ndarray:
+def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job, colour_ref=None) -> np.ndarray:
+    if content is not None and settings.init in ("auto", "fast"):
+        return fast_start(content, job, settings, colour_ref)
     if content is not None and settings.init == "content":
         return np.array(content)
     if content is not None:
@@ -328,15 +333,80 @@ def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job) -> np.
     return np.clip(mean[None, None, :] + noise, 0.0, 1.0).astype(np.float32)
 
 
-def finish(state: RenderState, canvas: np.ndarray) -> Path | None:
+def _recolour(colour_ref):
+    """For histogram colour transfer: recolour a style image to the content's palette."""
+    if colour_ref is None:
+        return None
+    return lambda img: colour.histogram_transform(colour.colour_stats(img), colour_ref)(img)
+
+
+def fast_start(content: np.ndarray, job: Job, settings: Settings, colour_ref=None) -> np.ndarray:
+    """The coarsest level's start: the content (a small level, in RAM) stylised by the feed-forward
+    network at this size, in the styles mixed by weight."""
+    device = pick_device(settings.device)
+    b = fast.style_bottleneck(job.styles, job.content, settings.strength, _recolour(colour_ref), device)
+    h, w = content.shape[:2]
+    w4, h4 = fast.working_size(w, h, 0)
+    x = content if (w4, h4) == (w, h) else io.resize(content, w4, h4)
+    y = np.empty_like(x)
+    fast.TiledTransformer(b, device)(x, y, max(w4, h4))
+    return y if (w4, h4) == (w, h) else io.resize(y, w, h)
+
+
+def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
+    """``--method fast``: the feed-forward network at the working size (tiled, with exact whole-image
+    instance norm, when the budget asks), resampled to the output size, colour option, atomic write."""
+    t0 = time.perf_counter()
+    if job.texture:
+        raise OptionError("--method fast: textures are synthesised by optimisation; leave --method at optimise")
+    s = settings
+    budget = parse_memory(s.memory)
+    ww, wh = fast.working_size(job.width, job.height, s.fast_size)
+    out_bytes = job.width * job.height * 12
+    ram_bytes = 2 * ww * wh * 12 + 2 * out_bytes   # content and result at both sizes
+    disk = fast.FIXED_BYTES + ram_bytes > 0.6 * budget
+    if disk and job.output is None:
+        raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {s.memory} in memory; "
+                          "give an output path so it can be written from disk, or raise --memory")
+    tile = fast.tile_for(budget, ww, wh, 0 if disk else ram_bytes)
+    device = pick_device(s.device)
+    colour_ref = None
+    if s.preserve_color == "histogram":
+        colour_ref = colour.colour_stats(io.load_image(job.content, long_side=512, what="content"))
+    b = fast.style_bottleneck(job.styles, job.content, s.strength, _recolour(colour_ref), device)
+    progress(Note(f"network: magenta (fast, bundled); working size {ww}x{wh}, tiles of {tile} px"))
+    folder = work_folder_path(job.output, s.work_dir) if disk else None
+    work = WorkFolder.open(folder) if folder is not None else None
+    scratch = Buffers(work.path / f"buffers-{os.getpid()}" if work else None, disk)
+    try:
+        content = io.load_image(job.content, size=(ww, wh), what="content", out=scratch.empty("content", (wh, ww, 3)))
+        result = scratch.empty("stylised", (wh, ww, 3))
+        t_net = time.perf_counter()
+        report = fast.TiledTransformer(b, device)(content, result, tile)
+        net_s = time.perf_counter() - t_net
+        scratch.discard(content)
+        del content
+        if (ww, wh) != (job.width, job.height):
+            small = result
+            result = io.resize(small, job.width, job.height, out=scratch.empty("final", (job.height, job.width, 3)))
+            scratch.discard(small)
+            del small
+        out = finish(job, s, result, scratch)
+        image = None if path_of(result) is not None else result
+    finally:
+        scratch.cleanup()
+        if work is not None:
+            work.remove()
+    progress(Note(f"fast: {report.tiles} tile(s), {report.passes} pass(es)"))
+    return Result(image, out, "magenta", None, [], time.perf_counter() - t0, net_s, 0.0, report)
+
+
+def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers) -> Path | None:
     """Apply the luminance option (strip by strip, the content in a buffer the plan allows) and
     write the output atomically."""
-    job, s = state.job, state.settings
     if s.preserve_color == "luminance":
-        lp = state.plan.levels[-1]
-        buffers = state.scratch.for_level("final", lp.disk)
         content = io.load_image(job.content, size=(job.width, job.height), what="content",
-                                out=buffers.empty("content", canvas.shape))
+                                out=buffers.empty("content-final", canvas.shape))
         for y in range(0, canvas.shape[0], STRIP):  # in strips: no full-size temporaries
             canvas[y:y + STRIP] = colour.preserve_luminance(canvas[y:y + STRIP], content[y:y + STRIP])
             release(canvas, content)

@@ -1,0 +1,133 @@
+"""Feed-forward stylisation with the Magenta network, at any size inside the memory budget.
+
+The transformer's conditional instance norms need each channel's mean and variance over the
+whole image.  At sizes where the whole frame does not fit, it runs tile by tile (tiles with a
+context margin of at least its receptive radius, so every owned output pixel is exactly the whole
+frame's): one statistics pass per CIN layer gathers that layer's sums and sums of squares over
+the tiles' owned positions with the numba Gram kernel, with the earlier layers' statistics fixed,
+and a last pass writes the output.  That is the engine's global-Gram idea applied to instance norm.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hires import io, magenta
+from hires.canvas import release, trim
+from hires.stats import Stats
+from hires.tiles import ALIGN, Tile, grid, take
+
+log = logging.getLogger(__name__)
+
+MARGIN = -(-magenta.RECEPTIVE_RADIUS // ALIGN) * ALIGN   # 64 px of context
+BYTES_PER_PX = 340          # peak bytes per region pixel of a no-grad transformer pass (measured 314-336)
+FIXED_BYTES = 400 << 20     # interpreter, torch, numba, libvips and the two networks (measured ~340 MiB)
+
+
+def to_nchw(a: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].contiguous().to(device)
+
+
+def bottleneck(image: np.ndarray, device="cpu") -> torch.Tensor:
+    """The predictor's (1, 100) style bottleneck of a float32 (256, 256, 3) image."""
+    predictor, _ = magenta.networks()
+    with torch.no_grad():
+        return predictor.to(device)(to_nchw(image, device))
+
+
+def style_bottleneck(styles, content=None, strength: float = 1.0, recolour=None, device="cpu") -> torch.Tensor:
+    """Bottlenecks of weighted style images (paths), mixed by weight; with ``strength`` < 1 moved
+    toward the content's own bottleneck (Magenta's interpolation knob): strength 0 is the content's.
+    ``recolour`` (optional) maps a (h, w, 3) image's colours before prediction."""
+    total = sum(w for _, w in styles)
+    mixed = 0.0
+    for path, weight in styles:
+        img = io.load_image(path, size=(magenta.STYLE_SIZE, magenta.STYLE_SIZE), what="style")
+        mixed = mixed + bottleneck(recolour(img) if recolour else img, device) * (weight / total)
+    if strength < 1.0:
+        own = bottleneck(io.load_image(content, size=(magenta.STYLE_SIZE, magenta.STYLE_SIZE), what="content"),
+                         device)
+        mixed = strength * mixed + (1.0 - strength) * own
+    return mixed
+
+
+def working_size(width: int, height: int, fast_size: int) -> tuple[int, int]:
+    """The transformer's size: the output's, or its long side scaled to ``fast_size``, in multiples
+    of 4 (the transformer downsamples twice)."""
+    scale = min(1.0, fast_size / max(width, height)) if fast_size else 1.0
+    return max(16, round(width * scale / 4) * 4), max(16, round(height * scale / 4) * 4)
+
+
+def tile_for(budget: int, width: int, height: int, buffers_bytes: int) -> int:
+    """The largest tile (a multiple of ALIGN) whose region fits what the budget leaves."""
+    room = budget * 0.9 - FIXED_BYTES - buffers_bytes
+    side = int((max(room, 0) / BYTES_PER_PX) ** 0.5) - 2 * MARGIN
+    side = side // ALIGN * ALIGN
+    if side >= max(width, height) or (width * height + 0) * BYTES_PER_PX <= room:
+        return max(width, height)
+    return max(side, 4 * ALIGN)
+
+
+@dataclass
+class FastReport:
+    tiles: int
+    passes: int
+
+
+class TiledTransformer:
+    """The transformer over an image of any size, tile by tile, with exact whole-image CIN."""
+
+    def __init__(self, bottleneck: torch.Tensor, device="cpu"):
+        _, self.net = magenta.networks()
+        self.net.to(device)
+        self.device = device
+        with torch.no_grad():
+            self.params = self.net.style_params(bottleneck.to(device))
+
+    def __call__(self, content: np.ndarray, out: np.ndarray, tile: int) -> FastReport:
+        """Stylise float32 (H, W, 3) ``content`` (H, W multiples of 4) into ``out`` (RAM or memmap)."""
+        H, W = content.shape[:2]
+        if H % 4 or W % 4:
+            raise ValueError(f"the transformer needs sizes in multiples of 4, got {W}x{H}")
+        tiles = grid(W, H, tile, 0, MARGIN, False)
+        stats: list = [None] * len(self.params)
+        if len(tiles) > 1:
+            for k in range(len(self.params)):
+                stats[k] = self._layer_stats(content, tiles, stats, k)
+        for t in tiles:
+            y = self._run(content, t, stats)
+            cy0, cy1, cx0, cx1 = t.core
+            ry0, rx0 = t.region[0], t.region[2]
+            out[cy0:cy1, cx0:cx1] = y[cy0 - ry0:cy1 - ry0, cx0 - rx0:cx1 - rx0]
+            release(out, content)
+            trim()
+        return FastReport(len(tiles), len(self.params) + 1 if len(tiles) > 1 else 1)
+
+    def _run(self, content, t: Tile, stats, stop=None):
+        x = to_nchw(take(content, t.region), self.device)
+        with torch.no_grad():
+            y = self.net(x, params=self.params, stats=stats, stop=stop)
+        return y if stop is not None else y[0].permute(1, 2, 0).cpu().numpy()
+
+    def _layer_stats(self, content, tiles: list[Tile], stats, k: int):
+        """(mean, var) of CIN layer k's input over the whole image, from every tile's core."""
+        s = magenta.NORM_STRIDES[k]
+        acc = None
+        for t in tiles:
+            h = self._run(content, t, stats, stop=k)
+            if acc is None:
+                acc = Stats.empty(h.shape[1])
+            wmap = np.zeros(h.shape[2:], np.float32)
+            cy0, cy1, cx0, cx1 = t.core
+            ry0, rx0 = t.region[0], t.region[2]
+            wmap[(cy0 - ry0) // s:(cy1 - ry0) // s, (cx0 - rx0) // s:(cx1 - rx0) // s] = 1.0
+            acc.add(h.double(), wmap)
+            del h
+            release(content)
+        mean = acc.mean / acc.count
+        var = np.maximum(np.diag(acc.gram) / acc.count - mean ** 2, 0.0)
+        like = dict(dtype=torch.float32, device=self.device)
+        return (torch.as_tensor(mean, **like).view(1, -1, 1, 1), torch.as_tensor(var, **like).view(1, -1, 1, 1))
