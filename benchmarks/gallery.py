@@ -1,6 +1,12 @@
-"""A small gallery to look at: a render and a texture at screen size, plus crops of big renders.
+"""A small gallery to look at: renders and textures at screen size, plus crops of big renders.
 
     python benchmarks/gallery.py [NAME ...]   # writes benchmarks/results/gallery/*.png
+    python benchmarks/gallery.py compare      # the three ways to render, side by side
+
+``compare`` renders three content/style pairs at 1024 px three ways, with the demo schedule and the
+weight-free random network: optimisation from the photo (init content, hires before the bundled
+network), the fast feed-forward network alone (method fast), and the fast start refined by the
+pyramid (init auto, today's default); each pair becomes one picture, the three side by side.
 """
 from __future__ import annotations
 
@@ -22,22 +28,51 @@ SETTINGS = load_preset("demo")
 OUT = RESULTS / "gallery"
 
 
+PAIRS = [("contents/chelsea.png", "styles/vangogh_starry_night_1889.jpg", "chelsea_starry"),
+         ("contents/astronaut.png", "styles/hokusai_great_wave_c1831.jpg", "astronaut_hokusai"),
+         ("contents/forest_path_2560x1600.jpg", "styles/monet_san_giorgio_maggiore_at_dusk_1908.jpg", "forest_monet")]
+WAYS = {"optimise_from_photo": dict(init="content"), "fast": dict(method="fast"), "fast_start_refined": dict(init="auto")}
+
+
+def compare() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    times = {}
+    for content, style, name in PAIRS:
+        c, s = data(content, "chelsea.png"), data(style, "vangogh_starry_night_1889.jpg")
+        w, h = hires.io.image_size(c)
+        size = (1024, round(1024 * h / w)) if w >= h else (round(1024 * w / h), 1024)
+        row = []
+        for way, kw in WAYS.items():
+            t = time.perf_counter()
+            res = hires.render(c, s, OUT / f"compare_{name}_{way}.png", size=size, settings=SETTINGS, overwrite=True,
+                               **kw)
+            times[f"{name}/{way}"] = {"wall_s": round(time.perf_counter() - t, 1), "network": res.network}
+            print(name, way, times[f"{name}/{way}"], flush=True)
+            row.append(io.load_image(OUT / f"compare_{name}_{way}.png"))
+        gap = np.ones((size[1], 16, 3), np.float32)
+        strip = np.concatenate([row[0], gap, row[1], gap, row[2]], axis=1)
+        io.save_image(np.ascontiguousarray(strip), OUT / f"compare_{name}.png", overwrite=True)
+    write_json("gallery_compare.json", times)
+
+
 def main() -> None:
+    if sys.argv[1:] == ["compare"]:
+        return compare()
     OUT.mkdir(parents=True, exist_ok=True)
     times = {}
     jobs = [
         ("render_chelsea_starry_512x384", lambda o: hires.render(
             data("contents/chelsea.png", "chelsea.png"),
-            data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg"), o, size="512x384", settings=SETTINGS)),
+            data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg"), o, size="512x384", settings=SETTINGS, overwrite=True)),
         ("render_astronaut_hokusai_512x512", lambda o: hires.render(
             data("contents/astronaut.png", "chelsea.png"),
-            data("styles/hokusai_great_wave_c1831.jpg", "vangogh_starry_night_1889.jpg"), o, size="512x512", settings=SETTINGS)),
+            data("styles/hokusai_great_wave_c1831.jpg", "vangogh_starry_night_1889.jpg"), o, size="512x512", settings=SETTINGS, overwrite=True)),
         ("texture_bricks_512x512", lambda o: hires.texture(
             data("textures/stone_bricks_ambientcg_bricks102.jpg", "stone_bricks_ambientcg_bricks102.jpg"), o,
-            size="512x512", settings=SETTINGS)),
+            size="512x512", settings=SETTINGS, overwrite=True)),
         ("texture_bark_seamless_512x512", lambda o: hires.texture(
             data("textures/bark_ambientcg_bark014.jpg", "stone_bricks_ambientcg_bricks102.jpg"), o,
-            size="512x512", seamless=True, settings=SETTINGS)),
+            size="512x512", seamless=True, settings=SETTINGS, overwrite=True)),
     ]
     only = set(sys.argv[1:])
     for name, job in jobs:
@@ -48,7 +83,7 @@ def main() -> None:
         times[name] = {"wall_s": round(time.perf_counter() - t, 1), "network": res.network}
         if "seamless" in name:  # 2x2 repeat shows whether the texture tiles with itself
             img = res.image
-            io.save_image(np.ascontiguousarray(np.tile(img, (2, 2, 1))), OUT / f"{name}_2x2.png")
+            io.save_image(np.ascontiguousarray(np.tile(img, (2, 2, 1))), OUT / f"{name}_2x2.png", overwrite=True)
         print(name, times[name], flush=True)
     write_json("gallery.json", times)
 

@@ -34,7 +34,7 @@ def progress(e):
     if isinstance(e, LevelStarted):
         print(f"[{time.perf_counter() - t:7.1f}s] level {e.level} {e.width}x{e.height} tiles {e.n_tiles}", flush=True)
 res = hires.render(args["content"], args["style"], args["output"], size=args["size"], memory=args["memory"],
-                   network="random", progress=progress, **args["settings"])
+                   network="random", progress=progress, overwrite=True, **args["settings"])
 print(json.dumps({"RESULT": {
     "network": res.network, "wall_s": res.wall_s, "net_s": res.net_s, "net_gflop": res.net_gflop,
     "plan": res.plan.as_dict(),

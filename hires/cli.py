@@ -182,6 +182,11 @@ def cmd_plan(args, console) -> int:
         job = make_job(None, args.example, None, args.size, texture=True)
     else:
         job = make_job(args.content, args.style, None, args.size, texture=False)
+    if settings.method == "fast" and args.kind == "render":
+        from hires.pipeline import fast_plan
+        plan = fast_plan(job, settings)
+        print(json.dumps(plan.as_dict(), indent=2) if args.json else "\n".join(plan.describe()))
+        return 0
     plan = plan_job(job, settings, calibrate=not args.no_calibrate)
     if args.json:
         print(json.dumps(plan.as_dict(), indent=2))

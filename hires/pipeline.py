@@ -353,6 +353,44 @@ def fast_start(content: np.ndarray, job: Job, settings: Settings, colour_ref=Non
     return y if (w4, h4) == (w, h) else io.resize(y, w, h)
 
 
+@dataclass
+class FastPlan:
+    """What ``--method fast`` will do: the transformer's working size, its tiles, where buffers live."""
+    width: int
+    height: int
+    working: tuple[int, int]
+    tile: int
+    tiles: int
+    disk: bool
+    budget: int
+    peak_bytes: float
+
+    def describe(self) -> list[str]:
+        ww, wh = self.working
+        return [f"fast: target {self.width}x{self.height}, the network at {ww}x{wh}"
+                + ("" if (ww, wh) == (self.width, self.height) else " then resampled")
+                + f", {self.tiles} tile(s) of {self.tile} px, buffers {'on disk' if self.disk else 'in RAM'}, "
+                  f"estimated peak {self.peak_bytes / 2**30:.2f} GiB of {self.budget / 2**30:.2f}"]
+
+    def as_dict(self) -> dict:
+        return {"method": "fast", "width": self.width, "height": self.height, "working_width": self.working[0],
+                "working_height": self.working[1], "tile": self.tile, "tiles": self.tiles,
+                "canvas": "disk" if self.disk else "ram", "memory_budget_bytes": self.budget,
+                "peak_bytes": int(self.peak_bytes)}
+
+
+def fast_plan(job: Job, s: Settings) -> FastPlan:
+    budget = parse_memory(s.memory)
+    ww, wh = fast.working_size(job.width, job.height, s.fast_size)
+    ram_bytes = 2 * ww * wh * 12 + 2 * job.width * job.height * 12   # content and result at both sizes
+    disk = fast.FIXED_BYTES + ram_bytes > 0.6 * budget
+    tile = fast.tile_for(budget, ww, wh, 0 if disk else ram_bytes)
+    tiles = fast.grid(ww, wh, tile, 0, fast.MARGIN, False)
+    region = max(t.shape[0] * t.shape[1] for t in tiles)
+    peak = fast.FIXED_BYTES + (0 if disk else ram_bytes) + region * fast.BYTES_PER_PX
+    return FastPlan(job.width, job.height, (ww, wh), tile, len(tiles), disk, budget, peak)
+
+
 def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
     """``--method fast``: the feed-forward network at the working size (tiled, with exact whole-image
     instance norm, when the budget asks), resampled to the output size, colour option, atomic write."""
@@ -360,21 +398,19 @@ def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
     if job.texture:
         raise OptionError("--method fast: textures are synthesised by optimisation; leave --method at optimise")
     s = settings
-    budget = parse_memory(s.memory)
-    ww, wh = fast.working_size(job.width, job.height, s.fast_size)
-    out_bytes = job.width * job.height * 12
-    ram_bytes = 2 * ww * wh * 12 + 2 * out_bytes   # content and result at both sizes
-    disk = fast.FIXED_BYTES + ram_bytes > 0.6 * budget
+    fp = fast_plan(job, s)
+    (ww, wh), disk, tile = fp.working, fp.disk, fp.tile
     if disk and job.output is None:
         raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {s.memory} in memory; "
                           "give an output path so it can be written from disk, or raise --memory")
-    tile = fast.tile_for(budget, ww, wh, 0 if disk else ram_bytes)
     device = pick_device(s.device)
     colour_ref = None
     if s.preserve_color == "histogram":
         colour_ref = colour.colour_stats(io.load_image(job.content, long_side=512, what="content"))
     b = fast.style_bottleneck(job.styles, job.content, s.strength, _recolour(colour_ref), device)
-    progress(Note(f"network: magenta (fast, bundled); working size {ww}x{wh}, tiles of {tile} px"))
+    progress(Note("network: magenta (the bundled feed-forward network)"))
+    for line in fp.describe():
+        progress(Note(line))
     folder = work_folder_path(job.output, s.work_dir) if disk else None
     work = WorkFolder.open(folder) if folder is not None else None
     scratch = Buffers(work.path / f"buffers-{os.getpid()}" if work else None, disk)

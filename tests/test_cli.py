@@ -149,3 +149,23 @@ def test_readme_and_ci_run_the_same_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci and "make test" in readme and "make demo" in readme
+
+
+def test_fast_method_from_the_command_line(tmp_path, content_path, style_path):
+    out = tmp_path / "fast.jpg"
+    r = run("render", content_path, "--style", style_path, "--method", "fast", "--strength", "0.8",
+            "--size", "533x400", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "magenta" in r.stderr and r.stdout.strip() == str(out)
+    assert pyvips.Image.new_from_file(str(out)).width == 533
+    r = run("render", content_path, "--style", style_path, "--method", "fast", "--strength", "2", "-o", out)
+    assert r.returncode == 2 and "--strength" in r.stderr and "between 0 and 1" in r.stderr
+
+
+def test_plan_of_a_fast_render(content_path, style_path):
+    r = run("plan", "render", content_path, "--style", style_path, "--method", "fast", "--fast-size", "0",
+            "--size", "6000x4500", "--memory", "1GiB", "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["method"] == "fast" and plan["tiles"] > 1 and plan["canvas"] == "disk"
+    assert (plan["working_width"], plan["working_height"]) == (6000, 4500)
