@@ -23,7 +23,11 @@ from hires.tiles import ALIGN, Tile, grid, take
 log = logging.getLogger(__name__)
 
 MARGIN = -(-magenta.RECEPTIVE_RADIUS // ALIGN) * ALIGN   # 64 px of context
-BYTES_PER_PX = 340          # peak bytes per region pixel of a no-grad transformer pass (measured 314-336)
+# peak bytes per region pixel of a transformer pass, allocator slack included: measured 330 for one
+# pass; 490 over a tiled 6000x4500 run with glibc's mmap threshold at 16 MiB (MMAP_THRESHOLD), 560 at
+# glibc's default (which was 10% faster) and 440 at 4 MiB (40% slower)
+BYTES_PER_PX = 500
+MMAP_THRESHOLD = 16 << 20
 FIXED_BYTES = 400 << 20     # interpreter, torch, numba, libvips and the two networks (measured ~340 MiB)
 
 
@@ -124,9 +128,10 @@ class TiledTransformer:
             cy0, cy1, cx0, cx1 = t.core
             ry0, rx0 = t.region[0], t.region[2]
             wmap[(cy0 - ry0) // s:(cy1 - ry0) // s, (cx0 - rx0) // s:(cx1 - rx0) // s] = 1.0
-            acc.add(h.double(), wmap)
+            acc.add(h, wmap)
             del h
             release(content)
+            trim()
         mean = acc.mean / acc.count
         var = np.maximum(np.diag(acc.gram) / acc.count - mean ** 2, 0.0)
         like = dict(dtype=torch.float32, device=self.device)

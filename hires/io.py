@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyvips
 
+from hires.canvas import release
 from hires.errors import InputError, OptionError, OutputError
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def fetch_into(im: pyvips.Image, out: np.ndarray | None = None, strip: int = 256
         h = min(strip, im.height - y)
         rows = np.frombuffer(region.fetch(0, y, im.width, h), np.float32).reshape(h, im.width, im.bands)
         np.clip(rows, 0.0, 1.0, out=out[y:y + h])
+        release(out)  # a disk-backed destination keeps only the strip in flight resident
     return out
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hires import colour, fast, io
-from hires.canvas import Buffers, path_of, release
+from hires.canvas import Buffers, path_of, release, return_memory_promptly
 from hires.checkpoints import Checkpoints, WorkFolder, work_folder_path
 from hires.config import Settings, parse_memory, parse_size, parse_style
 from hires.engine import Counters, Engine, LevelReport, pick_device
@@ -404,6 +404,7 @@ def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
         raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {s.memory} in memory; "
                           "give an output path so it can be written from disk, or raise --memory")
     device = pick_device(s.device)
+    return_memory_promptly(fast.MMAP_THRESHOLD)
     colour_ref = None
     if s.preserve_color == "histogram":
         colour_ref = colour.colour_stats(io.load_image(job.content, long_side=512, what="content"))
