@@ -1,8 +1,9 @@
 """The bundled Magenta network: verified weights, and torch modules that reproduce the reference
 outputs the conversion stored (the de-quantised ONNX graphs run by onnxruntime)."""
-import zipfile
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,13 @@ def test_weights_are_verified_before_loading(tmp_path):
 
 
 def test_the_wheel_carries_the_weights_and_the_licence(tmp_path):
+    src = tmp_path / "src"  # build from a copy: setuptools writes build/ into the tree it builds
+    for name in ("hires", "kernels", "configs"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path),
-                        str(ROOT)], capture_output=True, text=True)
+                        str(src)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     wheel = next(tmp_path.glob("hires-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -1,1 +1,0 @@
-"""TOML presets (installed as hires.configs): schedules and named print sizes."""

@@ -1,9 +1,0 @@
-"""numba kernels for hires, installed as ``hires.kernels``.
-
-The public functions here validate their inputs and allocate outputs; the private
-``_kernel`` functions in the submodules only compute (the scikit-image pattern).
-"""
-from hires.kernels.gram import gram_accumulate, gram_finalize
-from hires.kernels.blend import blend_into, feather_window
-
-__all__ = ["gram_accumulate", "gram_finalize", "blend_into", "feather_window"]
