@@ -109,6 +109,8 @@ def texture(example, output=None, *, size=(512, 512), settings: Settings | None 
 
 
 def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
+    if job.texture:
+        settings = settings.replace(init="noise")
     natives = [io.image_size(p, "style") for p, _ in job.styles]
     check_sizes(job, settings, natives)
     sizes = [_style_size(job, wh, job.width, job.height, settings) for wh in natives]
@@ -176,6 +178,7 @@ class RenderState:
     colour_ref: tuple | None    # the content's colour statistics (histogram transfer)
     rng: np.random.Generator
     progress: object
+    fast_image: np.ndarray | None = None   # the fast start at its working size, once made
 
 
 # about five minutes on 2 cores: worth the few seconds a time estimate takes
@@ -268,8 +271,11 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
     state.progress(LevelStarted(lv.index, n_levels, lv.width, lv.height, len(lp.tiles), lv.iterations,
                                 lv.style_layers))
     shape = (lv.height, lv.width, 3)
+    if lv.fast:
+        return _fast_level(state, lp, canvas, buffers)
     content = None
-    if state.job.content:
+    fast_started = any(p.level.fast for p in state.plan.levels[:lv.index])  # (also after a resume)
+    if state.job.content and not fast_started:
         content = io.load_image(state.job.content, size=(lv.width, lv.height), what="content",
                                 out=buffers.empty("content", shape))
     targets = level_targets(engine, state.job, s, lp, buffers, state.colour_ref)
@@ -280,6 +286,13 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
         canvas = io.resize(previous, lv.width, lv.height, out=buffers.empty("canvas", shape))
         state.scratch.discard(previous)
         del previous  # not held through this level's refinement
+    if fast_started:
+        # above the fast start, the content to keep is the painted start, not the photo: pulled
+        # toward the photo's features, the refinement washed the painting back out (README, gallery)
+        content = buffers.empty("content", shape)
+        for y in range(0, lv.height, STRIP):
+            content[y:y + STRIP] = canvas[y:y + STRIP]
+            release(content, canvas)
     for tiles in lp.passes:
         canvas = engine.refine(canvas, content, targets, lv, tiles, buffers, counters, n_levels)
     state.checkpoints.save(lv.index, canvas)
@@ -288,6 +301,21 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
         lv.index, lv.width, lv.height, len(lp.tiles), lv.iterations, time.perf_counter() - tl,
         counters.net_s - net_s0, (counters.net_flop - flop0) / 1e9))
     state.scratch.discard(content)
+    return canvas
+
+
+def _fast_level(state: RenderState, lp: LevelPlan, canvas, buffers: Buffers) -> np.ndarray:
+    """A level covered by the fast start: the feed-forward stylisation (made once, at the working
+    size) resampled to the level's size, checkpointed like any level."""
+    lv = lp.level
+    if state.fast_image is None:
+        state.fast_image = fast_start(None, state.job, state.settings, state.colour_ref)
+    if canvas is not None:
+        state.scratch.discard(canvas)
+    canvas = io.resize(state.fast_image, lv.width, lv.height, out=buffers.empty("canvas", (lv.height, lv.width, 3)))
+    state.checkpoints.save(lv.index, canvas)
+    release(canvas)
+    state.counters.levels.append(LevelReport(lv.index, lv.width, lv.height, 0, 0))
     return canvas
 
 
@@ -319,7 +347,7 @@ def level_targets(engine: Engine, job: Job, s: Settings, lp: LevelPlan, buffers:
 
 def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job, colour_ref=None) -> np.ndarray:
     if content is not None and settings.init in ("auto", "fast"):
-        return fast_start(content, job, settings, colour_ref)
+        return fast_start(lv, job, settings, colour_ref)
     if content is not None and settings.init == "content":
         return np.array(content)
     if content is not None:
@@ -340,17 +368,16 @@ def _recolour(colour_ref):
     return lambda img: colour.histogram_transform(colour.colour_stats(img), colour_ref)(img)
 
 
-def fast_start(content: np.ndarray, job: Job, settings: Settings, colour_ref=None) -> np.ndarray:
-    """The coarsest level's start: the content (a small level, in RAM) stylised by the feed-forward
-    network at this size, in the styles mixed by weight."""
+def fast_start(lv: Level | None, job: Job, settings: Settings, colour_ref=None) -> np.ndarray:
+    """The content stylised by the feed-forward network at its working size (``--fast-size``, so its
+    strokes keep the size they have in ``--method fast``), resampled to ``lv``'s size if given."""
     device = pick_device(settings.device)
     b = fast.style_bottleneck(job.styles, job.content, settings.strength, _recolour(colour_ref), device)
-    h, w = content.shape[:2]
-    w4, h4 = fast.working_size(w, h, 0)
-    x = content if (w4, h4) == (w, h) else io.resize(content, w4, h4)
+    ww, wh = fast.working_size(job.width, job.height, settings.fast_size)
+    x = io.load_image(job.content, size=(ww, wh), what="content")
     y = np.empty_like(x)
-    fast.TiledTransformer(b, device)(x, y, max(w4, h4))
-    return y if (w4, h4) == (w, h) else io.resize(y, w, h)
+    fast.TiledTransformer(b, device)(x, y, fast.tile_for(parse_memory(settings.memory), ww, wh, x.nbytes * 2))
+    return y if lv is None or (ww, wh) == (lv.width, lv.height) else io.resize(y, lv.width, lv.height)
 
 
 @dataclass

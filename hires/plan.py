@@ -181,6 +181,8 @@ def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool) -> L
     fpp = flops_per_pixel(level.deepest)
     # per pass: one statistics forward, one content forward, iterations x (forward + backward ~ 2x)
     flop = sum(sum(t.shape[0] * t.shape[1] for t in tiles) for tiles in passes) * fpp * (2 + 2 * level.iterations)
+    if level.fast:  # the feed-forward network's result, resampled: no optimisation
+        flop = 0.0
     peak = base + max(tile_bytes(largest(tiles), level, s.optimizer, disk) for tiles in passes)
     return LevelPlan(level, tile, margin, passes, peak, flop, disk)
 
@@ -237,6 +239,9 @@ def describe(plan: Plan) -> list[str]:
              f"estimated peak {plan.peak_bytes / 2**30:.2f} GiB"]
     for lp in plan.levels:
         lv = lp.level
+        if lv.fast:
+            lines.append(f"  level {lv.index}: {lv.width}x{lv.height}, the fast network's stylisation, resampled")
+            continue
         lines.append(f"  level {lv.index}: {lv.width}x{lv.height}, {len(lp.tiles)} tile(s) of {lp.tile} px "
                      f"(+{lp.margin} px context), {lv.iterations} iterations, layers up to {lv.deepest}, "
                      f"{lp.flop / 1e12:.2f} TFLOP, peak {lp.peak_bytes / 2**30:.2f} GiB"

@@ -16,6 +16,7 @@ class Level:
     iterations: int
     style_layers: tuple[str, ...]
     content_layer: str
+    fast: bool = False   # taken as it is from the feed-forward network's stylisation, not optimised
 
     @property
     def deepest(self) -> str:
@@ -36,6 +37,7 @@ def schedule(width: int, height: int, settings: Settings) -> list[Level]:
     n_up = max(0, math.ceil(math.log2(long_side / settings.base_size))) if long_side > settings.base_size else 0
     layers = sorted(settings.style_layers, key=LAYER_INDEX.__getitem__)
     levels = []
+    fast_long = min(settings.fast_size, long_side) if settings.fast_size else long_side
     for k in range(n_up + 1):
         f = 2.0 ** (k - n_up)
         w, h = max(1, round(width * f)), max(1, round(height * f))
@@ -48,5 +50,9 @@ def schedule(width: int, height: int, settings: Settings) -> list[Level]:
         content = settings.content_layer
         if LAYER_INDEX[content] > deepest:
             content = max(style, key=LAYER_INDEX.__getitem__)
-        levels.append(Level(k, w, h, settings.level_iterations(k), style, content))
+        # with a fast start, every level up to the network's working size is its stylisation, resampled:
+        # optimising those levels with a weight-free network washes the painted look out
+        # (benchmarks/results/gallery/compare_*.png); the finer levels refine on top of it
+        covered = settings.init in ("auto", "fast") and max(w, h) <= fast_long
+        levels.append(Level(k, w, h, 0 if covered else settings.level_iterations(k), style, content, covered))
     return levels

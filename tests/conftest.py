@@ -46,4 +46,4 @@ def _isolate(tmp_path, monkeypatch):
 
 
 FAST = dict(base_size=64, iterations=(6,), style_layers=("relu1_1", "relu2_1", "relu3_1"),
-            content_layer="relu3_1", memory="8GiB")
+            content_layer="relu3_1", memory="8GiB", init="content")

@@ -59,6 +59,7 @@ import hires  # noqa: E402
 from hires import fast, io  # noqa: E402
 from hires.pipeline import fast_start, make_job  # noqa: E402
 from hires.config import Settings  # noqa: E402
+from hires.pyramid import Level  # noqa: E402
 
 
 def test_tiled_instance_norm_equals_the_whole_frame(content_path, style_path):
@@ -119,6 +120,6 @@ def test_render_starts_from_the_fast_stylisation(content_path, style_path):
     auto = hires.render(content_path, style_path, **kw).image
     content = hires.render(content_path, style_path, init="content", **kw).image
     job = make_job(content_path, style_path, None, "96x64", False)
-    want = fast_start(io.load_image(content_path, size=(96, 64)), job, Settings())
+    want = fast_start(Level(0, 96, 64, 0, ("relu1_1",), "relu1_1"), job, Settings())
     np.testing.assert_allclose(auto, want, atol=1e-6)
     assert np.abs(auto - content).mean() > 0.05

@@ -40,7 +40,7 @@ def test_second_pass_refines_every_tile_again_on_a_shifted_grid(content_path, st
 
 
 def test_mean_weight_pulls_feature_means_to_the_style(content_path, style_path):
-    kw = dict(size="96x64", init="noise", **{**FAST, "iterations": (20,)})
+    kw = dict(FAST, size="96x64", init="noise", iterations=(20,))
     style = io.load_image(style_path, long_side=96)
     target = features(style).mean(1)
     dist = {}

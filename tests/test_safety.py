@@ -21,7 +21,7 @@ from hires.stats import make_target
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(size="128x96", base_size=64, iterations=(5, 3), style_layers=("relu1_1", "relu2_1"),
-            content_layer="relu2_1", memory="8GiB")
+            content_layer="relu2_1", memory="8GiB", init="content")
 
 
 def cli_exit(args, capfd):
@@ -137,11 +137,13 @@ def test_tiled_render_on_cuda(content_path, style_path):
 
 # ---------------------------------------------------------------- 3. resume, every level, every colour option
 
-@pytest.mark.parametrize("canvas", ["ram", "disk"])
-@pytest.mark.parametrize("colour", ["none", "luminance", "histogram"])
+@pytest.mark.parametrize("canvas,colour,init", [(c, col, "content") for c in ("ram", "disk")
+                                                 for col in ("none", "luminance", "histogram")]
+                         + [("ram", "none", "auto"), ("disk", "histogram", "auto")])
 def test_resume_from_every_level_equals_an_uninterrupted_render(tmp_path, content_path, style_path, monkeypatch,
-                                                                 colour, canvas):
-    kw = dict(TINY, preserve_color=colour, canvas=canvas, tile_size=64, bit_depth=16)
+                                                                 colour, canvas, init):
+    # init auto with the fast network at 64 px: level 0 is its stylisation, level 1 refines it
+    kw = dict(TINY, preserve_color=colour, canvas=canvas, tile_size=64, bit_depth=16, init=init, fast_size=64)
     clean = tmp_path / "clean.tif"
     hires.render(content_path, style_path, clean, **kw)
     want = io.load_image(clean)
