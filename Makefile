@@ -19,7 +19,7 @@ install: $(STAMP)
 demo: install
 	mkdir -p out
 	$(BIN)/hires render hires/data/chelsea.png --style hires/data/vangogh_starry_night_1889.jpg \
-		--size 640x426 --preset demo --overwrite -o out/chelsea-starry-night.png
+		--size 1280x852 --fast-size 640 --preset demo --overwrite -o out/chelsea-starry-night.png
 	@echo "demo written to out/chelsea-starry-night.png"
 
 test: install

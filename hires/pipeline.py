@@ -268,11 +268,13 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
     n_levels = len(state.plan.levels)
     buffers = state.scratch.for_level(f"level{lv.index}", lp.disk)
     tl, net_s0, flop0 = time.perf_counter(), counters.net_s, counters.net_flop
-    state.progress(LevelStarted(lv.index, n_levels, lv.width, lv.height, len(lp.tiles), lv.iterations,
-                                lv.style_layers))
     shape = (lv.height, lv.width, 3)
     if lv.fast:
+        state.progress(Note(f"level {lv.index + 1}/{n_levels} {lv.width}x{lv.height}: the fast network's "
+                            "stylisation"))
         return _fast_level(state, lp, canvas, buffers)
+    state.progress(LevelStarted(lv.index, n_levels, lv.width, lv.height, len(lp.tiles), lv.iterations,
+                                lv.style_layers))
     content = None
     fast_started = any(p.level.fast for p in state.plan.levels[:lv.index])  # (also after a resume)
     if state.job.content and not fast_started:

@@ -133,7 +133,7 @@ def test_no_seams_along_tile_boundaries(content_path, style_path, monkeypatch, b
     image; the same measure catches the two classic ways tiling leaves seams."""
     if broken is not None:
         broken(monkeypatch)
-    settings = dict(base_size=128, iterations=(20, 12), style_layers=("relu1_1", "relu2_1", "relu3_1"),
+    settings = dict(base_size=128, init="content", iterations=(20, 12), style_layers=("relu1_1", "relu2_1", "relu3_1"),
                     content_layer="relu3_1", memory="8GiB", tile_size=96)
     res = hires.render(content_path, style_path, size="384x384", **settings)
     tiles = res.plan.levels[-1].tiles
@@ -148,7 +148,7 @@ def test_no_seams_along_tile_boundaries(content_path, style_path, monkeypatch, b
 
 
 def test_crashed_render_resumes_from_last_level(tmp_path, content_path, style_path, monkeypatch):
-    kw = dict(size="128x96", base_size=64, iterations=(5, 3), style_layers=("relu1_1", "relu2_1"),
+    kw = dict(size="128x96", base_size=64, init="content", iterations=(5, 3), style_layers=("relu1_1", "relu2_1"),
               content_layer="relu2_1", memory="8GiB")
     out = tmp_path / "r.png"
     clean = hires.render(content_path, style_path, tmp_path / "clean.png", **kw).image

@@ -54,7 +54,7 @@ def test_take_wraps():
 
 
 def test_schedule_levels_double_and_get_shallower():
-    levels = schedule(6000, 4500, Settings())
+    levels = schedule(6000, 4500, Settings(init="content"))
     assert [max(lv.width, lv.height) for lv in levels] == [375 * 2 ** k for k in range(5)]
     assert (levels[-1].width, levels[-1].height) == (6000, 4500)
     depths = [len(lv.style_layers) for lv in levels]
@@ -77,7 +77,7 @@ PEAK_SCRIPT = """
 import json, resource, sys
 import hires
 res = hires.render(sys.argv[1], sys.argv[2], size="1024x768", memory="1GiB", base_size=256, iterations=(2, 1),
-                   style_layers=("relu1_1", "relu2_1", "relu3_1"), content_layer="relu3_1")
+                   style_layers=("relu1_1", "relu2_1", "relu3_1"), content_layer="relu3_1", init="content")
 print(json.dumps({"plan": res.plan.peak_bytes, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                   "tiles": len(res.plan.levels[-1].tiles)}))
 """
@@ -117,7 +117,7 @@ def test_planner_prefers_disk_buffers_when_ram_ones_shrink_tiles_into_overhead()
 
 
 def test_time_estimate_is_measured_per_network_depth():
-    settings = Settings(memory="4GiB")
+    settings = Settings(memory="4GiB", init="content")
     plan = make_plan(3000, 2250, settings)
     spg = measure_seconds_per_gflop(settings, [lp.level for lp in plan.levels], side=64, evals=1)
     assert set(spg) == {(lp.level.style_layers, lp.level.content_layer) for lp in plan.levels}
@@ -127,3 +127,12 @@ def test_time_estimate_is_measured_per_network_depth():
     assert plan.est_seconds == pytest.approx(sum(per_level))
     assert [d["est_seconds"] for d in plan.as_dict()["levels"]] == per_level
     assert all("min" in line for line in describe(plan)[1:])
+
+
+def test_fast_start_covers_the_levels_up_to_the_working_size():
+    levels = schedule(6000, 4500, Settings())  # init auto, fast_size 1024
+    assert [lv.fast for lv in levels] == [True, True, False, False, False]
+    assert [lv.iterations for lv in levels[:2]] == [0, 0] and levels[2].iterations == 20
+    plan = make_plan(6000, 4500, Settings())
+    assert plan.levels[0].flop == 0 and plan.levels[2].flop > 0
+    assert "fast network" in describe(plan)[1]
