@@ -46,14 +46,16 @@ def compare() -> None:
         row = []
         for way, kw in WAYS.items():
             t = time.perf_counter()
-            res = hires.render(c, s, OUT / f"compare_{name}_{way}.png", size=size, settings=SETTINGS, overwrite=True,
-                               **kw)
+            single = RESULTS / "tmp" / f"compare_{name}_{way}.png"  # not kept: the strip below is
+            single.parent.mkdir(parents=True, exist_ok=True)
+            res = hires.render(c, s, single, size=size, settings=SETTINGS, overwrite=True, **kw)
             times[f"{name}/{way}"] = {"wall_s": round(time.perf_counter() - t, 1), "network": res.network}
             print(name, way, times[f"{name}/{way}"], flush=True)
-            row.append(io.load_image(OUT / f"compare_{name}_{way}.png"))
+            row.append(io.load_image(single))
         gap = np.ones((size[1], 16, 3), np.float32)
         strip = np.concatenate([row[0], gap, row[1], gap, row[2]], axis=1)
-        io.save_image(np.ascontiguousarray(strip), OUT / f"compare_{name}.png", overwrite=True)
+        # JPEG: three 1024 px paintings side by side are 6-9 MB as PNG
+        io.save_image(np.ascontiguousarray(strip), OUT / f"compare_{name}.jpg", quality=90, overwrite=True)
     write_json("gallery_compare.json", times)
 
 

@@ -70,7 +70,7 @@ def tile_for(budget: int, width: int, height: int, buffers_bytes: int) -> int:
     room = budget * 0.9 - FIXED_BYTES - buffers_bytes
     side = int((max(room, 0) / BYTES_PER_PX) ** 0.5) - 2 * MARGIN
     side = side // ALIGN * ALIGN
-    if side >= max(width, height) or (width * height + 0) * BYTES_PER_PX <= room:
+    if side >= max(width, height) or width * height * BYTES_PER_PX <= room:
         return max(width, height)
     return max(side, 4 * ALIGN)
 

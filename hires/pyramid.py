@@ -52,7 +52,7 @@ def schedule(width: int, height: int, settings: Settings) -> list[Level]:
             content = max(style, key=LAYER_INDEX.__getitem__)
         # with a fast start, every level up to the network's working size is its stylisation, resampled:
         # optimising those levels with a weight-free network washes the painted look out
-        # (benchmarks/results/gallery/compare_*.png); the finer levels refine on top of it
+        # (benchmarks/results/gallery/compare_*.jpg); the finer levels refine on top of it
         covered = settings.init in ("auto", "fast") and max(w, h) <= fast_long
         levels.append(Level(k, w, h, 0 if covered else settings.level_iterations(k), style, content, covered))
     return levels
