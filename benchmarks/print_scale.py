@@ -58,8 +58,8 @@ def crops(tif: Path, plan: dict, name: str) -> list[str]:
         f = im.width // before["width"]
         corners.append((before["tile"] * f, before["tile"] * f))
     files = []
-    im.thumbnail_image(1200).pngsave(str(out / f"{name}_whole.png"))
-    files.append(f"{name}_whole.png")
+    im.thumbnail_image(1200).jpegsave(str(out / f"{name}_whole.jpg"), Q=90)
+    files.append(f"{name}_whole.jpg")
     for i, (cy, cx) in enumerate(corners):
         if cy >= im.height or cx >= im.width:
             continue
@@ -105,7 +105,7 @@ def main() -> None:
     ap.add_argument("--size", default="6000x4500")
     ap.add_argument("--memory", default="4GiB")
     ap.add_argument("--name", default=None)
-    ap.add_argument("--content", default=str(data("contents/chelsea.png", "chelsea.png")))
+    ap.add_argument("--content", default=str(data("contents/forest_path_2560x1600.jpg", "chelsea.png")))
     ap.add_argument("--style", default=str(data("styles/vangogh_starry_night_1889.jpg",
                                                 "vangogh_starry_night_1889.jpg")))
     ap.add_argument("--set", action="append", default=[], help="extra Settings as key=json-value")

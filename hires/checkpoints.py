@@ -7,7 +7,9 @@ nothing else is left in it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -16,9 +18,12 @@ import numpy as np
 
 from hires.canvas import path_of
 from hires.errors import OutputError
+from hires.tiles import Tile
 
 MARKER = "HIRES-WORK-FOLDER"
+LOCK = "lock"
 LEVEL_RE = re.compile(r"^level\d+\.f32$")
+TILE_RE = re.compile(r"^tile-L(\d+)-P(\d+)-T(\d+)\.npz$")
 
 
 def work_folder_path(output: Path | None, work_dir: str | None) -> Path | None:
@@ -53,16 +58,67 @@ class WorkFolder:
                               "give a writable --work-dir") from None
         return cls(path)
 
+    def lock(self) -> None:
+        """Claim the folder for this process: a second render into the same output would mix
+        its checkpoints with ours.  A lock left by a process that no longer runs is taken over."""
+        path = self.path / LOCK
+        try:
+            pid = int(path.read_text().strip())
+        except (OSError, ValueError):
+            pid = None
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            raise OutputError(f"another hires (pid {pid}) is rendering into this output (work folder "
+                              f"{str(self.path)!r}); wait for it, or write to another file")
+        tmp = self.path / f"{LOCK}.{os.getpid()}.partial"
+        tmp.write_text(f"{os.getpid()}\n")
+        tmp.replace(path)
+
+    def unlock(self) -> None:
+        path = self.path / LOCK
+        try:
+            if int(path.read_text().strip()) == os.getpid():
+                path.unlink()
+        except (OSError, ValueError):
+            pass
+
     def remove(self) -> None:
         """Delete hires' own files, then the folder if nothing else is in it."""
         for p in self.path.iterdir():
-            if p.is_file() and (LEVEL_RE.match(p.name) or p.name in ("state.json", MARKER)
-                                or p.name.endswith(".partial")):
+            if p.is_file() and (LEVEL_RE.match(p.name) or TILE_RE.match(p.name)
+                                or p.name in ("state.json", MARKER, LOCK) or p.name.endswith(".partial")):
                 p.unlink(missing_ok=True)
         try:
             self.path.rmdir()
         except OSError:  # the user put something in it: leave it, with their files
             pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def fingerprint(stats: dict) -> str:
+    """A digest of a pass's whole-image statistics: saved tiles belong to the pass whose
+    statistics they were refined against, and are used again only with the same statistics."""
+    h = hashlib.sha256()
+    for name in sorted(stats):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(stats[name].gram).tobytes())
+        h.update(np.ascontiguousarray(stats[name].mean).tobytes())
+        h.update(repr(stats[name].count).encode())
+    return h.hexdigest()[:16]
+
+
+def _blend_rows_cols(tile: Tile, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Canvas rows and columns a tile's blend writes (they wrap around a seamless canvas)."""
+    y0, y1, x0, x1 = tile.blend
+    return np.arange(y0, y1) % shape[0], np.arange(x0, x1) % shape[1]
 
 
 class Checkpoints:
@@ -75,6 +131,25 @@ class Checkpoints:
     def __init__(self, folder: WorkFolder | None, key: str):
         self.folder, self.key = folder, key
 
+    def stale(self) -> bool:
+        """The folder holds another render's state (other inputs or settings)."""
+        state = self._state() if self.folder is not None else None
+        return state is not None and state.get("key") != self.key
+
+    def resumable(self) -> bool:
+        """A finished level or tile of this render is saved."""
+        if self.folder is None or self._state_key() != self.key:
+            return False
+        return self.latest() is not None or any(TILE_RE.match(p.name) for p in self.folder.path.iterdir())
+
+    def clear(self) -> None:
+        """Forget every checkpoint (``--fresh``, or another render's state)."""
+        if self.folder is None:
+            return
+        for p in self.folder.path.iterdir():
+            if p.is_file() and (LEVEL_RE.match(p.name) or TILE_RE.match(p.name) or p.name == "state.json"):
+                p.unlink(missing_ok=True)
+
     def _state(self) -> dict | None:
         try:
             state = json.loads((self.folder.path / "state.json").read_text())
@@ -85,7 +160,7 @@ class Checkpoints:
     def latest(self) -> tuple[int, np.ndarray] | None:
         """(level, read-only float32 memmap) of the last finished level of this render, if any."""
         state = self._state() if self.folder is not None else None
-        if state is None or state.get("key") != self.key:
+        if state is None or state.get("key") != self.key or state.get("level") is None:
             return None
         try:
             data = np.memmap(self.folder.path / f"level{int(state['level'])}.f32", np.float32, mode="r",
@@ -114,8 +189,96 @@ class Checkpoints:
         else:
             canvas.tofile(tmp)
         tmp.replace(root / f"level{level}.f32")
-        state = {"key": self.key, "level": level, "shape": list(canvas.shape)}
+        self._write_state({"key": self.key, "level": level, "shape": list(canvas.shape)})
+        self.clear_tiles(level)
+        if previous and previous.get("level") not in (None, level):  # the checkpoint this one replaces
+            (root / f"level{int(previous['level'])}.f32").unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ tiles of an unfinished pass
+
+    def _tile_path(self, level: int, pass_index: int, tile: int) -> Path:
+        return self.folder.path / f"tile-L{level}-P{pass_index}-T{tile:05d}.npz"
+
+    def save_tile(self, level: int, pass_index: int, tile: Tile, stats_key: str,
+                  canvas: np.ndarray, wsum: np.ndarray) -> None:
+        """The canvas and weight-sum values a finished tile wrote (its blend area), atomically,
+        with the key of the render and of the pass's statistics."""
+        if self.folder is None:
+            return
+        rows, cols = _blend_rows_cols(tile, canvas.shape)
+        path = self._tile_path(level, pass_index, tile.index)
+        tmp = path.with_name(path.name + ".partial")
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, canvas=canvas[np.ix_(rows, cols)], wsum=wsum[np.ix_(rows, cols)],
+                         key=np.array(f"{self.key}:{stats_key}"))
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise OutputError(f"--work-dir: could not save a tile in {str(self.folder.path)!r} "
+                              f"({e.strerror or e}); free some disk space or give another --work-dir") from None
+
+    def restore_tiles(self, level: int, pass_index: int, tiles: list[Tile], stats_key: str,
+                      canvas: np.ndarray, wsum: np.ndarray) -> list[int]:
+        """Put the saved tiles of this pass back into ``canvas`` and ``wsum``, in order; returns
+        their indices.  Tiles are refined in order, so the saved ones are the first k; any saved
+        for other statistics, or after a gap, are deleted and refined again."""
+        if self.folder is None or self._state_key() != self.key:
+            return []
+        done = []
+        for tile in tiles:
+            path = self._tile_path(level, pass_index, tile.index)
+            try:
+                with np.load(path) as z:
+                    if str(z["key"]) != f"{self.key}:{stats_key}":
+                        break
+                    rows, cols = _blend_rows_cols(tile, canvas.shape)
+                    canvas[np.ix_(rows, cols)] = z["canvas"]
+                    wsum[np.ix_(rows, cols)] = z["wsum"]
+            except (OSError, ValueError, KeyError):
+                break
+            done.append(tile.index)
+        for p in self.folder.path.iterdir():  # the rest are refined again
+            m = TILE_RE.match(p.name)
+            if m and (int(m.group(1)), int(m.group(2))) == (level, pass_index) and int(m.group(3)) not in done:
+                p.unlink(missing_ok=True)
+        return done
+
+    def _state_key(self) -> str | None:
+        state = self._state()
+        return state.get("key") if state else None
+
+    def begin(self) -> None:
+        """Mark the folder as this render's (tiles saved before any level is finished need it)."""
+        if self.folder is not None and self._state_key() != self.key:
+            self._write_state({"key": self.key, "level": None, "shape": None})
+
+    def _write_state(self, state: dict) -> None:
+        root = self.folder.path
         (root / "state.json.partial").write_text(json.dumps(state))
         (root / "state.json.partial").replace(root / "state.json")
-        if previous and previous.get("level") != level:  # the checkpoint this one replaces
-            (root / f"level{int(previous.get('level', -1))}.f32").unlink(missing_ok=True)
+
+    def remember_partial_output(self, path: Path | None) -> None:
+        """Record the temporary output file about to be written (or None when it is gone), so a
+        render killed while writing it removes it when run again: a file this render made."""
+        if self.folder is None:
+            return
+        state = self._state() or {"key": self.key, "level": None, "shape": None}
+        state["partial_output"] = str(path) if path is not None else None
+        self._write_state(state)
+
+    def partial_output(self) -> Path | None:
+        state = self._state() if self.folder is not None else None
+        if state and state.get("key") == self.key and state.get("partial_output"):
+            return Path(state["partial_output"])
+        return None
+
+    def clear_tiles(self, level: int) -> None:
+        if self.folder is None:
+            return
+        for p in self.folder.path.iterdir():
+            m = TILE_RE.match(p.name)
+            if m and int(m.group(1)) <= level:
+                p.unlink(missing_ok=True)

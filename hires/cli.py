@@ -9,7 +9,8 @@ import os
 import sys
 
 from hires.config import Settings, flag, load_preset, load_toml, settings_from_mapping
-from hires.errors import HiresError
+from hires.errors import HiresError, OptionError
+from hires.progress import Failed
 
 log = logging.getLogger("hires")
 
@@ -60,24 +61,45 @@ def build_parser() -> Parser:
     p.add_argument("--version", action="version", version=f"hires {__import__('hires').__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
+    def sizes(q, default: str):
+        q.add_argument("--size", help="output WIDTHxHEIGHT in px, in cm/mm/in at --dpi (30x40cm) or a named "
+                                      f"print size (a4, a3, ...); default: {default}")
+        q.add_argument("--print-size", metavar="WxH{cm,mm,in}",
+                       help="physical output size, e.g. 30x40cm or 12x16in: the pixels are this size at --dpi "
+                            "(rounded to the nearest px), and the file records it")
+
     def render_args(q):
         q.add_argument("content", help="the photo to stylise")
         q.add_argument("--style", "-s", action="append", required=True, metavar="IMAGE[:WEIGHT]",
                        help="style image, repeatable with weights: --style a.jpg:0.7 --style b.jpg:0.3")
-        q.add_argument("--size", help="output WIDTHxHEIGHT in px or a print size (a4, a3, ...); "
-                                      "default: the content's size")
+        sizes(q, "the preset's, else the content's size")
         add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_RENDER)
 
     def texture_args(q):
         q.add_argument("example", nargs="+", metavar="IMAGE[:WEIGHT]", help="example texture(s), with weights")
-        q.add_argument("--size", default="512x512", help="output WIDTHxHEIGHT in px (default 512x512)")
+        sizes(q, "the preset's, else 512x512")
         add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_TEXTURE)
+
+    def reporting(q):
+        q.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+        q.add_argument("--json-progress", action="store_true",
+                       help="one JSON object per event on stderr, for scripts (plan, level_start, tile_start, "
+                            "tile_end, iteration, snapshot, write, done, error; each with elapsed_s and eta_s)")
+        q.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
 
     def common(q):
         q.add_argument("-o", "--output", help="output file: .png .jpg .webp .tif (default: NAME-hires.png)")
         q.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
-        q.add_argument("--quiet", "-q", action="store_true", help="no progress display")
-        q.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+        q.add_argument("--fresh", action="store_true",
+                       help="start again, ignoring what an interrupted run of this render saved")
+        q.add_argument("--keep-work", action="store_true",
+                       help="keep the work folder (checkpoints) after the output is written")
+        q.add_argument("--snapshots", metavar="DIR", help="write downscaled previews into DIR as the render goes")
+        q.add_argument("--snapshot-size", type=int, default=1024, metavar="PX",
+                       help="long side of the previews (default 1024)")
+        q.add_argument("--snapshot-every", type=int, default=8, metavar="N",
+                       help="a preview every N tiles of a tiled level, and after every level (default 8)")
+        reporting(q)
 
     r = sub.add_parser("render", help="stylise a photo with one or more paintings")
     render_args(r)
@@ -95,6 +117,14 @@ def build_parser() -> Parser:
         q.add_argument("--json", action="store_true", help="print the plan as JSON")
         q.add_argument("--no-calibrate", action="store_true", help="skip the short speed measurement")
         q.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    b = sub.add_parser("batch", help="run the renders of one or more job files, one after another")
+    b.add_argument("jobs", nargs="+", metavar="JOBS.toml", help="files of [[job]] tables (see the README)")
+    b.add_argument("--report", metavar="FILE.json", help="write each job's status, time, peak memory and output")
+    reporting(b)
+
+    ps = sub.add_parser("presets", help="list the presets (schedules and sizes) with what they do")
+    ps.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     w = sub.add_parser("weights", help="find or download the VGG19 weights")
     wsub = w.add_subparsers(dest="action", required=True, parser_class=Parser)
@@ -148,6 +178,44 @@ class RichProgress:
                                         f"it {event.iteration}/{event.iterations} loss {event.loss:.4g}")
 
 
+class _Silent:
+    """--quiet: nothing but errors (which main prints)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def __call__(self, event) -> None:
+        pass
+
+
+class _Json(_Silent):
+    def __init__(self):
+        from hires.progress import JsonLines
+        self.lines = JsonLines(sys.stderr)
+        self.failed = False
+
+    def __call__(self, event) -> None:
+        from hires.progress import Failed
+        self.failed = self.failed or isinstance(event, Failed)
+        self.lines(event)
+
+
+def progress_kind(args) -> str:
+    return "json" if getattr(args, "json_progress", False) else "quiet" if getattr(args, "quiet", False) else "rich"
+
+
+def make_progress(kind: str, console):
+    """The progress callback (a context manager) for ``kind``: rich, quiet or json."""
+    if kind == "json":
+        return _Json()
+    if kind == "quiet":
+        return _Silent()
+    return RichProgress(console, False)
+
+
 # ---------------------------------------------------------------- commands
 
 def _default_output(name: str) -> str:
@@ -155,22 +223,81 @@ def _default_output(name: str) -> str:
     return f"{stem}-hires.png"
 
 
-def cmd_render(args, console) -> int:
+def job_size(args, texture: bool) -> str | None:
+    """--print-size, else --size, else the preset's size, else the default of the command."""
+    from hires.config import PHYSICAL_RE, preset_table
+    if args.print_size and args.size:
+        raise OptionError("--print-size and --size: give one of them")
+    if args.print_size:
+        if not PHYSICAL_RE.match(args.print_size):
+            raise OptionError(f"--print-size: {args.print_size!r} is not a physical size; write e.g. 30x40cm, "
+                              "297x420mm or 12x16in")
+        return args.print_size
+    if args.size:
+        return args.size
+    preset = getattr(args, "preset", None)
+    size = preset_table(preset).get("size") if preset else None
+    return size or ("512x512" if texture else None)
+
+
+def run_options(args):
+    from hires.pipeline import RunOptions
+    return RunOptions(args.fresh, args.keep_work, args.snapshots, args.snapshot_size, args.snapshot_every)
+
+
+def cmd_render(args, console, progress) -> int:
     from hires.pipeline import make_job, run
     settings = settings_from_args(args)
     texture = args.command == "texture"
+    size = job_size(args, texture)
     if texture:
         settings = settings.replace(init="noise")
         job = make_job(None, args.example, args.output or _default_output(args.example[0].split(":")[0]),
-                       args.size, texture=True, overwrite=args.overwrite)
+                       size, texture=True, overwrite=args.overwrite, dpi=settings.dpi)
     else:
-        job = make_job(args.content, args.style, args.output or _default_output(args.content), args.size,
-                       texture=False, overwrite=args.overwrite)
-    with RichProgress(console, args.quiet) as progress:
-        result = run(job, settings, progress)
-    if not args.quiet:
+        job = make_job(args.content, args.style, args.output or _default_output(args.content), size,
+                       texture=False, overwrite=args.overwrite, dpi=settings.dpi)
+    with progress:
+        result = run(job, settings, progress, run_options(args))
+    if progress_kind(args) == "rich":
         console.print(f"{result.network} network, {result.wall_s:.1f} s")
-    print(result.output)
+        print(result.output)
+    return 0
+
+
+def cmd_batch(args, console) -> int:
+    from rich.table import Table
+
+    from hires.batch import run_batch
+    kind = progress_kind(args)
+
+    def said(job, outcome):
+        if kind == "rich":
+            console.print(f"[{outcome.status}] {outcome.name}: {outcome.error or outcome.output}")
+        elif kind == "json":
+            sys.stderr.write(json.dumps({"event": "job_end", **dataclasses.asdict(outcome)}) + "\n")
+
+    report = run_batch(args.jobs, kind, said)
+    if args.report:
+        from hires.io import write_text_atomic
+        write_text_atomic(args.report, json.dumps(report.as_dict(), indent=2) + "\n")
+    if kind == "rich":
+        table = Table("job", "status", "wall", "peak RSS", "output / error", title="hires batch")
+        for o in report.outcomes:
+            rss = f"{o.peak_rss_bytes / 2**30:.2f} GiB" if o.peak_rss_bytes else ""
+            table.add_row(o.name, o.status, f"{o.wall_s:.1f} s" if o.wall_s else "", rss, o.error or o.output or "")
+        console.print(table)
+    for o in report.outcomes:
+        if o.status == "failed" and kind != "json":
+            sys.stderr.write(f"hires: error: {o.name}: {o.error}\n")
+    return 1 if report.failed else 0
+
+
+def cmd_presets(args, console) -> int:
+    from hires.config import presets
+    for name, table in presets().items():
+        size = f" [{table['size']}]" if table.get("size") else ""
+        print(f"{name}{size}: {table.get('description', '')}")
     return 0
 
 
@@ -179,9 +306,9 @@ def cmd_plan(args, console) -> int:
     from hires.plan import describe
     settings = settings_from_args(args)
     if args.kind == "texture":
-        job = make_job(None, args.example, None, args.size, texture=True)
+        job = make_job(None, args.example, None, job_size(args, True), texture=True, dpi=settings.dpi)
     else:
-        job = make_job(args.content, args.style, None, args.size, texture=False)
+        job = make_job(args.content, args.style, None, job_size(args, False), texture=False, dpi=settings.dpi)
     if settings.method == "fast" and args.kind == "render":
         from hires.pipeline import fast_plan
         plan = fast_plan(job, settings)
@@ -226,16 +353,25 @@ def main(argv=None) -> int:
     if not debug:  # libvips' own warnings repeat what our one-line errors say
         logging.getLogger("pyvips").setLevel(logging.CRITICAL)
     console = Console(stderr=True)
+    progress = make_progress(progress_kind(args), console)
     try:
         if args.command in ("render", "texture"):
-            return cmd_render(args, console)
+            return cmd_render(args, console, progress)
         if args.command == "plan":
             return cmd_plan(args, console)
+        if args.command == "batch":
+            return cmd_batch(args, console)
+        if args.command == "presets":
+            return cmd_presets(args, console)
         return cmd_weights(args, console)
     except HiresError as e:
         if debug:
             raise
-        sys.stderr.write(f"hires: error: {e}\n")
+        if isinstance(progress, _Json):  # scripts read JSON only: the error is an event
+            if not progress.failed:  # an error before the render began
+                progress(Failed(str(e)))
+        else:
+            sys.stderr.write(f"hires: error: {e}\n")
         return e.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("hires: interrupted; run the same command again to resume from the last level\n")

@@ -70,6 +70,7 @@ class Settings:
     bit_depth: int = _opt(8, "bits per channel of TIFF/PNG output", choices=(8, 16))
     dpi: float = _opt(300.0, "resolution written into the output file")
     quality: int = _opt(92, "JPEG/WebP quality")
+    pyramid: bool = _opt(False, "write a pyramidal TIFF (every power-of-two reduction, for viewers of huge images)")
     alpha: str = _opt("flatten", "what to do with an input alpha channel: flatten onto white",
                       choices=("flatten",))
     seamless: bool = _opt(False, "make the texture tile with itself (texture only)")
@@ -97,6 +98,14 @@ def flag(name: str) -> str:
 
 
 SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+PHYSICAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[xX×]\s*(\d+(?:\.\d+)?)\s*(cm|mm|in)\s*$", re.IGNORECASE)
+MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "in": 25.4}
+
+
+def print_pixels(length: float, unit: str, dpi: float) -> int:
+    """Pixels of ``length`` ``unit`` at ``dpi``, rounded to the nearest pixel (so the printed size
+    is within half a pixel of the one asked: 30 cm at 300 dpi is 3543.3 px -> 3543)."""
+    return max(1, round(length * MM_PER_UNIT[unit.lower()] / 25.4 * dpi))
 
 
 def print_sizes() -> dict[str, tuple[int, int]]:
@@ -106,22 +115,27 @@ def print_sizes() -> dict[str, tuple[int, int]]:
     return {k.lower(): (int(v[0]), int(v[1])) for k, v in table.get("sizes", {}).items()}
 
 
-def parse_size(text: str, param: str = "--size") -> tuple[int, int]:
-    """'6000x4500' or a named print size ('a3', 'a3-landscape') -> (width, height)."""
+def parse_size(text: str, param: str = "--size", dpi: float = 300.0) -> tuple[int, int]:
+    """'6000x4500', a physical size at ``dpi`` ('30x40cm', '12x16in', '210x297mm') or a named print
+    size ('a3') -> (width, height) in px."""
     if isinstance(text, (tuple, list)) and len(text) == 2:
         w, h = int(text[0]), int(text[1])
     else:
         s = str(text)
         m = SIZE_RE.match(s)
+        physical = PHYSICAL_RE.match(s)
         named = print_sizes()
-        if m:
+        if physical:
+            unit = physical.group(3)
+            w, h = (print_pixels(float(physical.group(i)), unit, dpi) for i in (1, 2))
+        elif m:
             w, h = int(m.group(1)), int(m.group(2))
         elif s.strip().lower() in named:
             w, h = named[s.strip().lower()]
         else:
             names = ", ".join(sorted(named)) or "none"
             raise OptionError(f"{param}: {s!r} is not a size; write WIDTHxHEIGHT in px, e.g. 6000x4500, "
-                              f"or a print size ({names})")
+                              f"a size in cm, mm or in (30x40cm, at --dpi), or a print size ({names})")
     if w <= 0 or h <= 0:
         raise OptionError(f"{param}: {w}x{h} must have a positive width and height, e.g. 6000x4500")
     if w * h > 2**31:
@@ -313,9 +327,24 @@ def load_toml(path, base: Settings | None = None, what: str = "--config") -> Set
         raise OptionError(f"{what}: {str(path)!r} does not exist; check the path") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise OptionError(f"{what}: {str(path)!r} is not a readable TOML file: {e}") from None
-    values.pop("description", None)
+    for key in JOB_KEYS:  # a preset may name a size: the job's, not a setting
+        values.pop(key, None)
     return settings_from_mapping(values, base, source=str(path))
+
+
+JOB_KEYS = ("description", "size")
 
 
 def load_preset(name: str, base: Settings | None = None) -> Settings:
     return load_toml(preset_path(name), base, "--preset")
+
+
+def preset_table(name: str) -> dict:
+    """The raw table of a preset (its description and size included)."""
+    with open(preset_path(name), "rb") as fh:
+        return tomllib.load(fh)
+
+
+def presets() -> dict[str, dict]:
+    """Every preset shipped with hires: name -> its table."""
+    return {p.stem: preset_table(p.stem) for p in sorted(CONFIG_DIR.glob("*.toml")) if p.stem != "print_sizes"}

@@ -22,7 +22,7 @@ from hires.errors import OptionError
 from hires.kernels import blend_into
 from hires.nets import LAYER_STRIDE, build_network
 from hires.plan import flops_per_pixel
-from hires.progress import Note, Step, ignore
+from hires.progress import Note, Step, TileFinished, TilesRestored, TileStarted, ignore
 from hires.pyramid import Level
 from hires.stats import LayerTarget, Stats
 from hires.tiles import Tile, blend_mask, blend_part, blend_window, grid, ownership, padding, take
@@ -48,6 +48,19 @@ class LevelReport:
     wall_s: float = 0.0
     net_s: float = 0.0
     net_gflop: float = 0.0
+
+
+@dataclass
+class PassContext:
+    """Where a refine pass gets its buffers and reports to: the work counters, the checkpoints
+    that save each finished tile (and put back those an interrupted run finished), and a
+    callback after each tile (snapshots)."""
+    buffers: Buffers
+    counters: "Counters"
+    n_levels: int = 1
+    pass_index: int = 0
+    checkpoints: object | None = None       # hires.checkpoints.Checkpoints
+    after_tile: object | None = None        # f(canvas, tiles finished so far, of n)
 
 
 @dataclass
@@ -148,26 +161,42 @@ class Engine:
                                     s.style_weight, s.content_weight, s.tv_weight)
 
     def refine(self, canvas: np.ndarray, content: np.ndarray | None, targets: dict[str, LayerTarget],
-               level: Level, tiles: list[Tile], buffers: Buffers, counters: Counters,
-               n_levels: int = 1) -> np.ndarray:
+               level: Level, tiles: list[Tile], ctx: PassContext) -> np.ndarray:
         """One pass over ``tiles``, updating ``canvas`` (float32 (H, W, 3)) in place; returns it.
 
-        ``buffers`` makes the pass's weight map (RAM or disk); ``counters`` receives its work."""
+        ``ctx.buffers`` makes the pass's weight map (RAM or disk); ``ctx.counters`` receives its work."""
+        from hires.checkpoints import fingerprint
         H, W = canvas.shape[:2]
-        glob = self.stats_pass(canvas, level.style_layers, level.deepest, tiles, counters)
-        wsum = buffers.zeros("weights", canvas.shape[:2])
+        glob = self.stats_pass(canvas, level.style_layers, level.deepest, tiles, ctx.counters)
+        wsum = ctx.buffers.zeros("weights", canvas.shape[:2])
+        stats_key = fingerprint(glob)
+        done = set()
+        if ctx.checkpoints is not None:
+            done = set(ctx.checkpoints.restore_tiles(level.index, ctx.pass_index, tiles, stats_key, canvas, wsum))
+        if done:
+            self.progress(TilesRestored(level.index, ctx.pass_index, tuple(sorted(i + 1 for i in done))))
         for tile in tiles:
+            tile_flop = flops_per_pixel(level.deepest) * tile.shape[0] * tile.shape[1]
+            if tile.index in done:
+                ctx.counters.work_done += 2 * tile_flop * level.iterations
+                continue
+            self.progress(TileStarted(level.index, ctx.pass_index, tile.index + 1, len(tiles)))
             objective = self.objective(tile, level, glob, targets, content, (H, W))
             x0 = to_tensor(take(canvas, tile.region), self.device, self.dtype)
             mask = torch.from_numpy(blend_mask(tile))[None, None].to(self.device, self.dtype)
-            report = TileProgress(self.progress, counters, level, n_levels, tile.index + 1, len(tiles),
-                                  flops_per_pixel(level.deepest) * tile.shape[0] * tile.shape[1])
+            report = TileProgress(self.progress, ctx.counters, level, ctx.n_levels, tile.index + 1, len(tiles),
+                                  tile_flop)
             x_new = to_numpy(self.optimise(objective, x0, mask, level.iterations, report))
             # Gauss-Seidel on pixels: later tiles read this tile's result as their context and as
             # the start of their overlap, so both sides of a cut converge to the same texture
             # instead of two independent ones whose average would blur the seam.
             blend_into(canvas, wsum, blend_part(x_new, tile), blend_window(tile), tile.blend[0], tile.blend[2])
             del objective, x0, x_new
+            if ctx.checkpoints is not None:
+                ctx.checkpoints.save_tile(level.index, ctx.pass_index, tile, stats_key, canvas, wsum)
+            self.progress(TileFinished(level.index, ctx.pass_index, tile.index + 1, len(tiles)))
+            if ctx.after_tile is not None:
+                ctx.after_tile(canvas, tile.index + 1, len(tiles))
             release(canvas, wsum, content)
             trim()
         return canvas

@@ -182,16 +182,45 @@ def vips_from_raw(path, shape) -> pyvips.Image:
     return pyvips.Image.rawload(str(path), w, h, c, format="float").copy(interpretation="srgb")
 
 
-def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int = 92,
-               overwrite: bool = False) -> Path:
-    """Write float [0, 1] RGB (numpy array, memmap or vips image) to ``path`` atomically: into a
-    temporary file beside it, renamed into place; on any failure nothing is left behind."""
-    p = check_output_path(path, overwrite)
-    ext = p.suffix.lower()
+def check_format(path, bit_depth: int = 8, pyramid: bool = False) -> str:
+    """The output's extension, once the options asked of it are known to fit that format."""
+    ext = Path(path).suffix.lower()
     if bit_depth not in (8, 16):
         raise OptionError(f"--bit-depth: {bit_depth} must be 8 or 16")
     if bit_depth == 16 and ext not in (".png", ".tif", ".tiff"):
         raise OptionError(f"--bit-depth 16: {ext} stores 8 bits only; write .tif or .png for 16-bit")
+    if pyramid and ext not in (".tif", ".tiff"):
+        raise OptionError(f"--pyramid: {ext} cannot hold a pyramid; write .tif")
+    return ext
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """A small text file (a report) written beside its place and renamed into it."""
+    p = Path(path)
+    tmp = partial_path(p)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, p)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"could not write {str(path)!r}: {e.strerror or e}") from None
+    return p
+
+
+def partial_path(path) -> Path:
+    """The temporary file an output is written to before it is renamed into place."""
+    p = Path(path)
+    return p.with_name(f".{p.stem}.partial-{os.getpid()}{p.suffix}")
+
+
+def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int = 92,
+               overwrite: bool = False, pyramid: bool = False, tmp: Path | None = None) -> Path:
+    """Write float [0, 1] RGB (numpy array, memmap or vips image) to ``path`` atomically: into a
+    temporary file beside it (``tmp``, default ``partial_path``), renamed into place; on any
+    failure nothing is left behind.  TIFF is tiled, BigTIFF above 3.5 GiB of pixels, and with
+    ``pyramid`` holds the image at every power-of-two reduction for viewers of huge images."""
+    p = check_output_path(path, overwrite)
+    ext = check_format(p, bit_depth, pyramid)
     im = image if isinstance(image, pyvips.Image) else vips_from_array(image)
     scale = 65535.0 if bit_depth == 16 else 255.0
     im = (im * scale + 0.5).cast("ushort" if bit_depth == 16 else "uchar")  # cast clips to range
@@ -201,13 +230,13 @@ def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int
     if ext in (".tif", ".tiff"):
         big = im.width * im.height * im.bands * (bit_depth // 8) > 3.5 * 2**30
         kw.update(compression="deflate", predictor="horizontal", tile=True, tile_width=256,
-                  tile_height=256, resunit="inch", bigtiff=big)
+                  tile_height=256, resunit="inch", bigtiff=big, pyramid=bool(pyramid))
     elif ext in (".jpg", ".jpeg", ".webp"):
         kw.update(Q=int(quality))
     elif ext == ".png":
         kw.update(bitdepth=bit_depth, compression=6)
     kw.pop("strip")
-    tmp = p.with_name(f".{p.stem}.partial-{os.getpid()}{p.suffix}")
+    tmp = Path(tmp) if tmp is not None else partial_path(p)
     try:
         getattr(im, WRITERS[ext])(str(tmp), **kw)
         os.replace(tmp, p)

@@ -21,12 +21,13 @@ from hires import colour, fast, io
 from hires.canvas import Buffers, path_of, release, return_memory_promptly
 from hires.checkpoints import Checkpoints, WorkFolder, work_folder_path
 from hires.config import Settings, parse_memory, parse_size, parse_style
-from hires.engine import Counters, Engine, LevelReport, pick_device
-from hires.errors import InputError, OptionError
+from hires.engine import Counters, Engine, LevelReport, PassContext, pick_device
+from hires.errors import HiresError, InputError, OptionError
 from hires.nets import LAYER_STRIDE
 from hires.plan import LevelPlan, Plan, describe, make_plan
-from hires.progress import LevelStarted, Note, ignore
+from hires.progress import Done, Failed, LevelStarted, Note, PlanReady, Writing, ignore
 from hires.pyramid import Level, schedule
+from hires.snapshots import Snapshots
 from hires.stats import style_targets
 from hires.tiles import grid
 
@@ -59,6 +60,26 @@ class Job:
     texture: bool
 
 
+@dataclass
+class RunOptions:
+    """How a render runs, as opposed to what it makes (Settings): none of these changes the result,
+    so none is part of the key that decides whether checkpoints may be resumed."""
+    fresh: bool = False              # ignore the checkpoints of an interrupted run
+    keep_work: bool = False          # keep the work folder after a successful write
+    snapshots: str | None = None     # folder for downscaled previews
+    snapshot_size: int = 1024        # their long side in px
+    snapshot_every: int = 8          # a preview every this many tiles of a tiled level
+
+
+RUN_FIELDS = {f.name for f in dataclasses.fields(RunOptions)}
+
+
+def split_options(overrides: dict) -> tuple[RunOptions, dict]:
+    """API keywords: RunOptions fields, and the rest (Settings fields)."""
+    run_kw = {k: overrides.pop(k) for k in list(overrides) if k in RUN_FIELDS}
+    return RunOptions(**run_kw), overrides
+
+
 def _styles(style, what: str) -> list[tuple[Path, float]]:
     specs = [style] if isinstance(style, (str, Path, tuple)) else list(style or [])
     if not specs:
@@ -71,7 +92,7 @@ def _styles(style, what: str) -> list[tuple[Path, float]]:
     return out
 
 
-def make_job(content, style, output, size, texture: bool, overwrite: bool = False) -> Job:
+def make_job(content, style, output, size, texture: bool, overwrite: bool = False, dpi: float = 300.0) -> Job:
     content_path = None
     if not texture:
         content_path = Path(content)
@@ -82,7 +103,7 @@ def make_job(content, style, output, size, texture: bool, overwrite: bool = Fals
             raise OptionError("--size: a texture needs a size, e.g. --size 2048x2048")
         width, height = cw, ch
     else:
-        width, height = parse_size(size)
+        width, height = parse_size(size, dpi=dpi)
     out = io.check_output_path(output, overwrite) if output is not None else None
     return Job(content_path, styles, width, height, out, texture)
 
@@ -92,20 +113,25 @@ def render(content, style, output=None, *, size=None, settings: Settings | None 
     """Stylise ``content`` with ``style`` (a path, 'path:weight', or a list of them).
 
     ``size`` is 'WxH', a named print size or (w, h); default: the content's own size.
-    ``overrides`` are Settings fields, e.g. ``iterations=(100, 30)``.  An existing ``output``
-    is replaced only with ``overwrite=True``.
+    ``overrides`` are Settings fields, e.g. ``iterations=(100, 30)``, or RunOptions fields
+    (``fresh``, ``keep_work``, ``snapshots``, ...).  An existing ``output`` is replaced only with
+    ``overwrite=True``.  ``progress`` receives the events of ``hires.progress`` as objects.
     """
+    options, overrides = split_options(overrides)
     settings = (settings or Settings()).replace(**overrides)
-    return run(make_job(content, style, output, size, texture=False, overwrite=overwrite), settings, progress)
+    job = make_job(content, style, output, size, texture=False, overwrite=overwrite, dpi=settings.dpi)
+    return run(job, settings, progress, options)
 
 
 def texture(example, output=None, *, size=(512, 512), settings: Settings | None = None, progress=ignore,
             overwrite: bool = False, **overrides) -> Result:
     """Synthesise a texture like ``example`` (a path, 'path:weight', or a list of them)."""
+    options, overrides = split_options(overrides)
     settings = (settings or Settings()).replace(**overrides)
     if settings.init != "noise":
         settings = settings.replace(init="noise")
-    return run(make_job(None, example, output, size, texture=True, overwrite=overwrite), settings, progress)
+    job = make_job(None, example, output, size, texture=True, overwrite=overwrite, dpi=settings.dpi)
+    return run(job, settings, progress, options)
 
 
 def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
@@ -179,14 +205,32 @@ class RenderState:
     rng: np.random.Generator
     progress: object
     fast_image: np.ndarray | None = None   # the fast start at its working size, once made
+    snapshots: Snapshots | None = None
 
 
 # about five minutes on 2 cores: worth the few seconds a time estimate takes
 LONG_RENDER_FLOP = 20e12
 
 
-def run(job: Job, settings: Settings, progress=ignore) -> Result:
+def run(job: Job, settings: Settings, progress=ignore, options: RunOptions | None = None) -> Result:
+    """Render ``job``; the progress callback also hears how it ended (a Done or a Failed event)."""
     t0 = time.perf_counter()
+    try:
+        result = _run(job, settings, progress, options or RunOptions())
+    except HiresError as e:
+        progress(Failed(str(e)))
+        raise
+    except KeyboardInterrupt:
+        progress(Failed("interrupted; run the same command again to resume"))
+        raise
+    progress(Done(str(result.output) if result.output else None, time.perf_counter() - t0))
+    return result
+
+
+def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
+    t0 = time.perf_counter()
+    if job.output is not None:  # before any work, not after it
+        io.check_format(job.output, settings.bit_depth, settings.pyramid)
     if settings.preserve_color != "none" and job.texture:
         raise OptionError("--preserve-color: a texture has no content colours to keep; leave it at none")
     if settings.method == "fast":
@@ -198,36 +242,65 @@ def run(job: Job, settings: Settings, progress=ignore) -> Result:
     if plan.flop > LONG_RENDER_FLOP:
         plan.calibrate(settings)
     engine = Engine(settings, progress)  # first: bad weights are an error before any plan is shown
+    progress(PlanReady(plan.as_dict()))
     for line in describe(plan):  # the plan of memory (and time, for long renders) before it starts
         progress(Note(line))
     folder = work_folder_path(job.output, settings.work_dir)
     work = WorkFolder.open(folder) if folder is not None else None
-    scratch = _scratch(work, plan)
-    colour_ref = None
-    if settings.preserve_color == "histogram":  # from the base level, so a resumed render gets the same
-        lv0 = plan.levels[0].level
-        colour_ref = colour.colour_stats(io.load_image(job.content, size=(lv0.width, lv0.height), what="content"))
-    counters = Counters(work_total=plan.flop)
-    state = RenderState(job, settings, plan, engine, counters, scratch,
-                        Checkpoints(work, _work_key(job, settings, engine.network_name)), colour_ref,
-                        np.random.default_rng(settings.seed), progress)
+    if work is not None:
+        work.lock()
+    key = _work_key(job, settings, engine.network_name)
+    checkpoints = Checkpoints(work, key)
+    state = RenderState(job, settings, plan, engine, Counters(work_total=plan.flop), _scratch(work, plan),
+                        checkpoints, None, np.random.default_rng(settings.seed), progress)
     try:
+        _start_checkpoints(checkpoints, options, progress)
+        if options.snapshots:
+            stem = job.output.stem if job.output else "render"
+            state.snapshots = Snapshots.open(options.snapshots, stem, key, options.snapshot_size,
+                                             options.snapshot_every, progress)
+        if settings.preserve_color == "histogram":  # from the base level, so a resumed render gets the same
+            lv0 = plan.levels[0].level
+            state.colour_ref = colour.colour_stats(
+                io.load_image(job.content, size=(lv0.width, lv0.height), what="content"))
         canvas, start = resume(state)
         for lp in plan.levels[start:]:
             canvas = run_level(state, lp, canvas)
-        out = finish(job, settings, canvas, scratch.for_level("final", plan.levels[-1].disk))
+        out = finish(job, settings, canvas, state.scratch.for_level("final", plan.levels[-1].disk),
+                     checkpoints, progress)
         if path_of(canvas) is not None:
             canvas = None  # disk-backed: the output file is the result
     except BaseException:
-        scratch.cleanup()
-        if work is not None and state.checkpoints.latest() is None:
-            work.remove()  # nothing to resume from: leave no folder behind
+        state.scratch.cleanup()
+        if work is not None:
+            work.unlock()
+            if not checkpoints.resumable():
+                work.remove()  # nothing to resume from: leave no folder behind
         raise
-    scratch.cleanup()
+    state.scratch.cleanup()
     if work is not None:
-        work.remove()
-    return Result(canvas, out, engine.network_name, plan, counters.levels, time.perf_counter() - t0,
-                  counters.net_s, counters.net_flop / 1e9)
+        work.unlock()
+        if not options.keep_work:
+            work.remove()
+    c = state.counters
+    return Result(canvas, out, engine.network_name, plan, c.levels, time.perf_counter() - t0, c.net_s, c.net_flop / 1e9)
+
+
+def _start_checkpoints(checkpoints: Checkpoints, options: RunOptions, progress) -> None:
+    """Forget checkpoints that are not this render's (or all, with ``fresh``), saying so; remove a
+    temporary output a killed run of this render left; claim the folder for this render."""
+    if checkpoints.folder is None:
+        return
+    if options.fresh:
+        checkpoints.clear()
+    elif checkpoints.stale():
+        progress(Note("the work folder holds an interrupted render with other inputs or settings: starting fresh"))
+        checkpoints.clear()
+    partial = checkpoints.partial_output()
+    if partial is not None:
+        partial.unlink(missing_ok=True)
+        checkpoints.remember_partial_output(None)
+    checkpoints.begin()
 
 
 def _scratch(work: WorkFolder | None, plan: Plan) -> Buffers:
@@ -295,9 +368,13 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
         for y in range(0, lv.height, STRIP):
             content[y:y + STRIP] = canvas[y:y + STRIP]
             release(content, canvas)
-    for tiles in lp.passes:
-        canvas = engine.refine(canvas, content, targets, lv, tiles, buffers, counters, n_levels)
+    for i, tiles in enumerate(lp.passes):
+        after = state.snapshots.tile_done(lv.index, i) if state.snapshots else None
+        ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after)
+        canvas = engine.refine(canvas, content, targets, lv, tiles, ctx)
     state.checkpoints.save(lv.index, canvas)
+    if state.snapshots:
+        state.snapshots.level_done(canvas, lv.index)
     release(canvas)
     counters.levels.append(LevelReport(
         lv.index, lv.width, lv.height, len(lp.tiles), lv.iterations, time.perf_counter() - tl,
@@ -316,6 +393,8 @@ def _fast_level(state: RenderState, lp: LevelPlan, canvas, buffers: Buffers) -> 
         state.scratch.discard(canvas)
     canvas = io.resize(state.fast_image, lv.width, lv.height, out=buffers.empty("canvas", (lv.height, lv.width, 3)))
     state.checkpoints.save(lv.index, canvas)
+    if state.snapshots:
+        state.snapshots.level_done(canvas, lv.index)
     release(canvas)
     state.counters.levels.append(LevelReport(lv.index, lv.width, lv.height, 0, 0))
     return canvas
@@ -439,6 +518,7 @@ def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
         colour_ref = colour.colour_stats(io.load_image(job.content, long_side=512, what="content"))
     b = fast.style_bottleneck(job.styles, job.content, s.strength, _recolour(colour_ref), device)
     progress(Note("network: magenta (the bundled feed-forward network)"))
+    progress(PlanReady(fp.as_dict()))
     for line in fp.describe():
         progress(Note(line))
     folder = work_folder_path(job.output, s.work_dir) if disk else None
@@ -457,7 +537,7 @@ def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
             result = io.resize(small, job.width, job.height, out=scratch.empty("final", (job.height, job.width, 3)))
             scratch.discard(small)
             del small
-        out = finish(job, s, result, scratch)
+        out = finish(job, s, result, scratch, None, progress)
         image = None if path_of(result) is not None else result
     finally:
         scratch.cleanup()
@@ -467,7 +547,8 @@ def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
     return Result(image, out, "magenta", None, [], time.perf_counter() - t0, net_s, 0.0, report)
 
 
-def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers) -> Path | None:
+def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers, checkpoints: Checkpoints | None = None,
+           progress=ignore) -> Path | None:
     """Apply the luminance option (strip by strip, the content in a buffer the plan allows) and
     write the output atomically."""
     if s.preserve_color == "luminance":
@@ -483,4 +564,11 @@ def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers) -> Path 
     if src is not None:
         canvas.flush()
     image = canvas if src is None else io.vips_from_raw(src, canvas.shape)
-    return io.save_image(image, job.output, s.bit_depth, s.dpi, s.quality, overwrite=True)
+    tmp = io.partial_path(job.output)
+    if checkpoints is not None:  # a run killed while writing: the next run removes the file it made
+        checkpoints.remember_partial_output(tmp)
+    progress(Writing(str(job.output)))
+    out = io.save_image(image, job.output, s.bit_depth, s.dpi, s.quality, overwrite=True, pyramid=s.pyramid, tmp=tmp)
+    if checkpoints is not None:
+        checkpoints.remember_partial_output(None)
+    return out

@@ -211,7 +211,7 @@ def measure_seconds_per_gflop(settings: Settings, levels: list[Level], side: int
     import numpy as np
 
     from hires.canvas import Buffers
-    from hires.engine import Counters, Engine
+    from hires.engine import Counters, Engine, PassContext
     from hires.stats import make_target
     engine = Engine(settings.replace(network="random", seamless=False, second_pass=False))
     image = np.random.default_rng(0).random((side, side, 3), dtype=np.float32)
@@ -227,7 +227,7 @@ def measure_seconds_per_gflop(settings: Settings, levels: list[Level], side: int
         times = []
         for _ in range(2):  # the first run pays one-off set-up (oneDNN primitives, allocations)
             t = time.perf_counter()
-            engine.refine(image.copy(), image, targets, probe, tiles, Buffers(None, False), Counters())
+            engine.refine(image.copy(), image, targets, probe, tiles, PassContext(Buffers(None, False), Counters()))
             times.append(time.perf_counter() - t)
         out[key] = times[-1] / (side * side * flops_per_pixel(probe.deepest) * (2 + 2 * evals) / 1e9)
     return out

@@ -16,7 +16,6 @@ from hires.config import Settings, parse_memory
 from hires.engine import Engine
 from hires.errors import OptionError, OutputError
 from hires.nets import random_network
-from hires.pipeline import make_job, plan_job
 from hires.stats import make_target
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,259 @@
+"""``hires batch JOBS.toml...``: many renders, one after another, each in a process of its own.
+
+A job file holds ``[[job]]`` tables whose keys are the command line's option names (``content``,
+``style`` as a list with optional ``"path:weight"``, ``example`` for a texture, ``size``,
+``output``, ``preset``, ``overwrite``, any setting, and ``fresh``/``keep_work``/``snapshots``);
+an optional ``[defaults]`` table applies to every job.  Paths are relative to the job file.
+
+A job whose output exists and was written by an earlier batch run with the same fingerprint
+(inputs, size and settings) is skipped; a job that fails is reported and the others go on.  Each
+job runs in a child process, so one crash cannot take the batch down and the peak memory
+reported is that job's own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import resource
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hires.config import Settings, load_preset, parse_style, preset_table, settings_from_mapping
+from hires.errors import HiresError, OptionError
+from hires.pipeline import RUN_FIELDS, RunOptions
+
+PATH_KEYS = ("content", "output", "snapshots", "work_dir", "weights")
+
+
+@dataclass
+class BatchJob:
+    name: str
+    source: Path                        # the job file
+    texture: bool
+    content: str | None
+    styles: list[str]
+    size: str | None
+    output: Path
+    settings: Settings
+    options: RunOptions
+    overwrite: bool = False
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str                 # done, skipped or failed
+    output: str | None
+    wall_s: float = 0.0
+    peak_rss_bytes: int | None = None
+    error: str | None = None
+    fingerprint: str | None = None
+
+
+def _resolve(base: Path, value: str) -> str:
+    p = Path(os.path.expanduser(str(value)))
+    return str(p if p.is_absolute() else base / p)
+
+
+def _style_list(base: Path, value, key: str, where: str) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(v, str) for v in items):
+        raise OptionError(f"{where}: {key!r} must be a path or a list of paths ('painting.jpg:0.7' for a weight)")
+    out = []
+    for spec in items:  # the path resolved, its weight kept
+        path, weight = parse_style(spec)
+        out.append(f"{_resolve(base, path)}:{weight}")
+    return out
+
+
+def load_jobs(path) -> list[BatchJob | Outcome]:
+    """The jobs of one file, every key checked; a job with a mistake is a failed Outcome naming the
+    file, the job and the key (the others still run).  A file that is not a job file raises."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh)
+    except FileNotFoundError:
+        raise OptionError(f"batch: {str(path)!r} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise OptionError(f"batch: {str(path)!r} is not a readable TOML file: {e}") from None
+    unknown = set(table) - {"defaults", "job"}
+    if unknown:
+        raise OptionError(f"batch: {str(path)!r}: unknown table(s) {', '.join(sorted(unknown))}; "
+                          "use [defaults] and [[job]]")
+    jobs = table.get("job", [])
+    if not isinstance(jobs, list) or not jobs:
+        raise OptionError(f"batch: {str(path)!r} has no [[job]] tables")
+    defaults = table.get("defaults", {})
+    out = []
+    for i, raw in enumerate(jobs, 1):
+        try:
+            out.append(_job(path, i, {**defaults, **raw}))
+        except HiresError as e:
+            out.append(Outcome(str(raw.get("name", f"job {i}")), "failed", None, error=str(e)))
+    return out
+
+
+def _job(source: Path, index: int, raw: dict) -> BatchJob:
+    base = source.parent
+    name = str(raw.get("name", f"job {index}"))
+    where = f"{source}: {name}"
+    values = dict(raw)
+    texture = "example" in values
+    if texture == ("content" in values):
+        raise OptionError(f"{where}: give either 'content' (a render) or 'example' (a texture)")
+    preset = values.pop("preset", None)
+    settings = load_preset(preset) if preset else Settings()
+    print_size = values.pop("print_size", None)
+    if print_size is not None and "size" in values:
+        raise OptionError(f"{where}: give 'size' or 'print_size', not both")
+    size = print_size or values.pop("size", None) or (preset_table(preset).get("size") if preset else None)
+    if texture:
+        styles = _style_list(base, values.pop("example"), "example", where)
+        content = None
+        size = size or "512x512"
+    else:
+        if "style" not in values:
+            raise OptionError(f"{where}: a render needs 'style'")
+        styles = _style_list(base, values.pop("style"), "style", where)
+        content = _resolve(base, values.pop("content"))
+    for key in PATH_KEYS[2:]:
+        if values.get(key) is not None:
+            values[key] = _resolve(base, values[key])
+    output = values.pop("output", None)
+    if output is None:
+        stem = Path(content or styles[0].rsplit(":", 1)[0]).stem
+        output = f"{stem}-hires.png"
+    overwrite = bool(values.pop("overwrite", False))
+    values.pop("name", None)
+    run_kw = {k.replace("-", "_"): values.pop(k) for k in list(values) if k.replace("-", "_") in RUN_FIELDS}
+    try:
+        options = RunOptions(**run_kw)
+    except TypeError as e:
+        raise OptionError(f"{where}: {e}") from None
+    settings = settings_from_mapping(values, settings, source=where)
+    if texture:
+        settings = settings.replace(init="noise")
+    return BatchJob(name, source, texture, content, styles, size, Path(_resolve(base, output)), settings,
+                    options, overwrite)
+
+
+# ---------------------------------------------------------------- the record of finished jobs
+
+def record_path(source: Path) -> Path:
+    """Where a job file's finished outputs are recorded: a hidden file beside it, made by hires."""
+    return source.with_name(f".{source.stem}.hires-batch.json")
+
+
+def _read_record(source: Path) -> dict:
+    try:
+        data = json.loads(record_path(source).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_record(source: Path, output: Path, fingerprint: str) -> None:
+    data = _read_record(source)
+    st = output.stat()
+    data[str(output)] = {"fingerprint": fingerprint, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    tmp = record_path(source).with_suffix(".partial")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(record_path(source))
+
+
+def fingerprint(job: BatchJob) -> str:
+    """Inputs (path, size, time), size and settings: what decides the output."""
+    from hires.pipeline import make_job, _work_key
+    j = make_job(job.content, job.styles, None, job.size, job.texture, dpi=job.settings.dpi)
+    return _work_key(j, job.settings, job.settings.network)
+
+
+def already_done(job: BatchJob, fp: str) -> bool:
+    entry = _read_record(job.source).get(str(job.output))
+    if not entry or entry.get("fingerprint") != fp or not job.output.exists():
+        return False
+    st = job.output.stat()
+    return entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns
+
+
+# ---------------------------------------------------------------- running
+
+def _child(job: BatchJob, progress_kind: str, conn) -> None:
+    """Run one job in this (spawned) process and send back what happened."""
+    from hires.cli import make_progress
+    from hires.pipeline import make_job, run
+    from rich.console import Console
+    t0 = time.perf_counter()
+    try:
+        j = make_job(job.content, job.styles, job.output, job.size, job.texture, job.overwrite, job.settings.dpi)
+        with make_progress(progress_kind, Console(stderr=True)) as progress:
+            result = run(j, job.settings, progress, job.options)
+        msg = {"status": "done", "output": str(result.output), "error": None}
+    except HiresError as e:
+        msg = {"status": "failed", "output": None, "error": str(e)}
+    except Exception as e:  # a bug: still one line in the report, the batch goes on
+        msg = {"status": "failed", "output": None, "error": f"{type(e).__name__}: {e}"}
+    msg["wall_s"] = time.perf_counter() - t0
+    msg["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    conn.send(msg)
+    conn.close()
+
+
+def run_job(job: BatchJob, progress_kind: str) -> Outcome:
+    try:
+        fp = fingerprint(job)
+    except HiresError as e:
+        return Outcome(job.name, "failed", None, error=str(e))
+    if already_done(job, fp):
+        return Outcome(job.name, "skipped", str(job.output), fingerprint=fp)
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(job, progress_kind, send), name=f"hires batch {job.name}")
+    t0 = time.perf_counter()
+    proc.start()
+    send.close()
+    try:
+        msg = receive.recv()
+    except EOFError:  # the child died without a word: killed, out of memory, a crash in native code
+        msg = None
+    proc.join()
+    if msg is None:
+        return Outcome(job.name, "failed", None, time.perf_counter() - t0,
+                       error=f"the render process ended with exit code {proc.exitcode}")
+    out = Outcome(job.name, msg["status"], msg["output"], round(msg["wall_s"], 2), msg["peak_rss_bytes"],
+                  msg["error"], fp)
+    if out.status == "done":
+        _write_record(job.source, job.output, fp)
+    return out
+
+
+@dataclass
+class BatchReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(o.status == "failed" for o in self.outcomes)
+
+    def as_dict(self) -> dict:
+        return {"jobs": [dataclasses.asdict(o) for o in self.outcomes],
+                "done": sum(o.status == "done" for o in self.outcomes),
+                "skipped": sum(o.status == "skipped" for o in self.outcomes), "failed": self.failed}
+
+
+def run_batch(files, progress_kind: str = "rich", on_outcome=None) -> BatchReport:
+    """Load every job file first (a mistake in one is reported before anything runs), then run
+    the jobs in order.  ``on_outcome(job, outcome)`` hears each job's end."""
+    jobs = [job for f in files for job in load_jobs(f)]
+    report = BatchReport()
+    for job in jobs:
+        outcome = job if isinstance(job, Outcome) else run_job(job, progress_kind)
+        report.outcomes.append(outcome)
+        if on_outcome:
+            on_outcome(job, outcome)
+    return report

@@ -1,0 +1,279 @@
+"""Production use (issue 9): resume inside a level after SIGKILL, batch files, JSON progress,
+snapshots, print sizes, presets, pyramid TIFF, the work folder's lock."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pyvips
+
+from hires.checkpoints import WorkFolder
+from hires.config import parse_size, presets
+from hires.errors import OutputError
+
+from conftest import data
+
+# a small tiled render: 2 tiles at the base level, 6 at the next, shallow layers so it is quick
+RENDER = ["--size", "192x128", "--base-size", "96", "--tile-size", "64", "--iterations", "4,3",
+          "--style-layers", "relu1_1,relu2_1,relu3_1", "--content-layer", "relu3_1", "--init", "content",
+          "--memory", "4GiB", "--json-progress", "--overwrite"]
+
+
+def _cmd(out: Path, *extra) -> list[str]:
+    content = data("contents/chelsea.png", "chelsea.png")
+    style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
+    return [sys.executable, "-m", "hires.cli", "render", str(content), "-s", str(style), "-o", str(out),
+            *RENDER, *extra]
+
+
+def _events(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _run(cmd, kill_when=None) -> tuple[int, list[dict]]:
+    """Run ``cmd`` reading its JSON progress; SIGKILL it as soon as ``kill_when(event)`` holds."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    events = []
+    for line in iter(proc.stderr.readline, ""):
+        ev = json.loads(line)  # every line is JSON
+        events.append(ev)
+        if kill_when is not None and kill_when(ev):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.stderr.close()
+    return proc.wait(), events
+
+
+def _read(path: Path) -> np.ndarray:
+    im = pyvips.Image.new_from_file(str(path))
+    return np.ndarray(buffer=im.write_to_memory(), dtype=np.uint8, shape=(im.height, im.width, im.bands))
+
+
+def _tiles(events, kind) -> set:
+    return {(e["level"], e["pass_index"], e["tile"]) for e in events if e["event"] == kind}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted render with snapshots, and its events."""
+    folder = tmp_path_factory.mktemp("reference")
+    out = folder / "ref.png"
+    code, events = _run(_cmd(out, "--snapshots", str(folder / "snaps"), "--snapshot-every", "2"))
+    assert code == 0, events[-1]
+    return out, events, folder
+
+
+def test_json_progress_and_snapshots(reference):
+    out, events, folder = reference
+    kinds = [e["event"] for e in events]
+    assert kinds[-1] == "done" and kinds[0] != "done"
+    for k in ("plan", "level_start", "tile_start", "tile_end", "iteration", "snapshot", "write"):
+        assert k in kinds, k
+    assert all("elapsed_s" in e and "eta_s" in e for e in events)
+    assert events[-1]["output"] == str(out)
+    snaps = sorted((folder / "snaps").iterdir())
+    levels = {e["level"] for e in events if e["event"] == "level_start"}
+    for level in levels:  # at least one per level, each a valid image no larger than asked
+        mine = [p for p in snaps if f"-L{level:02d}-" in p.name]
+        assert mine, level
+        for p in mine:
+            im = pyvips.Image.new_from_file(str(p))
+            assert max(im.width, im.height) <= 1024 and im.avg() > 0
+    # named so they sort in the order they were written
+    written = [Path(e["path"]).name for e in events if e["event"] == "snapshot"]
+    assert written == sorted(written) == [p.name for p in snaps]
+    # the work folder is gone after success
+    assert not (out.parent / f".{out.stem}.hires-work").exists()
+
+
+@pytest.mark.parametrize("point", ["base level", "tiled level", "final write"])
+def test_sigkill_then_rerun_equals_uninterrupted(reference, tmp_path, point):
+    ref_out, _, _ = reference
+    out = tmp_path / "out.png"
+    when = {
+        # level 0 has two tiles: killed in the second one's optimisation
+        "base level": lambda e: e["event"] == "iteration" and e["level"] == 0 and e["tile"] == 2,
+        "tiled level": lambda e: e["event"] == "tile_end" and e["level"] == 1 and e["tile"] == 3,
+        "final write": lambda e: e["event"] == "write",
+    }[point]
+    code, first = _run(_cmd(out), kill_when=when)
+    assert code == -signal.SIGKILL
+    work = tmp_path / ".out.hires-work"
+    assert work.is_dir()  # the checkpoints survive the kill
+    code, second = _run(_cmd(out))
+    assert code == 0 and second[-1]["event"] == "done"
+    diff = np.abs(_read(out).astype(int) - _read(ref_out).astype(int)).max()
+    assert diff <= 1, f"resumed render differs from the uninterrupted one by {diff}/255"
+    finished = _tiles(first, "tile_end")
+    assert finished and not finished & _tiles(second, "tile_start"), "a finished tile was refined again"
+    if point != "final write":
+        restored = [e for e in second if e["event"] == "tiles_restored"]
+        assert restored and restored[0]["tiles"][0] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no partial output, no work folder
+
+
+def test_changed_settings_start_fresh_and_fresh_flag(tmp_path):
+    out = tmp_path / "out.png"
+    code, first = _run(_cmd(out), kill_when=lambda e: e["event"] == "tile_end" and e["level"] == 1)
+    assert code == -signal.SIGKILL
+    code, second = _run(_cmd(out, "--seed", "7"))  # another render: its state is not resumed
+    assert code == 0
+    assert not [e for e in second if e["event"] == "tiles_restored"]
+    assert any(e["event"] == "note" and "starting fresh" in e["text"] for e in second)
+    code, first = _run(_cmd(out), kill_when=lambda e: e["event"] == "tile_end" and e["level"] == 1)
+    code, third = _run(_cmd(out, "--fresh", "--keep-work"))
+    assert code == 0 and not [e for e in third if e["event"] == "tiles_restored"]
+    assert (tmp_path / ".out.hires-work").is_dir()  # --keep-work
+
+
+def test_work_folder_lock(tmp_path):
+    work = WorkFolder.open(tmp_path / "w.hires-work")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (work.path / "lock").write_text(f"{other.pid}\n")
+        with pytest.raises(OutputError, match=f"pid {other.pid}"):
+            work.lock()
+    finally:
+        other.kill()
+        other.wait()
+    work.lock()  # the owner is gone: its lock is taken over
+    assert (work.path / "lock").read_text().strip() == str(os.getpid())
+    work.unlock()
+    assert not (work.path / "lock").exists()
+
+
+def test_json_progress_reports_an_error_as_json(tmp_path):
+    code, events = _run(_cmd(tmp_path / "out.png", "--bit-depth", "16", "-o", str(tmp_path / "out.jpg")))
+    assert code != 0 and events[-1]["event"] == "error" and "8 bits" in events[-1]["message"]
+    assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- batch
+
+def _batch_file(folder: Path) -> Path:
+    content = data("contents/chelsea.png", "chelsea.png")
+    style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
+    (folder / "in").mkdir()
+    (folder / "in" / "photo.png").write_bytes(content.read_bytes())
+    text = f"""
+[defaults]
+style = ["{style}:1.0"]
+method = "fast"
+fast_size = 128
+size = "160x120"
+
+[[job]]
+name = "first"
+content = "in/photo.png"
+output = "out/first.png"
+
+[[job]]
+name = "broken"
+content = "in/missing.png"
+output = "out/broken.png"
+
+[[job]]
+name = "third"
+content = "in/photo.png"
+output = "out/third.jpg"
+strength = 0.5
+"""
+    (folder / "out").mkdir()
+    path = folder / "jobs.toml"
+    path.write_text(text)
+    return path
+
+
+def test_batch_runs_the_rest_reports_and_skips_on_rerun(tmp_path):
+    jobs = _batch_file(tmp_path)
+    report = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "hires.cli", "batch", str(jobs), "--report", str(report), "--quiet"]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.returncode == 1
+    assert "broken" in first.stderr and "missing.png" in first.stderr
+    r = json.loads(report.read_text())
+    by_name = {j["name"]: j for j in r["jobs"]}
+    assert [j["name"] for j in r["jobs"]] == ["first", "broken", "third"]
+    assert (r["done"], r["failed"], r["skipped"]) == (2, 1, 0)
+    for name, ext in (("first", "png"), ("third", "jpg")):
+        j = by_name[name]
+        assert j["status"] == "done" and j["peak_rss_bytes"] > 0 and j["wall_s"] > 0
+        assert j["output"] == str(tmp_path / "out" / f"{name}.{ext}")
+        im = pyvips.Image.new_from_file(j["output"])
+        assert (im.width, im.height) == (160, 120)
+    assert by_name["broken"]["status"] == "failed" and not (tmp_path / "out" / "broken.png").exists()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
+    second = subprocess.run(cmd, capture_output=True, text=True)
+    assert second.returncode == 1
+    r2 = json.loads(report.read_text())
+    assert [j["status"] for j in r2["jobs"]] == ["skipped", "failed", "skipped"]
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == mtimes
+
+
+def test_batch_changed_job_is_not_skipped_and_never_overwrites(tmp_path):
+    jobs = _batch_file(tmp_path)
+    cmd = [sys.executable, "-m", "hires.cli", "batch", str(jobs), "--quiet"]
+    subprocess.run(cmd, capture_output=True, text=True)
+    jobs.write_text(jobs.read_text().replace("strength = 0.5", "strength = 0.25"))
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert "third" in res.stderr and "exists" in res.stderr  # changed: not skipped, and not replaced
+
+
+# ---------------------------------------------------------------- sizes, presets, TIFF
+
+def test_print_size_pixels_and_physical_size_in_the_tiff(tmp_path):
+    assert parse_size("30x40cm") == (3543, 4724)   # 30 cm at 300 dpi = 3543.3 px, rounded to nearest
+    assert parse_size("12x16in", dpi=300) == (3600, 4800)
+    assert parse_size("210x297mm", dpi=150) == (1240, 1754)
+    out = tmp_path / "print.tif"
+    content = data("contents/chelsea.png", "chelsea.png")
+    style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
+    res = subprocess.run([sys.executable, "-m", "hires.cli", "render", str(content), "-s", str(style),
+                          "--print-size", "30x40cm", "--method", "fast", "--fast-size", "128", "--quiet",
+                          "-o", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    im = pyvips.Image.new_from_file(str(out))
+    assert (im.width, im.height) == (3543, 4724)
+    half_px_mm = 25.4 / 300 / 2
+    assert abs(im.width / im.xres - 300.0) <= half_px_mm and abs(im.height / im.yres - 400.0) <= half_px_mm
+    assert im.get("resolution-unit") == "in"
+
+
+def test_every_preset_plans(tmp_path):
+    from hires.cli import main
+    content = data("contents/chelsea.png", "chelsea.png")
+    style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
+    names = presets()
+    assert {"print-6000x4500", "print-a3-300dpi", "display-533x400", "texture-8k-seamless"} <= set(names)
+    for name, table in names.items():
+        kind = "texture" if name.startswith("texture") else "render"
+        args = ["plan", kind, str(content if kind == "render" else style), "--preset", name, "--no-calibrate",
+                "--json"]
+        if kind == "render":
+            args += ["-s", str(style)]
+        assert main(args) == 0, name
+
+
+def test_presets_command_lists_them(capsys):
+    from hires.cli import main
+    assert main(["presets"]) == 0
+    text = capsys.readouterr().out
+    assert "print-a3-300dpi [4961x3508]" in text and "texture-8k-seamless" in text
+
+
+def test_pyramid_tiff(tmp_path):
+    from hires.io import save_image
+    img = np.random.default_rng(0).random((600, 800, 3), dtype=np.float32)
+    save_image(img, tmp_path / "p.tif", pyramid=True)
+    save_image(img, tmp_path / "flat.tif")
+    assert pyvips.Image.new_from_file(str(tmp_path / "p.tif")).get("n-pages") >= 3
+    assert pyvips.Image.new_from_file(str(tmp_path / "flat.tif")).get("n-pages") == 1
+    from hires.errors import OptionError
+    with pytest.raises(OptionError, match="pyramid"):
+        save_image(img, tmp_path / "p.png", pyramid=True)
