@@ -2,6 +2,7 @@
 
     python benchmarks/gallery.py [NAME ...]   # writes benchmarks/results/gallery/*.png
     python benchmarks/gallery.py compare      # the three ways to render, side by side
+    python benchmarks/gallery.py builtin      # the 26 built-in styles on one photo, numbered
 
 ``compare`` renders three content/style pairs at 1024 px three ways, with the demo schedule and the
 weight-free random network: optimisation from the photo (init content, hires before the bundled
@@ -59,9 +60,31 @@ def compare() -> None:
     write_json("gallery_compare.json", times)
 
 
+def builtin() -> None:
+    """A contact sheet of the 26-style network's styles (--builtin-style N) on the forest photo."""
+    import pyvips
+    OUT.mkdir(parents=True, exist_ok=True)
+    photo = data("contents/forest_path_2560x1600.jpg", "chelsea.png")
+    tiles = []
+    t = time.perf_counter()
+    for k in range(26):
+        single = RESULTS / "tmp" / f"builtin_{k}.png"
+        single.parent.mkdir(parents=True, exist_ok=True)
+        hires.render(photo, None, single, size=(384, 240), method="fast", builtin_style=str(k), overwrite=True)
+        label = pyvips.Image.text(f"<b>{k}</b>", dpi=110).gravity("centre", 384, 28, background=[0])
+        tile = pyvips.Image.new_from_file(str(single)).extract_band(0, n=3)
+        text = (label == 0).ifthenelse([255, 255, 255], [0, 0, 0])
+        tiles.append(tile.join(text.cast("uchar").copy(interpretation="srgb"), "vertical"))
+    sheet = pyvips.Image.arrayjoin(tiles, across=6, shim=8, background=[255, 255, 255])
+    sheet.jpegsave(str(OUT / "builtin_styles.jpg"), Q=88)
+    write_json("gallery_builtin.json", {"styles": 26, "size": "384x240", "wall_s": round(time.perf_counter() - t, 1)})
+
+
 def main() -> None:
     if sys.argv[1:] == ["compare"]:
         return compare()
+    if sys.argv[1:] == ["builtin"]:
+        return builtin()
     OUT.mkdir(parents=True, exist_ok=True)
     times = {}
     jobs = [

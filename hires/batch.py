@@ -24,7 +24,7 @@ from pathlib import Path
 
 from hires.config import Settings, load_preset, parse_style, preset_table, settings_from_mapping
 from hires.errors import HiresError, OptionError
-from hires.pipeline import RUN_FIELDS, RunOptions
+from hires.pipeline import RUN_FIELDS, RunOptions, builtin_only
 
 PATH_KEYS = ("content", "output", "snapshots", "work_dir", "weights")
 
@@ -92,7 +92,9 @@ def load_jobs(path) -> list[BatchJob | Outcome]:
     out = []
     for i, raw in enumerate(jobs, 1):
         try:
-            out.append(_job(path, i, {**defaults, **raw}))
+            # a job's own kind decides which defaults apply: a texture takes no style or content
+            drop = {"content", "style"} if "example" in raw else {"example"} if "content" in raw else set()
+            out.append(_job(path, i, {**{k: v for k, v in defaults.items() if k not in drop}, **raw}))
         except HiresError as e:
             out.append(Outcome(str(raw.get("name", f"job {i}")), "failed", None, error=str(e)))
     return out
@@ -117,9 +119,10 @@ def _job(source: Path, index: int, raw: dict) -> BatchJob:
         content = None
         size = size or "512x512"
     else:
-        if "style" not in values:
-            raise OptionError(f"{where}: a render needs 'style'")
-        styles = _style_list(base, values.pop("style"), "style", where)
+        builtin = values.get("method") == "fast" and values.get("builtin_style") is not None
+        if "style" not in values and not builtin:
+            raise OptionError(f"{where}: a render needs 'style' (or method = \"fast\" with builtin_style)")
+        styles = _style_list(base, values.pop("style"), "style", where) if "style" in values else []
         content = _resolve(base, values.pop("content"))
     for key in PATH_KEYS[2:]:
         if values.get(key) is not None:
@@ -168,8 +171,9 @@ def _write_record(source: Path, output: Path, fingerprint: str) -> None:
 
 def fingerprint(job: BatchJob) -> str:
     """Inputs (path, size, time), size and settings: what decides the output."""
-    from hires.pipeline import make_job, _work_key
-    j = make_job(job.content, job.styles, None, job.size, job.texture, dpi=job.settings.dpi)
+    from hires.pipeline import _work_key, make_job
+    j = make_job(job.content, job.styles, None, job.size, job.texture, dpi=job.settings.dpi,
+                 styles_optional=builtin_only(job.settings))
     return _work_key(j, job.settings, job.settings.network)
 
 
@@ -190,7 +194,8 @@ def _child(job: BatchJob, progress_kind: str, conn) -> None:
     from rich.console import Console
     t0 = time.perf_counter()
     try:
-        j = make_job(job.content, job.styles, job.output, job.size, job.texture, job.overwrite, job.settings.dpi)
+        j = make_job(job.content, job.styles, job.output, job.size, job.texture, job.overwrite, job.settings.dpi,
+                     builtin_only(job.settings))
         with make_progress(progress_kind, Console(stderr=True)) as progress:
             result = run(j, job.settings, progress, job.options)
         msg = {"status": "done", "output": str(result.output), "error": None}

@@ -52,7 +52,8 @@ def settings_from_args(args) -> Settings:
     return settings_from_mapping(given, base, source=None, label=lambda name: f"--{flag(name)}")
 
 
-SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color", "method", "strength", "fast_size"}
+SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color", "method", "strength", "fast_size",
+                "builtin_style"}
 SKIP_RENDER = {"seamless"}
 
 
@@ -70,7 +71,7 @@ def build_parser() -> Parser:
 
     def render_args(q):
         q.add_argument("content", help="the photo to stylise")
-        q.add_argument("--style", "-s", action="append", required=True, metavar="IMAGE[:WEIGHT]",
+        q.add_argument("--style", "-s", action="append", metavar="IMAGE[:WEIGHT]",
                        help="style image, repeatable with weights: --style a.jpg:0.7 --style b.jpg:0.3")
         sizes(q, "the preset's, else the content's size")
         add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_RENDER)
@@ -246,7 +247,7 @@ def run_options(args):
 
 
 def cmd_render(args, console, progress) -> int:
-    from hires.pipeline import make_job, run
+    from hires.pipeline import builtin_only, make_job, run
     settings = settings_from_args(args)
     texture = args.command == "texture"
     size = job_size(args, texture)
@@ -256,7 +257,7 @@ def cmd_render(args, console, progress) -> int:
                        size, texture=True, overwrite=args.overwrite, dpi=settings.dpi)
     else:
         job = make_job(args.content, args.style, args.output or _default_output(args.content), size,
-                       texture=False, overwrite=args.overwrite, dpi=settings.dpi)
+                       texture=False, overwrite=args.overwrite, dpi=settings.dpi, styles_optional=builtin_only(settings))
     with progress:
         result = run(job, settings, progress, run_options(args))
     if progress_kind(args) == "rich":
@@ -302,13 +303,14 @@ def cmd_presets(args, console) -> int:
 
 
 def cmd_plan(args, console) -> int:
-    from hires.pipeline import make_job, plan_job
+    from hires.pipeline import builtin_only, make_job, plan_job
     from hires.plan import describe
     settings = settings_from_args(args)
     if args.kind == "texture":
         job = make_job(None, args.example, None, job_size(args, True), texture=True, dpi=settings.dpi)
     else:
-        job = make_job(args.content, args.style, None, job_size(args, False), texture=False, dpi=settings.dpi)
+        job = make_job(args.content, args.style, None, job_size(args, False), texture=False, dpi=settings.dpi,
+                       styles_optional=builtin_only(settings))
     if settings.method == "fast" and args.kind == "render":
         from hires.pipeline import fast_plan
         plan = fast_plan(job, settings)
@@ -374,7 +376,7 @@ def main(argv=None) -> int:
             sys.stderr.write(f"hires: error: {e}\n")
         return e.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write("hires: interrupted; run the same command again to resume from the last level\n")
+        sys.stderr.write("hires: interrupted; run the same command again to resume from the last finished tile\n")
         return 130
     except OSError as e:  # a disk that filled up, a file that vanished: still one line, no traceback
         if debug:

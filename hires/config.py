@@ -46,6 +46,9 @@ class Settings:
     strength: float = _opt(1.0, "fast network: 0 keeps the content's own style, 1 takes the painting's")
     fast_size: int = _opt(1024, "fast network: long side in px it runs at (its strokes have a fixed size in "
                                 "px); 0 = the output size")
+    builtin_style: str | None = _opt(
+        None, "fast network: one of the 26 built-in styles of the multi-style network (0-25) or a blend "
+              "such as 3:0.7,19:0.3, instead of the style images (all 26 on one photo: benchmarks/results/gallery/builtin_styles.jpg)")
     init: str = _opt("auto", "start image for render: auto (= fast), fast (the feed-forward network's "
                              "stylisation), content or noise", choices=("auto", "fast", "content", "noise"))
     preserve_color: str = _opt(
@@ -193,6 +196,11 @@ def preset_path(name: str) -> Path:
 
 # ---------------------------------------------------------------- one coercion path
 
+def _builtin_mix(spec):
+    from hires.fast import builtin_mix
+    return builtin_mix(spec)
+
+
 def _layer_names():
     from hires.nets import LAYER_NAMES
     return LAYER_NAMES
@@ -209,6 +217,7 @@ LIMITS = {
     "mean_weight": (lambda v: v >= 0, "zero or positive"),
     "style_scale": (lambda v: v > 0, "a positive number, e.g. 1.0"),
     "strength": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    "builtin_style": (lambda v: bool(_builtin_mix(v)), "a style 0-25 or a blend such as 3:0.7,19:0.3"),
     "fast_size": (lambda v: v == 0 or v >= 64, "64 or more, or 0 for the output size"),
     "style_layers": (lambda v: len(v) > 0 and all(n in _layer_names() for n in v),
                      "VGG19 layer names such as relu1_1,relu2_1,relu3_1"),

@@ -17,16 +17,20 @@ import torch
 
 from hires import io, magenta
 from hires.canvas import release, trim
+from hires.errors import OptionError
 from hires.stats import Stats
 from hires.tiles import ALIGN, Tile, grid, take
 
 log = logging.getLogger(__name__)
 
-MARGIN = -(-magenta.RECEPTIVE_RADIUS // ALIGN) * ALIGN   # 64 px of context
+MARGIN = -(-max(magenta.RECEPTIVE_RADIUS, magenta.MultiStyleTransformer.receptive_radius) // ALIGN) * ALIGN  # 64
 # peak bytes per region pixel of a transformer pass, allocator slack included: measured 330 for one
 # pass; 490 over a tiled 6000x4500 run with glibc's mmap threshold at 16 MiB (MMAP_THRESHOLD), 560 at
 # glibc's default (which was 10% faster) and 440 at 4 MiB (40% slower)
 BYTES_PER_PX = 500
+# the 26-style network keeps 32 channels at full resolution: 429 bytes per px against 301 for the
+# arbitrary one in the same one-pass measurement at 1024x1024, so 500 x 429 / 301
+BUILTIN_BYTES_PER_PX = 720
 MMAP_THRESHOLD = 16 << 20
 FIXED_BYTES = 400 << 20     # interpreter, torch, numba, libvips and the two networks (measured ~340 MiB)
 
@@ -58,6 +62,49 @@ def style_bottleneck(styles, content=None, strength: float = 1.0, recolour=None,
     return mixed
 
 
+def builtin_mix(spec: str) -> dict[int, float]:
+    """'19' or '3:0.7,19:0.3' -> {index: weight} (the OptionError names --builtin-style)."""
+    mix: dict[int, float] = {}
+    for part in str(spec).split(","):
+        idx, _, weight = part.strip().partition(":")
+        try:
+            k, w = int(idx), float(weight) if weight else 1.0
+        except ValueError:
+            k, w = -1, 0.0
+        if not 0 <= k < magenta.N_BUILTIN or w <= 0:
+            raise OptionError(f"--builtin-style: {spec!r} is not a style 0-{magenta.N_BUILTIN - 1} or a blend "
+                              "such as 3:0.7,19:0.3")
+        mix[k] = mix.get(k, 0.0) + w
+    return mix
+
+
+class Stylist:
+    """The feed-forward network and style code of a render: the arbitrary network with the style
+    images' bottleneck, or the 26-style network with a built-in style's weights."""
+
+    def __init__(self, styles, content, settings, recolour=None, device="cpu"):
+        self.builtin = settings.builtin_style is not None
+        self.device = device
+        if self.builtin:
+            if settings.strength < 1.0:
+                raise OptionError("--strength: the built-in styles have no style code of the photo to move "
+                                  "toward; leave --strength at 1 with --builtin-style")
+            self.network = magenta.multistyle()
+            self.code = magenta.builtin_weights(builtin_mix(settings.builtin_style))
+            self.name = f"magenta 26-style network, style {settings.builtin_style}"
+        else:
+            self.network = magenta.networks()[1]
+            self.code = style_bottleneck(styles, content, settings.strength, recolour, device)
+            self.name = "magenta (the bundled feed-forward network)"
+
+    @property
+    def bytes_per_px(self) -> int:
+        return bytes_per_px(self.builtin)
+
+    def runner(self) -> "TiledTransformer":
+        return TiledTransformer(self.code, self.device, self.network)
+
+
 def working_size(width: int, height: int, fast_size: int) -> tuple[int, int]:
     """The transformer's size: the output's, or its long side scaled to ``fast_size``, in multiples
     of 4 (the transformer downsamples twice)."""
@@ -65,12 +112,16 @@ def working_size(width: int, height: int, fast_size: int) -> tuple[int, int]:
     return max(16, round(width * scale / 4) * 4), max(16, round(height * scale / 4) * 4)
 
 
-def tile_for(budget: int, width: int, height: int, buffers_bytes: int) -> int:
+def bytes_per_px(builtin: bool) -> int:
+    return BUILTIN_BYTES_PER_PX if builtin else BYTES_PER_PX
+
+
+def tile_for(budget: int, width: int, height: int, buffers_bytes: int, per_px: int = BYTES_PER_PX) -> int:
     """The largest tile (a multiple of ALIGN) whose region fits what the budget leaves."""
     room = budget * 0.9 - FIXED_BYTES - buffers_bytes
-    side = int((max(room, 0) / BYTES_PER_PX) ** 0.5) - 2 * MARGIN
+    side = int((max(room, 0) / per_px) ** 0.5) - 2 * MARGIN
     side = side // ALIGN * ALIGN
-    if side >= max(width, height) or width * height * BYTES_PER_PX <= room:
+    if side >= max(width, height) or width * height * per_px <= room:
         return max(width, height)
     return max(side, 4 * ALIGN)
 
@@ -82,14 +133,15 @@ class FastReport:
 
 
 class TiledTransformer:
-    """The transformer over an image of any size, tile by tile, with exact whole-image CIN."""
+    """A CIN network (the arbitrary transformer, or the 26-style one with ``network``) over an
+    image of any size, tile by tile, with exact whole-image instance norm."""
 
-    def __init__(self, bottleneck: torch.Tensor, device="cpu"):
-        _, self.net = magenta.networks()
+    def __init__(self, code: torch.Tensor, device="cpu", network: magenta.CINNetwork | None = None):
+        self.net = network if network is not None else magenta.networks()[1]
         self.net.to(device)
         self.device = device
         with torch.no_grad():
-            self.params = self.net.style_params(bottleneck.to(device))
+            self.params = self.net.style_params(code.to(device))
 
     def __call__(self, content: np.ndarray, out: np.ndarray, tile: int) -> FastReport:
         """Stylise float32 (H, W, 3) ``content`` (H, W multiples of 4) into ``out`` (RAM or memmap)."""
@@ -118,7 +170,7 @@ class TiledTransformer:
 
     def _layer_stats(self, content, tiles: list[Tile], stats, k: int):
         """(mean, var) of CIN layer k's input over the whole image, from every tile's core."""
-        s = magenta.NORM_STRIDES[k]
+        s = self.net.norm_strides[k]
         acc = None
         for t in tiles:
             h = self._run(content, t, stats, stop=k)

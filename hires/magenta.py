@@ -111,17 +111,60 @@ class CIN(nn.Module):
         return self.gamma(b), self.beta(b)
 
     def forward(self, x, params, stats=None):
-        gamma, beta = params
-        if stats is None:
-            mean = x.mean(dim=(2, 3), keepdim=True)
-            var = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True)
-        else:
-            mean, var = stats
-        scale = gamma * torch.rsqrt(var + CIN_EPS)
-        return x * scale + (beta - mean * scale)
+        return instance_norm(x, params, stats)
 
 
-class Transformer(nn.Module):
+def instance_norm(x, params, stats=None):
+    """(x - mean) / sqrt(var + eps) * gamma + beta; ``stats`` = (mean, var) over the whole image
+    replaces the statistics of ``x`` when ``x`` is one tile of it."""
+    gamma, beta = params
+    if stats is None:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        var = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True)
+    else:
+        mean, var = stats
+    scale = gamma * torch.rsqrt(var + CIN_EPS)
+    return x * scale + (beta - mean * scale)
+
+
+class CINNetwork(nn.Module):
+    """A feed-forward network whose instance norms take their (gamma, beta) from a style code and
+    can take their statistics from outside (hires.fast runs it tile by tile).  Subclasses give
+    ``norms()``, ``style_params(code)``, ``_body(x, norm)``, ``norm_strides`` (input px per
+    position of each norm's map) and ``receptive_radius`` (how far an output pixel sees)."""
+
+    norm_strides: list[int]
+    receptive_radius: int
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor | None = None, params=None, stats=None,
+                stop: int | None = None) -> torch.Tensor:
+        """The stylised image of ``x``, or with ``stop=k`` the input of norm layer k (before it
+        normalises).  ``stats[k]`` = (mean, var) of norm layer k over the whole image replaces the
+        tile's own statistics: the tiled runner (hires.fast) gathers them pass by pass."""
+        params = params if params is not None else self.style_params(code)
+        stats = stats if stats is not None else [None] * len(params)
+        norms = self.norms()
+        k = 0
+
+        def norm(h):
+            nonlocal k
+            if stop == k:
+                raise _Stop(h)
+            out = norms[k](h, params[k], stats[k])
+            k += 1
+            return out
+
+        try:
+            return self._body(x, norm)
+        except _Stop as s:
+            return s.value
+
+
+def _reflect(h, pad: int):
+    return F.pad(h, (pad,) * 4, mode="reflect")
+
+
+class Transformer(CINNetwork):
     """Content (1, 3, H, W) in [0, 1], H and W multiples of 4, and a bottleneck -> stylised image.
 
     contract: reflect-pad 4 + 9x9 conv 3->8 + ReLU, then two reflect-pad 1 + 3x3 stride-2 convs
@@ -153,28 +196,6 @@ class Transformer(nn.Module):
         """(gamma, beta) of every CIN layer, in order, for a (1, 100) bottleneck."""
         return [n.params(bottleneck) for n in self.norms()]
 
-    def forward(self, x: torch.Tensor, bottleneck: torch.Tensor | None = None, params=None, stats=None,
-                stop: int | None = None) -> torch.Tensor:
-        """The stylised image of ``x``, or with ``stop=k`` the input of CIN layer k (before it
-        normalises).  ``stats[k]`` = (mean, var) of CIN layer k over the whole image replaces the
-        tile's own statistics: the tiled runner (hires.fast) gathers them pass by pass."""
-        params = params if params is not None else self.style_params(bottleneck)
-        stats = stats if stats is not None else [None] * len(params)
-        k = 0
-
-        def norm(h):
-            nonlocal k
-            if stop == k:
-                raise _Stop(h)
-            out = self.norms()[k](h, params[k], stats[k])
-            k += 1
-            return out
-
-        try:
-            return self._body(x, norm)
-        except _Stop as s:
-            return s.value
-
     def _body(self, x, norm):
         h = x
         for conv, pad in zip(self.contract, (4, 1, 1)):
@@ -193,6 +214,88 @@ class Transformer(nn.Module):
 NORM_STRIDES = [4] * (2 * RESIDUAL_BLOCKS) + [2, 1, 1]
 # how far an output pixel sees: 4 + 1 + 2 (contract), 10 x 4 (residual), 2 + 1 + 4 (expand)
 RECEPTIVE_RADIUS = 54
+Transformer.norm_strides, Transformer.receptive_radius = NORM_STRIDES, RECEPTIVE_RADIUS
+
+# ---------------------------------------------------------------- the 26-style network
+
+N_BUILTIN = 26
+MULTI_RESIDUAL_BLOCKS = 6
+
+
+class TableCIN(nn.Module):
+    """Conditional instance norm with a (gamma, beta) row per built-in style: a style code is a
+    (1, 26) weight vector and the parameters are its weighted sum of rows (Dumoulin et al.)."""
+
+    def __init__(self, arrays, key: str):
+        super().__init__()
+        self.register_buffer("gamma", torch.from_numpy(arrays[f"{key}.norm.gamma"]))
+        self.register_buffer("beta", torch.from_numpy(arrays[f"{key}.norm.beta"]))
+
+    def params(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (weights @ self.gamma)[:, :, None, None], (weights @ self.beta)[:, :, None, None]
+
+    def forward(self, x, params, stats=None):
+        return instance_norm(x, params, stats)
+
+
+def _plain_conv(arrays, key: str, stride: int = 1) -> nn.Conv2d:
+    w = torch.from_numpy(arrays[f"{key}.w"])
+    conv = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2:], stride=stride, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(w)
+    return conv
+
+
+class MultiStyleTransformer(CINNetwork):
+    """The 26-style network (Dumoulin et al. 2017, "A learned representation for artistic style";
+    the TensorFlow Android stylize demo's model): content (1, 3, H, W) in [0, 1], H and W multiples
+    of 4, and a (1, 26) style weight vector -> stylised image.  Every convolution (reflect padded,
+    no bias) is followed by a conditional instance norm: contract 9x9 3->32, 3x3/2 32->32, 3x3/2
+    32->32 (+ ReLU); six residual blocks at 32 channels; expand: two (nearest x2, 3x3 conv, norm,
+    ReLU) 32->8->4, then 9x9 4->3, norm, sigmoid."""
+
+    norm_strides = [1, 2, 4] + [4] * (2 * MULTI_RESIDUAL_BLOCKS) + [2, 1, 1]
+    receptive_radius = 4 + 1 + 2 + 2 * MULTI_RESIDUAL_BLOCKS * 4 + 2 + 1 + 4   # 62
+
+    def __init__(self, arrays):
+        super().__init__()
+        m = "multistyle26"
+        keys = [f"{m}/contract.{i}" for i in range(3)]
+        keys += [f"{m}/res.{r}.{c}" for r in range(MULTI_RESIDUAL_BLOCKS) for c in (0, 1)]
+        keys += [f"{m}/expand.{i}" for i in range(3)]
+        strides = [1, 2, 2] + [1] * (len(keys) - 3)
+        self.convs = nn.ModuleList([_plain_conv(arrays, k, s) for k, s in zip(keys, strides)])
+        self.cins = nn.ModuleList([TableCIN(arrays, k) for k in keys])
+        self.requires_grad_(False)
+        self.eval()
+
+    def norms(self) -> list[TableCIN]:
+        return list(self.cins)
+
+    def style_params(self, weights: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [n.params(weights) for n in self.cins]
+
+    def _body(self, x, norm):
+        c = self.convs
+        h = x
+        for i, pad in enumerate((4, 1, 1)):
+            h = F.relu(norm(c[i](_reflect(h, pad))))
+        for r in range(MULTI_RESIDUAL_BLOCKS):
+            y = F.relu(norm(c[3 + 2 * r](_reflect(h, 1))))
+            h = h + norm(c[4 + 2 * r](_reflect(y, 1)))
+        for i in (15, 16):
+            h = F.interpolate(h, scale_factor=2, mode="nearest")
+            h = F.relu(norm(c[i](_reflect(h, 1))))
+        return torch.sigmoid(norm(c[17](_reflect(h, 4))))
+
+
+def builtin_weights(mix: dict[int, float]) -> torch.Tensor:
+    """The (1, 26) style code of built-in styles ``{index: weight}``, weights summing to one."""
+    total = sum(mix.values())
+    v = torch.zeros(1, N_BUILTIN)
+    for k, w in mix.items():
+        v[0, k] = w / total
+    return v
 
 
 class _Stop(Exception):
@@ -204,3 +307,8 @@ class _Stop(Exception):
 def networks() -> tuple[StylePredictor, Transformer]:
     arrays = load_arrays()
     return StylePredictor(arrays), Transformer(arrays)
+
+
+@lru_cache(maxsize=1)
+def multistyle() -> MultiStyleTransformer:
+    return MultiStyleTransformer(load_arrays())

