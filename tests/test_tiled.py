@@ -192,3 +192,30 @@ def test_disk_backed_release_keeps_data(tmp_path):
     a[:] = 0.25
     release(a)
     assert float(a.mean()) == 0.25
+
+
+def test_seamless_example_statistics_equal_the_whole_example(texture_path, monkeypatch):
+    """Issue 10.1: in seamless mode the output wraps but the example does not; an example read
+    in several statistics tiles must give the statistics of the whole example (edge tiles reflect
+    like the whole image does, never wrap)."""
+    from hires import pipeline
+    settings = Settings(**SCHEDULE, seamless=True)
+    job = make_job(None, texture_path, None, "512x512", True)
+    lp = plan_job(job, settings).levels[-1]
+    engine = Engine(settings)
+    monkeypatch.setattr(pipeline, "STATS_TILE", 10**6)   # one tile: the whole example
+    whole = level_targets(engine, job, settings, lp, Buffers(None, False))
+    monkeypatch.setattr(pipeline, "STATS_TILE", 96)
+    seen = []
+    real_pass = Engine.stats_pass
+
+    def stats_pass(self, image, layers, deepest, tiles, counters=None):
+        seen.append((len(tiles), {padding(t, image.shape[1], image.shape[0]) for t in tiles}))
+        return real_pass(self, image, layers, deepest, tiles, counters)
+    monkeypatch.setattr(Engine, "stats_pass", stats_pass)
+    monkeypatch.setattr(lp, "tile", 96)
+    tiled = level_targets(engine, job, settings, lp, Buffers(None, False))
+    assert seen[0][0] > 4 and "reflect" in seen[0][1] and "circular" not in seen[0][1]
+    for name in whole:
+        g0, g1 = whole[name].gram.numpy(), tiled[name].gram.numpy()
+        np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-4 * np.abs(g0).max())
