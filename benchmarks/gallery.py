@@ -3,6 +3,7 @@
     python benchmarks/gallery.py [NAME ...]   # writes benchmarks/results/gallery/*.png
     python benchmarks/gallery.py compare      # the three ways to render, side by side
     python benchmarks/gallery.py builtin      # the 26 built-in styles on one photo, numbered
+    python benchmarks/gallery.py print_crops  # the same full-resolution crops of three 6000x4500 renders
 
 ``compare`` renders three content/style pairs at 1024 px three ways, with the demo schedule and the
 weight-free random network: optimisation from the photo (init content, hires before the bundled
@@ -80,9 +81,36 @@ def builtin() -> None:
     write_json("gallery_builtin.json", {"styles": 26, "size": "384x240", "wall_s": round(time.perf_counter() - t, 1)})
 
 
+# full-resolution windows of the 6000x4500 forest renders: a corner of the finest level's tiles, the
+# sunlit path, and tree trunks against the light
+WINDOWS = [(560, 560), (1300, 3400), (3000, 700)]
+
+
+def print_crops() -> None:
+    """The same 512 px windows of three 6000x4500 renders of the forest with The Starry Night, side by
+    side: the fast network alone (resampled from 1024 px), the default (fast start refined above 1024
+    px: print_scale.py), and optimisation from the photo (print_scale.py --set 'init="content"'
+    --name print_6000x4500_from_photo).  The two optimised renders must exist already."""
+    import pyvips
+    fast_tif = RESULTS / "tmp" / "print_fast_6000x4500.tif"
+    fast_tif.parent.mkdir(parents=True, exist_ok=True)
+    hires.render(data("contents/forest_path_2560x1600.jpg", "chelsea.png"),
+                 data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg"), fast_tif,
+                 size="6000x4500", method="fast", memory="1GiB", overwrite=True)
+    sources = [fast_tif, RESULTS / "print_6000x4500.tif", RESULTS / "print_6000x4500_from_photo.tif"]
+    images = [pyvips.Image.new_from_file(str(p)) for p in sources]
+    images = [im if im.format == "uchar" else (im / 257).cast("uchar") for im in images]
+    for i, (x, y) in enumerate(WINDOWS):
+        row = [im.crop(x, y, 512, 512) for im in images]
+        strip = pyvips.Image.arrayjoin(row, across=3, shim=16, background=[255, 255, 255])
+        strip.jpegsave(str(OUT / f"print_crops_{i}_at_{x}x{y}.jpg"), Q=92)
+
+
 def main() -> None:
     if sys.argv[1:] == ["compare"]:
         return compare()
+    if sys.argv[1:] == ["print_crops"]:
+        return print_crops()
     if sys.argv[1:] == ["builtin"]:
         return builtin()
     OUT.mkdir(parents=True, exist_ok=True)
