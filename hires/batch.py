@@ -101,7 +101,7 @@ def load_jobs(path) -> list[BatchJob | Outcome]:
 
 
 def _job(source: Path, index: int, raw: dict) -> BatchJob:
-    base = source.parent
+    base = source.resolve().parent
     name = str(raw.get("name", f"job {index}"))
     where = f"{source}: {name}"
     values = dict(raw)
