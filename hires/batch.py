@@ -16,12 +16,12 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import resource
 import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hires.canvas import peak_rss_bytes
 from hires.config import Settings, load_preset, parse_style, preset_table, settings_from_mapping
 from hires.errors import HiresError, OptionError
 from hires.pipeline import RUN_FIELDS, RunOptions, builtin_only
@@ -204,7 +204,7 @@ def _child(job: BatchJob, progress_kind: str, conn) -> None:
     except Exception as e:  # a bug: still one line in the report, the batch goes on
         msg = {"status": "failed", "output": None, "error": f"{type(e).__name__}: {e}"}
     msg["wall_s"] = time.perf_counter() - t0
-    msg["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    msg["peak_rss_bytes"] = peak_rss_bytes()
     conn.send(msg)
     conn.close()
 

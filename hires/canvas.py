@@ -89,6 +89,22 @@ def release(*arrays: np.ndarray) -> None:
             m.madvise(mmap.MADV_DONTNEED)
 
 
+def peak_rss_bytes() -> int:
+    """This process's own peak resident memory: VmHWM of /proc/self/status (the high-water mark of
+    its address space since exec).  getrusage's ru_maxrss is not that on Linux: it keeps, across
+    exec, the peak of the process that spawned it, so a child of a large process reports the
+    parent's size."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 # ---------------------------------------------------------------- the C heap
 
 def _libc():

@@ -74,11 +74,12 @@ def test_planner_fits_budget_with_smaller_tiles_and_refuses_impossible():
 
 
 PEAK_SCRIPT = """
-import json, resource, sys
+import json, sys
 import hires
 res = hires.render(sys.argv[1], sys.argv[2], size="1024x768", memory="1GiB", base_size=256, iterations=(2, 1),
                    style_layers=("relu1_1", "relu2_1", "relu3_1"), content_layer="relu3_1", init="content")
-print(json.dumps({"plan": res.plan.peak_bytes, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+from hires.canvas import peak_rss_bytes
+print(json.dumps({"plan": res.plan.peak_bytes, "rss": peak_rss_bytes(),
                   "tiles": len(res.plan.levels[-1].tiles)}))
 """
 
