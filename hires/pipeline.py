@@ -155,6 +155,8 @@ def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) ->
     """Refuse, before any work, a level or style image whose deepest used layer would be smaller
     than 2x2 (the network's 3x3 convolutions cannot pad a 1 px map)."""
     what = "example" if job.texture else "--style"
+    if job.texture and settings.seamless:
+        check_seamless_size(job.width, job.height, settings)
     for lv in schedule(job.width, job.height, settings):
         stride = LAYER_STRIDE[lv.deepest]
         if min(lv.width, lv.height) < 2 * stride:
@@ -171,6 +173,34 @@ def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) ->
                     f"{what}: {str(path)!r} ({native[0]}x{native[1]} px) is {sw}x{sh} px at level {lv.index}, "
                     f"{sw // stride}x{sh // stride} at {lv.deepest}, and the network needs 2x2 there; "
                     f"use an image less thin or small, or raise --style-scale to {need:.3g}")
+
+
+def _tiles_seamlessly(width: int, height: int, settings: Settings, axis: int) -> bool:
+    """Every level's size along ``axis`` (0 width, 1 height) is a multiple of the stride of its
+    deepest layer, so the feature maps wrap exactly where the pixels do."""
+    return all((lv.width, lv.height)[axis] % LAYER_STRIDE[lv.deepest] == 0
+               for lv in schedule(width, height, settings))
+
+
+def check_seamless_size(width: int, height: int, settings: Settings) -> None:
+    """Refuse, with the nearest sizes that work, a seamless texture whose levels would not wrap
+    exactly (a level side not a multiple of its deepest layer's stride)."""
+    if _tiles_seamlessly(width, height, settings, 0) and _tiles_seamlessly(width, height, settings, 1):
+        return
+    near = []
+    for axis, n in ((0, width), (1, height)):
+        for d in range(0, n):
+            ok = [c for c in (n - d, n + d) if c > 0 and _tiles_seamlessly(
+                *((c, height) if axis == 0 else (width, c)), settings, axis)]
+            if ok:
+                near.append(ok[0])
+                break
+    bad = next(lv for lv in schedule(width, height, settings)
+               if lv.width % LAYER_STRIDE[lv.deepest] or lv.height % LAYER_STRIDE[lv.deepest])
+    raise OptionError(
+        f"--size: a seamless {width}x{height} texture is {bad.width}x{bad.height} px at level {bad.index}, not a "
+        f"multiple of {LAYER_STRIDE[bad.deepest]} (the stride of {bad.deepest}), so it cannot wrap exactly; "
+        f"use {near[0]}x{near[1]} (or a power of two such as 1024x1024)")
 
 
 def _style_size(job: Job, native: tuple[int, int], width: int, height: int, settings: Settings):

@@ -293,3 +293,20 @@ def test_pyramid_tiff(tmp_path):
     from hires.errors import OptionError
     with pytest.raises(OptionError, match="pyramid"):
         save_image(img, tmp_path / "p.png", pyramid=True)
+
+
+def test_seamless_size_that_cannot_wrap_is_one_line_with_a_size_that_can(tmp_path, capfd):
+    """Issue 10.4: a seamless size whose levels are not multiples of their deepest stride is refused
+    before any work, exit 2, naming a size that works (and that size plans)."""
+    import re
+
+    from hires.cli import main
+    example = data("textures/stone_bricks_ambientcg_bricks102.jpg", "stone_bricks_ambientcg_bricks102.jpg")
+    code = main(["texture", str(example), "--size", "1000x1000", "--seamless", "-o", str(tmp_path / "t.png")])
+    err = capfd.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot wrap" in err, err
+    assert not list(tmp_path.iterdir())
+    suggested = re.search(r"use (\d+x\d+)", err).group(1)
+    assert main(["plan", "texture", str(example), "--size", suggested, "--seamless", "--no-calibrate"]) == 0
+    # the same size without --seamless needs no wrap and is fine
+    assert main(["plan", "texture", str(example), "--size", "1000x1000", "--no-calibrate"]) == 0
