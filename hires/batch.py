@@ -17,12 +17,11 @@ import json
 import multiprocessing
 import os
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hires.canvas import peak_rss_bytes
-from hires.config import Settings, load_preset, parse_style, preset_table, settings_from_mapping
+from hires.config import Settings, load_preset, parse_style, preset_table, read_toml, settings_from_mapping
 from hires.errors import HiresError, OptionError
 from hires.pipeline import RUN_FIELDS, RunOptions, builtin_only
 
@@ -74,13 +73,7 @@ def load_jobs(path) -> list[BatchJob | Outcome]:
     """The jobs of one file, every key checked; a job with a mistake is a failed Outcome naming the
     file, the job and the key (the others still run).  A file that is not a job file raises."""
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            table = tomllib.load(fh)
-    except FileNotFoundError:
-        raise OptionError(f"batch: {str(path)!r} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise OptionError(f"batch: {str(path)!r} is not a readable TOML file: {e}") from None
+    table = read_toml(path, "batch")
     unknown = set(table) - {"defaults", "job"}
     if unknown:
         raise OptionError(f"batch: {str(path)!r}: unknown table(s) {', '.join(sorted(unknown))}; "

@@ -84,13 +84,17 @@ class WorkFolder:
     def remove(self) -> None:
         """Delete hires' own files, then the folder if nothing else is in it."""
         for p in self.path.iterdir():
-            if p.is_file() and (LEVEL_RE.match(p.name) or TILE_RE.match(p.name)
-                                or p.name in ("state.json", MARKER, LOCK) or p.name.endswith(".partial")):
+            if p.is_file() and (_is_checkpoint(p.name) or p.name in (MARKER, LOCK) or p.name.endswith(".partial")):
                 p.unlink(missing_ok=True)
         try:
             self.path.rmdir()
         except OSError:  # the user put something in it: leave it, with their files
             pass
+
+
+def _is_checkpoint(name: str) -> bool:
+    """A file of the resume state: a finished level, a finished tile, or the state record."""
+    return bool(LEVEL_RE.match(name) or TILE_RE.match(name)) or name == "state.json"
 
 
 def _alive(pid: int) -> bool:
@@ -147,7 +151,7 @@ class Checkpoints:
         if self.folder is None:
             return
         for p in self.folder.path.iterdir():
-            if p.is_file() and (LEVEL_RE.match(p.name) or TILE_RE.match(p.name) or p.name == "state.json"):
+            if p.is_file() and _is_checkpoint(p.name):
                 p.unlink(missing_ok=True)
 
     def _state(self) -> dict | None:

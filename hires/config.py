@@ -113,8 +113,7 @@ def print_pixels(length: float, unit: str, dpi: float) -> int:
 
 def print_sizes() -> dict[str, tuple[int, int]]:
     """Named print sizes from configs/print_sizes.toml (or the copy inside the package)."""
-    with open(CONFIG_DIR / "print_sizes.toml", "rb") as fh:
-        table = tomllib.load(fh)
+    table = read_toml(CONFIG_DIR / "print_sizes.toml", "print sizes")
     return {k.lower(): (int(v[0]), int(v[1])) for k, v in table.get("sizes", {}).items()}
 
 
@@ -326,16 +325,21 @@ def settings_from_mapping(values: dict, base: Settings | None = None, source: st
     return dataclasses.replace(base, **changes)
 
 
-def load_toml(path, base: Settings | None = None, what: str = "--config") -> Settings:
-    """``base`` with the settings of a TOML file; errors name the file, the key and the allowed values."""
+def read_toml(path, what: str) -> dict:
+    """The table of a TOML file; a missing or unreadable file is one OptionError naming ``what``."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            values = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         raise OptionError(f"{what}: {str(path)!r} does not exist; check the path") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise OptionError(f"{what}: {str(path)!r} is not a readable TOML file: {e}") from None
+
+
+def load_toml(path, base: Settings | None = None, what: str = "--config") -> Settings:
+    """``base`` with the settings of a TOML file; errors name the file, the key and the allowed values."""
+    values = read_toml(path, what)
     for key in JOB_KEYS:  # a preset may name a size: the job's, not a setting
         values.pop(key, None)
     return settings_from_mapping(values, base, source=str(path))
@@ -350,8 +354,7 @@ def load_preset(name: str, base: Settings | None = None) -> Settings:
 
 def preset_table(name: str) -> dict:
     """The raw table of a preset (its description and size included)."""
-    with open(preset_path(name), "rb") as fh:
-        return tomllib.load(fh)
+    return read_toml(preset_path(name), "--preset")
 
 
 def presets() -> dict[str, dict]:

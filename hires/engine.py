@@ -17,6 +17,7 @@ import torch
 
 from hires import losses
 from hires.canvas import Buffers, release, return_memory_promptly, trim
+from hires.checkpoints import fingerprint
 from hires.config import Settings
 from hires.errors import OptionError
 from hires.kernels import blend_into
@@ -165,7 +166,6 @@ class Engine:
         """One pass over ``tiles``, updating ``canvas`` (float32 (H, W, 3)) in place; returns it.
 
         ``ctx.buffers`` makes the pass's weight map (RAM or disk); ``ctx.counters`` receives its work."""
-        from hires.checkpoints import fingerprint
         H, W = canvas.shape[:2]
         glob = self.stats_pass(canvas, level.style_layers, level.deepest, tiles, ctx.counters)
         wsum = ctx.buffers.zeros("weights", canvas.shape[:2])
