@@ -238,10 +238,26 @@ class BatchReport:
     def failed(self) -> int:
         return sum(o.status == "failed" for o in self.outcomes)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict:   # keys: REPORT_KEYS
         return {"jobs": [dataclasses.asdict(o) for o in self.outcomes],
                 "done": sum(o.status == "done" for o in self.outcomes),
                 "skipped": sum(o.status == "skipped" for o in self.outcomes), "failed": self.failed}
+
+
+REPORT_KEYS = {"jobs", "done", "skipped", "failed"}
+
+
+def check_report_path(path) -> None:
+    """``--report`` replaces only an earlier batch report (hires wrote it), never another file."""
+    p = Path(path)
+    if not p.exists():
+        return
+    try:
+        ours = set(json.loads(p.read_text())) == REPORT_KEYS
+    except (OSError, ValueError, TypeError):
+        ours = False
+    if not ours:
+        raise OptionError(f"--report: {str(path)!r} exists and is not a hires batch report; give another name")
 
 
 def run_batch(files, progress_kind: str = "rich", on_outcome=None) -> BatchReport:

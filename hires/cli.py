@@ -269,8 +269,10 @@ def cmd_render(args, console, progress) -> int:
 def cmd_batch(args, console) -> int:
     from rich.table import Table
 
-    from hires.batch import run_batch
+    from hires.batch import check_report_path, run_batch
     kind = progress_kind(args)
+    if args.report:
+        check_report_path(args.report)  # before any job runs
 
     def said(job, outcome):
         if kind == "rich":

@@ -310,3 +310,13 @@ def test_seamless_size_that_cannot_wrap_is_one_line_with_a_size_that_can(tmp_pat
     assert main(["plan", "texture", str(example), "--size", suggested, "--seamless", "--no-calibrate"]) == 0
     # the same size without --seamless needs no wrap and is fine
     assert main(["plan", "texture", str(example), "--size", "1000x1000", "--no-calibrate"]) == 0
+
+
+def test_batch_report_never_replaces_a_file_hires_did_not_write(tmp_path):
+    jobs = _batch_file(tmp_path)
+    report = tmp_path / "notes.json"
+    report.write_text('{"mine": true}\n')
+    res = subprocess.run([sys.executable, "-m", "hires.cli", "batch", str(jobs), "--report", str(report), "--quiet"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "--report" in res.stderr
+    assert report.read_text() == '{"mine": true}\n' and not list((tmp_path / "out").iterdir())
