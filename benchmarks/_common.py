@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,3 +41,46 @@ def write_json(name: str, payload: dict) -> Path:
     path = RESULTS / name
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+CHILD = r"""
+import json, sys, time
+import hires
+from hires.canvas import peak_rss_bytes
+from hires.progress import LevelStarted, Note
+args = json.loads(sys.argv[1])
+t = time.perf_counter()
+def progress(e):
+    if isinstance(e, Note):
+        print(e.text, flush=True)
+    if isinstance(e, LevelStarted):
+        print(f"[{time.perf_counter() - t:7.1f}s] level {e.level} {e.width}x{e.height} tiles {e.n_tiles}", flush=True)
+kw = dict(size=args["size"], memory=args["memory"], network="random", progress=progress, overwrite=True,
+          **args["settings"])
+if args["kind"] == "texture":
+    res = hires.texture(args["examples"], args["output"], **kw)
+else:
+    res = hires.render(args["content"], args["style"], args["output"], **kw)
+print(json.dumps({"RESULT": {
+    "network": res.network, "wall_s": res.wall_s, "net_s": res.net_s, "net_gflop": res.net_gflop,
+    "peak_rss_bytes": peak_rss_bytes(), "plan": res.plan.as_dict(),
+    "levels": [vars(lv) for lv in res.levels]}}), flush=True)
+"""
+
+
+def run_render(args: dict) -> tuple[dict, float]:
+    """A render (``args``: kind, output, size, memory, settings, and content/style or examples) in a
+    child process, so its peak RSS is its own; its progress is echoed line by line.  Returns the
+    child's result (wall, network time, peak RSS, plan, per-level reports) and the wall time."""
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], stdout=subprocess.PIPE, text=True)
+    result = None
+    for line in iter(proc.stdout.readline, ""):  # line by line, no read-ahead delay
+        if line.startswith('{"RESULT"'):
+            result = json.loads(line)["RESULT"]
+        else:
+            print(line, end="", flush=True)
+    proc.wait()
+    if proc.returncode != 0 or result is None:
+        sys.exit(f"render failed with exit code {proc.returncode}")
+    return result, time.perf_counter() - t

@@ -4,42 +4,20 @@
     python benchmarks/print_scale.py --memory 2GiB --name print_6000x4500_2GiB
     python benchmarks/print_scale.py --size 1500x1125 --name quick
 
-The render runs in a child process so that its peak RSS (getrusage of the child, measured by the
-OS) is the render's own.  Writes benchmarks/results/NAME.json and NAME.tif, and full-resolution
+The render runs in a child process so that its peak RSS (the child's VmHWM, measured by the OS)
+is the render's own.  Writes benchmarks/results/NAME.json and NAME.tif, and full-resolution
 crops across tile boundaries plus a downscaled whole view into benchmarks/results/gallery/.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, data, machine, matmul_gflops, write_json  # noqa: E402
-
-CHILD = r"""
-import json, sys, time
-import hires
-from hires.progress import LevelStarted, Note
-args = json.loads(sys.argv[1])
-t = time.perf_counter()
-def progress(e):
-    if isinstance(e, Note):
-        print(e.text, flush=True)
-    if isinstance(e, LevelStarted):
-        print(f"[{time.perf_counter() - t:7.1f}s] level {e.level} {e.width}x{e.height} tiles {e.n_tiles}", flush=True)
-res = hires.render(args["content"], args["style"], args["output"], size=args["size"], memory=args["memory"],
-                   network="random", progress=progress, overwrite=True, **args["settings"])
-print(json.dumps({"RESULT": {
-    "network": res.network, "wall_s": res.wall_s, "net_s": res.net_s, "net_gflop": res.net_gflop,
-    "plan": res.plan.as_dict(),
-    "levels": [vars(lv) for lv in res.levels]}}), flush=True)
-"""
+from _common import RESULTS, data, machine, matmul_gflops, run_render, write_json  # noqa: E402
 
 
 def crops(tif: Path, plan: dict, name: str) -> list[str]:
@@ -76,27 +54,19 @@ def seam_ratios(tif: Path, plan: dict, band: int = 8) -> dict:
     import numpy as np
     import pyvips
 
+    from hires.seams import band_ratio
     from hires.tiles import grid
     im = pyvips.Image.new_from_file(str(tif))
     a = np.ndarray(buffer=im.write_to_memory(), dtype=np.uint8 if im.format == "uchar" else np.uint16,
                    shape=(im.height, im.width, im.bands))
-    a = a.astype(np.float32) / (255.0 if im.format == "uchar" else 65535.0)
-    gy = np.abs(np.diff(a, axis=0)).mean(2)[:, :-1]
-    gx = np.abs(np.diff(a, axis=1)).mean(2)[:-1, :]
-    mag = np.hypot(gy, gx)
-    del a, gy, gx
-    out = {}
+    out = {}  # (band_ratio reads the integer pixels strip by strip, as float)
     for lv in plan["levels"]:
         if lv["tiles"] < 2:
             continue
         f = im.width // lv["width"]
         tiles = grid(lv["width"], lv["height"], lv["tile"], 4, lv["margin"])
-        mask = np.zeros(mag.shape, bool)
-        for y in {t.core[0] * f for t in tiles} - {0}:
-            mask[max(0, y - band):y + band] = True
-        for x in {t.core[2] * f for t in tiles} - {0}:
-            mask[:, max(0, x - band):x + band] = True
-        out[f"level{lv['level']}"] = round(float(mag[mask].mean() / mag[~mask].mean()), 4)
+        ratio = band_ratio(a, {t.core[0] * f for t in tiles} - {0}, {t.core[2] * f for t in tiles} - {0}, band)
+        out[f"level{lv['level']}"] = round(ratio, 4)
     return out
 
 
@@ -124,22 +94,10 @@ def main() -> None:
     # a benchmark measures a render from scratch: drop the checkpoints an interrupted run left
     shutil.rmtree(RESULTS / f".{name}.hires-work", ignore_errors=True)
     gflops = matmul_gflops()
-    args = {"content": a.content, "style": a.style, "output": str(output), "size": a.size,
+    args = {"kind": "render", "content": a.content, "style": a.style, "output": str(output), "size": a.size,
             "memory": a.memory, "settings": settings}
-    cmd = [sys.executable, "-c", CHILD, json.dumps(args)]
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    result = None
-    for line in iter(proc.stdout.readline, ""):  # line by line, no read-ahead delay
-        if line.startswith('{"RESULT"'):
-            result = json.loads(line)["RESULT"]
-        else:
-            print(line, end="", flush=True)
-    proc.wait()
-    wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    if proc.returncode != 0 or result is None:
-        sys.exit(f"render failed with exit code {proc.returncode}")
+    result, wall = run_render(args)
+    peak = result["peak_rss_bytes"]
     from hires.config import parse_memory
     w, h = map(int, a.size.lower().split("x"))
     payload = {

@@ -53,8 +53,8 @@ def settings_from_args(args) -> Settings:
 
 
 SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color", "method", "strength", "fast_size",
-                "builtin_style"}
-SKIP_RENDER = {"seamless"}
+                "builtin_style", "style_scale"}
+SKIP_RENDER = {"seamless", "example_scale"}
 
 
 def build_parser() -> Parser:
@@ -252,7 +252,6 @@ def cmd_render(args, console, progress) -> int:
     texture = args.command == "texture"
     size = job_size(args, texture)
     if texture:
-        settings = settings.replace(init="noise")
         job = make_job(None, args.example, args.output or _default_output(args.example[0].split(":")[0]),
                        size, texture=True, overwrite=args.overwrite, dpi=settings.dpi)
     else:

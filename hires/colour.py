@@ -11,6 +11,20 @@ def rgb_to_yuv_matrix() -> np.ndarray:
     return np.array([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]])
 
 
+LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)  # Rec. 709 weights, as libvips's sRGB -> b-w
+
+
+def to_gray(block: np.ndarray) -> np.ndarray:
+    """(..., 3) RGB -> the same shape with every channel its luminance, in place."""
+    block[...] = (block @ LUMA)[..., None]
+    return block
+
+
+def is_gray(image: np.ndarray, tol: float = 2 / 255) -> bool:
+    """True when the channels of an (H, W, 3) image differ nowhere by more than ``tol``."""
+    return bool(np.ptp(image, axis=-1).max() <= tol)
+
+
 def preserve_luminance(result: np.ndarray, content: np.ndarray) -> np.ndarray:
     """Luminance of ``result`` with the chroma of ``content`` (Gatys et al. 2016, colour preservation)."""
     m = rgb_to_yuv_matrix().astype(np.float32)

@@ -36,6 +36,9 @@ class Settings:
     tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
     mean_weight: float = _opt(0.0, "weight of an extra feature mean/std match term")
     style_scale: float = _opt(1.0, "style image long side relative to the output's (bigger = larger strokes)")
+    example_scale: float = _opt(
+        1.0, "texture: how large the example's features appear (1.0 = one example px per output px at the "
+             "finest level; 2 = twice as large, fewer repeats)")
     style_layers: tuple[str, ...] = _opt(
         ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "network layers matched for style")
     content_layer: str = _opt("relu4_2", "network layer matched for content")
@@ -77,6 +80,8 @@ class Settings:
     alpha: str = _opt("flatten", "what to do with an input alpha channel: flatten onto white",
                       choices=("flatten",))
     seamless: bool = _opt(False, "make the texture tile with itself (texture only)")
+    mode: str = _opt("auto", "colour or one-band gray output; auto = gray when every input image is gray",
+                     choices=("auto", "color", "gray"))
 
     def __post_init__(self):
         # every way in (CLI, TOML, the Python API) ends here: values are coerced to the field's type
@@ -215,6 +220,7 @@ LIMITS = {
     "tv_weight": (lambda v: v >= 0, "zero or positive"),
     "mean_weight": (lambda v: v >= 0, "zero or positive"),
     "style_scale": (lambda v: v > 0, "a positive number, e.g. 1.0"),
+    "example_scale": (lambda v: v > 0, "a positive number, e.g. 1.0"),
     "strength": (lambda v: 0 <= v <= 1, "between 0 and 1"),
     "builtin_style": (lambda v: bool(_builtin_mix(v)), "a style 0-25 or a blend such as 3:0.7,19:0.3"),
     "fast_size": (lambda v: v == 0 or v >= 64, "64 or more, or 0 for the output size"),

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyvips
 
+from hires import colour
 from hires.canvas import release
 from hires.errors import InputError, OptionError, OutputError
 
@@ -142,6 +143,14 @@ def load_image(path, size: tuple[int, int] | None = None, long_side: int | None 
         raise InputError(f"{what}: {str(path)!r} is corrupt or truncated: {_vips_message(e)}") from None
 
 
+def is_gray(path, what: str = "image") -> bool:
+    """A one-band (or band + alpha) file, or colour channels that agree everywhere (at 128 px)."""
+    im = _open_header(path, what)
+    if im.bands - int(im.hasalpha()) == 1:
+        return True
+    return colour.is_gray(load_image(path, long_side=128, what=what))
+
+
 def check_decodes(path, what: str = "image") -> tuple[int, int]:
     """Decode the whole file once at a small size, so a corrupt input fails before any work."""
     load_image(path, long_side=32, what=what)
@@ -214,19 +223,22 @@ def partial_path(path) -> Path:
 
 
 def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int = 92,
-               overwrite: bool = False, pyramid: bool = False, tmp: Path | None = None) -> Path:
+               overwrite: bool = False, pyramid: bool = False, tmp: Path | None = None, gray: bool = False) -> Path:
     """Write float [0, 1] RGB (numpy array, memmap or vips image) to ``path`` atomically: into a
     temporary file beside it (``tmp``, default ``partial_path``), renamed into place; on any
     failure nothing is left behind.  TIFF is tiled, BigTIFF above 3.5 GiB of pixels, and with
-    ``pyramid`` holds the image at every power-of-two reduction for viewers of huge images."""
+    ``pyramid`` holds the image at every power-of-two reduction for viewers of huge images.
+    ``gray`` writes one band, the luminance (without an ICC profile: the sRGB one is for three)."""
     p = check_output_path(path, overwrite)
     ext = check_format(p, bit_depth, pyramid)
     im = image if isinstance(image, pyvips.Image) else vips_from_array(image)
+    if gray:
+        im = im.recomb([[0.2126, 0.7152, 0.0722]])
     scale = 65535.0 if bit_depth == 16 else 255.0
     im = (im * scale + 0.5).cast("ushort" if bit_depth == 16 else "uchar")  # cast clips to range
-    im = im.copy(interpretation="rgb16" if bit_depth == 16 else "srgb",
-                 xres=dpi / 25.4, yres=dpi / 25.4)
-    kw = dict(profile="srgb", strip=False)
+    space = ("grey16" if bit_depth == 16 else "b-w") if gray else ("rgb16" if bit_depth == 16 else "srgb")
+    im = im.copy(interpretation=space, xres=dpi / 25.4, yres=dpi / 25.4)
+    kw = dict(profile="none" if gray else "srgb", strip=False)
     if ext in (".tif", ".tiff"):
         big = im.width * im.height * im.bands * (bit_depth // 8) > 3.5 * 2**30
         kw.update(compression="deflate", predictor="horizontal", tile=True, tile_width=256,

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -20,7 +21,7 @@ import numpy as np
 from hires import colour, fast, io
 from hires.canvas import Buffers, path_of, release, return_memory_promptly
 from hires.checkpoints import Checkpoints, WorkFolder, work_folder_path
-from hires.config import Settings, parse_memory, parse_size, parse_style
+from hires.config import Settings, flag, parse_memory, parse_size, parse_style
 from hires.engine import Counters, Engine, LevelReport, PassContext, pick_device
 from hires.errors import HiresError, InputError, OptionError
 from hires.nets import LAYER_STRIDE
@@ -136,19 +137,57 @@ def texture(example, output=None, *, size=(512, 512), settings: Settings | None 
     """Synthesise a texture like ``example`` (a path, 'path:weight', or a list of them)."""
     options, overrides = split_options(overrides)
     settings = (settings or Settings()).replace(**overrides)
-    if settings.init != "noise":
-        settings = settings.replace(init="noise")
     job = make_job(None, example, output, size, texture=True, overwrite=overwrite, dpi=settings.dpi)
     return run(job, settings, progress, options)
 
 
+# A texture's whole-frame level is sized so the example appears there at about this long side: its
+# largest structures (a brick, a plank: up to about a quarter of a typical example) are then
+# 64 px, inside the deepest layer's receptive field (relu5_1: about 200 px) and 16x16 cells of it,
+# while the frame holds as many repeats as the finished texture will
+EXAMPLE_AT_BASE = 256
+
+
+def texture_settings(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> Settings:
+    """A texture starts from noise, at a whole-frame level no larger than ``base_size`` and no
+    larger than needed to show the example at about EXAMPLE_AT_BASE px (coarser is cheaper, and a
+    level where the example is smaller than that cannot lay its structures out anyway)."""
+    example_long = max(max(w, h) for w, h in natives) * settings.example_scale
+    ideal = math.ceil(max(job.width, job.height) * EXAMPLE_AT_BASE / example_long)
+    return settings.replace(init="noise", base_size=max(64, min(settings.base_size, ideal)))
+
+
+def example_coverage(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> str | None:
+    """A note when the examples are too large (at ``example_scale``) to repeat in the texture, or so
+    small at the whole-frame level that their structures are laid out only by the tiled levels."""
+    out_long = max(job.width, job.height)
+    example_long = max(max(w, h) for w, h in natives) * settings.example_scale
+    repeats = out_long / example_long
+    base = schedule(job.width, job.height, settings)[0]
+    base_long = max(base.width, base.height)
+    at_base = example_long * base_long / out_long
+    if repeats < 2:
+        return (f"the example spans {example_long:.0f} px at --example-scale {settings.example_scale:g}, "
+                f"{1 / repeats:.2g}x the texture's {out_long} px: it will hardly repeat; a smaller "
+                "--example-scale shows more of it")
+    if at_base < EXAMPLE_AT_BASE / 2:
+        return (f"the example is {at_base:.0f} px at the {base_long} px whole-frame level, too small there to lay "
+                f"out its largest structures ({repeats:.0f} repeats across); --example-scale "
+                f"{settings.example_scale * EXAMPLE_AT_BASE / at_base:.2g} (larger features) or a larger "
+                "--base-size (slower) gives them room")
+    return None
+
+
 def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
-    if job.texture:
-        settings = settings.replace(init="noise")
     natives = [io.image_size(p, "style") for p, _ in job.styles]
+    if job.texture:
+        settings = texture_settings(job, settings, natives)
     check_sizes(job, settings, natives)
     sizes = [_style_size(job, wh, job.width, job.height, settings) for wh in natives]
-    return make_plan(job.width, job.height, settings, sizes, calibrate)
+    plan = make_plan(job.width, job.height, settings, sizes, calibrate)
+    if job.texture:
+        plan.notes = [n for n in [example_coverage(job, settings, natives)] if n]
+    return plan
 
 
 def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> None:
@@ -168,11 +207,12 @@ def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) ->
         for (path, _), native in zip(job.styles, natives):
             sw, sh = _style_size(job, native, lv.width, lv.height, settings)
             if min(sw, sh) < 2 * stride:
-                need = settings.style_scale * 2 * stride / min(sw, sh)
+                scale = "example_scale" if job.texture else "style_scale"
+                need = getattr(settings, scale) * 2 * stride / min(sw, sh)
                 raise InputError(
                     f"{what}: {str(path)!r} ({native[0]}x{native[1]} px) is {sw}x{sh} px at level {lv.index}, "
                     f"{sw // stride}x{sh // stride} at {lv.deepest}, and the network needs 2x2 there; "
-                    f"use an image less thin or small, or raise --style-scale to {need:.3g}")
+                    f"use an image less thin or small, or raise --{flag(scale)} to {need:.3g}")
 
 
 def _tiles_seamlessly(width: int, height: int, settings: Settings, axis: int) -> bool:
@@ -212,7 +252,7 @@ def _style_size(job: Job, native: tuple[int, int], width: int, height: int, sett
     """
     nw, nh = native
     if job.texture:
-        f = settings.style_scale * max(width, height) / max(job.width, job.height)
+        f = settings.example_scale * max(width, height) / max(job.width, job.height)
     else:
         f = settings.style_scale * max(width, height) / max(nw, nh)
     return max(16, round(nw * f)), max(16, round(nh * f))
@@ -271,8 +311,11 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
         io.check_format(job.output, settings.bit_depth, settings.pyramid)
     if settings.preserve_color != "none" and job.texture:
         raise OptionError("--preserve-color: a texture has no content colours to keep; leave it at none")
+    settings = settings.replace(mode=output_mode(job, settings))
     if settings.method == "fast":
         return run_fast(job, settings, progress)
+    if job.texture:  # before the work key is made: the key holds the settings the render uses
+        settings = texture_settings(job, settings, [io.image_size(p, "example") for p, _ in job.styles])
     plan = plan_job(job, settings)
     if plan.levels[-1].disk and job.output is None:
         raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {settings.memory} in memory; "
@@ -322,6 +365,15 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
             work.remove()
     c = state.counters
     return Result(canvas, out, engine.network_name, plan, c.levels, time.perf_counter() - t0, c.net_s, c.net_flop / 1e9)
+
+
+def output_mode(job: Job, settings: Settings) -> str:
+    """``color`` or ``gray``: ``auto`` is gray when every input image is (a gray example gives a gray
+    texture, not the random network's colour speckle)."""
+    if settings.mode != "auto":
+        return settings.mode
+    inputs = [p for p, _ in job.styles] + ([job.content] if job.content else [])
+    return "gray" if all(io.is_gray(p) for p in inputs) else "color"
 
 
 def _start_checkpoints(checkpoints: Checkpoints, options: RunOptions, progress) -> None:
@@ -410,6 +462,8 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
         after = state.snapshots.tile_done(lv.index, i) if state.snapshots else None
         ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after)
         canvas = engine.refine(canvas, content, targets, lv, tiles, ctx)
+    if s.mode == "gray":  # each level starts the next from gray, so colour cannot build up
+        to_gray(canvas)
     state.checkpoints.save(lv.index, canvas)
     if state.snapshots:
         state.snapshots.level_done(canvas, lv.index)
@@ -464,6 +518,13 @@ def level_targets(engine: Engine, job: Job, s: Settings, lp: LevelPlan, buffers:
     return style_targets(engine, images(), lv.layers, lv.deepest, stats_grid)
 
 
+def to_gray(canvas: np.ndarray) -> None:
+    """Every pixel of a canvas (RAM or disk) to its luminance, in strips."""
+    for y in range(0, canvas.shape[0], STRIP):
+        colour.to_gray(canvas[y:y + STRIP])
+        release(canvas)
+
+
 def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job, colour_ref=None) -> np.ndarray:
     if content is not None and settings.init in ("auto", "fast"):
         return fast_start(lv, job, settings, colour_ref)
@@ -477,7 +538,8 @@ def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job, colour
         for path, w in job.styles:
             mean += io.load_image(path, long_side=64, what="example").reshape(-1, 3).mean(0) * (w / total)
     noise = rng.standard_normal((lv.height, lv.width, 3)).astype(np.float32) * 0.15
-    return np.clip(mean[None, None, :] + noise, 0.0, 1.0).astype(np.float32)
+    start = np.clip(mean[None, None, :] + noise, 0.0, 1.0).astype(np.float32)
+    return colour.to_gray(start) if settings.mode == "gray" else start
 
 
 def _recolour(colour_ref):
@@ -596,6 +658,8 @@ def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers, checkpoi
             canvas[y:y + STRIP] = colour.preserve_luminance(canvas[y:y + STRIP], content[y:y + STRIP])
             release(canvas, content)
         buffers.discard(content)
+    if s.mode == "gray":
+        to_gray(canvas)
     if job.output is None:
         return None
     src = path_of(canvas)
@@ -606,7 +670,8 @@ def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers, checkpoi
     if checkpoints is not None:  # a run killed while writing: the next run removes the file it made
         checkpoints.remember_partial_output(tmp)
     progress(Writing(str(job.output)))
-    out = io.save_image(image, job.output, s.bit_depth, s.dpi, s.quality, overwrite=True, pyramid=s.pyramid, tmp=tmp)
+    out = io.save_image(image, job.output, s.bit_depth, s.dpi, s.quality, overwrite=True, pyramid=s.pyramid, tmp=tmp,
+                        gray=s.mode == "gray")
     if checkpoints is not None:
         checkpoints.remember_partial_output(None)
     return out

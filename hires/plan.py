@@ -10,7 +10,7 @@ Memory model (bytes), checked against measured peak RSS in benchmarks/:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hires.config import Settings, parse_memory
 from hires.errors import BudgetError
@@ -97,6 +97,7 @@ class Plan:
     levels: list[LevelPlan]
     # measured seconds per GFLOP by (style layers, content layer); see measure_seconds_per_gflop
     seconds_per_gflop: dict | None = None
+    notes: list[str] = field(default_factory=list)   # advice shown with the plan
 
     @property
     def peak_bytes(self) -> float:
@@ -122,7 +123,7 @@ class Plan:
     def as_dict(self) -> dict:
         return {"width": self.width, "height": self.height, "memory_budget_bytes": self.budget,
                 "peak_bytes": int(self.peak_bytes), "gflop": self.flop / 1e9,
-                "est_seconds": self.est_seconds,
+                "est_seconds": self.est_seconds, "notes": self.notes,
                 "levels": [dict(lp.as_dict(), est_seconds=self.level_seconds(lp)) for lp in self.levels]}
 
 
@@ -249,4 +250,4 @@ def describe(plan: Plan) -> list[str]:
                      + (f", about {plan.level_seconds(lp) / 60:.1f} min" if plan.seconds_per_gflop else ""))
     if plan.est_seconds is not None:
         lines.append(f"estimated time {plan.est_seconds / 60:.1f} min on this machine")
-    return lines
+    return lines + [f"note: {n}" for n in plan.notes]

@@ -11,6 +11,7 @@ from hires.canvas import Buffers
 from hires.pipeline import level_targets, make_job, plan_job
 from hires.plan import auto_margin
 from hires.pyramid import Level
+from hires.seams import band_ratio
 from hires.tiles import grid, padding
 
 SCHEDULE = dict(base_size=384, iterations=(12,), style_layers=("relu1_1", "relu2_1", "relu3_1"), init="content",
@@ -71,14 +72,7 @@ def test_tiled_render_matches_untiled_render(content_path, style_path, optimizer
 def seam_ratio(img, cuts, band=8):
     """Mean gradient magnitude in bands along the cuts over the rest of the image (a blurred
     cut is below 1, a hard edge above)."""
-    gy = np.abs(np.diff(img, axis=0)).mean(2)[:, :-1]
-    gx = np.abs(np.diff(img, axis=1)).mean(2)[:-1, :]
-    mag = np.hypot(gy, gx)
-    mask = np.zeros(mag.shape, bool)
-    for c in cuts:
-        mask[c - band:c + band, :] = True
-        mask[:, c - band:c + band] = True
-    return mag[mask].mean() / mag[~mask].mean()
+    return band_ratio(img, cuts, cuts, band)
 
 
 def step_ratio(img, cuts, between, seg=24, w=6):
