@@ -4,6 +4,8 @@
     python benchmarks/gallery.py compare      # the three ways to render, side by side
     python benchmarks/gallery.py builtin      # the 26 built-in styles on one photo, numbered
     python benchmarks/gallery.py print_crops  # the same full-resolution crops of three 6000x4500 renders
+    python benchmarks/gallery.py textures     # three examples beside a 2x2 repeat of their seamless
+                                              # 1024 px textures; one example at three --example-scale
 
 ``compare`` renders three content/style pairs at 1024 px three ways, with the demo schedule and the
 weight-free random network: optimisation from the photo (init content, hires before the bundled
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, data, write_json  # noqa: E402
+from _common import RESULTS, SHARED, data, write_json  # noqa: E402
 
 import hires  # noqa: E402
 from hires import io  # noqa: E402
@@ -106,7 +108,56 @@ def print_crops() -> None:
         strip.jpegsave(str(OUT / f"print_crops_{i}_at_{x}x{y}.jpg"), Q=92)
 
 
+TEXTURES = ["textures/stone_bricks_ambientcg_bricks102.jpg", "textures/brick_gray_skimage.png",
+            "textures/mossy_rock_ambientcg_rock053.jpg"]
+SCALES = [0.5, 1.0, 2.0]
+
+
+def _seamless(example: Path, name: str, size: int, **kw):
+    """A seamless texture of ``example`` with the default settings (as `hires texture --seamless`),
+    written to results/tmp/NAME.png, and its wall time."""
+    single = RESULTS / "tmp" / f"{name}.png"
+    single.parent.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    hires.texture(example, single, size=(size, size), seamless=True, overwrite=True, **kw)
+    return single, round(time.perf_counter() - t, 1)
+
+
+def textures() -> None:
+    """For three examples: the example beside a 2x2 repeat of its seamless 1024 px texture (a seam
+    or a visible repeat shows in the repeat), both 1024 px tall.  Then one example at three
+    --example-scale values: how large its features come out in a 512 px texture."""
+    import pyvips
+    OUT.mkdir(parents=True, exist_ok=True)
+    times = {}
+    for rel in TEXTURES:
+        example = SHARED / rel
+        stem = example.stem.split("_")[0] + "_" + example.stem.split("_")[1]
+        single, times[f"{stem}_1024"] = _seamless(example, f"texture_{stem}_1024", 1024)
+        tex = pyvips.Image.new_from_file(str(single))
+        repeat = pyvips.Image.arrayjoin([tex] * 4, across=2).resize(0.5)
+        ex = pyvips.Image.new_from_file(str(example))
+        ex = ex.resize(1024 / ex.height)
+        if ex.bands != repeat.bands:  # a gray example, a gray texture: the sheet is gray
+            ex, repeat = ex.colourspace("b-w"), repeat.colourspace("b-w")
+        sheet = pyvips.Image.arrayjoin([ex, repeat], shim=16, background=[255] * ex.bands)
+        sheet.jpegsave(str(OUT / f"texture_{stem}_example_and_2x2.jpg"), Q=88)
+        print(stem, times[f"{stem}_1024"], flush=True)
+    example = SHARED / TEXTURES[1]
+    row = []
+    for scale in SCALES:
+        single, times[f"scale_{scale:g}"] = _seamless(example, f"texture_scale_{scale:g}", 512, example_scale=scale)
+        row.append(pyvips.Image.new_from_file(str(single)))
+        print("example_scale", scale, times[f"scale_{scale:g}"], flush=True)
+    ex = pyvips.Image.new_from_file(str(example))
+    pyvips.Image.arrayjoin([ex.resize(512 / ex.height), *row], shim=16, background=[255]).jpegsave(
+        str(OUT / "texture_example_scale.jpg"), Q=90)
+    write_json("gallery_textures.json", {"size": 1024, "scale_size": 512, "wall_s": times})
+
+
 def main() -> None:
+    if sys.argv[1:] == ["textures"]:
+        return textures()
     if sys.argv[1:] == ["compare"]:
         return compare()
     if sys.argv[1:] == ["print_crops"]:

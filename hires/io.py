@@ -262,12 +262,24 @@ def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int
     return p
 
 
-def resize(arr: np.ndarray, width: int, height: int, out: np.ndarray | None = None) -> np.ndarray:
+WRAP_PAD = 8  # px of the neighbouring periods a wrapped resize sees: more than the cubic kernel reaches
+
+
+def resize(arr: np.ndarray, width: int, height: int, out: np.ndarray | None = None, wrap: bool = False) -> np.ndarray:
     """Resample float32 (H, W, 3) to exactly (height, width, 3) with a cubic kernel, via libvips,
-    in strips straight into ``out`` (RAM or memmap): no second full-size copy is held."""
+    in strips straight into ``out`` (RAM or memmap): no second full-size copy is held.  With
+    ``wrap`` the image is taken as one period of a repeating pattern (a seamless texture): the
+    kernel reads across its edges into the next period (libvips repeats it lazily), not an edge
+    extended, so the result wraps as exactly as the input."""
     h0, w0 = arr.shape[:2]
     im = vips_from_array(np.ascontiguousarray(arr, dtype=np.float32))
+    if wrap:
+        p = WRAP_PAD
+        im = im.embed(p, p, w0 + 2 * p, h0 + 2 * p, extend="repeat")
     im = im.resize(width / w0, vscale=height / h0, kernel="cubic")
+    if wrap:
+        x, y = round(WRAP_PAD * width / w0), round(WRAP_PAD * height / h0)
+        im = im.crop(x, y, min(width, im.width - x), min(height, im.height - y))
     if (im.width, im.height) != (width, height):
         im = im.crop(0, 0, min(width, im.width), min(height, im.height)).gravity(
             "north-west", width, height, extend="copy")

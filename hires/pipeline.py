@@ -448,7 +448,8 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
         canvas = initial_canvas(content, lv, s, state.rng, state.job, state.colour_ref)
     else:
         previous = canvas
-        canvas = io.resize(previous, lv.width, lv.height, out=buffers.empty("canvas", shape))
+        canvas = io.resize(previous, lv.width, lv.height, out=buffers.empty("canvas", shape),
+                           wrap=state.job.texture and s.seamless)
         state.scratch.discard(previous)
         del previous  # not held through this level's refinement
     if fast_started:
