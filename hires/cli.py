@@ -100,6 +100,9 @@ def build_parser() -> Parser:
                        help="long side of the previews (default 1024)")
         q.add_argument("--snapshot-every", type=int, default=8, metavar="N",
                        help="a preview every N tiles of a tiled level, and after every level (default 8)")
+        q.add_argument("--scheduler", metavar="local:N|tcp://HOST:PORT",
+                       help="refine each level's tiles on a Dask cluster (pip install 'hires[distributed]'): "
+                            "local:N starts N workers here, tcp://HOST:PORT joins a running scheduler")
         reporting(q)
 
     r = sub.add_parser("render", help="stylise a photo with one or more paintings")
@@ -243,7 +246,8 @@ def job_size(args, texture: bool) -> str | None:
 
 def run_options(args):
     from hires.pipeline import RunOptions
-    return RunOptions(args.fresh, args.keep_work, args.snapshots, args.snapshot_size, args.snapshot_every)
+    return RunOptions(args.fresh, args.keep_work, args.snapshots, args.snapshot_size, args.snapshot_every,
+                      args.scheduler)
 
 
 def cmd_render(args, console, progress) -> int:

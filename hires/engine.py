@@ -8,6 +8,7 @@ The base level is the same code with a single tile.  The level loop is in ``hire
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import torch
 from hires import losses
 from hires.canvas import Buffers, release, return_memory_promptly, trim
 from hires.checkpoints import fingerprint
+from hires.colouring import colour_groups
 from hires.config import Settings
 from hires.errors import OptionError
 from hires.kernels import blend_into
@@ -62,6 +64,23 @@ class PassContext:
     pass_index: int = 0
     checkpoints: object | None = None       # hires.checkpoints.Checkpoints
     after_tile: object | None = None        # f(canvas, tiles finished so far, of n)
+    executor: object | None = None          # hires.cluster.DaskRunner: tiles on a cluster
+
+
+@dataclass
+class RefineJob:
+    """What every tile of a refine pass shares: the level, the whole image's statistics, the style
+    targets, the canvas size, and the pass's context (counters, progress)."""
+    level: Level
+    glob: dict
+    targets: dict
+    canvas_hw: tuple[int, int]
+    n_tiles: int
+    ctx: PassContext | None = None
+
+    def shared(self) -> "RefineJob":
+        """The part a worker needs (no context: counters and callbacks stay on the driver)."""
+        return dataclasses.replace(self, ctx=None)
 
 
 @dataclass
@@ -82,6 +101,18 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float32, copy=False))
 
 
+def in_tile_order(runs, tiles: list[Tile]):
+    """The results of ``runs`` ((tile index, result) pairs, in any order) in the order of ``tiles``,
+    each yielded as soon as those before it are in."""
+    pending, order = {}, [t.index for t in tiles]
+    k = 0
+    for index, result in runs:
+        pending[index] = result
+        while k < len(order) and order[k] in pending:
+            yield pending.pop(order[k])
+            k += 1
+
+
 class Engine:
     """Holds the network on its device and runs statistics and refine passes."""
 
@@ -99,27 +130,44 @@ class Engine:
 
     # ------------------------------------------------------------ network passes
 
+    def tile_stats(self, region: np.ndarray, tile: Tile, layers, deepest: str,
+                   canvas_hw: tuple[int, int]) -> tuple[dict[str, Stats], float, float]:
+        """The Gram sums of one tile's owned positions (``region``: the tile's region of the image),
+        the network seconds and FLOP they took."""
+        self.net.set_padding(padding(tile, canvas_hw[1], canvas_hw[0]))
+        x = to_tensor(region, self.device, self.dtype)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            feats = self.net(x, layers)
+        seconds, flop = time.perf_counter() - t0, flops_per_pixel(deepest) * x.shape[-1] * x.shape[-2]
+        weights = ownership(tile, [LAYER_STRIDE[n] for n in layers])
+        stats = {}
+        for name in layers:
+            f = feats[name]
+            stats[name] = Stats.empty(f.shape[1])
+            stats[name].add(f, weights[LAYER_STRIDE[name]])
+        return stats, seconds, flop
+
     def stats_pass(self, image: np.ndarray, layers, deepest: str, tiles: list[Tile],
-                   counters: Counters | None = None) -> dict[str, Stats]:
-        """Whole-image Gram sums of ``image`` at ``layers``, accumulated tile by tile."""
+                   counters: Counters | None = None, executor=None) -> dict[str, Stats]:
+        """Whole-image Gram sums of ``image`` at ``layers``: each tile's sums (on ``executor``'s
+        workers when given), added up in tile order."""
+        runs = (executor or self).tile_stats_runs(image, layers, deepest, tiles)
         stats: dict[str, Stats] = {}
-        for tile in tiles:
-            self.net.set_padding(padding(tile, image.shape[1], image.shape[0]))
-            x = to_tensor(take(image, tile.region), self.device, self.dtype)
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                feats = self.net(x, layers)
+        for tile_stats, seconds, flop in in_tile_order(runs, tiles):
             if counters is not None:
-                counters.net_s += time.perf_counter() - t0
-                counters.net_flop += flops_per_pixel(deepest) * x.shape[-1] * x.shape[-2]
-            weights = ownership(tile, [LAYER_STRIDE[n] for n in layers])
-            for name in layers:
-                f = feats[name]
-                stats.setdefault(name, Stats.empty(f.shape[1])).add(f, weights[LAYER_STRIDE[name]])
-            del feats, x
+                counters.net_s += seconds
+                counters.net_flop += flop
+            for name, st in tile_stats.items():
+                stats.setdefault(name, Stats.empty(len(st.mean))).merge(st)
+        return stats
+
+    def tile_stats_runs(self, image: np.ndarray, layers, deepest: str, tiles: list[Tile]):
+        """(tile index, tile_stats result) for each tile, in process, one tile at a time."""
+        for tile in tiles:
+            yield tile.index, self.tile_stats(take(image, tile.region), tile, layers, deepest, image.shape[:2])
             release(image)
             trim()
-        return stats
 
     def style_loss(self, image: np.ndarray, targets: dict[str, LayerTarget], level: Level,
                    tiles: list[Tile] | None = None) -> float:
@@ -137,7 +185,8 @@ class Engine:
 
     def objective(self, tile: Tile, level: Level, glob: dict[str, Stats], targets: dict[str, LayerTarget],
                   content: np.ndarray | None, canvas_hw: tuple[int, int]) -> losses.TileObjective:
-        """The loss of one tile, built once: every tensor on the engine's device and dtype."""
+        """The loss of one tile, built once: every tensor on the engine's device and dtype.
+        ``content`` is the content image's part under the tile's region (or None)."""
         s = self.s
         H, W = canvas_hw
         self.net.set_padding(padding(tile, W, H))
@@ -153,7 +202,7 @@ class Engine:
         cl = level.content_layer
         if content is not None and s.content_weight:
             with torch.no_grad():
-                feat = self.net(to_tensor(take(content, tile.region), self.device, self.dtype), [cl])[cl]
+                feat = self.net(to_tensor(content, self.device, self.dtype), [cl])[cl]
             stride = LAYER_STRIDE[cl]
             norm = (H // stride) * (W // stride) * targets[cl].energy
             content_term = (cl, losses.ContentLoss(losses.flat(feat), weights[stride], norm))
@@ -165,41 +214,67 @@ class Engine:
                level: Level, tiles: list[Tile], ctx: PassContext) -> np.ndarray:
         """One pass over ``tiles``, updating ``canvas`` (float32 (H, W, 3)) in place; returns it.
 
+        Tiles run a colour at a time (``hires.colouring``): in this process one after another, or
+        with ``ctx.executor`` the tiles of a colour at once on a cluster, with the same result.
         ``ctx.buffers`` makes the pass's weight map (RAM or disk); ``ctx.counters`` receives its work."""
         H, W = canvas.shape[:2]
-        glob = self.stats_pass(canvas, level.style_layers, level.deepest, tiles, ctx.counters)
+        runner = ctx.executor or self
+        glob = self.stats_pass(canvas, level.style_layers, level.deepest, tiles, ctx.counters, ctx.executor)
         wsum = ctx.buffers.zeros("weights", canvas.shape[:2])
         stats_key = fingerprint(glob)
+        colours = colour_groups(tiles, W, H)
         done = set()
         if ctx.checkpoints is not None:
-            done = set(ctx.checkpoints.restore_tiles(level.index, ctx.pass_index, tiles, stats_key, canvas, wsum))
+            order = [t for group in colours for t in group]
+            done = set(ctx.checkpoints.restore_tiles(level.index, ctx.pass_index, order, stats_key, canvas, wsum))
         if done:
             self.progress(TilesRestored(level.index, ctx.pass_index, tuple(sorted(i + 1 for i in done))))
-        for tile in tiles:
-            tile_flop = flops_per_pixel(level.deepest) * tile.shape[0] * tile.shape[1]
-            if tile.index in done:
-                ctx.counters.work_done += 2 * tile_flop * level.iterations
-                continue
-            self.progress(TileStarted(level.index, ctx.pass_index, tile.index + 1, len(tiles)))
-            objective = self.objective(tile, level, glob, targets, content, (H, W))
-            x0 = to_tensor(take(canvas, tile.region), self.device, self.dtype)
-            mask = torch.from_numpy(blend_mask(tile))[None, None].to(self.device, self.dtype)
-            report = TileProgress(self.progress, ctx.counters, level, ctx.n_levels, tile.index + 1, len(tiles),
-                                  tile_flop)
-            x_new = to_numpy(self.optimise(objective, x0, mask, level.iterations, report))
-            # Gauss-Seidel on pixels: later tiles read this tile's result as their context and as
-            # the start of their overlap, so both sides of a cut converge to the same texture
-            # instead of two independent ones whose average would blur the seam.
-            blend_into(canvas, wsum, blend_part(x_new, tile), blend_window(tile), tile.blend[0], tile.blend[2])
-            del objective, x0, x_new
-            if ctx.checkpoints is not None:
-                ctx.checkpoints.save_tile(level.index, ctx.pass_index, tile, stats_key, canvas, wsum)
-            self.progress(TileFinished(level.index, ctx.pass_index, tile.index + 1, len(tiles)))
-            if ctx.after_tile is not None:
-                ctx.after_tile(canvas, tile.index + 1, len(tiles))
-            release(canvas, wsum, content)
-            trim()
+        ctx.counters.work_done += sum(2 * self.tile_flop(t, level) * level.iterations for t in tiles if t.index in done)
+        finished = len(done)
+        job = RefineJob(level, glob, targets, (H, W), len(tiles), ctx)
+        for group in colours:
+            todo = [t for t in group if t.index not in done]
+            for tile, x_new in runner.refine_runs(self, canvas, content, todo, job):
+                # Gauss-Seidel on pixels: tiles of later colours read this tile's result as their
+                # context and as the start of their overlap, so both sides of a cut converge to the
+                # same texture instead of two independent ones whose average would blur the seam.
+                blend_into(canvas, wsum, blend_part(x_new, tile), blend_window(tile), tile.blend[0], tile.blend[2])
+                del x_new
+                finished += 1
+                if ctx.checkpoints is not None:
+                    ctx.checkpoints.save_tile(level.index, ctx.pass_index, tile, stats_key, canvas, wsum)
+                self.progress(TileFinished(level.index, ctx.pass_index, tile.index + 1, len(tiles)))
+                if ctx.after_tile is not None:
+                    ctx.after_tile(canvas, finished, len(tiles))
+                release(canvas, wsum, content)
+                trim()
         return canvas
+
+    @staticmethod
+    def tile_flop(tile: Tile, level: Level) -> float:
+        """FLOP of one forward pass over the tile's region at the level's depth."""
+        return flops_per_pixel(level.deepest) * tile.shape[0] * tile.shape[1]
+
+    def refine_tile(self, tile: Tile, job: "RefineJob", region: np.ndarray, content: np.ndarray | None,
+                    report) -> np.ndarray:
+        """One tile optimised from ``region`` (its region of the canvas) against the whole image's
+        statistics; ``content`` is the content under the region.  Returns the new region."""
+        objective = self.objective(tile, job.level, job.glob, job.targets, content, job.canvas_hw)
+        x0 = to_tensor(region, self.device, self.dtype)
+        mask = torch.from_numpy(blend_mask(tile))[None, None].to(self.device, self.dtype)
+        return to_numpy(self.optimise(objective, x0, mask, job.level.iterations, report))
+
+    def refine_runs(self, engine: "Engine", canvas: np.ndarray, content: np.ndarray | None, tiles: list[Tile],
+                    job: "RefineJob"):
+        """(tile, new region) for each of ``tiles`` in this process, one after another, each
+        evaluation reported as a Step event."""
+        ctx = job.ctx
+        for tile in tiles:
+            self.progress(TileStarted(job.level.index, ctx.pass_index, tile.index + 1, job.n_tiles))
+            report = TileProgress(self.progress, ctx.counters, job.level, ctx.n_levels, tile.index + 1, job.n_tiles,
+                                  self.tile_flop(tile, job.level))
+            part = None if content is None else take(content, tile.region)
+            yield tile, self.refine_tile(tile, job, take(canvas, tile.region), part, report)
 
     def optimise(self, objective, x0: torch.Tensor, mask: torch.Tensor, iters: int, report) -> torch.Tensor:
         """``iters`` loss evaluations of ``objective`` on the pixels of ``x0`` where ``mask`` is 1

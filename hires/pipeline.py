@@ -70,6 +70,7 @@ class RunOptions:
     snapshots: str | None = None     # folder for downscaled previews
     snapshot_size: int = 1024        # their long side in px
     snapshot_every: int = 8          # a preview every this many tiles of a tiled level
+    scheduler: object = None         # a Dask cluster for the tiles: local:N, tcp://HOST:PORT or a Client
 
 
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunOptions)}
@@ -284,6 +285,7 @@ class RenderState:
     progress: object
     fast_image: np.ndarray | None = None   # the fast start at its working size, once made
     snapshots: Snapshots | None = None
+    executor: object | None = None          # hires.cluster.DaskRunner when tiles run on a cluster
 
 
 # about five minutes on 2 cores: worth the few seconds a time estimate takes
@@ -345,6 +347,8 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
             state.colour_ref = colour.colour_stats(
                 io.load_image(job.content, size=(lv0.width, lv0.height), what="content"))
         canvas, start = resume(state)
+        if options.scheduler:
+            state.executor = _executor(options.scheduler, plan, settings, progress)
         for lp in plan.levels[start:]:
             canvas = run_level(state, lp, canvas)
         out = finish(job, settings, canvas, state.scratch.for_level("final", plan.levels[-1].disk),
@@ -352,12 +356,14 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
         if path_of(canvas) is not None:
             canvas = None  # disk-backed: the output file is the result
     except BaseException:
+        _close(state.executor)
         state.scratch.cleanup()
         if work is not None:
             work.unlock()
             if not checkpoints.resumable():
                 work.remove()  # nothing to resume from: leave no folder behind
         raise
+    _close(state.executor)
     state.scratch.cleanup()
     if work is not None:
         work.unlock()
@@ -374,6 +380,22 @@ def output_mode(job: Job, settings: Settings) -> str:
         return settings.mode
     inputs = [p for p, _ in job.styles] + ([job.content] if job.content else [])
     return "gray" if all(io.is_gray(p) for p in inputs) else "color"
+
+
+def _executor(spec, plan: Plan, settings: Settings, progress):
+    """A runner for the tiles on a Dask cluster (``spec``: local:N, an address, or an API user's
+    own ``distributed.Client``); a local cluster's workers get the memory the plan says one tile
+    needs."""
+    from hires import cluster
+    client = cluster.connect(spec, plan.worker_bytes(settings.optimizer))
+    workers = client.scheduler_info().get("workers", {})
+    progress(Note(f"cluster: {client.scheduler.address}, {len(workers)} worker(s); the tiles of a colour run at once"))
+    return cluster.DaskRunner(client, settings, owned=client is not spec)
+
+
+def _close(executor) -> None:
+    if executor is not None:
+        executor.close()
 
 
 def _start_checkpoints(checkpoints: Checkpoints, options: RunOptions, progress) -> None:
@@ -461,7 +483,7 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
             release(content, canvas)
     for i, tiles in enumerate(lp.passes):
         after = state.snapshots.tile_done(lv.index, i) if state.snapshots else None
-        ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after)
+        ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after, state.executor)
         canvas = engine.refine(canvas, content, targets, lv, tiles, ctx)
     if s.mode == "gray":  # each level starts the next from gray, so colour cannot build up
         to_gray(canvas)

@@ -107,6 +107,12 @@ class Plan:
     def flop(self) -> float:
         return sum(lp.flop for lp in self.levels)
 
+    def worker_bytes(self, optimizer: str) -> int:
+        """Memory a cluster worker needs to refine the largest tile of any level: the process's
+        fixed part plus one tile's network and optimiser state (no canvas: the driver holds it)."""
+        return int(FIXED_BYTES + max([tile_bytes(max(t.shape[0] * t.shape[1] for t in lp.tiles), lp.level, optimizer)
+                                      for lp in self.levels if lp.tiles and not lp.level.fast] or [0]))
+
     def level_seconds(self, lp: LevelPlan) -> float | None:
         if self.seconds_per_gflop is None:
             return None

@@ -34,6 +34,13 @@ class Stats:
         owned = feat[0, :, ys, xs].permute(1, 2, 0).reshape(-1, feat.shape[1]).cpu().numpy()
         self.count += gram_accumulate(owned, np.ascontiguousarray(wmap[ys, xs]).ravel(), self.gram, self.mean)
 
+    def merge(self, other: "Stats") -> "Stats":
+        """Add another tile's sums (in a fixed order, so the total is the same wherever tiles ran)."""
+        self.gram += other.gram
+        self.mean += other.mean
+        self.count += other.count
+        return self
+
     def gram_mean(self) -> tuple[np.ndarray, np.ndarray]:
         return self.gram / self.count, self.mean / self.count
 
