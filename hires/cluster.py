@@ -58,7 +58,7 @@ def connect(spec: str, tile_bytes: int | None = None):
         cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                            memory_limit=int((tile_bytes + DASK_OVERHEAD) / PEAK_SHARE) if tile_bytes
                                            else "auto", resources={"cores": cores},
-                                           dashboard_address=None)
+                                           dashboard_address=":0")
         return distributed.Client(cluster)
     if "://" not in spec:
         raise OptionError(f"--scheduler: {spec!r} is neither local:N nor a scheduler address such as tcp://host:8786")
