@@ -17,10 +17,11 @@ import json
 import multiprocessing
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hires.canvas import peak_rss_bytes
+from hires.canvas import peak_rss_bytes, reset_peak_rss
 from hires.config import Settings, load_preset, parse_style, preset_table, read_toml, settings_from_mapping
 from hires.errors import HiresError, OptionError
 from hires.pipeline import RUN_FIELDS, RunOptions, builtin_only
@@ -182,9 +183,16 @@ def already_done(job: BatchJob, fp: str) -> bool:
 
 def _child(job: BatchJob, progress_kind: str, conn) -> None:
     """Run one job in this (spawned) process and send back what happened."""
+    conn.send(run_here(job, progress_kind))
+    conn.close()
+
+
+def run_here(job: BatchJob, progress_kind: str) -> dict:
+    """Run one job in this process: what happened (status, output, error, wall, the job's peak RSS)."""
     from hires.cli import make_progress
     from hires.pipeline import make_job, run
     from rich.console import Console
+    reset_peak_rss()  # a cluster worker runs many jobs: measure this one
     t0 = time.perf_counter()
     try:
         j = make_job(job.content, job.styles, job.output, job.size, job.texture, job.overwrite, job.settings.dpi,
@@ -198,17 +206,13 @@ def _child(job: BatchJob, progress_kind: str, conn) -> None:
         msg = {"status": "failed", "output": None, "error": f"{type(e).__name__}: {e}"}
     msg["wall_s"] = time.perf_counter() - t0
     msg["peak_rss_bytes"] = peak_rss_bytes()
-    conn.send(msg)
-    conn.close()
+    return msg
 
 
 def run_job(job: BatchJob, progress_kind: str) -> Outcome:
-    try:
-        fp = fingerprint(job)
-    except HiresError as e:
-        return Outcome(job.name, "failed", None, error=str(e))
-    if already_done(job, fp):
-        return Outcome(job.name, "skipped", str(job.output), fingerprint=fp)
+    fp, outcome = _before_running(job)
+    if outcome is not None:
+        return outcome
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(job, progress_kind, send), name=f"hires batch {job.name}")
@@ -223,11 +227,28 @@ def run_job(job: BatchJob, progress_kind: str) -> Outcome:
     if msg is None:
         return Outcome(job.name, "failed", None, time.perf_counter() - t0,
                        error=f"the render process ended with exit code {proc.exitcode}")
+    return _outcome(job, fp, msg)
+
+
+def _outcome(job: BatchJob, fp: str, msg: dict) -> Outcome:
+    """The outcome of a job that ran (here or on a worker); a finished output is recorded."""
     out = Outcome(job.name, msg["status"], msg["output"], round(msg["wall_s"], 2), msg["peak_rss_bytes"],
                   msg["error"], fp)
     if out.status == "done":
         _write_record(job.source, job.output, fp)
     return out
+
+
+def _before_running(job: BatchJob) -> tuple[str | None, Outcome | None]:
+    """The job's fingerprint, or the outcome that makes running it needless (skipped, or failed
+    before it could start)."""
+    try:
+        fp = fingerprint(job)
+    except HiresError as e:
+        return None, Outcome(job.name, "failed", None, error=str(e))
+    if already_done(job, fp):
+        return fp, Outcome(job.name, "skipped", str(job.output), fingerprint=fp)
+    return fp, None
 
 
 @dataclass
@@ -260,14 +281,52 @@ def check_report_path(path) -> None:
         raise OptionError(f"--report: {str(path)!r} exists and is not a hires batch report; give another name")
 
 
-def run_batch(files, progress_kind: str = "rich", on_outcome=None) -> BatchReport:
+def run_batch(files, progress_kind: str = "rich", on_outcome=None, scheduler=None) -> BatchReport:
     """Load every job file first (a mistake in one is reported before anything runs), then run
-    the jobs in order.  ``on_outcome(job, outcome)`` hears each job's end."""
+    the jobs in order, or all at once on a Dask cluster (``scheduler``: local:N, an address or a
+    ``distributed.Client``).  ``on_outcome(job, outcome)`` hears each job's end."""
     jobs = [job for f in files for job in load_jobs(f)]
+    if scheduler is not None:
+        return run_on_cluster(jobs, scheduler, on_outcome)
     report = BatchReport()
     for job in jobs:
         outcome = job if isinstance(job, Outcome) else run_job(job, progress_kind)
         report.outcomes.append(outcome)
         if on_outcome:
             on_outcome(job, outcome)
+    return report
+
+
+def run_on_cluster(jobs: list, scheduler, on_outcome=None) -> BatchReport:
+    """Each job one task on the cluster, retried if its worker dies (outputs and work folders on
+    a shared file system, so a retried job resumes from its checkpoints); the outcomes are
+    reported in job order."""
+    from hires import cluster
+    client = cluster.connect(scheduler)
+    distributed = cluster._distributed()
+    outcomes: dict[int, Outcome] = {}
+    futures = {}
+    try:
+        for i, job in enumerate(jobs):
+            fp, outcome = (None, job) if isinstance(job, Outcome) else _before_running(job)
+            if outcome is not None:
+                outcomes[i] = outcome
+                if on_outcome:
+                    on_outcome(job, outcome)
+                continue
+            fut = client.submit(run_here, job, "quiet", key=f"hires-job-{i}-{uuid.uuid4().hex[:8]}",
+                                retries=cluster.RETRIES, pure=False)
+            futures[fut] = (i, job, fp)
+        for fut in distributed.as_completed(futures):
+            i, job, fp = futures[fut]
+            try:
+                outcomes[i] = _outcome(job, fp, fut.result())
+            except Exception as e:  # the task itself failed on every retry (workers killed)
+                outcomes[i] = Outcome(job.name, "failed", None, error=f"on the cluster: {type(e).__name__}: {e}")
+            if on_outcome:
+                on_outcome(job, outcomes[i])
+    finally:
+        if client is not scheduler:
+            cluster.close_client(client)
+    report = BatchReport([outcomes[i] for i in sorted(outcomes)])
     return report

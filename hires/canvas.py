@@ -89,6 +89,17 @@ def release(*arrays: np.ndarray) -> None:
             m.madvise(mmap.MADV_DONTNEED)
 
 
+def reset_peak_rss() -> bool:
+    """Start this process's peak resident memory afresh from its current size (Linux: writing 5 to
+    /proc/self/clear_refs), so a long-lived process (a cluster worker) can measure one job."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_bytes() -> int:
     """This process's own peak resident memory: VmHWM of /proc/self/status (the high-water mark of
     its address space since exec).  getrusage's ru_maxrss is not that on Linux: it keeps, across

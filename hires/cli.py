@@ -125,6 +125,9 @@ def build_parser() -> Parser:
     b = sub.add_parser("batch", help="run the renders of one or more job files, one after another")
     b.add_argument("jobs", nargs="+", metavar="JOBS.toml", help="files of [[job]] tables (see the README)")
     b.add_argument("--report", metavar="FILE.json", help="write each job's status, time, peak memory and output")
+    b.add_argument("--scheduler", metavar="local:N|tcp://HOST:PORT",
+                   help="run the jobs at once on a Dask cluster, each job one task retried if its worker dies "
+                        "(outputs on a shared file system); pip install 'hires[distributed]'")
     reporting(b)
 
     ps = sub.add_parser("presets", help="list the presets (schedules and sizes) with what they do")
@@ -283,7 +286,7 @@ def cmd_batch(args, console) -> int:
         elif kind == "json":
             sys.stderr.write(json.dumps({"event": "job_end", **dataclasses.asdict(outcome)}) + "\n")
 
-    report = run_batch(args.jobs, kind, said)
+    report = run_batch(args.jobs, kind, said, args.scheduler)
     if args.report:
         from hires.io import write_text_atomic
         write_text_atomic(args.report, json.dumps(report.as_dict(), indent=2) + "\n")

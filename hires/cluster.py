@@ -68,6 +68,14 @@ def connect(spec: str, tile_bytes: int | None = None):
         raise OptionError(f"--scheduler: cannot reach {spec}: {e}") from None
 
 
+def close_client(client) -> None:
+    """Disconnect a client made by ``connect``, shutting down the local cluster it started."""
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
 # ------------------------------------------------------------------ on the workers
 
 _ENGINES: dict[str, object] = {}
@@ -138,12 +146,8 @@ class DaskRunner:
 
     def close(self) -> None:
         """Disconnect; a local cluster this runner started is shut down with it."""
-        if not self.owned:
-            return
-        cluster = getattr(self.client, "cluster", None)
-        self.client.close()
-        if cluster is not None:
-            cluster.close()
+        if self.owned:
+            close_client(self.client)
 
     def _submit(self, fn, *args, key: str):
         return self.client.submit(fn, *args, key=key, retries=RETRIES, pure=False)

@@ -145,3 +145,27 @@ def test_a_worker_killed_mid_tile_does_not_change_the_render(client, tmp_path, c
         client.unregister_worker_plugin("kill-once")
     assert not marker.exists()   # a worker did die in the middle of a tile
     np.testing.assert_array_equal(killed, clean)
+
+
+def test_batch_on_a_cluster_reports_like_the_local_batch(tmp_path):
+    """`hires batch --scheduler local:2`: every job one task; the same report, in job order, the
+    same record (a rerun, here in process, skips what the cluster made)."""
+    import json
+    import subprocess
+    import sys
+
+    import pyvips
+
+    from tests.test_production import _batch_file
+    jobs = _batch_file(tmp_path)
+    report = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "hires.cli", "batch", str(jobs), "--report", str(report), "--quiet"]
+    first = subprocess.run(cmd + ["--scheduler", "local:2"], capture_output=True, text=True)
+    assert first.returncode == 1, first.stderr[-2000:]
+    r = json.loads(report.read_text())
+    assert [(j["name"], j["status"]) for j in r["jobs"]] == [("first", "done"), ("broken", "failed"), ("third", "done")]
+    for j in r["jobs"][::2]:
+        assert j["peak_rss_bytes"] > 0 and pyvips.Image.new_from_file(j["output"]).width == 160
+    second = subprocess.run(cmd, capture_output=True, text=True)
+    assert second.returncode == 1
+    assert [j["status"] for j in json.loads(report.read_text())["jobs"]] == ["skipped", "failed", "skipped"]
