@@ -142,7 +142,7 @@ class DaskRunner:
         self.client = client
         self.settings = settings
         self.owned = owned          # made by connect(): closed with the render
-        self.log: list[dict] = []   # per pass: tiles, colours, task seconds, bytes shipped
+        self.log: list[dict] = []   # per statistics pass and per colour: tiles, seconds, bytes moved
 
     def close(self) -> None:
         """Disconnect; a local cluster this runner started is shut down with it."""
@@ -153,19 +153,27 @@ class DaskRunner:
         return self.client.submit(fn, *args, key=key, retries=RETRIES, pure=False)
 
     def tile_stats_runs(self, image: np.ndarray, layers, deepest: str, tiles):
+        """(tile index, tile_stats result) for each tile, computed on the workers at once."""
         distributed = _distributed()
         pass_id = uuid.uuid4().hex[:8]
         futures = {}
+        entry = {"kind": "stats", "tiles": len(tiles), "task_s": 0.0, "bytes_sent": 0, "bytes_received": 0}
+        t0 = time.perf_counter()
         for tile in tiles:
             region = take(image, tile.region)
+            entry["bytes_sent"] += region.nbytes
             futures[self._submit(_tile_stats_task, self.settings, region, tile, tuple(layers), deepest,
                                  image.shape[:2], key=f"tile-stats-{pass_id}-{tile.index}")] = tile.index
         for fut in distributed.as_completed(futures):
-            yield futures[fut], fut.result()
+            result = fut.result()
             fut.release()
+            entry["task_s"] += result[1]
+            entry["bytes_received"] += sum(st.gram.nbytes + st.mean.nbytes for st in result[0].values())
+            yield futures[fut], result
+        self.log.append({**entry, "wall_s": time.perf_counter() - t0})
 
     def refine_runs(self, engine, canvas: np.ndarray, content: np.ndarray | None, tiles, job):
-        """(tile, new region) for the tiles of one colour, refined at once on the workers, in the
+        """(tile, its new blend area) for the tiles of one colour, refined at once on the workers, in the
         order they finish (tiles of one colour share no pixels, so the order does not matter)."""
         if not tiles:
             return
@@ -183,11 +191,12 @@ class DaskRunner:
             engine.progress(TileStarted(job.level.index, ctx.pass_index, tile.index + 1, job.n_tiles))
             futures[self._submit(_refine_task, self.settings, shared, tile, region, part,
                                  key=f"refine-tile-{pass_id}-{tile.index}")] = tile
-        task_s = 0.0
+        task_s, received = 0.0, 0
         for fut in distributed.as_completed(futures):
             tile = futures[fut]
             x_new, net_s, evals, seconds = fut.result()
             fut.release()
+            received += x_new.nbytes
             c = ctx.counters
             flop = 2 * engine.tile_flop(tile, job.level) * evals
             c.net_s += net_s
@@ -196,5 +205,6 @@ class DaskRunner:
             task_s += seconds
             yield tile, x_new
         shared.release()
-        self.log.append({"level": job.level.index, "pass": ctx.pass_index, "tiles": len(tiles),
-                         "wall_s": time.perf_counter() - t0, "task_s": task_s, "bytes_sent": sent})
+        self.log.append({"kind": "refine", "level": job.level.index, "pass": ctx.pass_index, "tiles": len(tiles),
+                         "wall_s": time.perf_counter() - t0, "task_s": task_s, "bytes_sent": sent,
+                         "bytes_received": received})

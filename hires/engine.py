@@ -238,7 +238,7 @@ class Engine:
                 # Gauss-Seidel on pixels: tiles of later colours read this tile's result as their
                 # context and as the start of their overlap, so both sides of a cut converge to the
                 # same texture instead of two independent ones whose average would blur the seam.
-                blend_into(canvas, wsum, blend_part(x_new, tile), blend_window(tile), tile.blend[0], tile.blend[2])
+                blend_into(canvas, wsum, x_new, blend_window(tile), tile.blend[0], tile.blend[2])
                 del x_new
                 finished += 1
                 if ctx.checkpoints is not None:
@@ -258,15 +258,17 @@ class Engine:
     def refine_tile(self, tile: Tile, job: "RefineJob", region: np.ndarray, content: np.ndarray | None,
                     report) -> np.ndarray:
         """One tile optimised from ``region`` (its region of the canvas) against the whole image's
-        statistics; ``content`` is the content under the region.  Returns the new region."""
+        statistics; ``content`` is the content under the region.  Returns the new pixels of the
+        tile's blend area (the rest of the region is context, held fixed)."""
         objective = self.objective(tile, job.level, job.glob, job.targets, content, job.canvas_hw)
         x0 = to_tensor(region, self.device, self.dtype)
         mask = torch.from_numpy(blend_mask(tile))[None, None].to(self.device, self.dtype)
-        return to_numpy(self.optimise(objective, x0, mask, job.level.iterations, report))
+        x = to_numpy(self.optimise(objective, x0, mask, job.level.iterations, report))
+        return np.ascontiguousarray(blend_part(x, tile))
 
     def refine_runs(self, engine: "Engine", canvas: np.ndarray, content: np.ndarray | None, tiles: list[Tile],
                     job: "RefineJob"):
-        """(tile, new region) for each of ``tiles`` in this process, one after another, each
+        """(tile, its new blend area) for each of ``tiles`` in this process, one after another, each
         evaluation reported as a Step event."""
         ctx = job.ctx
         for tile in tiles:

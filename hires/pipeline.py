@@ -49,6 +49,7 @@ class Result:
     net_s: float
     net_gflop: float
     fast: fast.FastReport | None = None
+    cluster: list[dict] | None = None   # with --scheduler: per statistics pass and colour, what the cluster did
 
 
 @dataclass
@@ -370,7 +371,8 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
         if not options.keep_work:
             work.remove()
     c = state.counters
-    return Result(canvas, out, engine.network_name, plan, c.levels, time.perf_counter() - t0, c.net_s, c.net_flop / 1e9)
+    return Result(canvas, out, engine.network_name, plan, c.levels, time.perf_counter() - t0, c.net_s, c.net_flop / 1e9,
+                  cluster=state.executor.log if state.executor else None)
 
 
 def output_mode(job: Job, settings: Settings) -> str:
