@@ -85,7 +85,8 @@ def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path
         cover = np.zeros((H, W), int)
         per_tile = []
         for tile in grid_:
-            objective = engine.objective(tile, level, glob, targets, content, (H, W))
+            part = None if content is None else take(content, tile.region)
+            objective = engine.objective(tile, level, glob, targets, part, (H, W))
             xr = to_tensor(take(x0, tile.region), "cpu", torch.float64).requires_grad_(True)
             objective(xr).backward()
             g = xr.grad[0].permute(1, 2, 0).numpy()
