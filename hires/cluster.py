@@ -198,10 +198,10 @@ class DaskRunner:
             fut.release()
             received += x_new.nbytes
             c = ctx.counters
-            flop = 2 * engine.tile_flop(tile, job.level) * evals
+            per_eval = 2 * engine.tile_flop(tile, job.level)   # forward plus backward
             c.net_s += net_s
-            c.net_flop += flop
-            c.work_done += 2 * engine.tile_flop(tile, job.level) * job.level.iterations
+            c.net_flop += per_eval * evals
+            c.work_done += per_eval * job.level.iterations
             task_s += seconds
             yield tile, x_new
         shared.release()

@@ -59,7 +59,3 @@ def check_colours(colours: list[list[Tile]], width: int, height: int) -> None:
                 if conflict(a, b, width, height):
                     raise RuntimeError(f"tiles {a.index} and {b.index} share pixels but were put in one colour")
 
-
-def colour_order(tiles: list[Tile], width: int, height: int) -> list[Tile]:
-    """The tiles in the order the colours run (each colour's tiles by index)."""
-    return [t for group in colour_groups(tiles, width, height) for t in group]
