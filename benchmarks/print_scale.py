@@ -48,25 +48,31 @@ def crops(tif: Path, plan: dict, name: str) -> list[str]:
     return files
 
 
-def seam_ratios(tif: Path, plan: dict, band: int = 8) -> dict:
-    """Mean gradient magnitude in +-``band`` px bands along each tiled level's cuts (scaled to the
-    output) over that of the rest of the image: 1.0 means the cuts cannot be told from anywhere else."""
+def seam_ratios(tif: Path, plan: dict, band: int = 8, wrap: bool = False) -> dict:
+    """Per tiled level, two measures along its cuts (scaled to the output; with ``wrap`` the cut at
+    0 too, where a seamless texture wraps): ``band``, the mean gradient magnitude in +-``band`` px
+    bands over that of the rest of the image (1.0: the cuts cannot be told from anywhere else; below
+    1 blurred, above hard), and ``line``, the largest brightness step along a cut over the usual one
+    (about 1; 2 or more is a line the whole way along it)."""
     import numpy as np
     import pyvips
 
-    from hires.seams import band_ratio
+    from hires.seams import band_ratio, line_ratio
     from hires.tiles import grid
     im = pyvips.Image.new_from_file(str(tif))
     a = np.ndarray(buffer=im.write_to_memory(), dtype=np.uint8 if im.format == "uchar" else np.uint16,
                    shape=(im.height, im.width, im.bands))
-    out = {}  # (band_ratio reads the integer pixels strip by strip, as float)
+    out = {}  # (the measures read the integer pixels strip by strip, as float)
     for lv in plan["levels"]:
         if lv["tiles"] < 2:
             continue
         f = im.width // lv["width"]
-        tiles = grid(lv["width"], lv["height"], lv["tile"], 4, lv["margin"])
-        ratio = band_ratio(a, {t.core[0] * f for t in tiles} - {0}, {t.core[2] * f for t in tiles} - {0}, band)
-        out[f"level{lv['level']}"] = round(ratio, 4)
+        tiles = grid(lv["width"], lv["height"], lv["tile"], lv.get("overlap", 4), lv["margin"], wrap)
+        rows, cols = {t.core[0] * f % im.height for t in tiles}, {t.core[2] * f % im.width for t in tiles}
+        inner_rows, inner_cols = rows - {0}, cols - {0}
+        out[f"level{lv['level']}"] = {"band": round(band_ratio(a, inner_rows, inner_cols, band), 4),
+                                      "line": round(line_ratio(a, rows if wrap else inner_rows,
+                                                               cols if wrap else inner_cols, band), 3)}
     return out
 
 
@@ -85,9 +91,9 @@ def main() -> None:
     output = RESULTS / f"{name}.tif"
     if a.reanalyse:
         payload = json.loads((RESULTS / f"{name}.json").read_text())
-        payload["seam_band_ratio"] = seam_ratios(output, payload["plan"])
+        payload["seams"] = seam_ratios(output, payload["plan"])
         payload["gallery"] = crops(output, payload["plan"], name)
-        print(json.dumps(payload["seam_band_ratio"]))
+        print(json.dumps(payload["seams"]))
         write_json(f"{name}.json", payload)
         return
     settings = {k: json.loads(v) for k, v in (s.split("=", 1) for s in a.set)}
@@ -113,7 +119,7 @@ def main() -> None:
         "content": Path(a.content).name, "style": Path(a.style).name, "settings": settings,
     }
     payload["gallery"] = crops(output, result["plan"], name)
-    payload["seam_band_ratio"] = seam_ratios(output, result["plan"])
+    payload["seams"] = seam_ratios(output, result["plan"])
     print(json.dumps({k: v for k, v in payload.items() if k not in ("per_level", "plan")}, indent=2))
     write_json(f"{name}.json", payload)
 

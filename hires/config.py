@@ -66,7 +66,8 @@ class Settings:
     # tiling and memory
     memory: str = _opt("4GiB", "memory budget for the whole process, e.g. 4GiB, 1500MB")
     tile_size: int = _opt(0, "tile side in px at tiled levels (0 = largest that fits --memory)")
-    overlap: int = _opt(4, "px of feathered overlap on each side of a cut between tiles (wide overlaps blur)")
+    overlap: int = _opt(0, "px of feathered overlap on each side of a cut between tiles (0 = twice the stride "
+                           "of the level's deepest layer: 4 px at relu2_1, 16 at relu4_1)")
     margin: int = _opt(0, "px of context around each tile (0 = from the network depth)")
     canvas: str = _opt("auto", "where full-size buffers live: auto (RAM if the plan fits --memory, else "
                             "disk-backed in the work folder), ram or disk", choices=("auto", "ram", "disk"))

@@ -538,7 +538,7 @@ def level_targets(engine: Engine, job: Job, s: Settings, lp: LevelPlan, buffers:
     def stats_grid(img):
         # statistics only need a forward pass, so larger tiles than the refine pass's fit; the
         # example itself is not tileable, so its grid never wraps
-        return grid(img.shape[1], img.shape[0], max(lp.tile, STATS_TILE), s.overlap, lp.margin, False)
+        return grid(img.shape[1], img.shape[0], max(lp.tile, STATS_TILE), lp.overlap, lp.margin, False)
 
     return style_targets(engine, images(), lv.layers, lv.deepest, stats_grid)
 

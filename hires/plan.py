@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from hires.config import Settings, parse_memory
 from hires.errors import BudgetError
-from hires.nets import LAYER_INDEX, LAYER_RADIUS, LAYERS
+from hires.nets import LAYER_INDEX, LAYER_RADIUS, LAYER_STRIDE, LAYERS
 from hires.pyramid import Level, schedule
 from hires.tiles import ALIGN, Tile, grid
 
@@ -60,6 +60,14 @@ def auto_margin(level: Level) -> int:
     return -(-LAYER_RADIUS[level.deepest] // ALIGN) * ALIGN
 
 
+def auto_overlap(level: Level) -> int:
+    """Feathered px on each side of a cut: twice the stride of the deepest layer used, so the
+    ramp spans four positions of that layer's feature map.  A ramp narrower than one position is
+    a hard cut to that layer; at relu4_1 (stride 8) the 4 px default left a dark line along the
+    cuts of a seamless texture's 1024 px level (issue 10's 8192 px texture)."""
+    return 2 * LAYER_STRIDE[level.deepest]
+
+
 def tile_bytes(region_px: int, level: Level, optimizer: str, disk: bool = False) -> float:
     act = activation_bytes_per_pixel(level.deepest) * BACKWARD_FACTOR * region_px
     hist = (LBFGS_HISTORY * 2 + 4) * 3 * 4 * region_px if optimizer == "lbfgs" else 4 * 3 * 4 * region_px
@@ -71,6 +79,7 @@ class LevelPlan:
     level: Level
     tile: int
     margin: int
+    overlap: int               # feathered px on each side of a cut
     passes: list[list[Tile]]   # the tile grid of each refine pass (a second pass is shifted by half a tile)
     peak_bytes: float
     flop: float          # network FLOPs of the refine passes, statistics passes included
@@ -85,6 +94,7 @@ class LevelPlan:
         return {"level": self.level.index, "width": self.level.width, "height": self.level.height,
                 "iterations": self.level.iterations, "style_layers": list(self.level.style_layers),
                 "content_layer": self.level.content_layer, "tile": self.tile, "margin": self.margin,
+                "overlap": self.overlap,
                 "tiles": len(self.tiles), "passes": len(self.passes), "peak_bytes": int(self.peak_bytes),
                 "gflop": self.flop / 1e9, "canvas": "disk" if self.disk else "ram"}
 
@@ -157,6 +167,7 @@ def plan_level(level: Level, settings: Settings, budget: int, style_px: int) -> 
 def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool) -> LevelPlan:
     budget = int(budget * HEADROOM)
     margin = s.margin or auto_margin(level)
+    overlap = s.overlap or auto_overlap(level)
     W, H = level.width, level.height
     # disk-backed buffers are released after every tile: only the tile's own pages stay resident
     base = FIXED_BYTES + (0 if disk else CANVAS_BYTES_PER_PX * W * H + 12 * style_px)
@@ -173,25 +184,25 @@ def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool) -> L
         tile = 0
         for t in range(MAX_TILE, 63, -ALIGN):
             # the grid's real regions (context, alignment, folded end slivers), not a formula
-            if base + tile_bytes(largest(grid(W, H, t, s.overlap, margin, s.seamless)), level,
+            if base + tile_bytes(largest(grid(W, H, t, overlap, margin, s.seamless)), level,
                                  s.optimizer, disk) <= budget:
                 tile = t
                 break
         if not tile:
-            need = base + tile_bytes(largest(grid(W, H, 64, s.overlap, margin, s.seamless)), level, s.optimizer,
+            need = base + tile_bytes(largest(grid(W, H, 64, overlap, margin, s.seamless)), level, s.optimizer,
                                      disk)
             raise BudgetError(f"--memory: {s.memory} is too small for a {W}x{H} level; it needs about "
                               f"{need / 2**30:.2f} GiB even with 64 px tiles; raise --memory or lower --size")
-    passes = [grid(W, H, tile, s.overlap, margin, s.seamless)]
+    passes = [grid(W, H, tile, overlap, margin, s.seamless)]
     if s.second_pass and len(passes[0]) > 1:
-        passes.append(grid(W, H, tile, s.overlap, margin, s.seamless, shift=tile // 2))
+        passes.append(grid(W, H, tile, overlap, margin, s.seamless, shift=tile // 2))
     fpp = flops_per_pixel(level.deepest)
     # per pass: one statistics forward, one content forward, iterations x (forward + backward ~ 2x)
     flop = sum(sum(t.shape[0] * t.shape[1] for t in tiles) for tiles in passes) * fpp * (2 + 2 * level.iterations)
     if level.fast:  # the feed-forward network's result, resampled: no optimisation
         flop = 0.0
     peak = base + max(tile_bytes(largest(tiles), level, s.optimizer, disk) for tiles in passes)
-    return LevelPlan(level, tile, margin, passes, peak, flop, disk)
+    return LevelPlan(level, tile, margin, overlap, passes, peak, flop, disk)
 
 
 def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tuple[int, int]] = (),

@@ -42,3 +42,40 @@ def wrap_seam_ratio(image: np.ndarray, band: int = 8) -> float:
     h, w = image.shape[:2]
     rolled = np.roll(image, (h // 2, w // 2), axis=(0, 1))
     return band_ratio(rolled, [h // 2], [w // 2], band)
+
+
+def _line_profile(image: np.ndarray, axis: int, strip: int) -> np.ndarray:
+    """Mean of every row (axis 0) or column (axis 1), channels averaged, read in strips of rows."""
+    h = image.shape[0]
+    parts = []
+    total = np.zeros(image.shape[1])
+    for y0 in range(0, h, strip):
+        block = np.asarray(image[y0:y0 + strip], np.float64)
+        block = block.mean(2) if block.ndim == 3 else block
+        if axis == 0:
+            parts.append(block.mean(1))
+        else:
+            total += block.sum(0)
+    return np.concatenate(parts) if axis == 0 else total / h
+
+
+def line_ratio(image: np.ndarray, rows, cols, band: int = 8, strip: int = 1024) -> float:
+    """Is there a line along the given rows and columns (a step in brightness the whole way along
+    a cut, which the gradient bands of ``band_ratio`` average away)?  Each row's and column's mean,
+    less its local average: the largest such step within ``band`` px of the lines, over the median
+    of the same largest step around every row and column, for the worst of the lines.  About 1
+    when the lines are like any other (up to 1.5 over many lines); an image-wide dark or bright
+    line along a cut gives 2 or more."""
+    out = []
+    for axis, lines in ((0, rows), (1, cols)):
+        if not len(lines):
+            continue
+        p = _line_profile(image, axis, strip)
+        n, k = len(p), 2 * band + 1
+        padded = np.concatenate([p[-k:], p, p[:k]])
+        local = np.convolve(padded, np.ones(k) / k, "same")[k:-k]
+        step = np.abs(p - local)
+        window = np.lib.stride_tricks.sliding_window_view(np.concatenate([step[-band:], step, step[:band]]), k)
+        near = window.max(1)  # the largest step within band px of each position
+        out.extend(near[np.asarray(sorted(lines)) % n] / max(np.median(near), 1e-12))
+    return float(np.max(out)) if out else 1.0

@@ -122,3 +122,16 @@ def test_gray_needs_every_input_gray(texture_path, gray_example):
     both = make_job(None, [gray_example, texture_path], None, "64x64", True)
     assert output_mode(both, Settings()) == "color"
     assert output_mode(make_job(None, gray_example, None, "64x64", True), Settings()) == "gray"
+
+
+def test_line_ratio_finds_a_faint_line_along_a_cut():
+    """A 10% darker row across a noisy image (each pixel +-60%) is invisible to the gradient bands but is the line
+    the first 8192 px texture had; the line measure gives about 1 without it, well over 2 with it."""
+    from hires.seams import band_ratio, line_ratio
+    rng = np.random.default_rng(3)
+    img = rng.uniform(0.2, 0.8, (512, 384, 3)).astype(np.float32)
+    assert line_ratio(img, [200], [150]) < 1.6
+    img[203] *= 0.9
+    assert line_ratio(img, [200], [150]) > 2
+    assert line_ratio(img, [], [150]) < 1.6  # only along the lines asked about
+    assert abs(band_ratio(img, [200], [150]) - 1) < 0.02

@@ -50,10 +50,11 @@ def _loss_of(result_image, content_path, style_path, settings):
 def test_tiled_render_matches_untiled_render(content_path, style_path, optimizer):
     """Same schedule, 128 px tiles on a 384x288 target: whole-image style loss within 5%.
 
-    Adam takes the same steps whatever the rounding, so the two renders are compared both ways.
-    L-BFGS's line search is chaotic at 12 evaluations (rounding alone moves a render's loss by
-    about 5%), and tiles, each with its own line search, converge faster than the whole frame,
-    so for it the claim tested is the one that matters: tiling does not cost more than 5%."""
+    The claim tested is the one that matters: tiling does not cost more than 5%.  It may gain:
+    pixels in the overlaps are refined by both tiles, and L-BFGS's tiles each have their own line
+    search (chaotic at 12 evaluations: rounding alone moves a render's loss by about 5%).  With
+    the 8 px ramps of a relu3_1 level Adam's tiled loss is 0.88 of the untiled one (0.97-1.03
+    with the 4 px ramps before); a far lower loss would be suspect, so it is bounded too."""
     sched = dict(SCHEDULE, optimizer=optimizer)
     untiled = hires.render(content_path, style_path, size="384x288", **sched)
     tiled = hires.render(content_path, style_path, size="384x288", tile_size=128, **sched)
@@ -63,10 +64,7 @@ def test_tiled_render_matches_untiled_render(content_path, style_path, optimizer
     lu = _loss_of(untiled.image, content_path, style_path, s)
     lt = _loss_of(tiled.image, content_path, style_path, s)
     assert lu < 0.7 * start  # both really optimised
-    if optimizer == "adam":
-        assert abs(lt - lu) <= 0.05 * lu, (start, lu, lt)
-    else:
-        assert lt <= 1.05 * lu, (start, lu, lt)
+    assert 0.75 * lu <= lt <= 1.05 * lu, (start, lu, lt)
 
 
 def seam_ratio(img, cuts, band=8):

@@ -137,3 +137,24 @@ def test_fast_start_covers_the_levels_up_to_the_working_size():
     plan = make_plan(6000, 4500, Settings())
     assert plan.levels[0].flop == 0 and plan.levels[2].flop > 0
     assert "fast network" in describe(plan)[1]
+
+
+def test_cut_ramps_span_several_positions_of_the_deepest_layer():
+    """Across a cut, a tile's ownership at the level's deepest layer falls over several feature
+    positions.  With a fixed 4 px overlap the fall at a relu4_1 level (stride 8) took one or two
+    positions, a hard cut to that layer: the 8192 px seamless texture showed a dark line along its
+    1024 px level's cuts (benchmarks/texture_scale.py; reproduced at 512 px, row step 4.0 at the cut
+    against 1.7 elsewhere, none with the ramp chosen here)."""
+    from hires.nets import LAYER_STRIDE
+    plan = make_plan(4096, 4096, Settings(memory="2GiB", seamless=True, base_size=512))
+    tiled = [lp for lp in plan.levels if len(lp.tiles) > 1]
+    assert {lp.level.deepest for lp in tiled} >= {"relu4_1", "relu3_1"}
+    for lp in tiled:
+        stride = LAYER_STRIDE[lp.level.deepest]
+        tile = lp.tiles[0]
+        wmap = ownership(tile, {stride})[stride]
+        column = wmap[:, wmap.shape[1] // 2]  # down through the tile, across its bottom cut
+        falling = (column > 0.01) & (column < 0.99)
+        assert falling.sum() >= 2 * 4, lp.level.deepest  # top and bottom cuts, 4 each
+    explicit = make_plan(4096, 4096, Settings(memory="2GiB", seamless=True, base_size=512, overlap=4))
+    assert all(lp.overlap == 4 for lp in explicit.levels)
