@@ -33,17 +33,29 @@ def preserve_luminance(result: np.ndarray, content: np.ndarray) -> np.ndarray:
     return np.clip(yuv_c @ np.linalg.inv(m).T.astype(np.float32), 0.0, 1.0)
 
 
-def colour_stats(image: np.ndarray, strip: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Colour mean and covariance of an (H, W, 3) image, accumulated in strips of rows."""
+def colour_stats(image: np.ndarray, strip: int = 256, after_strip=None) -> tuple[np.ndarray, np.ndarray]:
+    """Colour mean and covariance of an (H, W, 3) image, accumulated in strips of rows
+    (``after_strip()`` is called after each: a disk-backed canvas drops its pages there)."""
     n, total, outer = 0, np.zeros(3), np.zeros((3, 3))
     for y in range(0, image.shape[0], strip):
         px = image[y:y + strip].reshape(-1, 3).astype(np.float64)
         n += len(px)
         total += px.sum(0)
         outer += px.T @ px
+        if after_strip is not None:
+            after_strip()
     mu = total / n
     cov = (outer - n * np.outer(mu, mu)) / max(n - 1, 1)
     return mu, cov + 1e-5 * np.eye(3)
+
+
+def mix_stats(stats, weights) -> tuple[np.ndarray, np.ndarray]:
+    """Colour mean and covariance of a mixture of images with these statistics, in proportions
+    ``weights`` (the law of total covariance)."""
+    w = np.asarray(weights, np.float64) / sum(weights)
+    mu = sum(wi * m for wi, (m, _) in zip(w, stats))
+    second = sum(wi * (c + np.outer(m, m)) for wi, (m, c) in zip(w, stats))
+    return mu, second - np.outer(mu, mu)
 
 
 def histogram_transform(style_stats, content_stats):

@@ -81,6 +81,9 @@ class Settings:
     alpha: str = _opt("flatten", "what to do with an input alpha channel: flatten onto white",
                       choices=("flatten",))
     seamless: bool = _opt(False, "make the texture tile with itself (texture only)")
+    match_colours: bool = _opt(True, "texture: as a last step, give the result the examples' colour mean and "
+                                     "covariance (a fine level that cannot regain all the example's contrast "
+                                     "otherwise comes out washed out)")
     mode: str = _opt("auto", "colour or one-band gray output; auto = gray when every input image is gray",
                      choices=("auto", "color", "gray"))
 

@@ -672,6 +672,20 @@ def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
     return Result(image, out, "magenta", None, [], time.perf_counter() - t0, net_s, 0.0, report)
 
 
+def match_examples(canvas: np.ndarray, job: Job, s: Settings) -> None:
+    """Give a texture the colour mean and covariance of its examples (mixed by weight), each read
+    at the size it has at the finest level, so at the scale its pixels appear in the output."""
+    stats = []
+    for path, _ in job.styles:
+        ew, eh = _style_size(job, io.image_size(path, "example"), job.width, job.height, s)
+        stats.append(colour.colour_stats(io.load_image(path, size=(ew, eh), what="example")))
+    target = colour.mix_stats(stats, [weight for _, weight in job.styles])
+    transform = colour.histogram_transform(colour.colour_stats(canvas, after_strip=lambda: release(canvas)), target)
+    for y in range(0, canvas.shape[0], STRIP):
+        canvas[y:y + STRIP] = transform(canvas[y:y + STRIP])
+        release(canvas)
+
+
 def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers, checkpoints: Checkpoints | None = None,
            progress=ignore) -> Path | None:
     """Apply the luminance option (strip by strip, the content in a buffer the plan allows) and
@@ -683,6 +697,8 @@ def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers, checkpoi
             canvas[y:y + STRIP] = colour.preserve_luminance(canvas[y:y + STRIP], content[y:y + STRIP])
             release(canvas, content)
         buffers.discard(content)
+    if job.texture and s.match_colours:
+        match_examples(canvas, job, s)
     if s.mode == "gray":
         to_gray(canvas)
     if job.output is None:

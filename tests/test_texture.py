@@ -135,3 +135,28 @@ def test_line_ratio_finds_a_faint_line_along_a_cut():
     assert line_ratio(img, [200], [150]) > 2
     assert line_ratio(img, [], [150]) < 1.6  # only along the lines asked about
     assert abs(band_ratio(img, [200], [150]) - 1) < 0.02
+
+
+def test_mixed_colour_statistics_are_those_of_the_pooled_pixels(rng):
+    from hires.colour import colour_stats, mix_stats
+    a = rng.uniform(0.0, 0.6, (40, 30, 3)).astype(np.float32)
+    b = rng.uniform(0.3, 1.0, (20, 30, 3)).astype(np.float32) * np.array([1.0, 0.5, 0.8], np.float32)
+    mu, cov = mix_stats([colour_stats(a), colour_stats(b)], [2, 1])  # in proportion to their pixels
+    pooled_mu, pooled_cov = colour_stats(np.concatenate([a, b]))
+    np.testing.assert_allclose(mu, pooled_mu, rtol=1e-6)
+    np.testing.assert_allclose(cov, pooled_cov, rtol=0.01, atol=1e-4)
+
+
+def test_texture_takes_the_examples_colour_statistics(texture_path):
+    """The finished texture has the colour mean and covariance of its example as the example
+    appears in it (resized to the finest level's scale).  Without that last step the fine levels
+    leave it with less contrast: 2-3% here, 20-30% on the first 8192 px texture (washed out)."""
+    from hires.colour import colour_stats
+    kw = dict(size="128x128", base_size=64, example_scale=0.25, **SMALL)
+    w, h = io.image_size(texture_path, "example")
+    mu, cov = colour_stats(io.load_image(texture_path, size=(round(w * 0.25), round(h * 0.25))))
+    for match in (True, False):
+        t_mu, t_cov = colour_stats(hires.texture(texture_path, match_colours=match, **kw).image)
+        off = max(np.abs(t_mu - mu).max() / np.sqrt(np.diag(cov)).min(),
+                  np.abs(np.sqrt(np.diag(t_cov)) / np.sqrt(np.diag(cov)) - 1).max())
+        assert (off < 0.003) if match else (off > 0.01), (match, off)
