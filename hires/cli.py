@@ -54,7 +54,7 @@ def settings_from_args(args) -> Settings:
 
 SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color", "method", "strength", "fast_size",
                 "builtin_style", "style_scale"}
-SKIP_RENDER = {"seamless", "example_scale", "match_colours"}
+SKIP_RENDER = {"seamless", "example_scale", "match_colours", "detail"}
 
 
 def build_parser() -> Parser:

@@ -81,6 +81,8 @@ class Settings:
     alpha: str = _opt("flatten", "what to do with an input alpha channel: flatten onto white",
                       choices=("flatten",))
     seamless: bool = _opt(False, "make the texture tile with itself (texture only)")
+    detail: float = _opt(1.0, "texture: noise added to each finer level's start, as a fraction of the detail the "
+                              "example has at that scale and the upsampled coarser level lacks (0 = none)")
     match_colours: bool = _opt(True, "texture: as a last step, give the result the examples' colour mean and "
                                      "covariance (a fine level that cannot regain all the example's contrast "
                                      "otherwise comes out washed out)")
