@@ -477,8 +477,7 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
         state.scratch.discard(previous)
         del previous  # not held through this level's refinement
         if state.job.texture and s.detail:
-            cov = detail.octave_covariance(examples_at(state.job, s, lv.width, lv.height),
-                                           [w for _, w in state.job.styles])
+            cov = detail.octave_covariance(*examples_at(state.job, s, lv.width, lv.height))
             detail.add_noise(canvas, cov, s.detail, s.seed, lv.index)
     if fast_started:
         # above the fast start, the content to keep is the painted start, not the photo: pulled
@@ -676,20 +675,21 @@ def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
     return Result(image, out, "magenta", None, [], time.perf_counter() - t0, net_s, 0.0, report)
 
 
-def examples_at(job: Job, s: Settings, width: int, height: int) -> list[np.ndarray]:
-    """A texture's examples at the size they have at a level of ``width`` x ``height``."""
-    out = []
+def examples_at(job: Job, s: Settings, width: int, height: int) -> tuple[list[np.ndarray], list[float]]:
+    """A texture's examples at the size they have at a level of ``width`` x ``height``, and their
+    weights."""
+    images = []
     for path, _ in job.styles:
         ew, eh = _style_size(job, io.image_size(path, "example"), width, height, s)
-        out.append(io.load_image(path, size=(ew, eh), what="example"))
-    return out
+        images.append(io.load_image(path, size=(ew, eh), what="example"))
+    return images, [weight for _, weight in job.styles]
 
 
 def match_examples(canvas: np.ndarray, job: Job, s: Settings) -> None:
     """Give a texture the colour mean and covariance of its examples (mixed by weight), each read
     at the size it has at the finest level, so at the scale its pixels appear in the output."""
-    stats = [colour.colour_stats(ex) for ex in examples_at(job, s, job.width, job.height)]
-    target = colour.mix_stats(stats, [weight for _, weight in job.styles])
+    images, weights = examples_at(job, s, job.width, job.height)
+    target = colour.mix_stats([colour.colour_stats(ex) for ex in images], weights)
     transform = colour.histogram_transform(colour.colour_stats(canvas, after_strip=lambda: release(canvas)), target)
     for y in range(0, canvas.shape[0], STRIP):
         canvas[y:y + STRIP] = transform(canvas[y:y + STRIP])

@@ -44,19 +44,16 @@ def wrap_seam_ratio(image: np.ndarray, band: int = 8) -> float:
     return band_ratio(rolled, [h // 2], [w // 2], band)
 
 
-def _line_profile(image: np.ndarray, axis: int, strip: int) -> np.ndarray:
-    """Mean of every row (axis 0) or column (axis 1), channels averaged, read in strips of rows."""
+def _line_profiles(image: np.ndarray, strip: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of every row and of every column, channels averaged, in one read in strips of rows."""
     h = image.shape[0]
-    parts = []
-    total = np.zeros(image.shape[1])
+    rows, cols = [], np.zeros(image.shape[1])
     for y0 in range(0, h, strip):
         block = np.asarray(image[y0:y0 + strip], np.float64)
         block = block.mean(2) if block.ndim == 3 else block
-        if axis == 0:
-            parts.append(block.mean(1))
-        else:
-            total += block.sum(0)
-    return np.concatenate(parts) if axis == 0 else total / h
+        rows.append(block.mean(1))
+        cols += block.sum(0)
+    return np.concatenate(rows), cols / h
 
 
 def line_ratio(image: np.ndarray, rows, cols, band: int = 8, strip: int = 1024) -> float:
@@ -67,10 +64,9 @@ def line_ratio(image: np.ndarray, rows, cols, band: int = 8, strip: int = 1024) 
     when the lines are like any other (up to 1.5 over many lines); an image-wide dark or bright
     line along a cut gives 2 or more."""
     out = []
-    for axis, lines in ((0, rows), (1, cols)):
+    for p, lines in zip(_line_profiles(image, strip), (rows, cols)):
         if not len(lines):
             continue
-        p = _line_profile(image, axis, strip)
         n, k = len(p), 2 * band + 1
         padded = np.concatenate([p[-k:], p, p[:k]])
         local = np.convolve(padded, np.ones(k) / k, "same")[k:-k]
