@@ -70,13 +70,15 @@ class PassContext:
 @dataclass
 class RefineJob:
     """What every tile of a refine pass shares: the level, the whole image's statistics, the style
-    targets, the canvas size, and the pass's context (counters, progress)."""
+    targets, the canvas size, each tile's own statistics at the start of the pass, and the pass's
+    context (counters, progress)."""
     level: Level
     glob: dict
     targets: dict
     canvas_hw: tuple[int, int]
     n_tiles: int
     ctx: PassContext | None = None
+    starts: dict | None = None   # tile index -> {layer: Stats} of its owned positions at the pass's start
 
     def shared(self) -> "RefineJob":
         """The part a worker needs (no context: counters and callbacks stay on the driver)."""
@@ -149,17 +151,21 @@ class Engine:
         return stats, seconds, flop
 
     def stats_pass(self, image: np.ndarray, layers, deepest: str, tiles: list[Tile],
-                   counters: Counters | None = None, executor=None) -> dict[str, Stats]:
+                   counters: Counters | None = None, executor=None, starts: dict | None = None) -> dict[str, Stats]:
         """Whole-image Gram sums of ``image`` at ``layers``: each tile's sums (on ``executor``'s
-        workers when given), added up in tile order."""
+        workers when given), added up in tile order.  ``starts``, when given, receives each tile's
+        own sums (in float32: a level's worth of them is held through its pass)."""
         runs = (executor or self).tile_stats_runs(image, layers, deepest, tiles)
         stats: dict[str, Stats] = {}
-        for tile_stats, seconds, flop in in_tile_order(runs, tiles):
+        for tile, (tile_stats, seconds, flop) in zip(tiles, in_tile_order(runs, tiles)):
             if counters is not None:
                 counters.net_s += seconds
                 counters.net_flop += flop
             for name, st in tile_stats.items():
                 stats.setdefault(name, Stats.empty(len(st.mean))).merge(st)
+            if starts is not None:
+                starts[tile.index] = {name: Stats(st.gram.astype(np.float32), st.mean.astype(np.float32), st.count)
+                                      for name, st in tile_stats.items()}
         return stats
 
     def tile_stats_runs(self, image: np.ndarray, layers, deepest: str, tiles: list[Tile]):
@@ -183,12 +189,12 @@ class Engine:
 
     # ------------------------------------------------------------ refinement
 
-    def objective(self, tile: Tile, level: Level, glob: dict[str, Stats], targets: dict[str, LayerTarget],
-                  content: np.ndarray | None, canvas_hw: tuple[int, int]) -> losses.TileObjective:
-        """The loss of one tile, built once: every tensor on the engine's device and dtype.
-        ``content`` is the content image's part under the tile's region (or None)."""
-        s = self.s
-        H, W = canvas_hw
+    def objective(self, tile: Tile, job: "RefineJob", content: np.ndarray | None) -> losses.TileObjective:
+        """The loss of one tile of ``job``'s pass, built once: every tensor on the engine's device
+        and dtype.  ``content`` is the content image's part under the tile's region (or None)."""
+        s, level, glob, targets = self.s, job.level, job.glob, job.targets
+        start = job.starts.get(tile.index) if job.starts else None
+        H, W = job.canvas_hw
         self.net.set_padding(padding(tile, W, H))
         wmaps = ownership(tile, {LAYER_STRIDE[n] for n in level.layers})
         weights = {st: torch.from_numpy(np.ascontiguousarray(w).reshape(-1, 1)).to(self.device, self.dtype)
@@ -197,7 +203,7 @@ class Engine:
         for name in level.style_layers:
             st = LAYER_STRIDE[name]
             style[name] = losses.LayerStyleLoss(glob[name], targets[name], weights[st], float(wmaps[st].sum(dtype=np.float64)),
-                                                s.mean_weight)
+                                                s.mean_weight, None if start is None else start[name])
         content_term = None
         cl = level.content_layer
         if content is not None and s.content_weight:
@@ -219,7 +225,8 @@ class Engine:
         ``ctx.buffers`` makes the pass's weight map (RAM or disk); ``ctx.counters`` receives its work."""
         H, W = canvas.shape[:2]
         runner = ctx.executor or self
-        glob = self.stats_pass(canvas, level.style_layers, level.deepest, tiles, ctx.counters, ctx.executor)
+        starts: dict = {}
+        glob = self.stats_pass(canvas, level.style_layers, level.deepest, tiles, ctx.counters, ctx.executor, starts)
         wsum = ctx.buffers.zeros("weights", canvas.shape[:2])
         stats_key = fingerprint(glob)
         colours = colour_groups(tiles, W, H)
@@ -231,7 +238,7 @@ class Engine:
             self.progress(TilesRestored(level.index, ctx.pass_index, tuple(sorted(i + 1 for i in done))))
         ctx.counters.work_done += sum(2 * self.tile_flop(t, level) * level.iterations for t in tiles if t.index in done)
         finished = len(done)
-        job = RefineJob(level, glob, targets, (H, W), len(tiles), ctx)
+        job = RefineJob(level, glob, targets, (H, W), len(tiles), ctx, starts)
         for group in colours:
             todo = [t for t in group if t.index not in done]
             for tile, x_new in runner.refine_runs(self, canvas, content, todo, job):
@@ -260,7 +267,7 @@ class Engine:
         """One tile optimised from ``region`` (its region of the canvas) against the whole image's
         statistics; ``content`` is the content under the region.  Returns the new pixels of the
         tile's blend area (the rest of the region is context, held fixed)."""
-        objective = self.objective(tile, job.level, job.glob, job.targets, content, job.canvas_hw)
+        objective = self.objective(tile, job, content)
         x0 = to_tensor(region, self.device, self.dtype)
         mask = torch.from_numpy(blend_mask(tile))[None, None].to(self.device, self.dtype)
         x = to_numpy(self.optimise(objective, x0, mask, job.level.iterations, report))

@@ -75,9 +75,11 @@ class LayerStyleLoss(nn.Module):
     """
 
     def __init__(self, glob: Stats, target: LayerTarget, weights: torch.Tensor, weight_sum: float,
-                 mean_weight: float = 0.0):
+                 mean_weight: float = 0.0, start: Stats | None = None):
         """``weights``: the tile's ownership weight per position, (N, 1) on the tile's device;
-        ``weight_sum`` their sum (a number, so that nothing waits on the device for it)."""
+        ``weight_sum`` their sum (a number, so that nothing waits on the device for it).  ``start``:
+        the tile's own sums in ``glob`` (from the pass's statistics pass); without it, its sums at
+        the first call."""
         super().__init__()
         like = dict(dtype=weights.dtype, device=weights.device)
         g, m = glob.gram_mean()
@@ -91,8 +93,12 @@ class LayerStyleLoss(nn.Module):
         self.mean_weight = mean_weight
         self.n_tile = max(weight_sum, 1e-6)
         self.share = weight_sum / glob.count
-        self.register_buffer("gram0", None)  # the tile's own sums at x0, set by the first call
-        self.register_buffer("mean0", None)
+        # the tile's own part of glob.  Taken from the statistics pass, not from the tile's start:
+        # tiles of later colours start with their overlaps already refined by their neighbours, and
+        # measured from there they would aim past the target by as much (a 256 px tile with 48 px
+        # ramps at 1024 px came out pale and blurred, issue 10)
+        self.register_buffer("gram0", None if start is None else torch.as_tensor(start.gram, **like))
+        self.register_buffer("mean0", None if start is None or not mean_weight else torch.as_tensor(start.mean, **like))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """``f``: the tile's activations as (N, C) positions."""

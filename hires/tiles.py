@@ -83,6 +83,34 @@ def grid(width: int, height: int, tile: int, overlap: int, margin: int, seamless
     return tiles
 
 
+def cut_fractions(tiles: list[Tile], width: int, height: int) -> tuple[list[float], list[float]]:
+    """Where a grid's cuts between tiles fall, as fractions of the frame: (rows, columns).  The
+    frame's own edges are cuts only where the grid wraps with more than one tile on that axis."""
+    def axis(starts: set[int], n: int) -> list[float]:
+        return sorted(c / n for c in starts if len(starts) > 1 and (tiles[0].wrap or c > 0))
+    return axis({t.core[0] for t in tiles}, height), axis({t.core[2] for t in tiles}, width)
+
+
+def stagger(width: int, height: int, tile: int, earlier: tuple[list[float], list[float]]) -> int:
+    """The shift of a wrapped grid that keeps its cuts farthest (in px) from ``earlier`` cuts
+    (fractions of the frame, rows and columns, of the coarser levels).  On a seamless canvas every
+    shift costs the same, and cuts of successive levels at one place add up: at 8192 px with
+    768 px tiles every level cut at 3/4 of the frame and left one soft band there (issue 10)."""
+    tile = max(ALIGN, tile // ALIGN * ALIGN)
+
+    def gap(shift: int) -> float:
+        best = float("inf")
+        for n, fractions in ((height, earlier[0]), (width, earlier[1])):
+            cuts = _cuts(n, tile, shift, True)
+            for c0, _ in cuts if len(cuts) > 1 else ():
+                for f in fractions:
+                    d = abs(c0 / n - f) % 1.0
+                    best = min(best, min(d, 1.0 - d) * n)
+        return best
+
+    return max(range(0, tile, ALIGN), key=lambda shift: (gap(shift), -shift))
+
+
 def take(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """Copy of image[y0:y1, x0:x1], reading modulo the image size where the box runs past it."""
     y0, y1, x0, x1 = box

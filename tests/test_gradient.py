@@ -13,7 +13,7 @@ import torch
 
 from hires import io
 from hires.config import Settings
-from hires.engine import Engine, to_tensor
+from hires.engine import Engine, RefineJob, to_tensor
 from hires.losses import flat
 from hires.plan import auto_margin
 from hires.pyramid import Level
@@ -86,7 +86,7 @@ def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path
         per_tile = []
         for tile in grid_:
             part = None if content is None else take(content, tile.region)
-            objective = engine.objective(tile, level, glob, targets, part, (H, W))
+            objective = engine.objective(tile, RefineJob(level, glob, targets, (H, W), len(grid_)), part)
             xr = to_tensor(take(x0, tile.region), "cpu", torch.float64).requires_grad_(True)
             objective(xr).backward()
             g = xr.grad[0].permute(1, 2, 0).numpy()

@@ -13,7 +13,7 @@ import torch
 import hires
 from hires import cli, io
 from hires.config import Settings, parse_memory
-from hires.engine import Engine
+from hires.engine import Engine, RefineJob
 from hires.errors import OptionError, OutputError
 from hires.nets import random_network
 from hires.stats import make_target
@@ -122,7 +122,7 @@ def test_targets_and_loss_tensors_live_on_the_engine_device():
         assert targets[name].gram.device.type == "meta"
     content = rng.random((64, 64, 3), dtype=np.float32)
     tile = grid(64, 64, 32, 4, 16)[0]
-    objective = engine.objective(tile, level, glob, targets, content, (64, 64))
+    objective = engine.objective(tile, RefineJob(level, glob, targets, (64, 64), 4), content)
     tensors = list(objective.buffers())
     assert len(tensors) >= 10
     assert {t.device.type for t in tensors} == {"meta"}

@@ -1,4 +1,5 @@
 """The tiled engine against the untiled one: exact statistics, matching loss, no seams, resume."""
+import dataclasses
 import numpy as np
 import pytest
 
@@ -53,8 +54,10 @@ def test_tiled_render_matches_untiled_render(content_path, style_path, optimizer
     The claim tested is the one that matters: tiling does not cost more than 5%.  It may gain:
     pixels in the overlaps are refined by both tiles, and L-BFGS's tiles each have their own line
     search (chaotic at 12 evaluations: rounding alone moves a render's loss by about 5%).  With
-    the 8 px ramps of a relu3_1 level Adam's tiled loss is 0.88 of the untiled one (0.97-1.03
-    with the 4 px ramps before); a far lower loss would be suspect, so it is bounded too."""
+    Adam's fixed steps it gains more the wider the ramps, as more pixels are refined by two to
+    four tiles: with a relu3_1 level's 8 px overlap the tiled loss is 0.80 of the untiled one
+    (0.93 with 4 px, 0.60 with 16; L-BFGS 0.93-0.95 at all three).  A far lower loss would be
+    suspect, so it is bounded too."""
     sched = dict(SCHEDULE, optimizer=optimizer)
     untiled = hires.render(content_path, style_path, size="384x288", **sched)
     tiled = hires.render(content_path, style_path, size="384x288", tile_size=128, **sched)
@@ -64,7 +67,7 @@ def test_tiled_render_matches_untiled_render(content_path, style_path, optimizer
     lu = _loss_of(untiled.image, content_path, style_path, s)
     lt = _loss_of(tiled.image, content_path, style_path, s)
     assert lu < 0.7 * start  # both really optimised
-    assert 0.75 * lu <= lt <= 1.05 * lu, (start, lu, lt)
+    assert 0.6 * lu <= lt <= 1.05 * lu, (start, lu, lt)
 
 
 def seam_ratio(img, cuts, band=8):
@@ -110,9 +113,9 @@ def per_tile_statistics(monkeypatch):
         current["canvas"] = canvas
         return real_refine(self, canvas, *a, **kw)
 
-    def objective(self, tile, level, glob, *a, **kw):
-        own = self.stats_pass(current["canvas"], level.style_layers, level.deepest, [tile])
-        return real_objective(self, tile, level, own, *a, **kw)
+    def objective(self, tile, job, content):
+        own = self.stats_pass(current["canvas"], job.level.style_layers, job.level.deepest, [tile])
+        return real_objective(self, tile, dataclasses.replace(job, glob=own, starts=None), content)
 
     monkeypatch.setattr(Engine, "refine", refine)
     monkeypatch.setattr(Engine, "objective", objective)
@@ -211,3 +214,30 @@ def test_seamless_example_statistics_equal_the_whole_example(texture_path, monke
     for name in whole:
         g0, g1 = whole[name].gram.numpy(), tiled[name].gram.numpy()
         np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-4 * np.abs(g0).max())
+
+
+def test_later_tiles_aim_at_the_target_from_the_pass_statistics(style_path, monkeypatch):
+    """A tile of a later colour starts with its overlap already refined by its neighbour.  Its
+    change is measured from its own statistics in the pass's statistics pass; measured from its
+    partly refined start it aims past the target (issue 10: a pale, blurred 256 px tile at 1024 px
+    with 48 px ramps).  Two tiles with 16 px ramps: the whole-image loss is far lower."""
+    from hires.engine import Counters, PassContext
+    from hires.stats import make_target
+    engine = Engine(Settings(network="random"))
+    style = io.load_image(style_path, long_side=192)
+    level = Level(0, 256, 128, 20, ("relu1_1", "relu2_1", "relu3_1"), "relu3_1")
+    stats = engine.stats_pass(style, level.layers, level.deepest, grid(style.shape[1], style.shape[0], 512, 0, 0))
+    targets = {n: make_target(*st.gram_mean()) for n, st in stats.items()}
+    x0 = (0.5 + 0.05 * np.random.default_rng(0).standard_normal((128, 256, 3))).astype(np.float32)
+    tiles = grid(256, 128, 128, 16, 16)
+    assert len(tiles) == 2
+
+    def loss_after_pass():
+        canvas = engine.refine(x0.copy(), None, targets, level, tiles, PassContext(Buffers(None, False), Counters()))
+        return engine.style_loss(canvas, targets, level)
+
+    from_pass = loss_after_pass()
+    real_job = engine_module.RefineJob
+    monkeypatch.setattr(engine_module, "RefineJob", lambda *a: dataclasses.replace(real_job(*a), starts=None))
+    from_start = loss_after_pass()
+    assert from_pass < 0.8 * from_start, (from_pass, from_start)

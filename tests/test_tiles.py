@@ -158,3 +158,22 @@ def test_cut_ramps_span_several_positions_of_the_deepest_layer():
         assert falling.sum() >= 2 * 4, lp.level.deepest  # top and bottom cuts, 4 each
     explicit = make_plan(4096, 4096, Settings(memory="2GiB", seamless=True, base_size=512, overlap=4))
     assert all(lp.overlap == 4 for lp in explicit.levels)
+
+
+def test_seamless_levels_cut_away_from_the_coarser_levels_cuts():
+    # 768 px tiles at 1024 and 2048 px both cut at 3/4 of the frame unless staggered; the band
+    # along such a shared cut was the one defect left in issue 10's 8192 px texture
+    from hires.tiles import cut_fractions
+    s = Settings(seamless=True, tile_size=768, base_size=512)
+    plan = make_plan(2048, 2048, s)
+    cuts = [cut_fractions(lp.tiles, lp.level.width, lp.level.height) for lp in plan.levels]
+    assert cuts[1][0] and cuts[2][0]
+    for axis in (0, 1):
+        gaps = [min(abs(a - b) % 1.0, 1 - abs(a - b) % 1.0) * 2048 for a in cuts[2][axis] for b in cuts[1][axis]]
+        assert min(gaps) >= 128
+    unshifted = grid(2048, 2048, 768, plan.levels[2].overlap, plan.levels[2].margin, True)
+    assert any(abs(a - 0.75) < 1e-9 for a in cut_fractions(unshifted, 2048, 2048)[0])  # what stagger avoids
+    # a shift changes where the cuts fall, not the tiles' shapes: the same memory and work
+    for lp in plan.levels:
+        W, H = lp.level.width, lp.level.height
+        assert sorted(t.shape for t in lp.tiles) == sorted(t.shape for t in grid(W, H, lp.tile, lp.overlap, lp.margin, True))
