@@ -29,12 +29,14 @@ def crops(tif: Path, plan: dict, name: str) -> list[str]:
     im = pyvips.Image.new_from_file(str(tif))
     if im.format != "uchar":
         im = (im / 257).cast("uchar")
-    tile = plan["levels"][-1]["tile"]
-    corners = [(tile, tile), (2 * tile, 3 * tile)]
+    last = plan["levels"][-1]
+    tile, shift = last["tile"], last.get("shift", 0)  # (a seamless level's grid may be shifted)
+    corners = [(shift + tile, shift + tile), (shift + 2 * tile, shift + 3 * tile)]
     before = plan["levels"][-2] if len(plan["levels"]) > 1 else None
     if before and before["tiles"] > 1:
         f = im.width // before["width"]
-        corners.append((before["tile"] * f, before["tile"] * f))
+        at = (before.get("shift", 0) + before["tile"]) * f
+        corners.append((at, at))
     files = []
     im.thumbnail_image(1200).jpegsave(str(out / f"{name}_whole.jpg"), Q=90)
     files.append(f"{name}_whole.jpg")
@@ -53,11 +55,13 @@ def seam_ratios(tif: Path, plan: dict, band: int = 8, wrap: bool = False) -> dic
     0 too, where a seamless texture wraps): ``band``, the mean gradient magnitude in +-``band`` px
     bands over that of the rest of the image (1.0: the cuts cannot be told from anywhere else; below
     1 blurred, above hard), and ``line``, the largest brightness step along a cut over the usual one
-    (about 1; 2 or more is a line the whole way along it)."""
+    (about 1; 2 or more is a line the whole way along it), and ``soft``, the largest deviation of
+    the row and column means within 16 level px of a cut, in standard deviations of it anywhere
+    (up to about 3; 4 or more is a soft band along the cut)."""
     import numpy as np
     import pyvips
 
-    from hires.seams import band_ratio, line_ratio
+    from hires.seams import band_ratio, line_ratio, soft_band
     from hires.tiles import grid
     im = pyvips.Image.new_from_file(str(tif))
     a = np.ndarray(buffer=im.write_to_memory(), dtype=np.uint8 if im.format == "uchar" else np.uint16,
@@ -67,12 +71,14 @@ def seam_ratios(tif: Path, plan: dict, band: int = 8, wrap: bool = False) -> dic
         if lv["tiles"] < 2:
             continue
         f = im.width // lv["width"]
-        tiles = grid(lv["width"], lv["height"], lv["tile"], lv.get("overlap", 4), lv["margin"], wrap)
+        tiles = grid(lv["width"], lv["height"], lv["tile"], lv.get("overlap", 4), lv["margin"], wrap,
+                     shift=lv.get("shift", 0))
         rows, cols = {t.core[0] * f % im.height for t in tiles}, {t.core[2] * f % im.width for t in tiles}
         inner_rows, inner_cols = rows - {0}, cols - {0}
+        lines = (rows, cols) if wrap else (inner_rows, inner_cols)
         out[f"level{lv['level']}"] = {"band": round(band_ratio(a, inner_rows, inner_cols, band), 4),
-                                      "line": round(line_ratio(a, rows if wrap else inner_rows,
-                                                               cols if wrap else inner_cols, band), 3)}
+                                      "line": round(line_ratio(a, *lines, band), 3),
+                                      "soft": round(soft_band(a, *lines, 16 * f), 2)}
     return out
 
 

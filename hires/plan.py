@@ -68,8 +68,9 @@ def auto_overlap(level: Level) -> int:
     context margin, the deepest layer's receptive radius: a tile's pixels within that reach of
     its fixed context are pulled off the texture, a band darker along one side of a cut and
     lighter along the other, and a ramp as wide as that reach gives them little weight in the
-    blend.  Measured on issue 10's 1024 px texture (a relu4_1 level): 16 px left a band 4.6
-    standard deviations of the row-mean wobble, 48 px none (2.5, as anywhere else)."""
+    blend.  Measured on issue 10's 1024 px texture (a relu4_1 level): 16 px left a band 4.8
+    standard deviations of the row-mean wobble (``seams.soft_band``), 48 px none (2.95, as along
+    any line)."""
     stride = LAYER_STRIDE[level.deepest]
     return auto_margin(level) if stride >= 8 else 2 * stride
 
@@ -90,6 +91,7 @@ class LevelPlan:
     peak_bytes: float
     flop: float          # network FLOPs of the refine passes, statistics passes included
     disk: bool = False   # full-size buffers are disk-backed memmaps
+    shift: int = 0       # the first pass's grid is shifted by this many px (a seamless level, tiles.stagger)
 
     @property
     def tiles(self) -> list[Tile]:
@@ -100,7 +102,7 @@ class LevelPlan:
         return {"level": self.level.index, "width": self.level.width, "height": self.level.height,
                 "iterations": self.level.iterations, "style_layers": list(self.level.style_layers),
                 "content_layer": self.level.content_layer, "tile": self.tile, "margin": self.margin,
-                "overlap": self.overlap,
+                "overlap": self.overlap, "shift": self.shift,
                 "tiles": len(self.tiles), "passes": len(self.passes), "peak_bytes": int(self.peak_bytes),
                 "gflop": self.flop / 1e9, "canvas": "disk" if self.disk else "ram"}
 
@@ -224,7 +226,7 @@ def _staggered(lp: LevelPlan, s: Settings, coarser: list[LevelPlan]) -> LevelPla
     shift = stagger(W, H, lp.tile, earlier)
     passes = [grid(W, H, lp.tile, lp.overlap, lp.margin, True, shift=shift + i * (lp.tile // 2))
               for i in range(len(lp.passes))]
-    return replace(lp, passes=passes)
+    return replace(lp, passes=passes, shift=shift)
 
 
 def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tuple[int, int]] = (),

@@ -201,3 +201,18 @@ def test_detail_noise_brings_back_the_examples_fine_contrast(texture_path):
     detailed = gradient(hires.texture(texture_path, **kw).image) / gradient(example)
     # measured 0.68 and 1.19 (1024 px from mossy rock: 0.55 and 1.15, 1.09 at --detail 0.7)
     assert soft < 0.8 and abs(detailed - 1) < 0.75 * abs(soft - 1)
+
+
+def test_soft_band_finds_a_band_without_a_step():
+    """A darker band about 20 px across (Gaussian, 6% of the mean at its centre) along one row of
+    a noisy image: no step for the line measure, but over 4 standard deviations of the row-mean
+    wobble for the band measure; under 3.5 without it and along other rows."""
+    from hires.seams import line_ratio, soft_band
+    rng = np.random.default_rng(5)
+    img = rng.uniform(0.2, 0.8, (512, 384, 3)).astype(np.float32)
+    assert soft_band(img, [300], [200]) < 3.5
+    y = np.arange(512)[:, None, None]
+    img *= (1 - 0.06 * np.exp(-0.5 * ((y - 300) / 6.0) ** 2)).astype(np.float32)
+    assert soft_band(img, [300], [200]) > 4
+    assert soft_band(img, [100], [200]) < 3.5  # only along the lines asked about
+    assert line_ratio(img, [300], [200]) < 1.6
