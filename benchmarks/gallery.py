@@ -123,9 +123,21 @@ def _seamless(example: Path, name: str, size: int, **kw):
     return single, round(time.perf_counter() - t, 1)
 
 
+def texture_sheet(example: Path, texture: Path, out: Path, example_scale: float = 1.0) -> None:
+    """The example beside a 2x2 repeat of ``texture`` (a seam or a visible repeat shows in it), both
+    at half size and the example at ``example_scale`` first, so features compare size for size."""
+    import pyvips
+    tex = pyvips.Image.new_from_file(str(texture))
+    repeat = pyvips.Image.arrayjoin([tex] * 4, across=2).resize(0.5)
+    ex = pyvips.Image.new_from_file(str(example)).resize(0.5 * example_scale)
+    if ex.bands != repeat.bands:  # a gray example, a gray texture: the sheet is gray
+        ex, repeat = ex.colourspace("b-w"), repeat.colourspace("b-w")
+    ex.join(repeat, "horizontal", expand=True, shim=16, background=[255] * ex.bands, align="low").jpegsave(str(out), Q=88)
+
+
 def textures() -> None:
-    """For three examples: the example beside a 2x2 repeat of its seamless 1024 px texture (a seam
-    or a visible repeat shows in the repeat), both 1024 px tall.  Then one example at three
+    """For three examples: the example beside a 2x2 repeat of its seamless 1024 px texture
+    (``texture_sheet``).  Then one example at three
     --example-scale values: how large its features come out in a 512 px texture."""
     import pyvips
     OUT.mkdir(parents=True, exist_ok=True)
@@ -134,14 +146,7 @@ def textures() -> None:
         example = SHARED / rel
         stem = example.stem.split("_")[0] + "_" + example.stem.split("_")[1]
         single, times[f"{stem}_1024"] = _seamless(example, f"texture_{stem}_1024", 1024)
-        tex = pyvips.Image.new_from_file(str(single))
-        repeat = pyvips.Image.arrayjoin([tex] * 4, across=2).resize(0.5)
-        ex = pyvips.Image.new_from_file(str(example))
-        ex = ex.resize(1024 / ex.height)
-        if ex.bands != repeat.bands:  # a gray example, a gray texture: the sheet is gray
-            ex, repeat = ex.colourspace("b-w"), repeat.colourspace("b-w")
-        sheet = pyvips.Image.arrayjoin([ex, repeat], shim=16, background=[255] * ex.bands)
-        sheet.jpegsave(str(OUT / f"texture_{stem}_example_and_2x2.jpg"), Q=88)
+        texture_sheet(example, single, OUT / f"texture_{stem}_example_and_2x2.jpg")
         print(stem, times[f"{stem}_1024"], flush=True)
     example = SHARED / TEXTURES[1]
     row = []
