@@ -213,7 +213,7 @@ def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool) -> L
     return LevelPlan(level, tile, margin, overlap, passes, peak, flop, disk)
 
 
-def _staggered(lp: LevelPlan, s: Settings, coarser: list[LevelPlan]) -> LevelPlan:
+def _staggered(lp: LevelPlan, coarser: list[LevelPlan]) -> LevelPlan:
     """``lp`` with its wrapped grids shifted so that its cuts fall away from the coarser levels'
     (``tiles.stagger``); the tiles' shapes, and so the level's memory and work, stay the same."""
     W, H = lp.level.width, lp.level.height
@@ -238,7 +238,7 @@ def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tup
         f = max(lv.width, lv.height) / max(width, height)
         style_px = int(sum(sw * sh * f * f for sw, sh in style_sizes))
         lp = plan_level(lv, settings, budget, style_px)
-        levels.append(_staggered(lp, settings, levels) if settings.seamless else lp)
+        levels.append(_staggered(lp, levels) if settings.seamless else lp)
     plan = Plan(width, height, budget, levels)
     if calibrate:
         plan.calibrate(settings)

@@ -56,6 +56,13 @@ def _line_profiles(image: np.ndarray, strip: int) -> tuple[np.ndarray, np.ndarra
     return np.concatenate(rows), cols / h
 
 
+def _off_local_mean(p: np.ndarray, half: int) -> np.ndarray:
+    """A profile less its running mean over +-``half`` positions (it wraps around the ends)."""
+    k = 2 * half + 1
+    padded = np.concatenate([p[-k:], p, p[:k]])
+    return p - np.convolve(padded, np.ones(k) / k, "same")[k:-k]
+
+
 def line_ratio(image: np.ndarray, rows, cols, band: int = 8, strip: int = 1024) -> float:
     """Is there a line along the given rows and columns (a step in brightness the whole way along
     a cut, which the gradient bands of ``band_ratio`` average away)?  Each row's and column's mean,
@@ -68,9 +75,7 @@ def line_ratio(image: np.ndarray, rows, cols, band: int = 8, strip: int = 1024) 
         if not len(lines):
             continue
         n, k = len(p), 2 * band + 1
-        padded = np.concatenate([p[-k:], p, p[:k]])
-        local = np.convolve(padded, np.ones(k) / k, "same")[k:-k]
-        step = np.abs(p - local)
+        step = np.abs(_off_local_mean(p, band))
         window = np.lib.stride_tricks.sliding_window_view(np.concatenate([step[-band:], step, step[:band]]), k)
         near = window.max(1)  # the largest step within band px of each position
         out.extend(near[np.asarray(sorted(lines)) % n] / max(np.median(near), 1e-12))
@@ -88,9 +93,8 @@ def soft_band(image: np.ndarray, rows, cols, width: int = 16, strip: int = 1024)
     for p, lines in zip(_line_profiles(image, strip), (rows, cols)):
         if not len(lines):
             continue
-        n, k = len(p), 2 * width
-        padded = np.concatenate([p[-k:], p, p[:k]])
-        dev = p - np.convolve(padded, np.ones(2 * k + 1) / (2 * k + 1), "same")[k:-k]
+        n = len(p)
+        dev = _off_local_mean(p, 2 * width)
         sd = max(dev.std(), 1e-12)
         for c in lines:
             out.append(np.abs(dev[np.arange(c - width, c + width + 1) % n]).max() / sd)
