@@ -8,16 +8,18 @@ The base level is the same code with a single tile.  The level loop is in ``hire
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from hires import losses
-from hires.canvas import Buffers, release, return_memory_promptly, trim
+from hires.canvas import Buffers, give_back_memory, release, return_memory_promptly, reuse_memory, trim
 from hires.checkpoints import fingerprint
 from hires.colouring import colour_groups
 from hires.config import Settings
@@ -31,6 +33,29 @@ from hires.stats import LayerTarget, Stats
 from hires.tiles import Tile, blend_mask, blend_part, blend_window, grid, ownership, padding, take
 
 log = logging.getLogger(__name__)
+
+
+def bf16_supported(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): oneDNN also runs bf16 on
+    plain AVX512 by emulation, slower than fp32, which torch's own check does not tell apart."""
+    try:
+        flags = set(Path(cpuinfo).read_text().split())
+    except OSError:  # not Linux: torch's check
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    """'fp32' or 'bf16' for ``--precision`` on ``device``."""
+    if name == "auto":
+        return "bf16" if device.type == "cpu" and bf16_supported() else "fp32"
+    if name == "bf16" and device.type == "cpu" and not bf16_supported():
+        raise OptionError("--precision bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
+                          "use --precision fp32 or auto")
+    return name
 
 
 def pick_device(name: str) -> torch.device:
@@ -65,6 +90,7 @@ class PassContext:
     checkpoints: object | None = None       # hires.checkpoints.Checkpoints
     after_tile: object | None = None        # f(canvas, tiles finished so far, of n)
     executor: object | None = None          # hires.cluster.DaskRunner: tiles on a cluster
+    reuse: bool = True                      # evaluations reuse freed memory (the plan's LevelPlan.reuse)
 
 
 @dataclass
@@ -79,6 +105,7 @@ class RefineJob:
     n_tiles: int
     ctx: PassContext | None = None
     starts: dict | None = None   # tile index -> {layer: Stats} of its owned positions at the pass's start
+    reuse: bool = True           # evaluations reuse freed memory (canvas.reuse_memory)
 
     def shared(self) -> "RefineJob":
         """The part a worker needs (no context: counters and callbacks stay on the driver)."""
@@ -128,7 +155,9 @@ class Engine:
         self.net, self.network_name, message = build_network(
             settings.network, settings.weights, settings.pooling, settings.seed)
         self.net.to(self.device)
-        self.progress(Note(message))
+        self.precision = pick_precision(settings.precision, self.device)
+        self.net.set_precision(self.precision)
+        self.progress(Note(message + (", bfloat16 convolutions" if self.precision == "bf16" else "")))
 
     # ------------------------------------------------------------ network passes
 
@@ -238,7 +267,7 @@ class Engine:
             self.progress(TilesRestored(level.index, ctx.pass_index, tuple(sorted(i + 1 for i in done))))
         ctx.counters.work_done += sum(2 * self.tile_flop(t, level) * level.iterations for t in tiles if t.index in done)
         finished = len(done)
-        job = RefineJob(level, glob, targets, (H, W), len(tiles), ctx, starts)
+        job = RefineJob(level, glob, targets, (H, W), len(tiles), ctx, starts, ctx.reuse)
         for group in colours:
             todo = [t for t in group if t.index not in done]
             for tile, x_new in runner.refine_runs(self, canvas, content, todo, job):
@@ -270,7 +299,7 @@ class Engine:
         objective = self.objective(tile, job, content)
         x0 = to_tensor(region, self.device, self.dtype)
         mask = torch.from_numpy(blend_mask(tile))[None, None].to(self.device, self.dtype)
-        x = to_numpy(self.optimise(objective, x0, mask, job.level.iterations, report))
+        x = to_numpy(self.optimise(objective, x0, mask, job.level.iterations, report, job.reuse))
         return np.ascontiguousarray(blend_part(x, tile))
 
     def refine_runs(self, engine: "Engine", canvas: np.ndarray, content: np.ndarray | None, tiles: list[Tile],
@@ -285,10 +314,16 @@ class Engine:
             part = None if content is None else take(content, tile.region)
             yield tile, self.refine_tile(tile, job, take(canvas, tile.region), part, report)
 
-    def optimise(self, objective, x0: torch.Tensor, mask: torch.Tensor, iters: int, report) -> torch.Tensor:
+    def optimise(self, objective, x0: torch.Tensor, mask: torch.Tensor, iters: int, report,
+                 reuse: bool = True) -> torch.Tensor:
         """``iters`` loss evaluations of ``objective`` on the pixels of ``x0`` where ``mask`` is 1
-        (the rest is fixed context); returns the result clamped to [0, 1]."""
+        (the rest is fixed context); returns the result clamped to [0, 1].  With ``reuse`` the
+        evaluations run inside ``canvas.reuse_memory`` (the optimiser's steps outside it, so its
+        long-lived vectors do not split the heap's free blocks)."""
         x = x0.clone().requires_grad_(True)
+        # the gradient's buffer made once, outside the evaluations' heap (see reuse_memory):
+        # zeroed in place, not reallocated, so no long-lived block splits the heap's free space
+        x.grad = torch.zeros_like(x)
         if self.s.optimizer == "lbfgs":
             # an "iteration" is one loss evaluation (forward + backward), the unit of cost; the
             # strong-Wolfe line search makes the first steps useful, which matters at fine
@@ -300,20 +335,24 @@ class Engine:
 
         def closure():
             t = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss = objective(x0 + (x - x0) * mask)
-            loss.backward()
+            opt.zero_grad(set_to_none=False)
+            with reuse_memory(give_back=False) if reuse else contextlib.nullcontext():
+                loss = objective(x0 + (x - x0) * mask)
+                loss.backward()
             report(time.perf_counter() - t, float(loss.detach()), iters)
             return loss
 
-        if iters > 0 and self.s.optimizer == "lbfgs":
-            opt.step(closure)
-        elif iters > 0:
-            for _ in range(iters):
-                closure()
-                opt.step()
-                with torch.no_grad():
-                    x.clamp_(0.0, 1.0)
+        try:
+            if iters > 0 and self.s.optimizer == "lbfgs":
+                opt.step(closure)
+            elif iters > 0:
+                for _ in range(iters):
+                    closure()
+                    opt.step()
+                    with torch.no_grad():
+                        x.clamp_(0.0, 1.0)
+        finally:
+            give_back_memory()
         with torch.no_grad():
             return (x0 + (x - x0) * mask).clamp_(0.0, 1.0)
 

@@ -488,7 +488,7 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
             release(content, canvas)
     for i, tiles in enumerate(lp.passes):
         after = state.snapshots.tile_done(lv.index, i) if state.snapshots else None
-        ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after, state.executor)
+        ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after, state.executor, lp.reuse)
         canvas = engine.refine(canvas, content, targets, lv, tiles, ctx)
     if s.mode == "gray":  # each level starts the next from gray, so colour cannot build up
         to_gray(canvas)

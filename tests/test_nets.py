@@ -175,3 +175,49 @@ def test_fetch_deletes_a_download_that_fails_verification(tmp_path, server):
 def test_fetch_without_network_says_what_to_do(tmp_path):
     with pytest.raises(WeightsError, match="HIRES_WEIGHTS"):
         nets.fetch_weights(tmp_path, "http://127.0.0.1:9/vgg19-dcbb9e9d.pth", timeout=2)
+
+
+def test_bf16_convolutions_keep_features_and_gradients_close_to_fp32():
+    net = nets.random_network(0)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    layers = ["relu1_1", "relu2_1", "relu3_1"]
+
+    def features_and_grad():
+        xi = x.clone().requires_grad_(True)
+        feats = net(xi, layers)
+        sum((f ** 2).mean() for f in feats.values()).backward()
+        return {k: v.detach() for k, v in feats.items()}, xi.grad
+
+    ref, gref = features_and_grad()
+    net.set_precision("bf16")
+    assert net.compute_dtype == torch.bfloat16
+    low, glow = features_and_grad()
+    assert torch.equal(low["relu1_1"], ref["relu1_1"])  # the first convolution sees pixels: float32
+    for name in layers:
+        assert low[name].dtype == torch.float32  # statistics are taken in float32
+        assert name == "relu1_1" or not torch.equal(low[name], ref[name])  # the others ran in bfloat16
+        assert (low[name] - ref[name]).norm() / ref[name].norm() < 0.03
+    cosine = torch.nn.functional.cosine_similarity(glow.flatten(), gref.flatten(), dim=0)
+    assert cosine > 0.99
+    net.set_precision("fp32")
+    back, _ = features_and_grad()
+    assert torch.equal(back["relu3_1"], ref["relu3_1"])
+
+
+def test_precision_choice(tmp_path, monkeypatch):
+    from hires import engine
+    from hires.errors import OptionError
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("flags\t: fpu sse avx2 avx512f avx512bw\n")
+    assert not engine.bf16_supported(str(flags))
+    flags.write_text("flags\t: fpu sse avx2 avx512f avx512_bf16\n")
+    assert engine.bf16_supported(str(flags))
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(engine, "bf16_supported", lambda: False)
+    assert engine.pick_precision("auto", cpu) == "fp32"
+    with pytest.raises(OptionError, match="no native bfloat16"):
+        engine.pick_precision("bf16", cpu)
+    monkeypatch.setattr(engine, "bf16_supported", lambda: True)
+    assert engine.pick_precision("auto", cpu) == "bf16"
+    assert engine.pick_precision("auto", torch.device("cuda")) == "fp32"
+    assert engine.pick_precision("fp32", cpu) == "fp32"

@@ -117,6 +117,31 @@ def test_planner_prefers_disk_buffers_when_ram_ones_shrink_tiles_into_overhead()
     assert [lp.disk for lp in auto.levels[:-1]] == [False] * (len(auto.levels) - 1)
 
 
+def test_planner_weighs_reused_memory_against_the_tiles_it_costs():
+    """Evaluations that reuse freed memory are 1.5x faster but need more memory per tile: the plan
+    takes them unless the smaller tiles cost more work than the speed gives back."""
+    from hires.config import parse_memory
+    from hires.plan import MAPPED_COST, _fit, plan_level, tile_bytes
+    s = Settings(init="content")
+    base = schedule(1500, 1125, s)[0]  # 375x281, relu5_1 deep
+    assert tile_bytes(100_000, base, "lbfgs", reuse=True) > tile_bytes(100_000, base, "lbfgs", reuse=False)
+    roomy = plan_level(base, s, parse_memory("4GiB"), 0)
+    assert roomy.reuse and len(roomy.tiles) == 1
+    # at 1300 MB the whole level fits only with memory mapped afresh; reused, it needs 64 px tiles
+    tight = plan_level(base, s, parse_memory("1300MB"), 0)
+    reused = _fit(base, s, parse_memory("1300MB"), 0, False, True)
+    assert not tight.reuse and len(tight.tiles) == 1 and len(reused.tiles) > 1
+    assert tight.flop * MAPPED_COST < reused.flop
+    assert tight.as_dict()["reuse_memory"] is False
+
+
+def test_fast_levels_need_no_tile_memory():
+    plan = make_plan(1500, 1125, Settings(memory="1GiB"))  # init auto: 375 and 750 px from the fast network
+    assert [lp.level.fast for lp in plan.levels] == [True, True, False]
+    assert all(lp.flop == 0 and len(lp.tiles) == 1 for lp in plan.levels[:2])
+    assert plan.peak_bytes <= 0.9 * (1 << 30)
+
+
 def test_time_estimate_is_measured_per_network_depth():
     settings = Settings(memory="4GiB", init="content")
     plan = make_plan(3000, 2250, settings)
@@ -146,7 +171,7 @@ def test_cut_ramps_span_several_positions_of_the_deepest_layer():
     1024 px level's cuts (benchmarks/texture_scale.py; reproduced at 512 px, row step 4.0 at the cut
     against 1.7 elsewhere, none with the ramp chosen here)."""
     from hires.nets import LAYER_STRIDE
-    plan = make_plan(4096, 4096, Settings(memory="2GiB", seamless=True, base_size=512))
+    plan = make_plan(4096, 4096, Settings(memory="2GiB", seamless=True, base_size=512, init="noise"))  # a texture's
     tiled = [lp for lp in plan.levels if len(lp.tiles) > 1]
     assert {lp.level.deepest for lp in tiled} >= {"relu4_1", "relu3_1"}
     for lp in tiled:
@@ -164,7 +189,7 @@ def test_seamless_levels_cut_away_from_the_coarser_levels_cuts():
     # 768 px tiles at 1024 and 2048 px both cut at 3/4 of the frame unless staggered; the band
     # along such a shared cut was the one defect left in issue 10's 8192 px texture
     from hires.tiles import cut_fractions
-    s = Settings(seamless=True, tile_size=768, base_size=512)
+    s = Settings(seamless=True, tile_size=768, base_size=512, init="noise")  # as a texture plans
     plan = make_plan(2048, 2048, s)
     cuts = [cut_fractions(lp.tiles, lp.level.width, lp.level.height) for lp in plan.levels]
     assert cuts[1][0] and cuts[2][0]
