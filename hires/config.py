@@ -16,6 +16,9 @@ from hires.errors import OptionError
 CONFIG_DIR = Path(importlib.import_module("hires.configs").__path__[0])
 
 
+ADAM_UP_TO = 10  # optimizer auto: Adam at levels of this many iterations or fewer
+
+
 def _opt(default, help, choices=None, **kw):
     return field(default=default, metadata={"help": help, "choices": choices, **kw})
 
@@ -28,8 +31,11 @@ class Settings:
     base_size: int = _opt(512, "long side in px of the whole-frame (coarsest) level")
     iterations: tuple[int, ...] = _opt(
         (150, 40, 20, 10), "optimiser iterations per level, coarsest first; the last repeats")
-    optimizer: str = _opt("lbfgs", "optimiser", choices=("lbfgs", "adam"))
-    lr: float = _opt(0.02, "Adam learning rate (pixel units)")
+    optimizer: str = _opt("auto", "optimiser; auto = L-BFGS at levels of more than 10 iterations, Adam at 10 or "
+                                  "fewer (L-BFGS spends its first evaluations finding a step size: at a print's "
+                                  "fine level Adam reached 0.42 of its loss in the same time, "
+                                  "benchmarks/results/schedules_*.json)", choices=("auto", "lbfgs", "adam"))
+    lr: float = _opt(0.05, "Adam learning rate (pixel units)")
     # losses
     style_weight: float = _opt(1.0, "weight of the style (Gram) loss")
     content_weight: float = _opt(0.3, "weight of the content loss")
@@ -101,6 +107,12 @@ class Settings:
     def replace(self, **changes) -> "Settings":
         """A copy with ``changes`` (field names, dashes or underscores) coerced and checked."""
         return settings_from_mapping(changes, self, source=None)
+
+    def optimizer_for(self, iterations: int) -> str:
+        """The optimiser of a level of ``iterations`` evaluations per tile (see ``optimizer``)."""
+        if self.optimizer != "auto":
+            return self.optimizer
+        return "adam" if iterations <= ADAM_UP_TO else "lbfgs"
 
     def level_iterations(self, level: int) -> int:
         return self.iterations[min(level, len(self.iterations) - 1)]

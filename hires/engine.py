@@ -324,7 +324,8 @@ class Engine:
         # the gradient's buffer made once, outside the evaluations' heap (see reuse_memory):
         # zeroed in place, not reallocated, so no long-lived block splits the heap's free space
         x.grad = torch.zeros_like(x)
-        if self.s.optimizer == "lbfgs":
+        optimizer = self.s.optimizer_for(iters)
+        if optimizer == "lbfgs":
             # an "iteration" is one loss evaluation (forward + backward), the unit of cost; the
             # strong-Wolfe line search makes the first steps useful, which matters at fine
             # levels that get only a few evaluations per tile
@@ -343,7 +344,7 @@ class Engine:
             return loss
 
         try:
-            if iters > 0 and self.s.optimizer == "lbfgs":
+            if iters > 0 and optimizer == "lbfgs":
                 opt.step(closure)
             elif iters > 0:
                 for _ in range(iters):

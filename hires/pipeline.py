@@ -389,7 +389,7 @@ def _executor(spec, plan: Plan, settings: Settings, progress):
     own ``distributed.Client``); a local cluster's workers get the memory the plan says one tile
     needs."""
     from hires import cluster
-    client = cluster.connect(spec, plan.worker_bytes(settings.optimizer))
+    client = cluster.connect(spec, plan.worker_bytes(settings))
     workers = client.scheduler_info().get("workers", {})
     progress(Note(f"cluster: {client.scheduler.address}, {len(workers)} worker(s); the tiles of a colour run at once"))
     return cluster.DaskRunner(client, settings, owned=client is not spec)

@@ -103,6 +103,12 @@ class LevelPlan:
     disk: bool = False   # full-size buffers are disk-backed memmaps
     shift: int = 0       # the first pass's grid is shifted by this many px (a seamless level, tiles.stagger)
     reuse: bool = True   # evaluations reuse freed memory (faster, larger peak; canvas.reuse_memory)
+    optimizer: str = "lbfgs"
+
+    @property
+    def cost_key(self) -> tuple:
+        """What the level's time per FLOP depends on: its layers and its optimiser."""
+        return self.level.style_layers, self.level.content_layer, self.optimizer
 
     @property
     def tiles(self) -> list[Tile]:
@@ -120,7 +126,8 @@ class LevelPlan:
                 "content_layer": self.level.content_layer, "tile": self.tile, "margin": self.margin,
                 "overlap": self.overlap, "shift": self.shift,
                 "tiles": len(self.tiles), "passes": len(self.passes), "peak_bytes": int(self.peak_bytes),
-                "gflop": self.flop / 1e9, "canvas": "disk" if self.disk else "ram", "reuse_memory": self.reuse}
+                "gflop": self.flop / 1e9, "canvas": "disk" if self.disk else "ram", "reuse_memory": self.reuse,
+                "optimizer": self.optimizer}
 
 
 @dataclass
@@ -129,7 +136,7 @@ class Plan:
     height: int
     budget: int
     levels: list[LevelPlan]
-    # measured seconds per GFLOP by (style layers, content layer); see measure_seconds_per_gflop
+    # measured seconds per GFLOP by LevelPlan.cost_key; see measure_seconds_per_gflop
     seconds_per_gflop: dict | None = None
     notes: list[str] = field(default_factory=list)   # advice shown with the plan
 
@@ -141,21 +148,21 @@ class Plan:
     def flop(self) -> float:
         return sum(lp.flop for lp in self.levels)
 
-    def worker_bytes(self, optimizer: str) -> int:
+    def worker_bytes(self, settings: Settings) -> int:
         """Memory a cluster worker needs to refine the largest tile of any level: the process's
         fixed part plus one tile's network and optimiser state (no canvas: the driver holds it)."""
-        return int(FIXED_BYTES + max([tile_bytes(max(t.shape[0] * t.shape[1] for t in lp.tiles), lp.level, optimizer,
-                                                 reuse=lp.reuse)
+        return int(FIXED_BYTES + max([tile_bytes(max(t.shape[0] * t.shape[1] for t in lp.tiles), lp.level,
+                                                 settings.optimizer_for(lp.level.iterations), reuse=lp.reuse)
                                       for lp in self.levels if lp.tiles and not lp.level.fast] or [0]))
 
     def level_seconds(self, lp: LevelPlan) -> float | None:
         if self.seconds_per_gflop is None:
             return None
-        return lp.flop / 1e9 * self.seconds_per_gflop[(lp.level.style_layers, lp.level.content_layer)] * lp.cost
+        return lp.flop / 1e9 * self.seconds_per_gflop[lp.cost_key] * lp.cost
 
     def calibrate(self, settings: Settings) -> None:
         """Time this machine at each network depth of the plan (see measure_seconds_per_gflop)."""
-        self.seconds_per_gflop = measure_seconds_per_gflop(settings, [lp.level for lp in self.levels])
+        self.seconds_per_gflop = measure_seconds_per_gflop(settings, self.levels)
 
     @property
     def est_seconds(self) -> float | None:
@@ -198,7 +205,8 @@ def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool, reus
     W, H = level.width, level.height
     # disk-backed buffers are released after every tile: only the tile's own pages stay resident
     base = FIXED_BYTES + (0 if disk else CANVAS_BYTES_PER_PX * W * H + 12 * style_px)
-    whole = tile_bytes(W * H, level, s.optimizer, disk, reuse)
+    optimizer = s.optimizer_for(level.iterations)
+    whole = tile_bytes(W * H, level, optimizer, disk, reuse)
 
     def largest(tiles):
         return max(t.shape[0] * t.shape[1] for t in tiles)
@@ -207,7 +215,7 @@ def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool, reus
         # the feed-forward network's result, resampled: nothing is optimised, and the network
         # tiles itself inside the budget (fast.tile_for)
         tiles = grid(W, H, max(W, H), overlap, margin, s.seamless)
-        return LevelPlan(level, max(W, H), margin, overlap, [tiles], base, 0.0, disk, reuse=reuse)
+        return LevelPlan(level, max(W, H), margin, overlap, [tiles], base, 0.0, disk, reuse=reuse, optimizer=optimizer)
     if s.tile_size:
         tile = s.tile_size
     elif base + whole <= budget and max(W, H) <= 2 * MAX_TILE:
@@ -217,11 +225,11 @@ def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool, reus
         for t in range(MAX_TILE, 63, -ALIGN):
             # the grid's real regions (context, alignment, folded end slivers), not a formula
             if base + tile_bytes(largest(grid(W, H, t, overlap, margin, s.seamless)), level,
-                                 s.optimizer, disk, reuse) <= budget:
+                                 optimizer, disk, reuse) <= budget:
                 tile = t
                 break
         if not tile:
-            need = base + tile_bytes(largest(grid(W, H, 64, overlap, margin, s.seamless)), level, s.optimizer,
+            need = base + tile_bytes(largest(grid(W, H, 64, overlap, margin, s.seamless)), level, optimizer,
                                      disk, reuse)
             raise BudgetError(f"--memory: {s.memory} is too small for a {W}x{H} level; it needs about "
                               f"{need / 2**30:.2f} GiB even with 64 px tiles; raise --memory or lower --size")
@@ -231,8 +239,8 @@ def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool, reus
     fpp = flops_per_pixel(level.deepest)
     # per pass: one statistics forward, one content forward, iterations x (forward + backward ~ 2x)
     flop = sum(sum(t.shape[0] * t.shape[1] for t in tiles) for tiles in passes) * fpp * (2 + 2 * level.iterations)
-    peak = base + max(tile_bytes(largest(tiles), level, s.optimizer, disk, reuse) for tiles in passes)
-    return LevelPlan(level, tile, margin, overlap, passes, peak, flop, disk, reuse=reuse)
+    peak = base + max(tile_bytes(largest(tiles), level, optimizer, disk, reuse) for tiles in passes)
+    return LevelPlan(level, tile, margin, overlap, passes, peak, flop, disk, reuse=reuse, optimizer=optimizer)
 
 
 def _staggered(lp: LevelPlan, coarser: list[LevelPlan]) -> LevelPlan:
@@ -267,12 +275,14 @@ def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tup
     return plan
 
 
-def measure_seconds_per_gflop(settings: Settings, levels: list[Level], side: int = 192,
-                              evals: int = 2) -> dict[tuple, float]:
+def measure_seconds_per_gflop(settings: Settings, levels: list[LevelPlan], side: int = 384,
+                              evals: int = 4) -> dict[tuple, float]:
     """Seconds per planned GFLOP for each distinct network depth of ``levels``, timed on this
     machine by refining a ``side`` px tile for ``evals`` evaluations with the engine itself, so the
     losses, optimiser and statistics pass are in the figure, not only the convolutions (they are
-    half the time at shallow depths).  A few seconds in all."""
+    half the time at shallow depths).  About five seconds in all.  The probe's size matters: at
+    192 px and 2 evaluations it said 6.7-7.0 ms per GFLOP where a 6000x4500 render's levels took
+    3.0 (relu3_1) and 4.5-4.9 (relu2_1); at 384 px and 4 evaluations 3.25 and 4.9."""
     import numpy as np
 
     from hires.canvas import Buffers
@@ -282,10 +292,11 @@ def measure_seconds_per_gflop(settings: Settings, levels: list[Level], side: int
     image = np.random.default_rng(0).random((side, side, 3), dtype=np.float32)
     tiles = grid(side, side, side, 0, 0)
     out = {}
-    for lv in levels:
-        key = (lv.style_layers, lv.content_layer)
+    for lp in levels:
+        lv, key = lp.level, lp.cost_key
         if key in out:
             continue
+        engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
         probe = Level(0, side, side, evals, lv.style_layers, lv.content_layer)
         stats = engine.stats_pass(image, probe.layers, probe.deepest, tiles)
         targets = {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()}
