@@ -1,0 +1,171 @@
+"""Per-layer cost of the network at the finest levels' tile shapes, beside the matmul rate.
+
+    python benchmarks/layers.py                    # writes benchmarks/results/layers.json
+    python benchmarks/layers.py --sizes 256 --repeats 1 --name layers_quick
+
+For each convolution up to relu3_1 (the depth of the print's finest levels) and each tile size:
+the forward and the backward to the input (weights frozen, as in a render) in each arithmetic
+path torch offers here: fp32 NCHW, fp32 channels-last (the engine until now) and bfloat16
+channels-last (oneDNN on AVX512-BF16 CPUs).  Then one whole loss evaluation of a finest-level
+tile (network to relu2_1, Gram style loss at relu1_1 and relu2_1, backward) split by torch's
+profiler into what its time goes to, for each path, with every large block mapped afresh (page
+faults on first touch) and with freed blocks reused from the heap (``canvas.reuse_memory``).
+GFLOP/s count 2 x multiply-adds of the convolutions only, as the engine's ``achieved_gflops`` does;
+the fp32 and bf16 matmul rates of the same run are the yardsticks.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, write_json  # noqa: E402
+
+CONVS = [("conv1_1", 3, 64, 1), ("conv1_2", 64, 64, 1), ("conv2_1", 64, 128, 2), ("conv2_2", 128, 128, 2),
+         ("conv3_1", 128, 256, 4)]
+PATHS = {
+    "fp32_nchw": (torch.float32, torch.contiguous_format),
+    "fp32_channels_last": (torch.float32, torch.channels_last),
+    "bf16_channels_last": (torch.bfloat16, torch.channels_last),
+}
+
+
+def best_of(fn, repeats: int) -> float:
+    fn()  # warm up: oneDNN picks and caches its kernels on the first call of a shape
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def matmul_rate(dtype, n: int = 2048, repeats: int = 3) -> float:
+    a, b = torch.rand(n, n).to(dtype), torch.rand(n, n).to(dtype)
+    return 2 * n**3 / best_of(lambda: a @ b, repeats) / 1e9
+
+
+def conv_row(name: str, cin: int, cout: int, stride: int, side: int, path: str, repeats: int) -> dict:
+    """Forward and backward-to-input seconds of one 3x3 conv at a ``side`` px tile's resolution."""
+    dtype, fmt = PATHS[path]
+    h = side // stride
+    conv = nn.Conv2d(cin, cout, 3, padding=1).to(dtype=dtype, memory_format=fmt).requires_grad_(False)
+    x = torch.rand(1, cin, h, h, dtype=dtype).contiguous(memory_format=fmt).requires_grad_(True)
+    with torch.no_grad():
+        g = torch.rand_like(conv(x))
+    fwd = best_of(lambda: conv(x), repeats)
+
+    def backward():
+        y = conv(x)
+        t = time.perf_counter()
+        y.backward(g)
+        x.grad = None
+        return time.perf_counter() - t
+
+    backward()
+    bwd = min(backward() for _ in range(repeats))
+    flop = 2.0 * cin * cout * 9 * h * h
+    return {"layer": name, "side": side, "path": path, "pixels": h * h, "gflop": flop / 1e9,
+            "forward_s": fwd, "backward_input_s": bwd,
+            "forward_gflops": flop / fwd / 1e9, "backward_gflops": flop / bwd / 1e9}
+
+
+def evaluation_profile(side: int, path: str, repeats: int, heap: bool) -> dict:
+    """One finest-level loss evaluation (relu1_1 + relu2_1 style, 1 tile of ``side`` px) timed
+    whole, and split by op with torch's profiler; with ``heap``, inside ``reuse_memory`` (freed
+    blocks kept and reused, as the engine runs them), else every large block mapped afresh (as
+    the engine did before: page faults on first touch)."""
+    import contextlib
+
+    from hires.canvas import return_memory_promptly, reuse_memory
+    from hires.losses import LayerStyleLoss, TileObjective
+    from hires.nets import random_network
+    from hires.plan import flops_per_pixel
+    from hires.stats import Stats, make_target
+
+    dtype = PATHS[path][0]
+    net = random_network()
+    if path == "fp32_nchw":
+        net.to(memory_format=torch.contiguous_format)
+    net.set_precision("bf16" if dtype == torch.bfloat16 else "fp32")
+    layers = ["relu1_1", "relu2_1"]
+    style = {}
+    for name, ch, stride in (("relu1_1", 64, 1), ("relu2_1", 128, 2)):
+        n = (side // stride) ** 2
+        w = torch.ones(n, 1)
+        glob = Stats(np.eye(ch) * n, np.zeros(ch), n)
+        target = make_target(np.eye(ch) * 0.5, np.zeros(ch))
+        style[name] = LayerStyleLoss(glob, target, w, float(n))
+    objective = TileObjective(net, layers, style)
+    x0 = torch.rand(1, 3, side, side)
+    x = x0.clone().requires_grad_(True)
+
+    def evaluate():
+        objective(x).backward()
+        x.grad = None
+
+    return_memory_promptly()
+    with reuse_memory() if heap else contextlib.nullcontext():
+        seconds = best_of(evaluate, repeats)
+    flop = 2 * flops_per_pixel("relu2_1") * side * side
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof, \
+            reuse_memory() if heap else contextlib.nullcontext():
+        evaluate()
+    ops = sorted(((e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages()), key=lambda r: -r[1])
+    total = sum(s for _, s in ops)
+    return {"side": side, "path": path, "memory": "heap" if heap else "mapped", "evaluation_s": seconds,
+            "achieved_gflops": flop / seconds / 1e9,
+            "ops": [{"op": k, "self_s": round(s, 4), "share": round(s / total, 3)} for k, s in ops[:12]]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="768,1024", help="tile sides in px, comma separated")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--paths", default=",".join(PATHS))
+    ap.add_argument("--name", default="layers")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # side,path,heap,repeats: one evaluation profile as JSON
+    args = ap.parse_args()
+    if args.one:
+        side, path, heap, repeats = args.one.split(",")
+        print(json.dumps(evaluation_profile(int(side), path, int(repeats), bool(int(heap)))))
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
+    paths = args.paths.split(",")
+    rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    print(f"matmul: fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s", flush=True)
+    rows = []
+    for side in sizes:
+        for name, cin, cout, stride in CONVS:
+            for path in paths:
+                r = conv_row(name, cin, cout, stride, side, path, args.repeats)
+                rows.append(r)
+                print(f"{side:5d} {name} {path:20s} fwd {r['forward_s']*1e3:7.1f} ms {r['forward_gflops']:6.1f} GFLOP/s"
+                      f"  bwd {r['backward_input_s']*1e3:7.1f} ms {r['backward_gflops']:6.1f} GFLOP/s", flush=True)
+    evaluations = []
+    for side in sizes:
+        for path, heap in [(p, h) for p in paths for h in (False, True)]:
+            # each in a fresh process: the heap a previous configuration left behind changes the next
+            one = subprocess.run([sys.executable, __file__, "--one", f"{side},{path},{int(heap)},{args.repeats}"],
+                                 capture_output=True, text=True, check=True)
+            e = json.loads(one.stdout.strip().splitlines()[-1])
+            evaluations.append(e)
+            print(f"{side:5d} evaluation {path:20s} {e['memory']:6s} {e['evaluation_s']:.3f} s  {e['achieved_gflops']:.1f} GFLOP/s "
+                  f"({e['achieved_gflops'] / rates['fp32']:.2f} of fp32 matmul)", flush=True)
+            for o in e["ops"][:6]:
+                print(f"        {o['op']:40s} {o['self_s']:.3f} s  {o['share']:.0%}")
+    write_json(f"{args.name}.json", {
+        "machine": machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "matmul_gflops": rates, "convs": rows, "evaluations": evaluations})
+
+
+if __name__ == "__main__":
+    main()
