@@ -155,9 +155,28 @@ class Engine:
         self.net, self.network_name, message = build_network(
             settings.network, settings.weights, settings.pooling, settings.seed)
         self.net.to(self.device)
-        self.precision = pick_precision(settings.precision, self.device)
+        self.bf16 = pick_precision(settings.precision, self.device) == "bf16"
+        self.precision = "fp32"
+        if self.bf16:
+            message += (", bfloat16 convolutions" if settings.precision == "bf16"
+                        else ", bfloat16 convolutions at the levels Adam refines")
+        self.progress(Note(message))
+
+    def level_precision(self, level: Level) -> str:
+        """The arithmetic of ``level``'s convolutions: with ``--precision auto`` bf16 only where Adam
+        refines (L-BFGS's line search compares the losses of nearby points, which bf16's rounding
+        can make inconsistent: a 1024 px texture's L-BFGS levels ended at 1.85x fp32's loss in bf16,
+        benchmarks/results/precision.json); ``--precision bf16`` everywhere."""
+        if not self.bf16:
+            return "fp32"
+        adam = self.s.optimizer_for(level.iterations) == "adam"
+        return "bf16" if self.s.precision == "bf16" or adam else "fp32"
+
+    def use_level(self, level: Level) -> str:
+        """Set the network's arithmetic for ``level`` (before its statistics and refinement)."""
+        self.precision = self.level_precision(level)
         self.net.set_precision(self.precision)
-        self.progress(Note(message + (", bfloat16 convolutions" if self.precision == "bf16" else "")))
+        return self.precision
 
     # ------------------------------------------------------------ network passes
 

@@ -462,6 +462,9 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
         return _fast_level(state, lp, canvas, buffers)
     state.progress(LevelStarted(lv.index, n_levels, lv.width, lv.height, len(lp.tiles), lv.iterations,
                                 lv.style_layers))
+    precision = engine.use_level(lv)  # the style statistics, the passes and the workers all alike
+    if state.executor is not None:
+        state.executor.settings = state.executor.settings.replace(precision=precision)
     content = None
     fast_started = any(p.level.fast for p in state.plan.levels[:lv.index])  # (also after a resume)
     if state.job.content and not fast_started:

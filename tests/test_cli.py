@@ -92,7 +92,7 @@ def bad_cases(tmp_path, content, style):
                                   "does not exist"),
         "unknown extension": (["render", content, "--style", style, "-o", tmp_path / "o.xyz"], "extension"),
         "unknown option value": (["render", content, "--style", style, "--optimizer", "sgd", "-o", o],
-                                 "is not one of lbfgs, adam"),
+                                 "is not one of auto, lbfgs, adam"),
         "bad memory": (["render", content, "--style", style, "--memory", "lots", "-o", o], "--memory"),
         "bad style weight": (["render", content, "--style", f"{style}:-1", "-o", o], "weight"),
         "weights fail verification": (["render", content, "--style", style, "-o", o, "--weights",

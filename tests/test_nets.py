@@ -221,3 +221,19 @@ def test_precision_choice(tmp_path, monkeypatch):
     assert engine.pick_precision("auto", cpu) == "bf16"
     assert engine.pick_precision("auto", torch.device("cuda")) == "fp32"
     assert engine.pick_precision("fp32", cpu) == "fp32"
+
+
+def test_auto_precision_is_bf16_only_at_adam_levels(monkeypatch):
+    from hires import engine
+    from hires.config import Settings
+    from hires.pyramid import Level
+    monkeypatch.setattr(engine, "bf16_supported", lambda: True)
+    coarse, fine = Level(0, 64, 64, 40, ("relu1_1",), "relu1_1"), Level(1, 128, 128, 10, ("relu1_1",), "relu1_1")
+    auto = engine.Engine(Settings(network="random"))
+    assert [auto.level_precision(lv) for lv in (coarse, fine)] == ["fp32", "bf16"]
+    assert auto.use_level(fine) == "bf16" and auto.net.compute_dtype == torch.bfloat16
+    assert auto.use_level(coarse) == "fp32" and auto.net.compute_dtype == torch.float32
+    forced = engine.Engine(Settings(network="random", precision="bf16"))
+    assert [forced.level_precision(lv) for lv in (coarse, fine)] == ["bf16", "bf16"]
+    plain = engine.Engine(Settings(network="random", precision="fp32"))
+    assert [plain.level_precision(lv) for lv in (coarse, fine)] == ["fp32", "fp32"]
