@@ -165,6 +165,8 @@ class Plan:
     def level_seconds(self, lp: LevelPlan) -> float | None:
         if self.seconds_per_gflop is None:
             return None
+        if not lp.flop:
+            return 0.0
         return lp.flop / 1e9 * self.seconds_per_gflop[lp.cost_key] * lp.time_factor
 
     def calibrate(self, settings: Settings) -> None:
@@ -301,7 +303,7 @@ def measure_seconds_per_gflop(settings: Settings, levels: list[LevelPlan], side:
     out = {}
     for lp in levels:
         lv, key = lp.level, lp.cost_key
-        if key in out:
+        if key in out or not lp.flop:  # (a fast level optimises nothing: no probe)
             continue
         engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
         engine.use_level(lv)                                   # and its arithmetic
