@@ -136,6 +136,11 @@ _M_MMAP_THRESHOLD = -3
 PROMPT_THRESHOLD = 1 << 20
 
 
+def _tuning() -> bool:
+    """Whether hires tunes glibc's heap: glibc is there, and the user has not set its own tunable."""
+    return _LIBC is not None and "MALLOC_MMAP_THRESHOLD_" not in os.environ
+
+
 def return_memory_promptly(threshold: int = PROMPT_THRESHOLD) -> None:
     """Make glibc give freed blocks of 1 MiB and more straight back to the OS.
 
@@ -144,7 +149,7 @@ def return_memory_promptly(threshold: int = PROMPT_THRESHOLD) -> None:
     on a 592 px relu3_1 tile, peak RSS 1420 -> 1306 MiB and 756 -> 531 MiB held after the tile.
     glibc's own tunable ``MALLOC_MMAP_THRESHOLD_`` in the environment, when set, is left in force.
     """
-    if _LIBC is not None and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+    if _tuning():
         _LIBC.mallopt(_M_MMAP_THRESHOLD, threshold)
 
 
@@ -156,7 +161,7 @@ def reuse_memory(limit: int = 1 << 30, give_back: bool = True):
     evaluation's time at 1024 px (benchmarks/results/layers.json).  On leaving, the heap's free
     pages go back to the OS and blocks of 1 MiB and more are mapped again (see
     ``return_memory_promptly``)."""
-    if _LIBC is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if not _tuning():
         yield
         return
     _LIBC.mallopt(_M_MMAP_THRESHOLD, limit)
@@ -171,9 +176,9 @@ def reuse_memory(limit: int = 1 << 30, give_back: bool = True):
 
 def give_back_memory() -> None:
     """The heap's free pages back to the OS, and its top trimmed again as glibc does by default."""
-    if _LIBC is not None and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+    if _tuning():
         _LIBC.mallopt(_M_TRIM_THRESHOLD, 128 << 10)
-        _LIBC.malloc_trim(0)
+    trim()
 
 
 def trim() -> None:
