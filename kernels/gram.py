@@ -8,7 +8,7 @@ to one across tiles, so the whole image is counted exactly once.
 import numba
 import numpy as np
 
-from hires.kernels._config import CACHE, FASTMATH, PARALLEL, n_threads
+from hires.kernels._config import CACHE, FASTMATH, PARALLEL, n_threads, single_threaded_blas
 
 # Rows per block: each block is cast to float64 and multiplied with BLAS (dgemm), so the
 # accumulation is float64 throughout while the inner product runs at BLAS speed.
@@ -82,7 +82,8 @@ def gram_accumulate(feats, weights, gram, mean):
     gram_acc = np.zeros((n_thr, c, c), np.float64)
     mean_acc = np.zeros((n_thr, c), np.float64)
     count_acc = np.zeros(n_thr, np.float64)
-    _gram_kernel(feats, weights, gram_acc, mean_acc, count_acc, BLOCK)
+    with single_threaded_blas():  # the kernel's threads each multiply their own blocks
+        _gram_kernel(feats, weights, gram_acc, mean_acc, count_acc, BLOCK)
     return float(_reduce_kernel(gram_acc, mean_acc, count_acc, gram, mean))
 
 
