@@ -2,6 +2,7 @@
 
     python benchmarks/schedules.py                 # writes benchmarks/results/schedules.json
     python benchmarks/schedules.py --size 3000x2250 --name schedules_3000
+    python benchmarks/schedules.py --variants lbfgs:10,adam:10 --lrs 0.005,0.01,0.02,0.05 --name schedules_lr
 
 The print's fine levels (3000 and 6000 px) are relu2_1-deep levels of 10 evaluations per tile.
 This refines one level of that kind (default: 1500x1125, the forest photo and The Starry Night,
@@ -49,7 +50,11 @@ def main() -> None:
     ap.add_argument("--size", default="1500x1125")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--name", default="schedules")
+    ap.add_argument("--variants", default=None, help="optimizer:evaluations,... (default: the list in VARIANTS)")
+    ap.add_argument("--lrs", default=None, help="Adam learning rates, comma-separated (default: ADAM_LRS)")
     args = ap.parse_args()
+    chosen = [(o, int(n)) for o, n in (v.split(":") for v in args.variants.split(","))] if args.variants else VARIANTS
+    lrs = tuple(float(v) for v in args.lrs.split(",")) if args.lrs else ADAM_LRS
 
     import pyvips
 
@@ -81,7 +86,7 @@ def main() -> None:
     corner = (lp.tiles[0].core[1], lp.tiles[0].core[3])  # (y, x) where the first tile's core ends
     crop = (max(0, corner[0] - 256), max(0, corner[1] - 256))
     runs, crops = [], [first[crop[0]:crop[0] + 512, crop[1]:crop[1] + 512]]
-    variants = [(o, n, lr) for o, n in VARIANTS for lr in (ADAM_LRS if o == "adam" else (None,))]
+    variants = [(o, n, lr) for o, n in chosen for lr in (lrs if o == "adam" else (None,))]
     for optimizer, iterations, lr in variants:
         s = base.replace(optimizer=optimizer, **({"lr": lr} if lr else {}))
         engine.s = s
