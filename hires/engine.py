@@ -262,7 +262,7 @@ class Engine:
             content_term = (cl, losses.ContentLoss(losses.flat(feat), weights[stride], norm))
         tv = losses.TVLoss(float(H * W)) if s.tv_weight else None
         return losses.TileObjective(self.net, level.layers, style, content_term, tv,
-                                    s.style_weight, s.content_weight, s.tv_weight, n_pixels=float(H * W))
+                                    s.style_weight, s.content_weight, s.tv_weight)
 
     def refine(self, canvas: np.ndarray, content: np.ndarray | None, targets: dict[str, LayerTarget],
                level: Level, tiles: list[Tile], ctx: PassContext) -> np.ndarray:
@@ -353,18 +353,12 @@ class Engine:
         else:
             opt = torch.optim.Adam([x], lr=self.s.lr)
 
-        # Adam's step is lr x m / (sqrt(v) + eps): scale-free only where gradients stand well above
-        # eps = 1e-8.  The loss is the whole image's, so a pixel's gradient shrinks with the level's
-        # size (at 6000x4500 px, 1/27M of the style gap); per pixel of the level it is the same at
-        # every size and tiling, and the steps are lr-sized everywhere
-        scale = objective.n_pixels if optimizer == "adam" else 1.0
-
         def closure():
             t = time.perf_counter()
             opt.zero_grad(set_to_none=False)
             with reuse_memory(give_back=False) if reuse else contextlib.nullcontext():
                 loss = objective(x0 + (x - x0) * mask)
-                (loss * scale).backward()
+                loss.backward()
             report(time.perf_counter() - t, float(loss.detach()), iters)
             return loss
 

@@ -144,14 +144,11 @@ class TVLoss(nn.Module):
 class TileObjective(nn.Module):
     """The loss of one tile: the network's features of the tile, then weighted terms.
 
-    ``style`` maps layer names to LayerStyleLoss; ``content`` is (layer, ContentLoss) or None.
-    Every term is of the whole image (``n_pixels`` px at this level), of which the tile is a part."""
+    ``style`` maps layer names to LayerStyleLoss; ``content`` is (layer, ContentLoss) or None."""
 
     def __init__(self, net, layers, style: dict[str, LayerStyleLoss], content=None, tv: TVLoss | None = None,
-                 style_weight: float = 1.0, content_weight: float = 0.0, tv_weight: float = 0.0,
-                 n_pixels: float = 1.0):
+                 style_weight: float = 1.0, content_weight: float = 0.0, tv_weight: float = 0.0):
         super().__init__()
-        self.n_pixels = n_pixels
         self.net, self.layers = net, tuple(layers)
         self.style = nn.ModuleDict(style)
         self.content_layer, self.content = content if content is not None else (None, None)
