@@ -104,16 +104,28 @@ class LevelPlan:
     shift: int = 0       # the first pass's grid is shifted by this many px (a seamless level, tiles.stagger)
     reuse: bool = True   # evaluations reuse freed memory (faster, larger peak; canvas.reuse_memory)
     optimizer: str = "lbfgs"
-
-    @property
-    def cost_key(self) -> tuple:
-        """What the level's time per FLOP depends on: its layers and its optimiser."""
-        return self.level.style_layers, self.level.content_layer, self.optimizer
+    style_px: int = 0    # px of the style images at the level's scale (their statistics pass)
 
     @property
     def tiles(self) -> list[Tile]:
         """The first pass's grid."""
         return self.passes[0]
+
+    @property
+    def forward_gflop(self) -> float:
+        """GFLOP of one forward pass over every tile region of every pass (``flop`` counts
+        2 + 2 x iterations of them: the statistics and content forwards, and each evaluation)."""
+        return self.flop / 1e9 / (2 + 2 * self.level.iterations)
+
+    @property
+    def shapes(self) -> int:
+        """Distinct tile region shapes of the level (each pays its own set-up: TileCost.setup)."""
+        return len({t.shape for tiles in self.passes for t in tiles})
+
+    @property
+    def largest_region(self) -> tuple[int, int]:
+        """(h, w) of the largest tile region (context included) of any pass."""
+        return max((t.shape for tiles in self.passes for t in tiles), key=lambda hw: hw[0] * hw[1])
 
     @property
     def time_factor(self) -> float:
@@ -143,8 +155,8 @@ class Plan:
     height: int
     budget: int
     levels: list[LevelPlan]
-    # measured seconds per GFLOP by LevelPlan.cost_key; see measure_seconds_per_gflop
-    seconds_per_gflop: dict | None = None
+    # this machine's TileCost of each optimised level, by level index; see measure_costs
+    costs: dict | None = None
     notes: list[str] = field(default_factory=list)   # advice shown with the plan
 
     @property
@@ -163,19 +175,19 @@ class Plan:
                                       for lp in self.levels if lp.tiles and not lp.level.fast] or [0]))
 
     def level_seconds(self, lp: LevelPlan) -> float | None:
-        if self.seconds_per_gflop is None:
+        if self.costs is None:
             return None
         if not lp.flop:
             return 0.0
-        return lp.flop / 1e9 * self.seconds_per_gflop[lp.cost_key] * lp.time_factor
+        return self.costs[lp.level.index].level_seconds(lp)
 
     def calibrate(self, settings: Settings) -> None:
-        """Time this machine at each network depth of the plan (see measure_seconds_per_gflop)."""
-        self.seconds_per_gflop = measure_seconds_per_gflop(settings, self.levels)
+        """Time this machine at each network depth of the plan (see measure_costs)."""
+        self.costs = measure_costs(settings, self.levels)
 
     @property
     def est_seconds(self) -> float | None:
-        return None if self.seconds_per_gflop is None else sum(self.level_seconds(lp) for lp in self.levels)
+        return None if self.costs is None else sum(self.level_seconds(lp) for lp in self.levels)
 
     def as_dict(self) -> dict:
         return {"width": self.width, "height": self.height, "memory_budget_bytes": self.budget,
@@ -249,7 +261,8 @@ def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool, reus
     # per pass: one statistics forward, one content forward, iterations x (forward + backward ~ 2x)
     flop = sum(sum(t.shape[0] * t.shape[1] for t in tiles) for tiles in passes) * fpp * (2 + 2 * level.iterations)
     peak = base + max(tile_bytes(largest(tiles), level, optimizer, disk, reuse) for tiles in passes)
-    return LevelPlan(level, tile, margin, overlap, passes, peak, flop, disk, reuse=reuse, optimizer=optimizer)
+    return LevelPlan(level, tile, margin, overlap, passes, peak, flop, disk, reuse=reuse, optimizer=optimizer,
+                     style_px=style_px)
 
 
 def _staggered(lp: LevelPlan, coarser: list[LevelPlan]) -> LevelPlan:
@@ -284,38 +297,87 @@ def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tup
     return plan
 
 
-def measure_seconds_per_gflop(settings: Settings, levels: list[LevelPlan], side: int = 384,
-                              evals: int = 4) -> dict[tuple, float]:
-    """Seconds per planned GFLOP for each distinct network depth of ``levels``, timed on this
-    machine by refining a ``side`` px tile for ``evals`` evaluations with the engine itself, so the
-    losses, optimiser and statistics pass are in the figure, not only the convolutions (they are
-    half the time at shallow depths).  About five seconds in all.  The probe's size matters: at
-    192 px and 2 evaluations it said 6.7-7.0 ms per GFLOP where a 6000x4500 render's levels took
-    3.0 (relu3_1) and 4.5-4.9 (relu2_1); at 384 px and 4 evaluations 3.25 and 4.9."""
+@dataclass(frozen=True)
+class TileCost:
+    """This machine's seconds per GFLOP of a tile region's forward pass, at one network depth and
+    optimiser: ``fixed`` once per tile (its statistics and content forwards with their Gram sums,
+    the loss's set-up, the blend) and ``per_eval`` for each evaluation (forward, backward to the
+    pixels, the optimiser's step)."""
+    fixed: float
+    per_eval: float
+    setup: float = 0.0  # seconds, once for each distinct tile shape: oneDNN's primitives for it and
+    #                     the first touch of its memory (2-4 s for a 750-950 px tile; a 6000x4500
+    #                     print's 1500 px level, 4 tiles of 4 shapes, took 16 s more than
+    #                     fixed + per_eval alone predicted)
+
+    def level_seconds(self, lp: LevelPlan) -> float:
+        """The level's time: each tile's fixed part and evaluations (mapped afresh, slower: see
+        MAPPED_COST), the set-up of each tile shape, and the style images' statistics pass, one
+        forward (half a tile's fixed part)."""
+        tiles = lp.forward_gflop * (self.fixed + lp.level.iterations * self.per_eval * lp.time_factor)
+        style = lp.style_px * flops_per_pixel(lp.level.deepest) / 1e9 * self.fixed / 2
+        return tiles + lp.shapes * self.setup + style
+
+
+PROBE_EVALS = 3
+
+
+def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = MAX_TILE + 128) -> dict[int, TileCost]:
+    """The TileCost of each optimised level of ``levels`` (by level index), timed on this machine
+    with the engine itself, so losses, optimiser, statistics and blending are in the figure, not only
+    the convolutions.  The probe refines a tile shaped like the level's largest tile region, with
+    its layers, optimiser and precision (at most ``max_side`` px a side): the cost per FLOP depends
+    on the tile's size
+    (a 384 px probe ran faster per FLOP than the 500-900 px tiles of a 6000x4500 render, whose
+    activations no longer fit the cache), and a fixed per-tile part weighs more at 10 evaluations a
+    tile than at 150.  Two runs, 1 and 1 + PROBE_EVALS evaluations, separate the two (after one
+    more, whose extra time is the set-up every new tile shape pays: oneDNN primitives, first-touch
+    memory).  About 3-20 s a level."""
     import numpy as np
 
     from hires.canvas import Buffers
     from hires.engine import Counters, Engine, PassContext
     from hires.stats import make_target
     engine = Engine(settings.replace(network="random", seamless=False, second_pass=False))
-    image = np.random.default_rng(0).random((side, side, 3), dtype=np.float32)
-    tiles = grid(side, side, side, 0, 0)
+    rng = np.random.default_rng(0)
+    # what the first refine of a process pays once (libraries' own set-up), paid here, so that
+    # the first probe's set-up is that of a new tile shape only: counted once per shape, a one-off
+    # cost made the 2 GiB print's 1500 px level (12 tiles) 18% over its time
+    warm = Level(0, 64, 64, 2, ("relu1_1",), "relu1_1")
+    tiny = rng.random((64, 64, 3), dtype=np.float32)
+    small = grid(64, 64, 64, 0, 0)
+    stats = engine.stats_pass(tiny, warm.layers, warm.deepest, small)
+    engine.refine(tiny.copy(), tiny, {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()},
+                  warm, small, PassContext(Buffers(None, False), Counters()))
     out = {}
     for lp in levels:
-        lv, key = lp.level, lp.cost_key
-        if key in out or not lp.flop:  # (a fast level optimises nothing: no probe)
+        if not lp.flop:  # a fast level optimises nothing: no probe
             continue
+        lv = lp.level
         engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
         engine.use_level(lv)                                   # and its arithmetic
-        probe = Level(0, side, side, evals, lv.style_layers, lv.content_layer)
-        stats = engine.stats_pass(image, probe.layers, probe.deepest, tiles)
+        h, w = (min(n, max_side) for n in lp.largest_region)
+        image = rng.random((h, w, 3), dtype=np.float32)
+        tiles = grid(w, h, max(w, h), 0, 0)
+        probe = Level(0, w, h, 1, lv.style_layers, lv.content_layer)
+        # targets from a smaller image, so that the first run below meets this shape new, as a
+        # render's first tile of each shape does, statistics pass included
+        small = image[: max(h // 2, 32), : max(w // 2, 32)]
+        stats = engine.stats_pass(small, probe.layers, probe.deepest, grid(small.shape[1], small.shape[0],
+                                                                          max(small.shape[:2]), 0, 0))
         targets = {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()}
-        times = []
-        for _ in range(2):  # the first run pays one-off set-up (oneDNN primitives, allocations)
+
+        def run(evals: int) -> float:
             t = time.perf_counter()
-            engine.refine(image.copy(), image, targets, probe, tiles, PassContext(Buffers(None, False), Counters()))
-            times.append(time.perf_counter() - t)
-        out[key] = times[-1] / (side * side * flops_per_pixel(probe.deepest) * (2 + 2 * evals) / 1e9)
+            engine.refine(image.copy(), image, targets, replace(probe, iterations=evals), tiles,
+                          PassContext(Buffers(None, False), Counters()))
+            return time.perf_counter() - t
+
+        first = run(1)
+        one, more = run(1), run(1 + PROBE_EVALS)
+        gflop = h * w * flops_per_pixel(lv.deepest) / 1e9
+        per_eval = max(more - one, 0.0) / PROBE_EVALS
+        out[lv.index] = TileCost(max(one - per_eval, 0.0) / gflop, per_eval / gflop, max(first - one, 0.0))
     return out
 
 
@@ -332,7 +394,7 @@ def describe(plan: Plan) -> list[str]:
                      f"(+{lp.margin} px context), {lv.iterations} iterations, layers up to {lv.deepest}, "
                      f"{lp.flop / 1e12:.2f} TFLOP, peak {lp.peak_bytes / 2**30:.2f} GiB"
                      + (", buffers on disk" if lp.disk else "")
-                     + (f", about {plan.level_seconds(lp) / 60:.1f} min" if plan.seconds_per_gflop else ""))
+                     + (f", about {plan.level_seconds(lp) / 60:.1f} min" if plan.costs else ""))
     if plan.est_seconds is not None:
         lines.append(f"estimated time {plan.est_seconds / 60:.1f} min on this machine")
     return lines + [f"note: {n}" for n in plan.notes]

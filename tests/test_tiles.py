@@ -8,7 +8,7 @@ import pytest
 
 from hires.config import Settings
 from hires.errors import BudgetError
-from hires.plan import describe, make_plan, measure_seconds_per_gflop
+from hires.plan import TileCost, describe, flops_per_pixel, make_plan, measure_costs
 from hires.pyramid import schedule
 from hires.tiles import ALIGN, grid, ownership, take
 
@@ -145,15 +145,28 @@ def test_fast_levels_need_no_tile_memory():
 def test_time_estimate_is_measured_per_network_depth():
     settings = Settings(memory="4GiB", init="content")
     plan = make_plan(3000, 2250, settings)
-    spg = measure_seconds_per_gflop(settings, plan.levels, side=64, evals=1)
-    assert set(spg) == {lp.cost_key for lp in plan.levels if lp.flop}
+    costs = measure_costs(settings, plan.levels, max_side=64)
+    assert set(costs) == {lp.level.index for lp in plan.levels if lp.flop}
     assert {lp.optimizer for lp in plan.levels} == {"lbfgs", "adam"}  # 150/40/20 and 10 iterations
-    assert all(v > 0 for v in spg.values())
-    plan.seconds_per_gflop = spg
+    assert all(c.fixed >= 0 and c.per_eval > 0 for c in costs.values())
+    plan.costs = costs
     per_level = [plan.level_seconds(lp) for lp in plan.levels]
     assert plan.est_seconds == pytest.approx(sum(per_level))
     assert [d["est_seconds"] for d in plan.as_dict()["levels"]] == per_level
     assert all("min" in line for line in describe(plan)[1:])
+
+
+def test_level_time_counts_each_tile_and_each_evaluation():
+    """A level's estimate: per tile a fixed part and one part per evaluation, both in proportion
+    to the tile's forward FLOP, and the style images' statistics pass."""
+    s = Settings(memory="4GiB", init="content", iterations=(40, 20, 10))
+    plan = make_plan(3000, 2250, s, [(3000, 2400)])
+    lp = plan.levels[-1]
+    assert lp.style_px == 3000 * 2400 and lp.forward_gflop * (2 + 2 * 10) == pytest.approx(lp.flop / 1e9)
+    fixed_only, evals_only = TileCost(1e-3, 0.0), TileCost(0.0, 1e-3)
+    style = lp.style_px * flops_per_pixel(lp.level.deepest) / 1e9 * 1e-3 / 2
+    assert fixed_only.level_seconds(lp) == pytest.approx(lp.forward_gflop * 1e-3 + style)
+    assert evals_only.level_seconds(lp) == pytest.approx(lp.forward_gflop * 1e-3 * 10 * lp.time_factor)
 
 
 def test_fast_start_covers_the_levels_up_to_the_working_size():
