@@ -299,8 +299,8 @@ def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tup
 
 @dataclass(frozen=True)
 class TileCost:
-    """This machine's seconds per GFLOP of a tile region's forward pass, at one network depth and
-    optimiser: ``fixed`` once per tile (its statistics and content forwards with their Gram sums,
+    """This machine's seconds per GFLOP of a tile region's forward pass at one level (its layers,
+    optimiser, precision and tile size): ``fixed`` once per tile (its statistics and content forwards with their Gram sums,
     the loss's set-up, the blend) and ``per_eval`` for each evaluation (forward, backward to the
     pixels, the optimiser's step)."""
     fixed: float
@@ -322,33 +322,53 @@ class TileCost:
 PROBE_EVALS = 3
 
 
+class _Probe:
+    """One tile refined by the engine, as a render refines it, and timed.  Its style targets come
+    from an image half its size, so that its first run meets its shape new, as a render's first
+    tile of each shape does, statistics pass included."""
+
+    def __init__(self, engine, level: Level, h: int, w: int, rng):
+        import numpy as np
+
+        from hires.stats import make_target
+        self.engine = engine
+        self.image = rng.random((h, w, 3), dtype=np.float32)
+        self.level = Level(0, w, h, 1, level.style_layers, level.content_layer)
+        small = self.image[: max(h // 2, 32), : max(w // 2, 32)]
+        stats = engine.stats_pass(small, self.level.layers, self.level.deepest,
+                                  grid(small.shape[1], small.shape[0], max(small.shape[:2]), 0, 0))
+        self.targets = {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()}
+
+    def run(self, evals: int) -> float:
+        """Seconds to refine the tile with ``evals`` evaluations."""
+        from hires.canvas import Buffers
+        from hires.engine import Counters, PassContext
+        h, w = self.image.shape[:2]
+        t = time.perf_counter()
+        self.engine.refine(self.image.copy(), self.image, self.targets, replace(self.level, iterations=evals),
+                           grid(w, h, max(w, h), 0, 0), PassContext(Buffers(None, False), Counters()))
+        return time.perf_counter() - t
+
+
 def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = MAX_TILE + 128) -> dict[int, TileCost]:
     """The TileCost of each optimised level of ``levels`` (by level index), timed on this machine
     with the engine itself, so losses, optimiser, statistics and blending are in the figure, not only
     the convolutions.  The probe refines a tile shaped like the level's largest tile region, with
     its layers, optimiser and precision (at most ``max_side`` px a side): the cost per FLOP depends
-    on the tile's size
-    (a 384 px probe ran faster per FLOP than the 500-900 px tiles of a 6000x4500 render, whose
-    activations no longer fit the cache), and a fixed per-tile part weighs more at 10 evaluations a
-    tile than at 150.  Two runs, 1 and 1 + PROBE_EVALS evaluations, separate the two (after one
-    more, whose extra time is the set-up every new tile shape pays: oneDNN primitives, first-touch
-    memory).  About 3-20 s a level."""
+    on the tile's size (a 384 px probe ran faster per FLOP than the 500-900 px tiles of a 6000x4500
+    render, whose activations no longer fit the cache), and a fixed per-tile part weighs more at 10
+    evaluations a tile than at 150.  Two runs, 1 and 1 + PROBE_EVALS evaluations, separate the two
+    (after one more, whose extra time is the set-up every new tile shape pays: oneDNN primitives,
+    first-touch memory).  About 3-20 s a level."""
     import numpy as np
 
-    from hires.canvas import Buffers
-    from hires.engine import Counters, Engine, PassContext
-    from hires.stats import make_target
+    from hires.engine import Engine
     engine = Engine(settings.replace(network="random", seamless=False, second_pass=False))
     rng = np.random.default_rng(0)
     # what the first refine of a process pays once (libraries' own set-up), paid here, so that
     # the first probe's set-up is that of a new tile shape only: counted once per shape, a one-off
     # cost made the 2 GiB print's 1500 px level (12 tiles) 18% over its time
-    warm = Level(0, 64, 64, 2, ("relu1_1",), "relu1_1")
-    tiny = rng.random((64, 64, 3), dtype=np.float32)
-    small = grid(64, 64, 64, 0, 0)
-    stats = engine.stats_pass(tiny, warm.layers, warm.deepest, small)
-    engine.refine(tiny.copy(), tiny, {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()},
-                  warm, small, PassContext(Buffers(None, False), Counters()))
+    _Probe(engine, Level(0, 64, 64, 1, ("relu1_1",), "relu1_1"), 64, 64, rng).run(2)
     out = {}
     for lp in levels:
         if not lp.flop:  # a fast level optimises nothing: no probe
@@ -357,24 +377,9 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = M
         engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
         engine.use_level(lv)                                   # and its arithmetic
         h, w = (min(n, max_side) for n in lp.largest_region)
-        image = rng.random((h, w, 3), dtype=np.float32)
-        tiles = grid(w, h, max(w, h), 0, 0)
-        probe = Level(0, w, h, 1, lv.style_layers, lv.content_layer)
-        # targets from a smaller image, so that the first run below meets this shape new, as a
-        # render's first tile of each shape does, statistics pass included
-        small = image[: max(h // 2, 32), : max(w // 2, 32)]
-        stats = engine.stats_pass(small, probe.layers, probe.deepest, grid(small.shape[1], small.shape[0],
-                                                                          max(small.shape[:2]), 0, 0))
-        targets = {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()}
-
-        def run(evals: int) -> float:
-            t = time.perf_counter()
-            engine.refine(image.copy(), image, targets, replace(probe, iterations=evals), tiles,
-                          PassContext(Buffers(None, False), Counters()))
-            return time.perf_counter() - t
-
-        first = run(1)
-        one, more = run(1), run(1 + PROBE_EVALS)
+        probe = _Probe(engine, lv, h, w, rng)
+        first = probe.run(1)
+        one, more = probe.run(1), probe.run(1 + PROBE_EVALS)
         gflop = h * w * flops_per_pixel(lv.deepest) / 1e9
         per_eval = max(more - one, 0.0) / PROBE_EVALS
         out[lv.index] = TileCost(max(one - per_eval, 0.0) / gflop, per_eval / gflop, max(first - one, 0.0))
