@@ -46,15 +46,30 @@ def write_json(name: str, payload: dict) -> Path:
 CHILD = r"""
 import json, sys, time
 import hires
-from hires.canvas import peak_rss_bytes
-from hires.progress import LevelStarted, Note
+from hires.canvas import peak_rss_bytes, reset_peak_rss
+from hires.progress import LevelStarted, Note, TileStarted, Writing
 args = json.loads(sys.argv[1])
 t = time.perf_counter()
+# peak RSS per phase (what ran before a level's first tile, its tiles, the output): the high-water
+# mark is read and started afresh at each phase's end, so a render's peak is located, not only sized
+phases, phase, overall = {}, "start", 0
+def next_phase(name):
+    global phase, overall
+    peak = peak_rss_bytes()
+    overall = max(overall, peak)
+    phases[phase] = max(phases.get(phase, 0), peak)
+    if reset_peak_rss():
+        phase = name
 def progress(e):
     if isinstance(e, Note):
         print(e.text, flush=True)
     if isinstance(e, LevelStarted):
         print(f"[{time.perf_counter() - t:7.1f}s] level {e.level} {e.width}x{e.height} tiles {e.n_tiles}", flush=True)
+        next_phase(f"level{e.level}_setup")
+    if isinstance(e, TileStarted) and phase == f"level{e.level}_setup":
+        next_phase(f"level{e.level}_tiles")
+    if isinstance(e, Writing):
+        next_phase("finish")
 kw = dict(size=args["size"], memory=args["memory"], network="random", progress=progress, overwrite=True,
           **args["settings"])
 if args["kind"] == "texture":
@@ -63,7 +78,7 @@ else:
     res = hires.render(args["content"], args["style"], args["output"], **kw)
 print(json.dumps({"RESULT": {
     "network": res.network, "wall_s": res.wall_s, "net_s": res.net_s, "net_gflop": res.net_gflop,
-    "peak_rss_bytes": peak_rss_bytes(), "plan": res.plan.as_dict(),
+    "peak_rss_bytes": (next_phase("end"), overall)[1], "peak_rss_by_phase": phases, "plan": res.plan.as_dict(),
     "levels": [vars(lv) for lv in res.levels]}}), flush=True)
 """
 

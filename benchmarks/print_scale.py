@@ -116,6 +116,7 @@ def main() -> None:
         "width": w, "height": h, "wall_s": round(wall, 1), "render_s": round(result["wall_s"], 1),
         "peak_rss_bytes": peak, "memory_budget_bytes": parse_memory(a.memory),
         "under_budget": peak <= parse_memory(a.memory),
+        "peak_rss_by_phase": result.get("peak_rss_by_phase"),
         "levels": len(result["levels"]), "tiles": sum(lv["tiles"] for lv in result["levels"]),
         "matmul_gflops": round(gflops, 1),
         "achieved_gflops": round(result["net_gflop"] / result["net_s"], 1),

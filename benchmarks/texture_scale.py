@@ -79,6 +79,7 @@ def main() -> None:
             "width": w, "height": h, "wall_s": round(wall, 1), "render_s": round(result["wall_s"], 1),
             "peak_rss_bytes": result["peak_rss_bytes"], "memory_budget_bytes": budget,
             "under_budget": result["peak_rss_bytes"] <= budget,
+            "peak_rss_by_phase": result.get("peak_rss_by_phase"),
             "levels": len(result["levels"]), "tiles": sum(lv["tiles"] for lv in result["levels"]),
             "per_level_s": {f"level{lv['level']}": round(lv["wall_s"], 1) for lv in result["levels"]},
             "matmul_gflops": round(gflops, 1),

@@ -287,6 +287,9 @@ class RenderState:
     fast_image: np.ndarray | None = None   # the fast start at its working size, once made
     snapshots: Snapshots | None = None
     executor: object | None = None          # hires.cluster.DaskRunner when tiles run on a cluster
+    # the last finished level's result, held only here: the next level lets go of it once it has
+    # resampled it, so it is not held through that level's tiles (the plan does not count it)
+    canvas: np.ndarray | None = None
 
 
 # about five minutes on 2 cores: worth the few seconds a time estimate takes
@@ -347,11 +350,12 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
             lv0 = plan.levels[0].level
             state.colour_ref = colour.colour_stats(
                 io.load_image(job.content, size=(lv0.width, lv0.height), what="content"))
-        canvas, start = resume(state)
+        state.canvas, start = resume(state)
         if options.scheduler:
             state.executor = _executor(options.scheduler, plan, settings, progress)
         for lp in plan.levels[start:]:
-            canvas = run_level(state, lp, canvas)
+            run_level(state, lp)
+        canvas, state.canvas = state.canvas, None
         out = finish(job, settings, canvas, state.scratch.for_level("final", plan.levels[-1].disk),
                      checkpoints, progress)
         if path_of(canvas) is not None:
@@ -448,9 +452,11 @@ def resume(state: RenderState) -> tuple[np.ndarray | None, int]:
     return canvas, index + 1
 
 
-def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> np.ndarray:
+def run_level(state: RenderState, lp: LevelPlan) -> None:
     """One pyramid level: load the content and style statistics at its size, start from the
-    coarser level's result (or the initial image), refine every pass, checkpoint."""
+    coarser level's result ``state.canvas`` (or the initial image), refine every pass, checkpoint,
+    and leave the result in ``state.canvas``."""
+    canvas, state.canvas = state.canvas, None
     lv, s, engine, counters = lp.level, state.settings, state.engine, state.counters
     n_levels = len(state.plan.levels)
     buffers = state.scratch.for_level(f"level{lv.index}", lp.disk)
@@ -459,7 +465,8 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
     if lv.fast:
         state.progress(Note(f"level {lv.index + 1}/{n_levels} {lv.width}x{lv.height}: the fast network's "
                             "stylisation"))
-        return _fast_level(state, lp, canvas, buffers)
+        state.canvas = _fast_level(state, lp, canvas, buffers)
+        return
     state.progress(LevelStarted(lv.index, n_levels, lv.width, lv.height, len(lp.tiles), lv.iterations,
                                 lv.style_layers))
     precision = engine.use_level(lv)  # the style statistics, the passes and the workers all alike
@@ -503,7 +510,7 @@ def run_level(state: RenderState, lp: LevelPlan, canvas: np.ndarray | None) -> n
         lv.index, lv.width, lv.height, len(lp.tiles), lv.iterations, time.perf_counter() - tl,
         counters.net_s - net_s0, (counters.net_flop - flop0) / 1e9))
     state.scratch.discard(content)
-    return canvas
+    state.canvas = canvas
 
 
 def _fast_level(state: RenderState, lp: LevelPlan, canvas, buffers: Buffers) -> np.ndarray:

@@ -180,6 +180,30 @@ def test_disk_backed_buffers_give_the_same_render(tmp_path, content_path, style_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["disk.tif", "ram.tif"]  # scratch cleaned up
 
 
+def test_a_level_does_not_hold_the_previous_levels_canvas(content_path, style_path, monkeypatch):
+    """Once a level has resampled its start from the coarser level's canvas, nothing holds that
+    canvas through the level's tiles: the plan counts only the level's own buffers (a 16384 px
+    texture's disk-backed last level kept the 8192 px level's 0.8 GB in RAM, over its budget)."""
+    import weakref
+    from hires import pipeline
+    from hires.progress import TileStarted
+    previous, alive = [], []
+    real = pipeline.io.resize
+
+    def resize(arr, *a, **k):
+        previous.append(weakref.ref(arr))
+        return real(arr, *a, **k)
+
+    def progress(e):
+        if isinstance(e, TileStarted) and e.level == 1:
+            alive.append(previous[-1]() is not None)
+
+    monkeypatch.setattr(pipeline.io, "resize", resize)
+    hires.render(content_path, style_path, size="128x96", base_size=64, init="content", iterations=(2, 2),
+                 style_layers=("relu1_1",), content_layer="relu1_1", memory="8GiB", progress=progress)
+    assert alive and not any(alive)
+
+
 def test_disk_backed_release_keeps_data(tmp_path):
     from hires.canvas import Buffers, release
     buf = Buffers(tmp_path / "b", True)
