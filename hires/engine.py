@@ -205,7 +205,9 @@ class Engine:
         own sums (in float32: a level's worth of them is held through its pass)."""
         runs = (executor or self).tile_stats_runs(image, layers, deepest, tiles)
         stats: dict[str, Stats] = {}
-        for tile, (tile_stats, seconds, flop) in zip(tiles, in_tile_order(runs, tiles)):
+        # the runs first: zip then asks them once more after the last tile, so they run to their end
+        # (a cluster's runs log the pass there); tiles first would stop before asking
+        for (tile_stats, seconds, flop), tile in zip(in_tile_order(runs, tiles), tiles):
             if counters is not None:
                 counters.net_s += seconds
                 counters.net_flop += flop

@@ -96,6 +96,10 @@ def test_cluster_render_equals_the_in_process_render(client, one_thread, content
     assert len(there.plan.levels[-1].tiles) >= 6
     np.testing.assert_array_equal(there.image, here.image)
     assert any("worker(s)" in getattr(e, "text", "") for e in events)
+    # every pass's log entry is written, the statistics passes' too (benchmarks/distributed.py
+    # reads their time and bytes moved)
+    stats = [e for e in there.cluster if e["kind"] == "stats"]
+    assert stats and all(e["bytes_sent"] > 0 and e["wall_s"] > 0 for e in stats)
     here = hires.texture(texture_path, **TEXTURE)
     there = hires.texture(texture_path, scheduler=client, **TEXTURE)
     np.testing.assert_array_equal(there.image, here.image)
