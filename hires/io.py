@@ -83,9 +83,11 @@ def _to_rgb_float(im: pyvips.Image, out: np.ndarray | None = None) -> np.ndarray
     return fetch_into(im.cast("float") / (65535.0 if sixteen else 255.0), out)
 
 
-def fetch_into(im: pyvips.Image, out: np.ndarray | None = None, strip: int = 256) -> np.ndarray:
+def fetch_into(im: pyvips.Image, out: np.ndarray | None = None, strip: int = 256,
+               source: np.ndarray | None = None) -> np.ndarray:
     """Evaluate a float vips pipeline in strips of rows into ``out`` (RAM or memmap), clipped to
-    [0, 1]: only one strip is ever held besides the destination."""
+    [0, 1]: only one strip is ever held besides the destination (and of a disk-backed ``source``
+    the pipeline reads, only what the strip needs: a region's fetch signals no progress)."""
     if out is None:
         out = np.empty((im.height, im.width, im.bands), np.float32)
     if out.shape != (im.height, im.width, im.bands):
@@ -96,6 +98,8 @@ def fetch_into(im: pyvips.Image, out: np.ndarray | None = None, strip: int = 256
         rows = np.frombuffer(region.fetch(0, y, im.width, h), np.float32).reshape(h, im.width, im.bands)
         np.clip(rows, 0.0, 1.0, out=out[y:y + h])
         release(out)  # a disk-backed destination keeps only the strip in flight resident
+        if source is not None:
+            release(source)
     return out
 
 
@@ -176,7 +180,11 @@ def check_output_path(path, overwrite: bool = False) -> Path:
 
 
 def vips_from_array(arr: np.ndarray) -> pyvips.Image:
-    """Wrap a float32 (H, W, 3) array (RAM or memmap) without copying it."""
+    """Wrap a float32 (H, W, 3) array (RAM or memmap) without copying it.  Every page of a memmap
+    that libvips reads stays resident until it is released: write through ``release_while_written``
+    (or fetch with ``fetch_into(..., source=)``), so that a canvas larger than memory is read a
+    window at a time (libvips' own raw loader is no better: it maps the whole file, and a 16384 px
+    texture's 3.2 GB canvas was all resident while its TIFF was written)."""
     if arr.dtype != np.float32 or arr.ndim != 3 or not arr.flags.c_contiguous:
         raise ValueError("expected a C-contiguous float32 (H, W, C) array")
     h, w, c = arr.shape
@@ -184,11 +192,29 @@ def vips_from_array(arr: np.ndarray) -> pyvips.Image:
     return im.copy(interpretation="srgb" if c >= 3 else "b-w")
 
 
-def vips_from_raw(path, shape) -> pyvips.Image:
-    """A disk-backed float32 (H, W, 3) canvas as a vips image that libvips reads in windows of
-    the file, so writing the output never maps the whole canvas into memory."""
-    h, w, c = shape
-    return pyvips.Image.rawload(str(path), w, h, c, format="float").copy(interpretation="srgb")
+# a disk-backed source hands its pages back every this many pixels of a write (48 MB of float RGB)
+RELEASE_PX = 4 << 20
+
+
+def release_while_written(im: pyvips.Image, source: np.ndarray) -> pyvips.Image:
+    """``im``, an image about to be written that reads ``source``, set to release a disk-backed
+    ``source`` every RELEASE_PX pixels of the write (libvips signals progress on the image being
+    written, from the thread that drives the write).  Hold the returned image until the write
+    returns: the handler lives with this Python object."""
+    if not isinstance(source, np.memmap):
+        return im
+    last = [0]
+
+    def on_eval(_image, progress):
+        if progress.npels < last[0]:  # a new write of the same image
+            last[0] = 0
+        if progress.npels - last[0] >= RELEASE_PX:
+            last[0] = progress.npels
+            release(source)
+
+    im.set_progress(True)
+    im.signal_connect("eval", on_eval)
+    return im
 
 
 def check_format(path, bit_depth: int = 8, pyramid: bool = False) -> str:
@@ -249,6 +275,8 @@ def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int
         kw.update(bitdepth=bit_depth, compression=6)
     kw.pop("strip")
     tmp = Path(tmp) if tmp is not None else partial_path(p)
+    if not isinstance(image, pyvips.Image):
+        im = release_while_written(im, image)
     try:
         getattr(im, WRITERS[ext])(str(tmp), **kw)
         os.replace(tmp, p)
@@ -272,7 +300,7 @@ def resize(arr: np.ndarray, width: int, height: int, out: np.ndarray | None = No
     kernel reads across its edges into the next period (libvips repeats it lazily), not an edge
     extended, so the result wraps as exactly as the input."""
     h0, w0 = arr.shape[:2]
-    im = vips_from_array(np.ascontiguousarray(arr, dtype=np.float32))
+    im = vips_from_array(np.ascontiguousarray(arr, dtype=np.float32))  # (a view: not a memmap)
     if wrap:
         p = WRAP_PAD
         im = im.embed(p, p, w0 + 2 * p, h0 + 2 * p, extend="repeat")
@@ -283,4 +311,4 @@ def resize(arr: np.ndarray, width: int, height: int, out: np.ndarray | None = No
     if (im.width, im.height) != (width, height):
         im = im.crop(0, 0, min(width, im.width), min(height, im.height)).gravity(
             "north-west", width, height, extend="copy")
-    return fetch_into(im, out)
+    return fetch_into(im, out, source=arr)

@@ -723,15 +723,13 @@ def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers, checkpoi
         to_gray(canvas)
     if job.output is None:
         return None
-    src = path_of(canvas)
-    if src is not None:
+    if path_of(canvas) is not None:  # (written from disk, released as libvips reads it: io.vips_from_array)
         canvas.flush()
-    image = canvas if src is None else io.vips_from_raw(src, canvas.shape)
     tmp = io.partial_path(job.output)
     if checkpoints is not None:  # a run killed while writing: the next run removes the file it made
         checkpoints.remember_partial_output(tmp)
     progress(Writing(str(job.output)))
-    out = io.save_image(image, job.output, s.bit_depth, s.dpi, s.quality, overwrite=True, pyramid=s.pyramid, tmp=tmp,
+    out = io.save_image(canvas, job.output, s.bit_depth, s.dpi, s.quality, overwrite=True, pyramid=s.pyramid, tmp=tmp,
                         gray=s.mode == "gray")
     if checkpoints is not None:
         checkpoints.remember_partial_output(None)

@@ -61,7 +61,8 @@ class Snapshots:
         path = self.folder / f"{self.stem}-{self.key}-{tag}.jpg"
         tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}.jpg")
         try:
-            (im * 255.0 + 0.5).cast("uchar").copy(interpretation="srgb").jpegsave(str(tmp), Q=90)
+            out = io.release_while_written((im * 255.0 + 0.5).cast("uchar").copy(interpretation="srgb"), canvas)
+            out.jpegsave(str(tmp), Q=90)
             os.replace(tmp, path)
         except Exception as e:  # a preview never stops a render: say so and go on
             tmp.unlink(missing_ok=True)

@@ -168,3 +168,41 @@ def test_wrapped_resize_keeps_a_periodic_image_periodic(rng):
     middle = big[96:192, 128:256]
     np.testing.assert_allclose(io.resize(a, 128, 96, wrap=True), middle, atol=1e-5)
     assert np.abs(io.resize(a, 128, 96)[0] - middle[0]).max() > 0.05  # edge-extended rows differ
+
+
+def _disk_canvas(path, side):
+    """A float32 side x side x 3 memmap filled with a pattern, its pages handed back."""
+    from hires.canvas import release
+    a = np.memmap(path, np.float32, mode="w+", shape=(side, side, 3))
+    for y in range(0, side, 256):
+        a[y:y + 256] = (np.arange(side, dtype=np.float32)[None, :, None] % 97) / 97
+        release(a)
+    return a
+
+
+def _peak_growth(fn) -> int:
+    """Bytes the process's peak resident memory rose while ``fn`` ran."""
+    from hires.canvas import peak_rss_bytes, reset_peak_rss
+    if not reset_peak_rss():
+        pytest.skip("this system cannot reset the peak resident memory")
+    before = peak_rss_bytes()
+    fn()
+    return peak_rss_bytes() - before
+
+
+@pytest.mark.parametrize("what", ["write", "resize"])
+def test_a_disk_backed_canvas_is_read_without_becoming_resident(tmp_path, what):
+    """Writing a disk-backed canvas (or resampling from one) keeps only a window of it in memory:
+    a 16384 px texture's 3.2 GB canvas was all resident while its TIFF was written."""
+    side = 4096
+    canvas = _disk_canvas(tmp_path / "canvas.f32", side)
+    if what == "write":
+        growth = _peak_growth(lambda: io.save_image(canvas, tmp_path / "out.tif"))
+        back = io.load_image(tmp_path / "out.tif")
+        np.testing.assert_allclose(back, np.asarray(canvas), atol=0.5 / 255 + 1e-6)
+        assert growth < canvas.nbytes / 2, f"{growth / 2**20:.0f} MiB of a {canvas.nbytes / 2**20:.0f} MiB canvas"
+    else:  # the next level's start, from disk to disk: strips of the output, and of the canvas what they need
+        out = np.memmap(tmp_path / "out.f32", np.float32, mode="w+", shape=(2 * side, 2 * side, 3))
+        growth = _peak_growth(lambda: io.resize(canvas, 2 * side, 2 * side, out=out))
+        np.testing.assert_array_equal(out[:512], io.resize(np.asarray(canvas[:300]), 2 * side, 600)[:512])
+        assert growth < canvas.nbytes, f"{growth / 2**20:.0f} MiB for a {canvas.nbytes / 2**20:.0f} MiB canvas"
