@@ -181,8 +181,8 @@ def check_output_path(path, overwrite: bool = False) -> Path:
 
 def vips_from_array(arr: np.ndarray) -> pyvips.Image:
     """Wrap a float32 (H, W, 3) array (RAM or memmap) without copying it.  Every page of a memmap
-    that libvips reads stays resident until it is released: write through ``release_while_written``
-    (or fetch with ``fetch_into(..., source=)``), so that a canvas larger than memory is read a
+    that libvips reads stays resident until it is released: writes go through ``release_while_written``
+    (``save_image`` does it) and fetches through ``fetch_into(..., source=)``, so that a canvas larger than memory is read a
     window at a time (libvips' own raw loader is no better: it maps the whole file, and a 16384 px
     texture's 3.2 GB canvas was all resident while its TIFF was written)."""
     if arr.dtype != np.float32 or arr.ndim != 3 or not arr.flags.c_contiguous:
@@ -275,8 +275,7 @@ def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int
         kw.update(bitdepth=bit_depth, compression=6)
     kw.pop("strip")
     tmp = Path(tmp) if tmp is not None else partial_path(p)
-    if not isinstance(image, pyvips.Image):
-        im = release_while_written(im, image)
+    im = release_while_written(im, image)  # (a disk-backed canvas: read a window at a time)
     try:
         getattr(im, WRITERS[ext])(str(tmp), **kw)
         os.replace(tmp, p)

@@ -723,12 +723,11 @@ def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers, checkpoi
         to_gray(canvas)
     if job.output is None:
         return None
-    if path_of(canvas) is not None:  # (written from disk, released as libvips reads it: io.vips_from_array)
-        canvas.flush()
     tmp = io.partial_path(job.output)
     if checkpoints is not None:  # a run killed while writing: the next run removes the file it made
         checkpoints.remember_partial_output(tmp)
     progress(Writing(str(job.output)))
+    # (a disk-backed canvas is written from its memmap, a window at a time: io.release_while_written)
     out = io.save_image(canvas, job.output, s.bit_depth, s.dpi, s.quality, overwrite=True, pyramid=s.pyramid, tmp=tmp,
                         gray=s.mode == "gray")
     if checkpoints is not None:
