@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hires.canvas import peak_rss_bytes, reset_peak_rss
-from hires.config import Settings, load_preset, parse_style, preset_table, read_toml, settings_from_mapping
+from hires.config import (Settings, coerce_flag, load_preset, parse_style, preset_table, read_toml,
+                          settings_from_mapping)
 from hires.errors import HiresError, OptionError
-from hires.pipeline import RUN_FIELDS, RunOptions, builtin_only
+from hires.pipeline import RUN_FIELDS, RunOptions, builtin_only, run_options_from
 
 PATH_KEYS = ("content", "output", "snapshots", "work_dir", "weights")
 
@@ -82,7 +83,11 @@ def load_jobs(path) -> list[BatchJob | Outcome]:
     jobs = table.get("job", [])
     if not isinstance(jobs, list) or not jobs:
         raise OptionError(f"batch: {str(path)!r} has no [[job]] tables")
+    if not all(isinstance(raw, dict) for raw in jobs):
+        raise OptionError(f"batch: {str(path)!r}: 'job' must be [[job]] tables of keys, not {jobs!r}")
     defaults = table.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise OptionError(f"batch: {str(path)!r}: 'defaults' must be a [defaults] table of keys, not {defaults!r}")
     out = []
     for i, raw in enumerate(jobs, 1):
         try:
@@ -125,13 +130,10 @@ def _job(source: Path, index: int, raw: dict) -> BatchJob:
     if output is None:
         stem = Path(content or styles[0].rsplit(":", 1)[0]).stem
         output = f"{stem}-hires.png"
-    overwrite = bool(values.pop("overwrite", False))
+    overwrite = coerce_flag(values.pop("overwrite", False), f"{where}: overwrite")
     values.pop("name", None)
     run_kw = {k.replace("-", "_"): values.pop(k) for k in list(values) if k.replace("-", "_") in RUN_FIELDS}
-    try:
-        options = RunOptions(**run_kw)
-    except TypeError as e:
-        raise OptionError(f"{where}: {e}") from None
+    options = run_options_from(run_kw, prefix=f"{where}: ")  # checked here, before any job starts
     settings = settings_from_mapping(values, settings, source=where)
     if texture:
         settings = settings.replace(init="noise")
@@ -167,7 +169,7 @@ def fingerprint(job: BatchJob) -> str:
     """Inputs (path, size, time), size and settings: what decides the output."""
     from hires.pipeline import _work_key, make_job
     j = make_job(job.content, job.styles, None, job.size, job.texture, dpi=job.settings.dpi,
-                 styles_optional=builtin_only(job.settings))
+                 styles_optional=builtin_only(job.settings), memory=job.settings.memory)
     return _work_key(j, job.settings, job.settings.network)
 
 
@@ -196,7 +198,7 @@ def run_here(job: BatchJob, progress_kind: str) -> dict:
     t0 = time.perf_counter()
     try:
         j = make_job(job.content, job.styles, job.output, job.size, job.texture, job.overwrite, job.settings.dpi,
-                     builtin_only(job.settings))
+                     builtin_only(job.settings), job.settings.memory)
         with make_progress(progress_kind, Console(stderr=True)) as progress:
             result = run(j, job.settings, progress, job.options)
         msg = {"status": "done", "output": str(result.output), "error": None}
@@ -269,9 +271,17 @@ REPORT_KEYS = {"jobs", "done", "skipped", "failed"}
 
 
 def check_report_path(path) -> None:
-    """``--report`` replaces only an earlier batch report (hires wrote it), never another file."""
+    """``--report`` replaces only an earlier batch report (hires wrote it), never another file, and
+    its folder must exist and be writable: checked before the first job runs."""
     p = Path(path)
-    if not p.exists():
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise OptionError(f"--report: folder {str(folder)!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise OptionError(f"--report: folder {str(folder)!r} is not writable")
+    if p.is_dir():
+        raise OptionError(f"--report: {str(path)!r} is a folder; give a file name such as report.json")
+    if not os.path.lexists(p):
         return
     try:
         ours = set(json.loads(p.read_text())) == REPORT_KEYS

@@ -49,8 +49,11 @@ class WorkFolder:
                 raise OutputError(f"--work-dir: {str(path)!r} exists and was not made by hires; "
                                   "move it or give another --work-dir")
             return cls(path)
+        if not path.parent.is_dir():  # hires makes its own folder only, never the folders above it
+            raise OutputError(f"--work-dir: {str(path.parent)!r} does not exist; create it first or give another "
+                              "--work-dir")
         try:
-            path.mkdir(parents=True)
+            path.mkdir()
             (path / MARKER).write_text("made by hires for one render's checkpoints and scratch buffers; "
                                        "hires removes it after the render succeeds\n")
         except OSError as e:
@@ -90,6 +93,16 @@ class WorkFolder:
             self.path.rmdir()
         except OSError:  # the user put something in it: leave it, with their files
             pass
+
+
+def _valid_state(state) -> bool:
+    if not isinstance(state, dict) or not isinstance(state.get("key"), str):
+        return False
+    level, shape, partial = state.get("level"), state.get("shape"), state.get("partial_output")
+    whole = (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31)
+    return ((level is None or whole(level))
+            and (shape is None or (isinstance(shape, list) and len(shape) == 3 and all(map(whole, shape))))
+            and (partial is None or isinstance(partial, str)))
 
 
 def _is_checkpoint(name: str) -> bool:
@@ -155,11 +168,14 @@ class Checkpoints:
                 p.unlink(missing_ok=True)
 
     def _state(self) -> dict | None:
+        """The state record, if it is one hires could have written: an earlier run (or anyone)
+        may have edited it, so every field is checked for its type, and a record that fails is
+        no state at all (the render starts afresh; what the record names is never touched)."""
         try:
             state = json.loads((self.folder.path / "state.json").read_text())
-            return state if isinstance(state, dict) else None
         except (OSError, ValueError):
             return None
+        return state if _valid_state(state) else None
 
     def latest(self) -> tuple[int, np.ndarray] | None:
         """(level, read-only float32 memmap) of the last finished level of this render, if any."""

@@ -248,9 +248,8 @@ def job_size(args, texture: bool) -> str | None:
 
 
 def run_options(args):
-    from hires.pipeline import RunOptions
-    return RunOptions(args.fresh, args.keep_work, args.snapshots, args.snapshot_size, args.snapshot_every,
-                      args.scheduler)
+    from hires.pipeline import RUN_FIELDS, run_options_from
+    return run_options_from({k: getattr(args, k) for k in RUN_FIELDS}, label=lambda name: f"--{flag(name)}")
 
 
 def cmd_render(args, console, progress) -> int:
@@ -260,12 +259,14 @@ def cmd_render(args, console, progress) -> int:
     size = job_size(args, texture)
     if texture:
         job = make_job(None, args.example, args.output or _default_output(args.example[0].split(":")[0]),
-                       size, texture=True, overwrite=args.overwrite, dpi=settings.dpi)
+                       size, texture=True, overwrite=args.overwrite, dpi=settings.dpi, memory=settings.memory)
     else:
         job = make_job(args.content, args.style, args.output or _default_output(args.content), size,
-                       texture=False, overwrite=args.overwrite, dpi=settings.dpi, styles_optional=builtin_only(settings))
+                       texture=False, overwrite=args.overwrite, dpi=settings.dpi, styles_optional=builtin_only(settings),
+                       memory=settings.memory)
+    options = run_options(args)
     with progress:
-        result = run(job, settings, progress, run_options(args))
+        result = run(job, settings, progress, options)
     if progress_kind(args) == "rich":
         console.print(f"{result.network} network, {result.wall_s:.1f} s")
         print(result.output)
@@ -315,10 +316,11 @@ def cmd_plan(args, console) -> int:
     from hires.plan import describe
     settings = settings_from_args(args)
     if args.kind == "texture":
-        job = make_job(None, args.example, None, job_size(args, True), texture=True, dpi=settings.dpi)
+        job = make_job(None, args.example, None, job_size(args, True), texture=True, dpi=settings.dpi,
+                       memory=settings.memory)
     else:
         job = make_job(args.content, args.style, None, job_size(args, False), texture=False, dpi=settings.dpi,
-                       styles_optional=builtin_only(settings))
+                       styles_optional=builtin_only(settings), memory=settings.memory)
     if settings.method == "fast" and args.kind == "render":
         from hires.pipeline import fast_plan
         plan = fast_plan(job, settings)
@@ -340,8 +342,11 @@ def cmd_weights(args, console) -> int:
             print(f"vgg19 weights: not found (looked in {', '.join(found.searched)})")
             print("the random network will be used; run `hires weights fetch` for better results")
             return 0
-        digest = nets.verify_weights(found.path)
-        print(f"vgg19 weights: {found.path} (from {found.source}), SHA-256 {digest[:16]}... verified")
+        digest, official = nets.check_weights(found.path)
+        print(f"vgg19 weights: {found.path} (from {found.source}), SHA-256 {digest[:16]}... "
+              + ("verified: torchvision's " + nets.WEIGHTS_NAME if official else
+                 f"unverified: not torchvision's {nets.WEIGHTS_NAME} (it would be loaded as a plain state dict, "
+                 "checked for shapes and finite values)"))
         return 0
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
     with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
@@ -377,23 +382,27 @@ def main(argv=None) -> int:
     except HiresError as e:
         if debug:
             raise
-        if isinstance(progress, _Json):  # scripts read JSON only: the error is an event
-            if not progress.failed:  # an error before the render began
-                progress(Failed(str(e)))
-        else:
-            sys.stderr.write(f"hires: error: {e}\n")
-        return e.exit_code
+        return _said(progress, str(e), e.exit_code)
     except KeyboardInterrupt:
-        sys.stderr.write("hires: interrupted; run the same command again to resume from the last finished tile\n")
-        return 130
+        return _said(progress, "interrupted; run the same command again to resume from the last finished tile", 130,
+                     "hires: ")
     except OSError as e:  # a disk that filled up, a file that vanished: still one line, no traceback
         if debug:
             raise
-        sys.stderr.write(f"hires: error: {e}\n")
-        return 1
+        return _said(progress, str(e), 1)
     except MemoryError:
-        sys.stderr.write("hires: error: out of memory; lower --memory so the plan uses smaller tiles\n")
-        return 1
+        return _said(progress, "out of memory; lower --memory so the plan uses smaller tiles", 1)
+
+
+def _said(progress, message: str, code: int, prefix: str = "hires: error: ") -> int:
+    """Report how the command ended in one line: a JSON ``error`` event with --json-progress (once:
+    the render may have sent it already; stderr then carries JSON only), else plain text."""
+    if isinstance(progress, _Json):
+        if not progress.failed:
+            progress(Failed(message))
+    else:
+        sys.stderr.write(f"{prefix}{message}\n")
+    return code
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import os
 import re
 import tomllib
@@ -133,8 +134,12 @@ MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "in": 25.4}
 
 def print_pixels(length: float, unit: str, dpi: float) -> int:
     """Pixels of ``length`` ``unit`` at ``dpi``, rounded to the nearest pixel (so the printed size
-    is within half a pixel of the one asked: 30 cm at 300 dpi is 3543.3 px -> 3543)."""
-    return max(1, round(length * MM_PER_UNIT[unit.lower()] / 25.4 * dpi))
+    is within half a pixel of the one asked: 30 cm at 300 dpi is 3543.3 px -> 3543).  A size that
+    rounds to no pixel is 0, which ``parse_size`` refuses like ``--size 0x0``."""
+    px = length * MM_PER_UNIT[unit.lower()] / 25.4 * dpi
+    if not math.isfinite(px) or px > 2**31:
+        raise OptionError(f"--size: {length:g} {unit} at {dpi:g} dpi is over 2 gigapixels; hires does not go that far yet")
+    return round(px)
 
 
 def print_sizes() -> dict[str, tuple[int, int]]:
@@ -143,11 +148,16 @@ def print_sizes() -> dict[str, tuple[int, int]]:
     return {k.lower(): (int(v[0]), int(v[1])) for k, v in table.get("sizes", {}).items()}
 
 
+def physical_size(text) -> bool:
+    return isinstance(text, str) and PHYSICAL_RE.match(text) is not None
+
+
 def parse_size(text: str, param: str = "--size", dpi: float = 300.0) -> tuple[int, int]:
     """'6000x4500', a physical size at ``dpi`` ('30x40cm', '12x16in', '210x297mm') or a named print
-    size ('a3') -> (width, height) in px."""
+    size ('a3') -> (width, height) in px; every way of giving a size meets the same checks."""
+    dpi = coerce("dpi", dpi, "--dpi")
     if isinstance(text, (tuple, list)) and len(text) == 2:
-        w, h = int(text[0]), int(text[1])
+        w, h = (coerce_value(int, v, param) for v in text)
     else:
         s = str(text)
         m = SIZE_RE.match(s)
@@ -165,7 +175,9 @@ def parse_size(text: str, param: str = "--size", dpi: float = 300.0) -> tuple[in
             raise OptionError(f"{param}: {s!r} is not a size; write WIDTHxHEIGHT in px, e.g. 6000x4500, "
                               f"a size in cm, mm or in (30x40cm, at --dpi), or a print size ({names})")
     if w <= 0 or h <= 0:
-        raise OptionError(f"{param}: {w}x{h} must have a positive width and height, e.g. 6000x4500")
+        at = f" at {dpi:g} dpi" if physical_size(text) else ""
+        raise OptionError(f"{param}: {text if isinstance(text, str) else f'{w}x{h}'} is {w}x{h} px{at}; "
+                          "it must have a positive width and height, e.g. 6000x4500")
     if w * h > 2**31:
         raise OptionError(f"{param}: {w}x{h} is over 2 gigapixels; hires does not go that far yet")
     return w, h
@@ -194,17 +206,26 @@ def parse_memory(text) -> int:
     return value
 
 
+MAX_WEIGHT = 1e6  # mixing weights are relative: anything larger only risks overflowing their sum
+
+
+def check_weight(weight, spec, what: str = "--style") -> float:
+    """A mixing weight (of a style image, an example or a built-in style): a finite number in
+    (0, MAX_WEIGHT]."""
+    try:
+        w = _convert(float, weight)
+    except (TypeError, ValueError):
+        raise OptionError(f"{what}: weight {weight!r} in {spec!r} is not a number; write FILE:0.5") from None
+    if not 0 < w <= MAX_WEIGHT:
+        raise OptionError(f"{what}: weight {weight!r} in {spec!r} must be above 0 and at most {MAX_WEIGHT:g}, e.g. 0.5")
+    return w
+
+
 def parse_style(spec: str) -> tuple[str, float]:
     """'painting.jpg:0.7' -> ('painting.jpg', 0.7); 'painting.jpg' -> ('painting.jpg', 1.0)."""
     path, sep, weight = str(spec).rpartition(":")
-    if sep and path and re.fullmatch(r"[\d.eE+-]+", weight):
-        try:
-            w = float(weight)
-        except ValueError:
-            raise OptionError(f"--style: weight {weight!r} in {spec!r} is not a number; write FILE:0.5") from None
-        if w <= 0:
-            raise OptionError(f"--style: weight {w} in {spec!r} must be positive")
-        return path, w
+    if sep and path and re.fullmatch(r"[\d.eE+-]+|[+-]?(inf|infinity|nan)", weight, re.IGNORECASE):
+        return path, check_weight(weight, spec)
     return str(spec), 1.0
 
 
@@ -232,31 +253,39 @@ def _layer_names():
 
 
 # per-field limits beyond the type and choices: (test, what a good value looks like)
+def _between(lo, hi, what: str):
+    return (lambda v: lo <= v <= hi, what)
+
+
+# a loss weight beyond this overflows float32 losses and their gradients
+MAX_LOSS_WEIGHT = 1e6
+SEED_MAX = 2**64 - 1  # torch's and numpy's generators take seeds of up to 64 bits
 LIMITS = {
-    "base_size": (lambda v: v >= 32, "32 or more (default 512)"),
-    "iterations": (lambda v: len(v) > 0 and all(i >= 0 for i in v), "non-negative counts, e.g. 200,60,30"),
-    "lr": (lambda v: v > 0, "a positive number, e.g. 0.02"),
-    "style_weight": (lambda v: v >= 0, "zero or positive"),
-    "content_weight": (lambda v: v >= 0, "zero or positive"),
-    "tv_weight": (lambda v: v >= 0, "zero or positive"),
-    "mean_weight": (lambda v: v >= 0, "zero or positive"),
-    "style_scale": (lambda v: v > 0, "a positive number, e.g. 1.0"),
-    "example_scale": (lambda v: v > 0, "a positive number, e.g. 1.0"),
+    "base_size": _between(32, 16384, "between 32 and 16384 (default 512)"),
+    "iterations": (lambda v: len(v) > 0 and all(0 <= i <= 100000 for i in v),
+                   "counts from 0 to 100000, e.g. 200,60,30"),
+    "lr": (lambda v: 0 < v <= 10, "above 0 and at most 10, e.g. 0.02"),
+    "style_weight": _between(0, MAX_LOSS_WEIGHT, f"between 0 and {MAX_LOSS_WEIGHT:g}"),
+    "content_weight": _between(0, MAX_LOSS_WEIGHT, f"between 0 and {MAX_LOSS_WEIGHT:g}"),
+    "tv_weight": _between(0, MAX_LOSS_WEIGHT, f"between 0 and {MAX_LOSS_WEIGHT:g}"),
+    "mean_weight": _between(0, MAX_LOSS_WEIGHT, f"between 0 and {MAX_LOSS_WEIGHT:g}"),
+    "style_scale": _between(0.01, 16, "between 0.01 and 16, e.g. 1.0"),
+    "example_scale": _between(0.01, 16, "between 0.01 and 16, e.g. 1.0"),
+    "seed": _between(0, SEED_MAX, f"a whole number from 0 to 2**64-1 ({SEED_MAX})"),
     "strength": (lambda v: 0 <= v <= 1, "between 0 and 1"),
     "builtin_style": (lambda v: bool(_builtin_mix(v)), "a style 0-25 or a blend such as 3:0.7,19:0.3"),
-    "fast_size": (lambda v: v == 0 or v >= 64, "64 or more, or 0 for the output size"),
+    "fast_size": (lambda v: v == 0 or 64 <= v <= 65536, "between 64 and 65536, or 0 for the output size"),
     "style_layers": (lambda v: len(v) > 0 and all(n in _layer_names() for n in v),
                      "VGG19 layer names such as relu1_1,relu2_1,relu3_1"),
     "content_layer": (lambda v: v in _layer_names(), "a VGG19 layer name such as relu4_2"),
-    "min_style_layers": (lambda v: v >= 1, "1 or more"),
-    "tile_size": (lambda v: v == 0 or v >= 64, "64 or more, or 0 for auto"),
-    "overlap": (lambda v: v >= 0, "zero or positive"),
-    "margin": (lambda v: v >= 0, "zero or positive"),
-    "dpi": (lambda v: v > 0, "a positive number, e.g. 300"),
+    "min_style_layers": _between(1, 16, "between 1 and 16"),
+    "tile_size": (lambda v: v == 0 or 64 <= v <= 65536, "between 64 and 65536, or 0 for auto"),
+    "overlap": _between(0, 4096, "between 0 and 4096"),
+    "margin": _between(0, 4096, "between 0 and 4096"),
+    "dpi": _between(1, 10000, "between 1 and 10000, e.g. 300"),
     "quality": (lambda v: 1 <= v <= 100, "between 1 and 100"),
     "memory": (lambda v: parse_memory(v) > 0, "a size such as 4GiB, 1500MB or 2G"),
 }
-_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
 def _convert(kind, value):
@@ -272,11 +301,9 @@ def _convert(kind, value):
                      for v in items if not (isinstance(v, str) and not v.strip()))
     if args and type(None) in args:  # optional: None stays None
         return None if value is None else _convert(next(a for a in args if a is not type(None)), value)
-    if kind is bool:
+    if kind is bool:  # only a real boolean: bool("false") is True, and a job file meant false
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
         raise ValueError
     if isinstance(value, bool):  # True is an int to Python, never a number to a user
         raise ValueError
@@ -288,12 +315,15 @@ def _convert(kind, value):
         if isinstance(value, str):
             return int(value.strip())
         raise ValueError
-    if kind is float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            return float(value.strip())
-        raise ValueError
+    if kind is float:  # a finite one: inf, nan and 1e400 (inf) would reach the losses
+        try:
+            number = float(value.strip() if isinstance(value, str) else value) \
+                if isinstance(value, (int, float, str)) else None
+        except OverflowError:  # an int too large for a float
+            raise ValueError from None
+        if number is None or not math.isfinite(number):
+            raise ValueError
+        return number
     if isinstance(value, (str, os.PathLike)):
         return str(value)
     if isinstance(value, (int, float)):  # e.g. memory = 4000000000 in a TOML file
@@ -311,13 +341,26 @@ def _describe(kind) -> str:
     return _KIND_WORDS.get(args[0] if args else kind, str(kind))
 
 
+def coerce_flag(value, label: str) -> bool:
+    """A yes/no option from the CLI, TOML or the API: a real boolean only."""
+    if isinstance(value, bool):
+        return value
+    raise OptionError(f"{label}: {value!r} is not true or false (in TOML: {label.rsplit(' ', 1)[-1]} = true, "
+                      "without quotes)")
+
+
 def coerce(name: str, value, label: str):
     """The value of Settings field ``name`` from a CLI string, a TOML value or a Python object.
 
     Raises OptionError naming ``label`` (a flag or a key), the value and what is allowed."""
     f = _FIELDS[name]
-    kind = _HINTS[name]
-    choices = f.metadata.get("choices")
+    return coerce_value(_HINTS[name], value, label, f.metadata.get("choices"), LIMITS.get(name))
+
+
+def coerce_value(kind, value, label: str, choices=None, check=None):
+    """``value`` as type ``kind`` (see ``_convert``), one of ``choices`` if given, passing
+    ``check`` = (test, what a good value looks like) if given: the one coercion of user values,
+    for Settings fields and run options alike."""
     allowed = f"one of {', '.join(map(str, choices))}" if choices else _describe(kind)
     try:
         converted = _convert(kind, value)
@@ -325,7 +368,6 @@ def coerce(name: str, value, label: str):
         raise OptionError(f"{label}: {value!r} is not {allowed}") from None
     if choices and converted not in choices:
         raise OptionError(f"{label}: {value!r} is not {allowed}")
-    check = LIMITS.get(name)
     if check is not None and converted is not None:
         try:
             ok = check[0](converted)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from hires.canvas import Buffers, give_back_memory, release, return_memory_promp
 from hires.checkpoints import fingerprint
 from hires.colouring import colour_groups
 from hires.config import Settings
-from hires.errors import OptionError
+from hires.errors import NumericalError, OptionError
 from hires.kernels import blend_into
 from hires.nets import LAYER_STRIDE, build_network
 from hires.plan import flops_per_pixel
@@ -376,7 +377,18 @@ class Engine:
         finally:
             give_back_memory()
         with torch.no_grad():
-            return (x0 + (x - x0) * mask).clamp_(0.0, 1.0)
+            out = (x0 + (x - x0) * mask).clamp_(0.0, 1.0)
+        if not bool(torch.isfinite(out).all()):  # (a step after the last evaluation can still overflow)
+            report.not_finite("the pixels")
+        return out
+
+
+def numerical_error(level: Level, tile: int, n_tiles: int, what: str) -> NumericalError:
+    """The render stops when ``what`` (the loss, the pixels) of a tile is no longer finite."""
+    return NumericalError(
+        f"level {level.index + 1} ({level.width}x{level.height}), tile {tile}/{n_tiles}: {what} became infinite or "
+        "NaN, so nothing was written; the likely cause is a loss weight too large (--style-weight, --content-weight, "
+        "--tv-weight, --mean-weight, the style weights) or --lr; lower it")
 
 
 class TileProgress:
@@ -389,7 +401,12 @@ class TileProgress:
         self.flop = 2 * forward_flop  # forward plus the backward to the input (weights are frozen)
         self.evals = 0
 
+    def not_finite(self, what: str) -> None:
+        raise numerical_error(self.level, self.tile, self.n_tiles, what)
+
     def __call__(self, seconds: float, loss: float, iters: int) -> None:
+        if not math.isfinite(loss):
+            self.not_finite(f"the loss ({loss})")
         c = self.counters
         c.net_s += seconds
         c.net_flop += self.flop

@@ -25,3 +25,9 @@ class WeightsError(HiresError):
 
 class BudgetError(HiresError):
     """The memory budget is too small to run at all."""
+
+
+class NumericalError(HiresError):
+    """A render's loss or pixels stopped being finite numbers: it stops, writing nothing."""
+
+    exit_code = 1

@@ -17,6 +17,7 @@ import torch
 
 from hires import io, magenta
 from hires.canvas import release, trim
+from hires.config import check_weight
 from hires.errors import OptionError
 from hires.stats import Stats
 from hires.tiles import ALIGN, Tile, grid, take
@@ -68,8 +69,8 @@ def builtin_mix(spec: str) -> dict[int, float]:
     for part in str(spec).split(","):
         idx, _, weight = part.strip().partition(":")
         try:
-            k, w = int(idx), float(weight) if weight else 1.0
-        except ValueError:
+            k, w = int(idx), check_weight(weight, spec, "--builtin-style") if weight else 1.0
+        except (ValueError, OptionError):
             k, w = -1, 0.0
         if not 0 <= k < magenta.N_BUILTIN or w <= 0:
             raise OptionError(f"--builtin-style: {spec!r} is not a style 0-{magenta.N_BUILTIN - 1} or a blend "

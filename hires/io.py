@@ -1,19 +1,27 @@
 """Image input and output through pyvips.
 
-Reading: JPEG, PNG, TIFF, WebP (anything libvips reads), 8 or 16 bit, grey, RGB or CMYK,
-with or without alpha.  EXIF orientation is applied, any embedded ICC profile is converted to
-sRGB, alpha is flattened onto white, and images are shrunk on load, so a 20000 px input is
-never decoded at full size when a small level is wanted.  Pixels come back as float32 RGB in
-[0, 1], shape (H, W, 3).
+Reading: JPEG, PNG, TIFF and WebP only (the file's contents decide, checked before any pixel
+is read: libvips' other loaders, SVG among them, can pull in other files), 8 or 16 bit or
+float (scRGB), grey, RGB or CMYK, with or without alpha.  EXIF orientation is applied, any
+embedded ICC profile is converted to sRGB, alpha is flattened onto white, and images are read
+as a stream and shrunk as they are read, so a 20000 px input is never decoded at full size
+when a small level is wanted; an input whose decoder must hold the whole image at once (an
+interlaced PNG, a progressive JPEG, a WebP) is refused when that would not fit the memory
+budget.  Pixels come back as float32 RGB in [0, 1], shape (H, W, 3).
 
 Writing: PNG (8/16 bit), JPEG, WebP, TIFF (8/16 bit, deflate, tiled; BigTIFF when large), all
-with DPI and an embedded sRGB profile.  Every write goes to a temporary file beside the
-target and is renamed into place, so a crash never leaves a half-written output.
+with DPI and an embedded sRGB profile.  Every write goes to a temporary file hires creates
+beside the target, then is linked into place so that a file which appeared at the target in
+the meantime is never replaced (only ``overwrite`` replaces), so a crash never leaves a
+half-written output and no write loses a file hires did not make.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import secrets
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -45,22 +53,74 @@ def _check_readable(path, what: str) -> Path:
     return p
 
 
+# libvips' loaders hires uses, by the class libvips picks from a file's contents; every other
+# loader (SVG, PDF, CSV, Matlab, libvips' own format, ...) is refused before it reads anything
+LOADERS = {"VipsForeignLoadJpegFile": "JPEG", "VipsForeignLoadPngFile": "PNG", "VipsForeignLoadSpngFile": "PNG",
+           "VipsForeignLoadTiffFile": "TIFF", "VipsForeignLoadWebpFile": "WebP"}
+FORMATS = "JPEG, PNG, TIFF, WebP"
+
+
+def loader_of(path) -> str | None:
+    """The libvips loader class that would read ``path`` (from its first bytes), or None."""
+    name = pyvips.vips_lib.vips_foreign_find_load(str(path).encode())
+    return None if name == pyvips.ffi.NULL else pyvips.ffi.string(name).decode()
+
+
 def _open_header(path, what: str) -> pyvips.Image:
     p = _check_readable(path, what)
+    loader = loader_of(p)
+    if loader not in LOADERS:
+        kind = f" (libvips would read it as {loader.removeprefix('VipsForeignLoad').removesuffix('File')})" \
+            if loader else ""
+        raise InputError(f"{what}: {str(path)!r} is not a {FORMATS} image{kind}; convert it to one of those")
     try:
         return pyvips.Image.new_from_file(str(p), access="sequential")
     except pyvips.Error as e:
-        raise InputError(f"{what}: {str(path)!r} is not an image hires can read (JPEG, PNG, TIFF, WebP): "
+        raise InputError(f"{what}: {str(path)!r} is not an image hires can read ({FORMATS}): "
                          f"{_vips_message(e)}") from None
+
+
+def _whole_image_decoder(im: pyvips.Image) -> str | None:
+    """Why the file's decoder holds the whole image at once (None when it streams rows)."""
+    loader = im.get("vips-loader") if im.get_typeof("vips-loader") else ""
+    flag = (lambda name: im.get_typeof(name) and im.get(name))
+    if loader == "pngload" and flag("interlaced"):
+        return "an interlaced PNG"
+    if loader == "jpegload" and flag("jpeg-multiscan"):
+        return "a progressive JPEG"
+    if loader == "webpload":
+        return "a WebP"
+    return None
+
+
+_SAMPLE_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4, "float": 4,
+                 "complex": 8, "double": 8, "dpcomplex": 16}
+DECODE_SHARE = 0.5  # of the memory budget, at most, for one input's decoder
+
+
+def decode_bytes(im: pyvips.Image) -> int:
+    """Memory the decoder of ``im``'s file needs at once: the whole image for a decoder that cannot
+    stream (see ``_whole_image_decoder``), else a band of rows (libvips' sequential read)."""
+    row = im.width * im.bands * _SAMPLE_BYTES[im.format]
+    return row * im.height if _whole_image_decoder(im) else row * 512
+
+
+def check_decode_budget(path, budget: int | None, what: str = "image") -> None:
+    """Refuse, before decoding, an input whose decoder would need more than DECODE_SHARE of the
+    memory budget (``budget`` bytes) at once, naming its pixel size."""
+    im = _open_header(path, what)
+    need = decode_bytes(im)
+    if budget is not None and need > DECODE_SHARE * budget:
+        kind = _whole_image_decoder(im)
+        raise InputError(
+            f"{what}: {str(path)!r} is {im.width}x{im.height} px, {kind} that is decoded whole: "
+            f"{need / 2**30:.2f} GiB at once, more than --memory {budget / 2**30:.2f} GiB allows; save it as a "
+            "baseline JPEG, a non-interlaced PNG or a TIFF (read as a stream), or raise --memory")
 
 
 def _display_size(im: pyvips.Image) -> tuple[int, int]:
     """(width, height) as displayed, i.e. after EXIF orientation."""
-    try:
-        orientation = im.get("orientation") if im.get_typeof("orientation") else 1
-    except pyvips.Error:
-        orientation = 1
-    return (im.height, im.width) if orientation in (5, 6, 7, 8) else (im.width, im.height)
+    return (im.height, im.width) if _orientation(im) in (5, 6, 7, 8) else (im.width, im.height)
 
 
 def image_size(path, what: str = "image") -> tuple[int, int]:
@@ -128,13 +188,7 @@ def load_image(path, size: tuple[int, int] | None = None, long_side: int | None 
         tw, th = w0, h0
     try:
         if _high_depth(header):
-            im = pyvips.Image.new_from_file(str(path), fail_on="error").autorot()
-            if im.get_typeof("icc-profile-data"):
-                im = im.icc_transform("srgb", embedded=True, depth=16)
-            scale = max(tw / im.width, th / im.height)
-            im = im.resize(scale, kernel="lanczos3")
-            im = im.crop((im.width - min(tw, im.width)) // 2, (im.height - min(th, im.height)) // 2,
-                         min(tw, im.width), min(th, im.height))
+            im = _high_depth_at(path, header, tw, th, what)
         else:
             im = pyvips.Image.thumbnail(str(path), tw, height=th, size="both", crop="centre",
                                         export_profile="srgb", fail_on="error")
@@ -147,6 +201,47 @@ def load_image(path, size: tuple[int, int] | None = None, long_side: int | None 
         raise InputError(f"{what}: {str(path)!r} is corrupt or truncated: {_vips_message(e)}") from None
 
 
+def _high_depth_at(path, header: pyvips.Image, tw: int, th: int, what: str) -> pyvips.Image:
+    """A 16-bit or float file as 16-bit sRGB covering (tw, th) displayed px, centre-cropped: read
+    as a stream and shrunk as it is read (libvips' thumbnail, which shrinks on load, gives 8 bits),
+    so only the shrunk image is ever held whole (to apply an EXIF rotation)."""
+    im = pyvips.Image.new_from_file(str(path), access="sequential", fail_on="error")
+    if im.format in ("float", "double"):
+        im = _float_as_rgb16(im, path, what)
+    elif im.get_typeof("icc-profile-data"):
+        im = im.icc_transform("srgb", embedded=True, depth=16)
+    w0, h0 = _display_size(header)
+    scale = max(tw / w0, th / h0)
+    im = im.resize(scale, kernel="lanczos3")
+    if _orientation(header) != 1:  # rotating reads the image out of order: hold the shrunk one
+        im = im.copy_memory().autorot()
+    return im.crop((im.width - min(tw, im.width)) // 2, (im.height - min(th, im.height)) // 2,
+                   min(tw, im.width), min(th, im.height))
+
+
+def _float_as_rgb16(im: pyvips.Image, path, what: str) -> pyvips.Image:
+    """A float file as 16-bit sRGB: by the convention of float TIFFs (libvips' scRGB), linear
+    light with 0..1 from black to white, grey or RGB, with or without alpha (0..1)."""
+    colours = im.bands - int(im.hasalpha())
+    if colours not in (1, 3) or im.interpretation in ("cmyk", "lab", "labs", "lch", "xyz", "yxy", "hsv", "cmc"):
+        raise InputError(f"{what}: {str(path)!r} is a floating-point image with {im.bands} band(s) "
+                         f"({im.interpretation}); hires reads float images as linear grey or RGB (scRGB); "
+                         "save it as a 16-bit TIFF or PNG")
+    im = im.cast("float")
+    if im.hasalpha():
+        im = im.flatten(background=[1.0] * colours, max_alpha=1.0)
+    if colours == 1:
+        im = im.bandjoin([im, im])
+    return im.copy(interpretation="scrgb").colourspace("rgb16")
+
+
+def _orientation(im: pyvips.Image) -> int:
+    try:
+        return int(im.get("orientation")) if im.get_typeof("orientation") else 1
+    except pyvips.Error:
+        return 1
+
+
 def is_gray(path, what: str = "image") -> bool:
     """A one-band (or band + alpha) file, or colour channels that agree everywhere (at 128 px)."""
     im = _open_header(path, what)
@@ -155,8 +250,10 @@ def is_gray(path, what: str = "image") -> bool:
     return colour.is_gray(load_image(path, long_side=128, what=what))
 
 
-def check_decodes(path, what: str = "image") -> tuple[int, int]:
-    """Decode the whole file once at a small size, so a corrupt input fails before any work."""
+def check_decodes(path, what: str = "image", budget: int | None = None) -> tuple[int, int]:
+    """Decode the whole file once at a small size, so a corrupt input fails before any work (and
+    first refuse, undecoded, one whose decoder would not fit ``budget`` bytes)."""
+    check_decode_budget(path, budget, what)
     load_image(path, long_side=32, what=what)
     return image_size(path, what)
 
@@ -174,7 +271,7 @@ def check_output_path(path, overwrite: bool = False) -> Path:
         raise OutputError(f"-o: folder {str(folder)!r} is not writable")
     if p.is_dir():
         raise OutputError(f"-o: {str(path)!r} is a folder; give a file name such as out.png")
-    if p.exists() and not overwrite:
+    if os.path.lexists(p) and not overwrite:  # (a dangling symlink is a name that exists, too)
         raise OutputError(f"-o: {str(path)!r} exists; give another name or pass --overwrite to replace it")
     return p
 
@@ -230,32 +327,106 @@ def check_format(path, bit_depth: int = 8, pyramid: bool = False) -> str:
 
 
 def write_text_atomic(path, text: str) -> Path:
-    """A small text file (a report) written beside its place and renamed into it."""
+    """A small text file (a report) written beside its place and renamed into it (the caller has
+    checked that what it replaces is hires' own)."""
     p = Path(path)
     tmp = partial_path(p)
     try:
+        _create_exclusively(tmp)
         tmp.write_text(text)
         os.replace(tmp, p)
     except OSError as e:
+        raise _write_error(path, tmp, len(text.encode()), e) from None
+    finally:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"could not write {str(path)!r}: {e.strerror or e}") from None
     return p
 
 
+PARTIAL_INFIX = ".partial-"
+
+
 def partial_path(path) -> Path:
-    """The temporary file an output is written to before it is renamed into place."""
+    """A new name for the temporary file an output is written to before it is linked into place:
+    ``.NAME.partial-PID-TOKEN.EXT`` beside it (``is_partial_of`` recognises the pattern)."""
     p = Path(path)
-    return p.with_name(f".{p.stem}.partial-{os.getpid()}{p.suffix}")
+    return p.with_name(f".{p.stem}{PARTIAL_INFIX}{os.getpid()}-{secrets.token_hex(4)}{p.suffix}")
+
+
+def is_partial_of(candidate, output) -> bool:
+    """``candidate`` is a name ``partial_path(output)`` makes: beside ``output``, of its pattern."""
+    c, o = Path(candidate), Path(output)
+    if os.path.abspath(c.parent) != os.path.abspath(o.parent):
+        return False
+    head, tail = f".{o.stem}{PARTIAL_INFIX}", o.suffix
+    middle = c.name[len(head):len(c.name) - len(tail)] if c.name.startswith(head) and c.name.endswith(tail) else ""
+    pid, _, token = middle.partition("-")
+    return pid.isdigit() and len(token) == 8 and all(ch in "0123456789abcdef" for ch in token)
+
+
+def _create_exclusively(tmp: Path) -> None:
+    """Make ``tmp`` as a new, empty regular file of ours (never through a symlink, never over a
+    file that exists), so what is written into it and later removed is ours."""
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
+
+
+# a file system without hard links says so with one of these
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+
+
+def publish(tmp: Path, target: Path, overwrite: bool = False) -> None:
+    """Put the finished ``tmp`` at ``target``.  Without ``overwrite`` a file (or a symlink, even a
+    dangling one) that is at ``target`` now, whenever it appeared, is never replaced: ``tmp`` is
+    hard-linked into place, which fails if the name exists; on a file system without hard links,
+    the name is first claimed with an exclusive create."""
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        try:
+            os.link(tmp, target, follow_symlinks=False)
+        except OSError as e:
+            if isinstance(e, FileExistsError) or e.errno not in _NO_LINKS:
+                raise
+            _create_exclusively(target)  # the name is ours now: moving onto it replaces only our claim
+            os.replace(tmp, target)
+            return
+    except FileExistsError:
+        raise OutputError(f"-o: {str(target)!r} exists (it appeared while hires was rendering) and was left as it "
+                          "is; run again with --overwrite to replace it (the work done is kept), or with another -o"
+                          ) from None
+    os.unlink(tmp)
+
+
+def _write_error(path, tmp: Path, need_bytes: int, e: Exception) -> OutputError:
+    """One line for a failed write: a full disk is said as such (libvips reports it as 'Unknown
+    error -1' or 'unable to write to target'), with the space the file needed."""
+    try:
+        free = shutil.disk_usage(tmp.parent).free  # (the partial file still holds what was written)
+    except OSError:
+        free = None
+    nospace = isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    if nospace or (free is not None and free < FULL_BELOW):
+        left = f"{free / 2**20:.1f} MiB free" if free is not None else "no space left"
+        return OutputError(f"-o: could not write {str(path)!r}: the disk holding {str(tmp.parent)!r} is full "
+                           f"({left}; the file needs up to {need_bytes / 2**20:.1f} MiB); free some space or write "
+                           "to another disk")
+    detail = _vips_message(e) if isinstance(e, pyvips.Error) else (getattr(e, "strerror", None) or str(e))
+    return OutputError(f"-o: could not write {str(path)!r}: {detail}")
+
+
+FULL_BELOW = 1 << 20  # free bytes under which a failed write is taken for a full disk
 
 
 def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int = 92,
                overwrite: bool = False, pyramid: bool = False, tmp: Path | None = None, gray: bool = False) -> Path:
     """Write float [0, 1] RGB (numpy array, memmap or vips image) to ``path`` atomically: into a
-    temporary file beside it (``tmp``, default ``partial_path``), renamed into place; on any
-    failure nothing is left behind.  TIFF is tiled, BigTIFF above 3.5 GiB of pixels, and with
-    ``pyramid`` holds the image at every power-of-two reduction for viewers of huge images.
-    ``gray`` writes one band, the luminance (without an ICC profile: the sRGB one is for three)."""
-    p = check_output_path(path, overwrite)
+    temporary file hires creates beside it (``tmp``, default ``partial_path``), then ``publish``ed
+    (a file at ``path`` is replaced only with ``overwrite``, even one that appeared during the
+    write); on any failure nothing is left behind.  TIFF is tiled, BigTIFF above 3.5 GiB of
+    pixels, and with ``pyramid`` holds the image at every power-of-two reduction for viewers of
+    huge images.  ``gray`` writes one band, the luminance (without an ICC profile: the sRGB one
+    is for three)."""
+    p = check_output_path(path, overwrite=True)  # (a file at ``path`` is ``publish``'s to refuse)
     ext = check_format(p, bit_depth, pyramid)
     im = image if isinstance(image, pyvips.Image) else vips_from_array(image)
     if gray:
@@ -264,7 +435,7 @@ def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int
     im = (im * scale + 0.5).cast("ushort" if bit_depth == 16 else "uchar")  # cast clips to range
     space = ("grey16" if bit_depth == 16 else "b-w") if gray else ("rgb16" if bit_depth == 16 else "srgb")
     im = im.copy(interpretation=space, xres=dpi / 25.4, yres=dpi / 25.4)
-    kw = dict(profile="none" if gray else "srgb", strip=False)
+    kw = dict(profile="none" if gray else "srgb")
     if ext in (".tif", ".tiff"):
         big = im.width * im.height * im.bands * (bit_depth // 8) > 3.5 * 2**30
         kw.update(compression="deflate", predictor="horizontal", tile=True, tile_width=256,
@@ -273,16 +444,15 @@ def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int
         kw.update(Q=int(quality))
     elif ext == ".png":
         kw.update(bitdepth=bit_depth, compression=6)
-    kw.pop("strip")
     tmp = Path(tmp) if tmp is not None else partial_path(p)
     im = release_while_written(im, image)  # (a disk-backed canvas: read a window at a time)
+    need = im.width * im.height * im.bands * (bit_depth // 8)
     try:
+        _create_exclusively(tmp)
         getattr(im, WRITERS[ext])(str(tmp), **kw)
-        os.replace(tmp, p)
-    except pyvips.Error as e:
-        raise OutputError(f"-o: could not write {str(path)!r}: {_vips_message(e)}") from None
-    except OSError as e:  # e.g. the rename into a read-only folder or onto another file system
-        raise OutputError(f"-o: could not write {str(path)!r}: {e.strerror or e}") from None
+        publish(tmp, p, overwrite)
+    except (pyvips.Error, OSError) as e:  # OSError: e.g. a read-only folder, another file system
+        raise _write_error(path, tmp, need, e) from None
     finally:
         tmp.unlink(missing_ok=True)
     log.info("wrote %s (%dx%d, %d-bit, %g dpi)", p, im.width, im.height, bit_depth, dpi)

@@ -1,8 +1,12 @@
 """Feature networks: VGG19's convolutional part, built from torch.nn.
 
 ``vgg19`` loads ImageNet weights in torchvision's state-dict layout (``features.N.weight``),
-from ``--weights``, ``$HIRES_WEIGHTS`` or torch's hub checkpoint folder, verified by the
-SHA-256 prefix in the file name (torchvision's convention).  ``random`` is the same
+from ``--weights``, ``$HIRES_WEIGHTS`` or torch's hub checkpoint folder.  Only torchvision's own
+file is "verified": its SHA-256 starts with the prefix in ``vgg19-dcbb9e9d.pth``, whatever the
+file is called (a prefix in another file's name proves nothing: anyone can name a file), and a
+file of that name that fails the check is refused as damaged.  Any other file is unverified:
+loaded as a plain state dict (``weights_only``: no code runs) and refused unless every VGG19
+tensor is there, of the right shape and finite.  ``random`` is the same
 architecture with a seeded initialisation: no download, the default when no weights exist.
 Nothing here downloads unless ``fetch_weights`` is called.
 """
@@ -12,9 +16,9 @@ import hashlib
 import http.client
 import logging
 import os
-import re
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +32,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_NAME = "vgg19-dcbb9e9d.pth"
 WEIGHTS_URL = "https://download.pytorch.org/models/" + WEIGHTS_NAME
 WEIGHTS_BYTES = 574673361
-HASH_RE = re.compile(r"-([0-9a-f]{6,64})\.pth$")
+OFFICIAL_PREFIX = "dcbb9e9d"  # of torchvision's file's SHA-256 (its name's convention)
 
 # VGG19 configuration "E": channels per conv, "M" a pooling layer
 CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
@@ -182,12 +186,6 @@ def find_weights(explicit: str | os.PathLike | None = None) -> WeightsLookup:
     return WeightsLookup(None, "not found", searched)
 
 
-def expected_prefix(path: Path) -> str:
-    """The SHA-256 prefix a weights file must have: from its name (torchvision's convention)."""
-    m = HASH_RE.search(path.name)
-    return m.group(1) if m else HASH_RE.search(WEIGHTS_NAME).group(1)
-
-
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -196,26 +194,31 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def verify_weights(path: Path) -> str:
-    """Raise WeightsError unless the file's SHA-256 starts with the expected prefix."""
-    want = expected_prefix(path)
+def check_weights(path: Path) -> tuple[str, bool]:
+    """(the file's SHA-256, whether it is torchvision's official file).  A file named as the
+    official one that is not it (truncated, damaged) is refused."""
     got = sha256_file(path)
-    if not got.startswith(want):
+    official = got.startswith(OFFICIAL_PREFIX)
+    if not official and Path(path).name == WEIGHTS_NAME:
         raise WeightsError(f"--weights: {str(path)!r} fails verification (SHA-256 {got[:12]}..., expected "
-                           f"{want}...): the file is truncated or not {WEIGHTS_NAME}; delete it and run "
+                           f"{OFFICIAL_PREFIX}...): the file is truncated or not {WEIGHTS_NAME}; delete it and run "
                            "`hires weights fetch`")
-    return got
+    return got, official
 
 
 def load_vgg19(path: Path, pooling: str = "avg", verify: bool = True) -> VGG19Features:
-    """Build VGG19 and load torchvision-format weights from ``path`` (no code runs on load)."""
+    """Build VGG19 and load torchvision-format weights from ``path`` (no code runs on load); see
+    the module docstring for what is verified and what is checked."""
     path = Path(path)
     if verify:
-        verify_weights(path)
+        check_weights(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a pickle that is not a plain state dict, or a damaged file
-        raise WeightsError(f"--weights: {str(path)!r} is not a torchvision state dict: {e}") from None
+        with warnings.catch_warnings():  # torch's own warnings and advice are not for hires' users
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a pickle of other objects (code), or a damaged file
+        raise WeightsError(f"--weights: {str(path)!r} is not a plain state dict of tensors (hires loads nothing "
+                           f"else, so that no code in a file runs); give {WEIGHTS_NAME}") from None
     if not isinstance(state, dict):
         raise WeightsError(f"--weights: {str(path)!r} holds a {type(state).__name__}, not a state dict")
     net = VGG19Features(pooling)
@@ -226,9 +229,15 @@ def load_vgg19(path: Path, pooling: str = "avg", verify: bool = True) -> VGG19Fe
             if key not in state:
                 raise WeightsError(f"--weights: {str(path)!r} has no {key}; it is not a VGG19 state dict")
             want = getattr(net.features[i], kind).shape
-            if tuple(state[key].shape) != tuple(want):
-                raise WeightsError(f"--weights: {key} has shape {tuple(state[key].shape)}, VGG19 needs {tuple(want)}")
-            ours[key] = state[key].float()
+            tensor = state[key]
+            if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+                raise WeightsError(f"--weights: {str(path)!r}: {key} is not a tensor of numbers")
+            if tuple(tensor.shape) != tuple(want):
+                raise WeightsError(f"--weights: {key} has shape {tuple(tensor.shape)}, VGG19 needs {tuple(want)}")
+            if not torch.isfinite(tensor).all():
+                raise WeightsError(f"--weights: {str(path)!r}: {key} holds NaN or infinite values; "
+                                   "the file is damaged or not VGG19 weights")
+            ours[key] = tensor.float()
     net.load_state_dict(ours, strict=False)  # the classifier.* keys of the file are not used
     return net
 
@@ -247,14 +256,17 @@ def build_network(network: str = "auto", weights=None, pooling: str = "avg", see
         return (random_network(seed, pooling), "random",
                 "network: random (no VGG19 weights found; `hires weights fetch` gets them for better results)")
     net = load_vgg19(found.path, pooling)
-    return net, "vgg19", f"network: vgg19 ({found.path}, from {found.source})"
+    official = check_weights(found.path)[1]
+    return net, "vgg19", (f"network: vgg19 ({found.path}, from {found.source}, "
+                          + ("verified" if official else f"unverified: not torchvision's {WEIGHTS_NAME}") + ")")
 
 
 # ---------------------------------------------------------------- downloading
 
 def fetch_weights(dest_dir: Path | None = None, url: str = WEIGHTS_URL, progress=None,
-                  timeout: float = 30.0) -> Path:
-    """Download the weights with resume (HTTP Range) into ``dest_dir``, verify, rename into place.
+                  timeout: float = 30.0, expected: str = OFFICIAL_PREFIX) -> Path:
+    """Download the weights with resume (HTTP Range) into ``dest_dir``, verify that their SHA-256
+    starts with ``expected`` (torchvision's file's), rename into place.
 
     ``progress(done_bytes, total_bytes)`` is called as data arrives.
     """
@@ -263,7 +275,8 @@ def fetch_weights(dest_dir: Path | None = None, url: str = WEIGHTS_URL, progress
     name = url.rsplit("/", 1)[-1]
     final = dest_dir / name
     if final.is_file():
-        verify_weights(final)
+        if not sha256_file(final).startswith(expected):
+            raise WeightsError(f"weights fetch: {str(final)!r} exists and is not the file asked for; move it away")
         return final
     part = final.with_name(final.name + ".part")
     have = part.stat().st_size if part.exists() else 0
@@ -283,7 +296,7 @@ def fetch_weights(dest_dir: Path | None = None, url: str = WEIGHTS_URL, progress
     if resp is not None:
         with resp:
             _append_response(resp, part, have, progress)
-    want = expected_prefix(final)
+    want = expected
     got = sha256_file(part)
     if not got.startswith(want):
         part.unlink()

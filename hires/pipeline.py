@@ -13,17 +13,18 @@ import math
 import os
 import tempfile
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hires import colour, detail, fast, io
+from hires import colour, detail, fast, io, lifecycle
 from hires.canvas import Buffers, path_of, release, return_memory_promptly
-from hires.checkpoints import Checkpoints, WorkFolder, work_folder_path
-from hires.config import Settings, flag, parse_memory, parse_size, parse_style
+from hires.checkpoints import Checkpoints, WorkFolder
+from hires.config import Settings, check_weight, coerce_flag, coerce_value, flag, parse_memory, parse_size, parse_style
 from hires.engine import Counters, Engine, LevelReport, PassContext, pick_device
-from hires.errors import HiresError, InputError, OptionError
+from hires.errors import BudgetError, HiresError, InputError, OptionError
 from hires.nets import LAYER_STRIDE
 from hires.plan import LevelPlan, Plan, describe, make_plan
 from hires.progress import Done, Failed, LevelStarted, Note, PlanReady, Writing, ignore
@@ -60,6 +61,7 @@ class Job:
     height: int
     output: Path | None
     texture: bool
+    overwrite: bool = False      # the output may replace a file at its path (else never, even at the end)
 
 
 @dataclass
@@ -73,17 +75,38 @@ class RunOptions:
     snapshot_every: int = 8          # a preview every this many tiles of a tiled level
     scheduler: object = None         # a Dask cluster for the tiles: local:N, tcp://HOST:PORT or a Client
 
+    def __post_init__(self):  # the API's keywords: checked like every other way in
+        checked = run_options_from({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        self.__dict__.update(checked.__dict__)
+
 
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunOptions)}
+_RUN_HINTS = typing.get_type_hints(RunOptions)
+RUN_LIMITS = {"snapshot_size": (lambda v: 16 <= v <= 65536, "between 16 and 65536 px"),
+              "snapshot_every": (lambda v: 1 <= v <= 1_000_000, "a whole number of tiles, 1 or more")}
+
+
+def run_options_from(values: dict, prefix: str = "", label=None) -> RunOptions:
+    """RunOptions from CLI, TOML or API values, through the same coercion as Settings (real
+    booleans only, numbers in range); errors name ``prefix`` (a file and job) and the key (or
+    ``label(name)``, a flag)."""
+    out = RunOptions.__new__(RunOptions)
+    for f in dataclasses.fields(RunOptions):
+        value = values.get(f.name, f.default)
+        if f.name != "scheduler":  # (a spec string or an API user's own Client: cluster.connect checks it)
+            value = coerce_value(_RUN_HINTS[f.name], value, prefix + (label(f.name) if label else f.name),
+                                 check=RUN_LIMITS.get(f.name))
+        out.__dict__[f.name] = value
+    return out
 
 
 def split_options(overrides: dict) -> tuple[RunOptions, dict]:
     """API keywords: RunOptions fields, and the rest (Settings fields)."""
     run_kw = {k: overrides.pop(k) for k in list(overrides) if k in RUN_FIELDS}
-    return RunOptions(**run_kw), overrides
+    return run_options_from(run_kw), overrides
 
 
-def _styles(style, what: str, optional: bool = False) -> list[tuple[Path, float]]:
+def _styles(style, what: str, optional: bool = False, budget: int | None = None) -> list[tuple[Path, float]]:
     specs = [style] if isinstance(style, (str, Path, tuple)) else list(style or [])
     if not specs and not optional:
         raise OptionError(f"{what}: give at least one image" + ("" if what == "example" else
@@ -91,18 +114,23 @@ def _styles(style, what: str, optional: bool = False) -> list[tuple[Path, float]
     out = []
     for spec in specs:
         path, weight = spec if isinstance(spec, tuple) else parse_style(str(spec))
-        io.check_decodes(path, what)
-        out.append((Path(path), float(weight)))
+        io.check_decodes(path, what, budget)
+        out.append((Path(path), check_weight(weight, spec)))
+    if not math.isfinite(sum(w for _, w in out)):
+        raise OptionError(f"{what}: the weights add up to more than a number can hold; give weights such as 0.7 and 0.3")
     return out
 
 
 def make_job(content, style, output, size, texture: bool, overwrite: bool = False, dpi: float = 300.0,
-             styles_optional: bool = False) -> Job:
+             styles_optional: bool = False, memory: str | int | None = None) -> Job:
+    """The inputs checked (each decoded once, small; refused before decoding when its decoder
+    would not fit ``memory``), the size resolved, the output path checked."""
+    budget = parse_memory(memory) if memory is not None else None
     content_path = None
     if not texture:
         content_path = Path(content)
-        cw, ch = io.check_decodes(content_path, "content")
-    styles = _styles(style, "example" if texture else "--style", styles_optional)
+        cw, ch = io.check_decodes(content_path, "content", budget)
+    styles = _styles(style, "example" if texture else "--style", styles_optional, budget)
     if size is None:
         if texture:
             raise OptionError("--size: a texture needs a size, e.g. --size 2048x2048")
@@ -110,7 +138,7 @@ def make_job(content, style, output, size, texture: bool, overwrite: bool = Fals
     else:
         width, height = parse_size(size, dpi=dpi)
     out = io.check_output_path(output, overwrite) if output is not None else None
-    return Job(content_path, styles, width, height, out, texture)
+    return Job(content_path, styles, width, height, out, texture, bool(overwrite))
 
 
 def builtin_only(settings: Settings) -> bool:
@@ -129,8 +157,8 @@ def render(content, style=None, output=None, *, size=None, settings: Settings | 
     """
     options, overrides = split_options(overrides)
     settings = (settings or Settings()).replace(**overrides)
-    job = make_job(content, style, output, size, texture=False, overwrite=overwrite, dpi=settings.dpi,
-                   styles_optional=builtin_only(settings))
+    job = make_job(content, style, output, size, texture=False, overwrite=coerce_flag(overwrite, "overwrite"),
+                   dpi=settings.dpi, styles_optional=builtin_only(settings), memory=settings.memory)
     return run(job, settings, progress, options)
 
 
@@ -139,7 +167,8 @@ def texture(example, output=None, *, size=(512, 512), settings: Settings | None 
     """Synthesise a texture like ``example`` (a path, 'path:weight', or a list of them)."""
     options, overrides = split_options(overrides)
     settings = (settings or Settings()).replace(**overrides)
-    job = make_job(None, example, output, size, texture=True, overwrite=overwrite, dpi=settings.dpi)
+    job = make_job(None, example, output, size, texture=True, overwrite=coerce_flag(overwrite, "overwrite"),
+                   dpi=settings.dpi, memory=settings.memory)
     return run(job, settings, progress, options)
 
 
@@ -332,51 +361,43 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
     progress(PlanReady(plan.as_dict()))
     for line in describe(plan):  # the plan of memory (and time, for long renders) before it starts
         progress(Note(line))
-    folder = work_folder_path(job.output, settings.work_dir)
-    work = WorkFolder.open(folder) if folder is not None else None
-    if work is not None:
-        work.lock()
     key = _work_key(job, settings, engine.network_name)
-    checkpoints = Checkpoints(work, key)
-    state = RenderState(job, settings, plan, engine, Counters(work_total=plan.flop), _scratch(work, plan),
-                        checkpoints, None, np.random.default_rng(settings.seed), progress)
-    try:
-        _start_checkpoints(checkpoints, options, progress)
-        if options.snapshots:
-            stem = job.output.stem if job.output else "render"
-            state.snapshots = Snapshots.open(options.snapshots, stem, key, options.snapshot_size,
-                                             options.snapshot_every, progress)
-        if settings.preserve_color == "histogram":  # from the base level, so a resumed render gets the same
-            lv0 = plan.levels[0].level
-            state.colour_ref = colour.colour_stats(
-                io.load_image(job.content, size=(lv0.width, lv0.height), what="content"))
-        state.canvas, start = resume(state)
-        if options.scheduler:
-            state.executor = _executor(options.scheduler, plan, settings, progress)
-        for lp in plan.levels[start:]:
-            run_level(state, lp)
-        canvas, state.canvas = state.canvas, None
-        out = finish(job, settings, canvas, state.scratch.for_level("final", plan.levels[-1].disk),
-                     checkpoints, progress)
-        if path_of(canvas) is not None:
-            canvas = None  # disk-backed: the output file is the result
-    except BaseException:
-        _close(state.executor)
-        state.scratch.cleanup()
-        if work is not None:
-            work.unlock()
-            if not checkpoints.resumable():
-                work.remove()  # nothing to resume from: leave no folder behind
-        raise
-    _close(state.executor)
-    state.scratch.cleanup()
-    if work is not None:
-        work.unlock()
-        if not options.keep_work:
-            work.remove()
+    with lifecycle.session(job.output, settings.work_dir, key, progress, fresh=options.fresh,
+                           keep_work=options.keep_work) as checkpoints:
+        state = RenderState(job, settings, plan, engine, Counters(work_total=plan.flop),
+                            _scratch(checkpoints.folder, plan), checkpoints, None,
+                            np.random.default_rng(settings.seed), progress)
+        try:
+            canvas, out = _levels(state, options, key)
+        finally:
+            _close(state.executor)
+            state.scratch.cleanup()
     c = state.counters
     return Result(canvas, out, engine.network_name, plan, c.levels, time.perf_counter() - t0, c.net_s, c.net_flop / 1e9,
                   cluster=state.executor.log if state.executor else None)
+
+
+def _levels(state: RenderState, options: RunOptions, key: str) -> tuple[np.ndarray | None, Path | None]:
+    """Every level not yet finished, then the output: (the result in RAM, or None when it is
+    disk-backed and the output file is the result; the output path)."""
+    job, settings, plan = state.job, state.settings, state.plan
+    if options.snapshots:
+        stem = job.output.stem if job.output else "render"
+        state.snapshots = Snapshots.open(options.snapshots, stem, key, options.snapshot_size,
+                                         options.snapshot_every, state.progress)
+    if settings.preserve_color == "histogram":  # from the base level, so a resumed render gets the same
+        lv0 = plan.levels[0].level
+        state.colour_ref = colour.colour_stats(
+            io.load_image(job.content, size=(lv0.width, lv0.height), what="content"))
+    state.canvas, start = resume(state)
+    if options.scheduler:
+        state.executor = _executor(options.scheduler, plan, settings, state.progress)
+    for lp in plan.levels[start:]:
+        run_level(state, lp)
+    canvas, state.canvas = state.canvas, None
+    out = finish(job, settings, canvas, state.scratch.for_level("final", plan.levels[-1].disk),
+                 state.checkpoints, state.progress)
+    return (None if path_of(canvas) is not None else canvas), out
 
 
 def output_mode(job: Job, settings: Settings) -> str:
@@ -402,23 +423,6 @@ def _executor(spec, plan: Plan, settings: Settings, progress):
 def _close(executor) -> None:
     if executor is not None:
         executor.close()
-
-
-def _start_checkpoints(checkpoints: Checkpoints, options: RunOptions, progress) -> None:
-    """Forget checkpoints that are not this render's (or all, with ``fresh``), saying so; remove a
-    temporary output a killed run of this render left; claim the folder for this render."""
-    if checkpoints.folder is None:
-        return
-    if options.fresh:
-        checkpoints.clear()
-    elif checkpoints.stale():
-        progress(Note("the work folder holds an interrupted render with other inputs or settings: starting fresh"))
-        checkpoints.clear()
-    partial = checkpoints.partial_output()
-    if partial is not None:
-        partial.unlink(missing_ok=True)
-        checkpoints.remember_partial_output(None)
-    checkpoints.begin()
 
 
 def _scratch(work: WorkFolder | None, plan: Plan) -> Buffers:
@@ -634,6 +638,9 @@ def fast_plan(job: Job, s: Settings) -> FastPlan:
     tiles = fast.grid(ww, wh, tile, 0, fast.MARGIN, False)
     region = max(t.shape[0] * t.shape[1] for t in tiles)
     peak = fast.FIXED_BYTES + (0 if disk else ram_bytes) + region * per_px
+    if peak > budget:  # as for the optimised method: refused before any work
+        raise BudgetError(f"--memory: {s.memory} is too small for --method fast at {job.width}x{job.height}; it "
+                          f"needs about {peak / 2**30:.2f} GiB even with the smallest tiles; raise --memory")
     return FastPlan(job.width, job.height, (ww, wh), tile, len(tiles), disk, budget, peak)
 
 
@@ -659,28 +666,30 @@ def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
     progress(PlanReady(fp.as_dict()))
     for line in fp.describe():
         progress(Note(line))
-    folder = work_folder_path(job.output, s.work_dir) if disk else None
-    work = WorkFolder.open(folder) if folder is not None else None
-    scratch = Buffers(work.path / f"buffers-{os.getpid()}" if work else None, disk)
-    try:
-        content = io.load_image(job.content, size=(ww, wh), what="content", out=scratch.empty("content", (wh, ww, 3)))
-        result = scratch.empty("stylised", (wh, ww, 3))
-        t_net = time.perf_counter()
-        report = stylist.runner()(content, result, tile)
-        net_s = time.perf_counter() - t_net
-        scratch.discard(content)
-        del content
-        if (ww, wh) != (job.width, job.height):
-            small = result
-            result = io.resize(small, job.width, job.height, out=scratch.empty("final", (job.height, job.width, 3)))
-            scratch.discard(small)
-            del small
-        out = finish(job, s, result, scratch, None, progress)
-        image = None if path_of(result) is not None else result
-    finally:
-        scratch.cleanup()
-        if work is not None:
-            work.remove()
+    # the same lifecycle as the optimised method: lock, work folder, the temporary output recorded
+    # (a run killed while writing leaves it: the next run removes it)
+    with lifecycle.session(job.output, s.work_dir, _work_key(job, s, stylist.name), progress) as checkpoints:
+        work = checkpoints.folder
+        scratch = Buffers(work.path / f"buffers-{os.getpid()}" if work else None, disk)
+        try:
+            content = io.load_image(job.content, size=(ww, wh), what="content",
+                                    out=scratch.empty("content", (wh, ww, 3)))
+            result = scratch.empty("stylised", (wh, ww, 3))
+            t_net = time.perf_counter()
+            report = stylist.runner()(content, result, tile)
+            net_s = time.perf_counter() - t_net
+            scratch.discard(content)
+            del content
+            if (ww, wh) != (job.width, job.height):
+                small = result
+                result = io.resize(small, job.width, job.height,
+                                   out=scratch.empty("final", (job.height, job.width, 3)))
+                scratch.discard(small)
+                del small
+            out = finish(job, s, result, scratch, checkpoints, progress)
+            image = None if path_of(result) is not None else result
+        finally:
+            scratch.cleanup()
     progress(Note(f"fast: {report.tiles} tile(s), {report.passes} pass(es)"))
     return Result(image, out, "magenta", None, [], time.perf_counter() - t0, net_s, 0.0, report)
 
@@ -727,9 +736,10 @@ def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers, checkpoi
     if checkpoints is not None:  # a run killed while writing: the next run removes the file it made
         checkpoints.remember_partial_output(tmp)
     progress(Writing(str(job.output)))
-    # (a disk-backed canvas is written from its memmap, a window at a time: io.release_while_written)
-    out = io.save_image(canvas, job.output, s.bit_depth, s.dpi, s.quality, overwrite=True, pyramid=s.pyramid, tmp=tmp,
-                        gray=s.mode == "gray")
+    # (a disk-backed canvas is written from its memmap, a window at a time: io.release_while_written);
+    # a file that appeared at the output during the render is replaced only with --overwrite
+    out = io.save_image(canvas, job.output, s.bit_depth, s.dpi, s.quality, overwrite=job.overwrite,
+                        pyramid=s.pyramid, tmp=tmp, gray=s.mode == "gray")
     if checkpoints is not None:
         checkpoints.remember_partial_output(None)
     return out

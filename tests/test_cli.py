@@ -82,7 +82,7 @@ def bad_cases(tmp_path, content, style):
         "missing file": (["render", tmp_path / "nope.jpg", "--style", style, "-o", o], "does not exist"),
         "missing style": (["render", content, "--style", tmp_path / "nope.jpg", "-o", o], "does not exist"),
         "folder as input": (["render", tmp_path, "--style", style, "-o", o], "folder"),
-        "not an image": (["render", tmp_path / "text.jpg", "--style", style, "-o", o], "not an image"),
+        "not an image": (["render", tmp_path / "text.jpg", "--style", style, "-o", o], "not a JPEG, PNG, TIFF, WebP image"),
         "corrupt image": (["render", content, "--style", tmp_path / "trunc.jpg", "-o", o, "--size", "64x48",
                            *FAST_FLAGS], "corrupt"),
         "zero size": (["render", content, "--style", style, "--size", "0x100", "-o", o], "positive"),

@@ -145,7 +145,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         io.load_image(tmp_path / "missing.png")
     (tmp_path / "text.jpg").write_text("not an image")
-    with pytest.raises(InputError, match="not an image"):
+    with pytest.raises(InputError, match="not a JPEG, PNG, TIFF, WebP image"):
         io.load_image(tmp_path / "text.jpg")
     with pytest.raises(InputError, match="folder"):
         io.load_image(tmp_path)

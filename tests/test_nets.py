@@ -49,15 +49,18 @@ def test_loads_torchvision_state_dict(tmp_path):
 
 
 def test_verification_rejects_wrong_or_truncated_files(tmp_path):
+    """A file named as the official one that is not it fails verification; any other file is
+    unverified (whatever prefix its name claims) and a truncated one cannot load."""
     path = write_state_dict(tmp_path)
     bad = tmp_path / "vgg19-dcbb9e9d.pth"  # claims the official hash
     bad.write_bytes(path.read_bytes())
     with pytest.raises(WeightsError, match="fails verification"):
         nets.load_vgg19(bad)
+    assert nets.check_weights(path) == (nets.sha256_file(path), False)  # its own hash in its name
     trunc = tmp_path / path.name.replace(".pth", "") / path.name
     trunc.parent.mkdir()
     trunc.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(WeightsError, match="fails verification"):
+    with pytest.raises(WeightsError, match="not a plain state dict"):
         nets.load_vgg19(trunc)
 
 
@@ -151,12 +154,13 @@ def test_fetch_resumes_and_verifies(tmp_path, server):
     RangeHandler.requests = []
     url = f"http://127.0.0.1:{server.server_port}/{src.name}"
     dest = tmp_path / "dl"
+    expected = nets.sha256_file(src)[:8]  # (a test file: the official one's prefix cannot be made)
     with pytest.raises(WeightsError, match="resume"):
-        nets.fetch_weights(dest, url, timeout=5)  # the connection drops after a third
+        nets.fetch_weights(dest, url, timeout=5, expected=expected)  # the connection drops after a third
     part = dest / (src.name + ".part")
     assert part.exists() and 0 < part.stat().st_size < len(RangeHandler.payload)
     seen = []
-    path = nets.fetch_weights(dest, url, progress=lambda d, t: seen.append((d, t)), timeout=5)
+    path = nets.fetch_weights(dest, url, progress=lambda d, t: seen.append((d, t)), timeout=5, expected=expected)
     assert RangeHandler.requests[-1] == f"bytes={RangeHandler.cut}-"
     assert path.read_bytes() == RangeHandler.payload and not part.exists()
     assert seen[-1] == (len(RangeHandler.payload), len(RangeHandler.payload))

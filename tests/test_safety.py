@@ -229,7 +229,7 @@ def test_output_folder_named_like_scratch_keeps_its_checkpoint(tmp_path, content
 
 def test_toml_values_are_coerced_by_field_type(tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('base_size = "512"\niterations = "40,10"\ntv_weight = 1\nsecond_pass = "true"\nmemory = 2000000000\n')
+    cfg.write_text('base_size = "512"\niterations = "40,10"\ntv_weight = 1\nsecond_pass = true\nmemory = 2000000000\n')
     args = cli.build_parser().parse_args(["render", "c.png", "--style", "s.png", "--config", str(cfg),
                                           "--base-size", "300"])
     s = cli.settings_from_args(args)
@@ -240,6 +240,7 @@ def test_toml_values_are_coerced_by_field_type(tmp_path):
 @pytest.mark.parametrize("line,needles", [
     ('base_size = "big"', ["base_size", "'big'", "whole number"]),
     ("base_size = [1, 2]", ["base_size", "whole number"]),
+    ('second_pass = "true"', ["second_pass", "'true'", "true or false"]),  # a real boolean only
     ('optimizer = "sgd"', ["optimizer", "lbfgs, adam"]),
     ("colour = 1", ["unknown setting 'colour'", "preserve_color"]),
     ("quality = 500", ["quality", "between 1 and 100"]),
@@ -269,13 +270,14 @@ def test_python_api_goes_through_the_same_coercion(content_path, style_path):
 # ---------------------------------------------------------------- 9. a failed rename
 
 def test_failed_rename_is_one_line_and_leaves_nothing(tmp_path, content_path, style_path, capfd, monkeypatch):
-    real = os.replace
-
-    def refuse(src, dst):  # only the output's rename fails (a read-only target, say)
-        if str(dst).endswith("o.png"):
-            raise PermissionError(13, "Permission denied")
-        return real(src, dst)
-    monkeypatch.setattr(os, "replace", refuse)
+    def refusing(real):
+        def refuse(src, dst, **kw):  # only publishing the output fails (a read-only target, say)
+            if str(dst).endswith("o.png"):
+                raise PermissionError(13, "Permission denied")
+            return real(src, dst, **kw)
+        return refuse
+    monkeypatch.setattr(os, "replace", refusing(os.replace))
+    monkeypatch.setattr(os, "link", refusing(os.link))
     code, err = cli_exit(["render", content_path, "--style", style_path, "--size", "64x48",
                           "--base-size", "64", "--iterations", "2", "--quiet", "-o", tmp_path / "o.png"], capfd)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Permission denied" in err, err

@@ -1,0 +1,481 @@
+"""The hostile pass of issue 22: inputs built here, at test time, as a careless user or an attacker
+would make them (broken and bomb images, crafted weights, work state and job files, files that
+appear at the output while a render runs, a full disk).  Each case checks the exit code, one line
+on stderr with no traceback, and that no file was created or lost; where a budget is given, the
+peak memory of the process.  Every test failed on the code before its fix."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pyvips
+import torch
+
+import hires
+from hires import cli, io, losses, nets
+from hires.engine import Engine
+from hires.errors import InputError, NumericalError, OutputError, WeightsError
+
+from conftest import data
+
+TINY = dict(size="128x96", base_size=64, iterations=(3, 2), style_layers=("relu1_1", "relu2_1"),
+            content_layer="relu2_1", memory="8GiB", init="content")
+TINY_FLAGS = ["-q", "--size", "128x96", "--base-size", "64", "--iterations", "3,2", "--style-layers", "relu1_1,relu2_1",
+              "--content-layer", "relu2_1", "--init", "content"]
+
+
+def content():
+    return data("contents/chelsea.png", "chelsea.png")
+
+
+def style():
+    return data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
+
+
+def one_line(code: int, err: str, expect_code: int = 2) -> str:
+    """The command ended with ``expect_code`` and exactly one line on stderr, no traceback."""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == expect_code, (code, err)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def run_cli(args, capfd) -> tuple[int, str]:
+    capfd.readouterr()
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    return code, capfd.readouterr().err
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones too) with its bytes."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>")
+            for p in sorted(folder.rglob("*"))}
+
+
+def refuses(tmp_path, capfd, args, match: str, code: int = 2) -> str:
+    """``args`` (an output -o in tmp_path) refused in one line matching ``match``; nothing made."""
+    if args[0] in ("render", "texture", "batch") and "-q" not in args:
+        args = [args[0], "-q", *args[1:]]  # (stderr: the error line only)
+    before = listing(tmp_path)
+    line = one_line(*run_cli(args, capfd), code)
+    assert match in line, line
+    assert listing(tmp_path) == before, "a file was created or lost"
+    return line
+
+
+# ---------------------------------------------------------------- inputs built at test time
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def header_only_png(path: Path, width: int, height: int, interlaced: bool) -> Path:
+    """A 16-bit RGB PNG header claiming ``width`` x ``height`` with a few bytes of image data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, int(interlaced))
+    body = png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def bomb_png(path: Path, side: int) -> Path:
+    """A real 16-bit RGB PNG of ``side`` px squared that compresses to almost nothing."""
+    im = pyvips.Image.black(side, side, bands=3).cast("ushort").copy(interpretation="rgb16")
+    im = im + [0, 20000, 40000]
+    im.cast("ushort").copy(interpretation="rgb16").pngsave(str(path), compression=9, filter="none")
+    return path
+
+
+def peak_rss_of(args, cwd: Path) -> tuple[int, str, int]:
+    """Run ``hires args`` in a fresh process: (exit code, stderr, its peak RSS in bytes)."""
+    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stderr=subprocess.PIPE, "
+             "text=True); print(r.returncode); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+             "sys.stderr.write(r.stderr)")
+    r = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "hires.cli", *map(str, args)],
+                       cwd=cwd, capture_output=True, text=True, timeout=600)
+    code, rss = r.stdout.split()
+    return int(code), r.stderr, int(rss) * 1024
+
+
+# ---------------------------------------------------------------- images
+
+def test_a_16_bit_bomb_is_read_shrunk_inside_the_budget(tmp_path):
+    """Row 4: a 12000 px 16-bit PNG (1 MB, 864 MB decoded) as content of a 96x64 fast render at
+    --memory 1GiB: read as a stream and shrunk as it is read, the process stays in its budget
+    (before: the whole image was decoded)."""
+    bomb = bomb_png(tmp_path / "bomb.png", 12000)
+    out = tmp_path / "o.png"
+    code, err, rss = peak_rss_of(["render", bomb, "-s", style(), "--method", "fast", "--size", "96x64",
+                                  "--memory", "1GiB", "-o", out, "-q"], tmp_path)
+    assert code == 0, err
+    assert rss < 2**30, f"peak RSS {rss / 2**30:.2f} GiB over the 1 GiB budget"
+    assert pyvips.Image.new_from_file(str(out)).width == 96
+
+
+@pytest.mark.parametrize("interlaced", [True, False])
+def test_a_header_only_bomb_is_one_line(tmp_path, capfd, interlaced):
+    """Row 4: a PNG claiming 100000x100000 px: interlaced (decoded whole) it is refused before
+    decoding, naming its size; streamed, its missing data is a one-line error."""
+    bomb = header_only_png(tmp_path / "bomb.png", 100000, 100000, interlaced)
+    line = refuses(tmp_path, capfd, ["render", bomb, "-s", style(), "--method", "fast", "--memory", "2GiB",
+                                     "-o", tmp_path / "o.png"], "bomb.png")
+    assert ("100000x100000" in line) == interlaced, line
+
+
+def test_a_truncated_jpeg_is_one_line(tmp_path, capfd):
+    jpg = tmp_path / "cut.jpg"
+    pyvips.Image.new_from_file(str(content())).jpegsave(str(jpg))
+    jpg.write_bytes(jpg.read_bytes()[:2000])
+    refuses(tmp_path, capfd, ["render", jpg, "-s", style(), "--method", "fast", "-o", tmp_path / "o.png"],
+            "cut.jpg")
+
+
+@pytest.mark.parametrize("kind", ["svg", "csv", "vips"])
+def test_only_the_readme_formats_are_read(tmp_path, capfd, kind):
+    """Row 15: an SVG whose <image> pulls in a file beside it, a CSV, libvips' own format: refused
+    before any pixel is read, in one line naming the formats hires reads."""
+    secret = tmp_path / "secret.png"
+    pyvips.Image.new_from_file(str(content())).pngsave(str(secret))
+    path = tmp_path / f"input.{kind}"
+    if kind == "svg":
+        path.write_text('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+                        'width="96" height="64"><image xlink:href="secret.png" width="96" height="64"/></svg>')
+    elif kind == "csv":
+        path.write_text("\n".join(" ".join(str(v) for v in range(64)) for _ in range(48)))
+    else:
+        pyvips.Image.new_from_file(str(content())).write_to_file(str(path))
+    refuses(tmp_path, capfd, ["render", path, "-s", style(), "--method", "fast", "--size", "96x64",
+                              "-o", tmp_path / "o.png"], "is not a JPEG, PNG, TIFF, WebP image")
+    with pytest.raises(InputError):
+        io.load_image(path, long_side=32)
+
+
+def linear_to_srgb(x):
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
+@pytest.mark.parametrize("case", ["rgb", "gray", "alpha", "icc"])
+def test_float_tiffs_are_read_as_linear_light(tmp_path, case):
+    """Row 14: float (scRGB) TIFFs, grey or RGB, with alpha or an embedded profile: read as linear
+    light, 0..1 from black to white, to sRGB (before: black, white or flat)."""
+    ramp = np.linspace(0.02, 0.98, 64, dtype=np.float32)
+    rgb = np.stack([np.tile(ramp, (16, 1)), np.tile(ramp[::-1], (16, 1)), np.full((16, 64), 0.3, np.float32)], -1)
+    arr = {"rgb": rgb, "icc": rgb, "gray": rgb[..., :1],
+           "alpha": np.concatenate([rgb, np.ones((16, 64, 1), np.float32)], -1)}[case]
+    path = tmp_path / "f.tif"
+    im = pyvips.Image.new_from_array(np.ascontiguousarray(arr))
+    im = im.copy(interpretation="scrgb" if arr.shape[2] >= 3 else "b-w")
+    im.tiffsave(str(path), **({"profile": "srgb"} if case == "icc" else {}))
+    got = io.load_image(path)
+    want = linear_to_srgb(np.repeat(arr[..., :1], 3, -1) if case == "gray" else arr[..., :3])
+    assert np.abs(got - want).max() < 2 / 255
+
+
+def test_a_float_image_of_other_bands_is_one_line(tmp_path):
+    path = tmp_path / "two.tif"
+    pyvips.Image.new_from_array(np.zeros((8, 8, 5), np.float32)).copy(interpretation="multiband").tiffsave(str(path))
+    with pytest.raises(InputError, match="floating-point image with 5 band"):
+        io.load_image(path, long_side=8)
+
+
+# ---------------------------------------------------------------- the output is never lost
+
+def _appear_during(monkeypatch, path: Path, make):
+    """Make ``make(path)`` happen while the next render runs (after its checks, before its write)."""
+    real = io.save_image
+
+    def save(*a, **kw):
+        make(path)
+        return real(*a, **kw)
+    monkeypatch.setattr(io, "save_image", save)
+
+
+@pytest.mark.parametrize("method", ["optimise", "fast"])
+def test_a_file_that_appears_at_the_output_during_a_render_survives(tmp_path, capfd, monkeypatch, method):
+    """Rows 1 and 21: a file created at the output path while a render runs is left byte for byte;
+    the render exits in one line, non-zero, and keeps its work for a rerun with --overwrite."""
+    out = tmp_path / "o.png"
+    args = ["render", content(), "-s", style(), "-o", out, *TINY_FLAGS, "--method", method]
+    with monkeypatch.context() as m:
+        _appear_during(m, out, lambda p: p.write_bytes(b"the user's own file"))
+        line = one_line(*run_cli(args, capfd))
+    assert "appeared" in line and "--overwrite" in line, line
+    assert out.read_bytes() == b"the user's own file"
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+    if method == "optimise":  # its finished levels are kept: the rerun resumes from them
+        assert (tmp_path / ".o.hires-work" / "level1.f32").exists()
+    code, err = run_cli(args + ["--overwrite"], capfd)
+    assert code == 0, err
+    assert out.read_bytes() != b"the user's own file" and pyvips.Image.new_from_file(str(out)).width == 128
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
+
+
+def test_a_dangling_symlink_at_the_output_is_a_file_that_exists(tmp_path, capfd, monkeypatch):
+    """Row 21: refused at the start, and if it appears during the render, never replaced."""
+    out = tmp_path / "o.png"
+    out.symlink_to(tmp_path / "nowhere.png")
+    refuses(tmp_path, capfd, ["render", content(), "-s", style(), "--method", "fast", "--size", "96x64", "-o", out],
+            "exists")
+    out.unlink()
+    with monkeypatch.context() as m:
+        _appear_during(m, out, lambda p: p.symlink_to(tmp_path / "nowhere.png"))
+        with pytest.raises(OutputError, match="appeared"):
+            hires.render(content(), style(), out, size="96x64", method="fast")
+    assert out.is_symlink() and os.readlink(out) == str(tmp_path / "nowhere.png")
+
+
+def test_publish_without_hard_links_still_never_replaces(tmp_path, monkeypatch):
+    """On a file system without hard links the name is claimed with an exclusive create."""
+    def no_links(*a, **kw):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "link", no_links)
+    arr = np.full((8, 8, 3), 0.5, np.float32)
+    io.save_image(arr, tmp_path / "a.png")
+    assert pyvips.Image.new_from_file(str(tmp_path / "a.png")).avg() > 100
+    (tmp_path / "b.png").write_bytes(b"mine")
+    real = io.check_output_path
+    monkeypatch.setattr(io, "check_output_path", lambda p, overwrite=False: real(p, True))  # (it appeared late)
+    with pytest.raises(OutputError, match="appeared"):
+        io.save_image(arr, tmp_path / "b.png")
+    assert (tmp_path / "b.png").read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
+
+
+def test_the_work_state_cannot_make_hires_delete_a_file(tmp_path, capfd):
+    """Row 3: a partial_output edited in state.json to name a user's file is ignored with a
+    warning; only a name of the pattern hires makes beside the output is removed."""
+    victim = tmp_path / "precious.txt"
+    victim.write_text("mine")
+    out = tmp_path / "o.png"
+    args = ["render", content(), "-s", style(), "-o", out, *TINY_FLAGS[1:], "--keep-work", "--overwrite"]
+    assert run_cli(args, capfd)[0] == 0
+    state_path = tmp_path / ".o.hires-work" / "state.json"
+    for target in (victim, tmp_path / ".o.partial-12.png", tmp_path / ".o.partial-12-deadbeef.jpg"):
+        state = json.loads(state_path.read_text())
+        state["partial_output"] = str(target)
+        state_path.write_text(json.dumps(state))
+        code, err = run_cli(args, capfd)
+        assert code == 0 and "left as it is" in err, err
+    assert victim.read_text() == "mine"
+    ours = tmp_path / ".o.partial-12-deadbeef.png"  # of hires' pattern: a killed run's
+    ours.write_bytes(b"half")
+    state = json.loads(state_path.read_text())
+    state["partial_output"] = str(ours)
+    state_path.write_text(json.dumps(state))
+    assert run_cli(args, capfd)[0] == 0
+    assert not ours.exists()
+
+
+def test_fast_method_killed_while_writing_leaves_nothing_after_a_rerun(tmp_path):
+    """Row 9: SIGKILL while --method fast writes its temporary file; the rerun removes it."""
+    out = tmp_path / "o.png"
+    args = ["render", str(content()), "-s", str(style()), "--method", "fast", "--size", "96x64", "-o", str(out)]
+    killer = ("import os, signal, sys, pyvips\n"
+              "real = pyvips.Image.pngsave\n"
+              "def save(self, path, **kw):\n"
+              "    real(self, path, **kw)\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n"
+              "pyvips.Image.pngsave = save\n"
+              "from hires import cli\n"
+              "sys.exit(cli.main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", killer, *args], cwd=tmp_path, capture_output=True, timeout=300)
+    assert r.returncode == -signal.SIGKILL
+    assert [p for p in tmp_path.iterdir() if ".partial-" in p.name], "the kill left no partial file to clean"
+    assert not out.exists()
+    r = subprocess.run([sys.executable, "-m", "hires.cli", *args, "-q"], cwd=tmp_path, capture_output=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 2 MiB file system (a tmpfs; needs root, as CI and the sessions here have)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small file system here (not root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png"])
+def test_a_full_disk_is_said_as_such(full_disk, capfd, ext):
+    """Row 22: libvips says 'Unknown error -1' or 'unable to write to target'; hires says the
+    disk is full, how much the file needed, in one line, and leaves nothing."""
+    (full_disk / "filler").write_bytes(b"\0" * (2 * 2**20 - 64 * 1024))
+    out = full_disk / f"o.{ext}"
+    line = one_line(*run_cli(["render", content(), "-s", style(), "--method", "fast", "--size", "1200x800",
+                              "-o", out, "-q"], capfd), 2)
+    assert "is full" in line and "MiB" in line, line
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
+# ---------------------------------------------------------------- weights
+
+def _state_dict(fill=None, shape_of=None) -> dict:
+    state = {}
+    for i in nets.CONV_INDICES:
+        conv = nets.VGG19Features().features[i]
+        state[f"features.{i}.weight"] = torch.zeros(conv.weight.shape)
+        state[f"features.{i}.bias"] = torch.zeros(conv.bias.shape)
+    if fill is not None:
+        state["features.5.weight"][0, 0, 0, 0] = fill
+    if shape_of is not None:
+        state[shape_of] = torch.zeros(3)
+    return state
+
+
+def test_weights_are_not_verified_by_their_own_name(tmp_path, capsys):
+    """Row 5: a file named with its own hash prefix is reported unverified."""
+    tmp = tmp_path / "w.pth"
+    torch.save(_state_dict(), tmp)
+    evil = tmp_path / f"evil-{nets.sha256_file(tmp)[:8]}.pth"
+    tmp.rename(evil)
+    assert cli.main(["weights", "status", "--weights", str(evil)]) == 0
+    said = capsys.readouterr().out
+    assert "unverified" in said and " verified" not in said.replace("unverified", ""), said
+    assert nets.check_weights(evil)[1] is False
+
+
+@pytest.mark.parametrize("case", ["nan", "inf", "shape"])
+def test_weights_with_bad_values_are_refused_in_one_line(tmp_path, capfd, case):
+    """Row 5: a state dict with NaN or infinite values, or a wrong shape (before: an all-black
+    render, exit 0)."""
+    path = tmp_path / "w.pth"
+    torch.save(_state_dict(fill=float(case) if case != "shape" else None,
+                           shape_of="features.7.bias" if case == "shape" else None), path)
+    line = refuses(tmp_path, capfd, ["render", content(), "-s", style(), "--network", "vgg19", "--weights", path,
+                                     "-o", tmp_path / "o.png", *TINY_FLAGS], "--weights")
+    assert ("NaN or infinite" in line) == (case != "shape"), line
+
+
+def test_a_crafted_pickle_is_one_line_of_hires_own(tmp_path, capfd):
+    """Rows 5 and 10: a pickle that would create a file if executed: refused in one line of hires'
+    own, without torch's warning or its advice to retry with weights_only=False."""
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "pwned",))
+    path = tmp_path / "crafted.pth"
+    path.write_bytes(pickle.dumps({"features.0.weight": Evil()}))
+    line = refuses(tmp_path, capfd, ["render", content(), "-s", style(), "--network", "vgg19", "--weights", path,
+                                     "-o", tmp_path / "o.png", *TINY_FLAGS], "not a plain state dict")
+    assert "weights_only" not in line
+    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(WeightsError):
+        nets.load_vgg19(path)
+
+
+# ---------------------------------------------------------------- values out of range
+
+@pytest.mark.parametrize("flags, match", [
+    (["--seed", "-1"], "--seed"),                                         # row 6
+    (["--seed", str(2**64)], "--seed"),
+    (["--content-weight", "inf"], "--content-weight"),                    # row 8
+    (["--style-weight", "1e400"], "--style-weight"),
+    (["--builtin-style", "3:nan", "--method", "fast"], "--builtin-style"),
+    (["--style-scale", "1e9"], "--style-scale"),                          # row 11
+    (["--memory", "1"], "--memory"),                                      # row 12
+    (["--memory", "1", "--method", "fast"], "--memory"),
+    (["--print-size", "0x0cm", "--method", "fast"], "--size"),            # row 13
+    (["--print-size", "3x2cm", "--dpi", "0.001", "--method", "fast"], "--dpi"),
+    (["--dpi", "1e308"], "--dpi"),                                        # row 17
+    (["--work-dir", "new/deep"], "--work-dir"),                           # row 16
+])
+def test_values_out_of_range_are_one_line_before_any_folder(tmp_path, capfd, monkeypatch, flags, match):
+    monkeypatch.chdir(tmp_path)
+    line = refuses(tmp_path, capfd, ["render", content(), "-s", style(), "-o", tmp_path / "o.png", *flags], match)
+    assert "GLib" not in line
+
+
+@pytest.mark.parametrize("styles", [[":1e999"], [":1e308", ":1e308"]])
+def test_style_weights_that_overflow_are_one_line(tmp_path, capfd, styles):
+    """Row 8: -s painting.jpg:1e999, two styles at 1e308 each."""
+    args = ["render", content(), "-o", tmp_path / "o.png", *TINY_FLAGS]
+    for suffix in styles:
+        args += ["-s", f"{style()}{suffix}"]
+    refuses(tmp_path, capfd, args, "--style")
+
+
+def test_a_loss_that_stops_being_finite_stops_the_render(tmp_path, capfd, monkeypatch):
+    """Row 8: if a loss ever becomes non-finite, the render stops in one line naming the level and
+    tile and the likely setting, exit non-zero, nothing written."""
+    real = losses.TileObjective.__call__
+    monkeypatch.setattr(losses.TileObjective, "__call__", lambda self, x: real(self, x) * float("inf"))
+    out = tmp_path / "o.png"
+    line = refuses(tmp_path, capfd, ["render", content(), "-s", style(), "-o", out, *TINY_FLAGS],
+                   "level 1 (64x48), tile 1/1", code=NumericalError.exit_code)
+    assert "--style-weight" in line
+
+
+def test_interrupt_with_json_progress_is_json_only(tmp_path, capfd, monkeypatch):
+    """Row 18: Ctrl-C with --json-progress: every stderr line is JSON, the last an error event."""
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Engine, "refine", interrupted)
+    code, err = run_cli(["render", content(), "-s", style(), "-o", tmp_path / "o.png", *TINY_FLAGS[1:],
+                         "--json-progress"], capfd)
+    assert code == 130
+    events = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert events[-1]["event"] == "error" and sum(e["event"] == "error" for e in events) == 1
+
+
+# ---------------------------------------------------------------- batch job files
+
+def write_job(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "jobs.toml"
+    path.write_text(body)
+    return path
+
+
+def job_text(extra: str = "") -> str:
+    return (f'[[job]]\nname = "a"\ncontent = "{content()}"\nstyle = "{style()}"\noutput = "o.png"\n'
+            f'method = "fast"\nsize = "96x64"\n{extra}\n')
+
+
+@pytest.mark.parametrize("body, match", [
+    ("job = [1, 2]\n", "'job'"),                        # row 7
+    ('defaults = "x"\n' + job_text(), "'defaults'"),
+])
+def test_a_malformed_job_file_is_one_line_naming_the_key(tmp_path, capfd, body, match):
+    line = refuses(tmp_path, capfd, ["batch", write_job(tmp_path, body)], match)
+    assert "jobs.toml" in line
+
+
+@pytest.mark.parametrize("extra, key", [
+    ('overwrite = "false"', "overwrite"),               # row 2
+    ('fresh = "false"', "fresh"),
+    ('snapshot_size = "big"\nsnapshots = "snaps"', "snapshot_size"),   # row 20
+    ("seed = -1", "seed"),                              # row 6
+])
+def test_a_batch_job_value_of_the_wrong_kind_fails_before_it_starts(tmp_path, capfd, extra, key):
+    """Row 2: `overwrite = "false"` used to overwrite the user's file (bool("false") is true);
+    row 20: a raw TypeError and an empty snaps/ folder."""
+    (tmp_path / "o.png").write_bytes(b"the user's own file")
+    jobs = write_job(tmp_path, job_text(extra))
+    before = listing(tmp_path)
+    code, err = run_cli(["batch", jobs, "-q"], capfd)
+    assert code == 1
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"jobs.toml: a: {key}" in lines[0] and "Error" not in lines[0], err
+    assert listing(tmp_path) == before
+
+
+def test_batch_report_path_is_checked_before_the_first_job(tmp_path, capfd):
+    """Row 19: a report into a folder that does not exist: refused before any job runs."""
+    jobs = write_job(tmp_path, job_text())
+    refuses(tmp_path, capfd, ["batch", jobs, "--report", tmp_path / "nope" / "r.json"], "--report")
