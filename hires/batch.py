@@ -274,13 +274,8 @@ def check_report_path(path) -> None:
     """``--report`` replaces only an earlier batch report (hires wrote it), never another file, and
     its folder must exist and be writable: checked before the first job runs."""
     p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise OptionError(f"--report: folder {str(folder)!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise OptionError(f"--report: folder {str(folder)!r} is not writable")
-    if p.is_dir():
-        raise OptionError(f"--report: {str(path)!r} is a folder; give a file name such as report.json")
+    from hires.io import check_place
+    check_place(p, "--report", OptionError, "report.json")
     if not os.path.lexists(p):
         return
     try:

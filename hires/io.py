@@ -258,19 +258,25 @@ def check_decodes(path, what: str = "image", budget: int | None = None) -> tuple
     return image_size(path, what)
 
 
+def check_place(p: Path, label: str, error=OutputError, example: str = "out.png") -> None:
+    """Raise ``error`` naming ``label`` unless a file can be made at ``p``: its folder exists and
+    is writable, and ``p`` is not a folder."""
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise error(f"{label}: folder {str(folder)!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise error(f"{label}: folder {str(folder)!r} is not writable")
+    if p.is_dir():
+        raise error(f"{label}: {str(p)!r} is a folder; give a file name such as {example}")
+
+
 def check_output_path(path, overwrite: bool = False) -> Path:
     """Raise before any work if ``path`` cannot be written, or exists and ``overwrite`` is off."""
     p = Path(path)
     if p.suffix.lower() not in WRITERS:
         raise OutputError(f"-o: {str(path)!r} has no known image extension; "
                           f"use one of {', '.join(sorted(WRITERS))}")
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"-o: folder {str(folder)!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"-o: folder {str(folder)!r} is not writable")
-    if p.is_dir():
-        raise OutputError(f"-o: {str(path)!r} is a folder; give a file name such as out.png")
+    check_place(p, "-o", OutputError, "out.png")
     if os.path.lexists(p) and not overwrite:  # (a dangling symlink is a name that exists, too)
         raise OutputError(f"-o: {str(path)!r} exists; give another name or pass --overwrite to replace it")
     return p

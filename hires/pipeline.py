@@ -93,7 +93,11 @@ def run_options_from(values: dict, prefix: str = "", label=None) -> RunOptions:
     out = RunOptions.__new__(RunOptions)
     for f in dataclasses.fields(RunOptions):
         value = values.get(f.name, f.default)
-        if f.name != "scheduler":  # (a spec string or an API user's own Client: cluster.connect checks it)
+        if f.name == "scheduler":  # a spec string, or an API user's own Client (cluster.connect checks it)
+            if not (value is None or isinstance(value, str) or hasattr(value, "submit")):
+                raise OptionError(f"{prefix}{label(f.name) if label else f.name}: {value!r} is not local:N or a "
+                                  "scheduler address such as tcp://host:8786")
+        else:
             value = coerce_value(_RUN_HINTS[f.name], value, prefix + (label(f.name) if label else f.name),
                                  check=RUN_LIMITS.get(f.name))
         out.__dict__[f.name] = value
