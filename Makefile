@@ -22,8 +22,16 @@ demo: install
 		--size 1280x852 --fast-size 640 --preset demo --overwrite -o out/chelsea-starry-night.png
 	@echo "demo written to out/chelsea-starry-night.png"
 
+# the engine's numerical claims (tiled equals whole, kernels against float64, the networks' outputs)
+# must hold on both of torch's CPU float paths: run them again restricted to AVX2 (no AVX-512, no bf16);
+# the seam tests (a measure of the look, 40 s) run once, to keep the suite under 10 minutes
+NUMERICAL := tests/test_gradient.py tests/test_kernels.py tests/test_losses.py tests/test_tiled.py tests/test_magenta.py \
+	-k "not no_seams_along_tile_boundaries"
+AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+
 test: install
 	$(BIN)/python -m pytest -q
+	$(AVX2) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_avx2.py $(NUMERICAL)
 
 gallery: install
 	$(BIN)/python benchmarks/gallery.py

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,17 @@ def bf16_supported(cpuinfo: str = "/proc/cpuinfo") -> bool:
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
         except (AttributeError, RuntimeError):
             return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return bool(flags & {"avx512_bf16", "amx_bf16"}) and not isa_restricted()
+
+
+def isa_restricted() -> bool:
+    """torch restricted below AVX-512 in this process (``ATEN_CPU_CAPABILITY``, or oneDNN's
+    ``ONEDNN_MAX_CPU_ISA`` below its bf16 ISAs): bf16 would then be emulated, far slower than fp32
+    (a 64 px Adam render took 341 s instead of 2 s), as on a CPU without it."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa and isa != "ALL" and not any(k in isa for k in ("AVX512_CORE_BF16", "AMX", "AVX10")):
+        return True
+    return not torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
 
 
 def pick_precision(name: str, device: torch.device) -> str:
