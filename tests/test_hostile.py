@@ -461,6 +461,7 @@ def test_a_malformed_job_file_is_one_line_naming_the_key(tmp_path, capfd, body, 
     ('fresh = "false"', "fresh"),
     ('snapshot_size = "big"\nsnapshots = "snaps"', "snapshot_size"),   # row 20
     ("seed = -1", "seed"),                              # row 6
+    ("scheduler = 3", "scheduler"),
 ])
 def test_a_batch_job_value_of_the_wrong_kind_fails_before_it_starts(tmp_path, capfd, extra, key):
     """Row 2: `overwrite = "false"` used to overwrite the user's file (bool("false") is true);
