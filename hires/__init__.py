@@ -3,10 +3,28 @@
     import hires
     hires.render("photo.jpg", "painting.jpg", "print.tif", size="6000x4500")
     hires.texture("bark.jpg", "bark_8k.tif", size="8192x8192", seamless=True)
+
+The API is loaded lazily (PEP 562): ``import hires`` and ``hires --help`` do not import torch,
+numba or libvips; ``hires.render`` does, the first time it is used.
 """
+import importlib
+
 from hires.config import Settings
 from hires.errors import HiresError
-from hires.pipeline import Result, render, texture
 
 __all__ = ["HiresError", "Result", "Settings", "render", "texture"]
 __version__ = "0.1.0"
+
+_LAZY = {"Result": "hires.pipeline", "render": "hires.pipeline", "texture": "hires.pipeline"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hires' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

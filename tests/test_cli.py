@@ -169,3 +169,13 @@ def test_plan_of_a_fast_render(content_path, style_path):
     plan = json.loads(r.stdout)
     assert plan["method"] == "fast" and plan["tiles"] > 1 and plan["canvas"] == "disk"
     assert (plan["working_width"], plan["working_height"]) == (6000, 4500)
+
+
+def test_the_command_and_the_package_import_without_torch():
+    """`hires --help` answers at once: the API loads lazily, so neither `import hires` nor the CLI
+    module imports torch, numba or libvips (issue 24)."""
+    probe = ("import sys, hires, hires.cli; heavy = {'torch', 'numba', 'pyvips'} & set(sys.modules); "
+             "print(sorted(heavy)); assert callable(hires.render) and 'torch' in sys.modules")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout
