@@ -363,26 +363,38 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = M
     import numpy as np
 
     from hires.engine import Engine
+    from hires import costcache
+    cached, found = costcache.load(), {}
     engine = Engine(settings.replace(network="random", seamless=False, second_pass=False))
     rng = np.random.default_rng(0)
     # what the first refine of a process pays once (libraries' own set-up), paid here, so that
     # the first probe's set-up is that of a new tile shape only: counted once per shape, a one-off
     # cost made the 2 GiB print's 1500 px level (12 tiles) 18% over its time
-    _Probe(engine, Level(0, 64, 64, 1, ("relu1_1",), "relu1_1"), 64, 64, rng).run(2)
+    warmed = False
     out = {}
     for lp in levels:
         if not lp.flop:  # a fast level optimises nothing: no probe
             continue
         lv = lp.level
         engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
-        engine.use_level(lv)                                   # and its arithmetic
+        precision = engine.use_level(lv)                       # and its arithmetic
         h, w = (min(n, max_side) for n in lp.largest_region)
+        entry = costcache.key(",".join(lv.layers), lp.optimizer, precision, settings.pooling, f"{w}x{h}")
+        if entry in cached:  # measured before on this machine: the plan answers at once
+            out[lv.index] = TileCost(*cached[entry])
+            continue
+        if not warmed:
+            _Probe(engine, Level(0, 64, 64, 1, ("relu1_1",), "relu1_1"), 64, 64, rng).run(2)
+            warmed = True
         probe = _Probe(engine, lv, h, w, rng)
         first = probe.run(1)
         one, more = probe.run(1), probe.run(1 + PROBE_EVALS)
         gflop = h * w * flops_per_pixel(lv.deepest) / 1e9
         per_eval = max(more - one, 0.0) / PROBE_EVALS
         out[lv.index] = TileCost(max(one - per_eval, 0.0) / gflop, per_eval / gflop, max(first - one, 0.0))
+        found[entry] = (out[lv.index].fixed, out[lv.index].per_eval, out[lv.index].setup)
+    if found:
+        costcache.save(found)
     return out
 
 

@@ -40,8 +40,9 @@ def rng():
 
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path, monkeypatch):
-    """No test sees real weights or writes into the user's torch cache."""
+    """No test sees real weights or writes into the user's torch or hires cache."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv("HIRES_CACHE_DIR", str(tmp_path / "hires-cache"))  # measured tile costs
     monkeypatch.delenv("HIRES_WEIGHTS", raising=False)
 
 

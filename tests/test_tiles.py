@@ -216,3 +216,29 @@ def test_seamless_levels_cut_away_from_the_coarser_levels_cuts():
     for lp in plan.levels:
         W, H = lp.level.width, lp.level.height
         assert sorted(t.shape for t in lp.tiles) == sorted(t.shape for t in grid(W, H, lp.tile, lp.overlap, lp.margin, True))
+
+
+def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkeypatch):
+    """The probe's results are kept in the user's cache folder (issue 25): a second plan on this
+    machine measures nothing; an unreadable file, or entries that are not finite non-negative
+    numbers, count as missing and are measured again."""
+    import json
+
+    from hires import costcache, plan as plan_module
+    settings = Settings(memory="4GiB", init="content")
+    levels = make_plan(1000, 750, settings).levels
+    first = measure_costs(settings, levels, max_side=64)
+    path = costcache.folder() / costcache.NAME
+    assert path.is_file() and len(json.loads(path.read_text())) == len(first)
+
+    def no_probe(*a, **kw):
+        raise AssertionError("probed although cached")
+    with monkeypatch.context() as m:
+        m.setattr(plan_module._Probe, "run", no_probe)
+        again = measure_costs(settings, levels, max_side=64)
+    assert again == first
+    for bad in ("not json", json.dumps({k: [float("nan"), 1, 1] for k in json.loads(path.read_text())})):
+        path.write_text(bad)
+        assert costcache.load() == {}
+        measured = measure_costs(settings, levels, max_side=64)
+        assert set(measured) == set(first) and all(c.per_eval > 0 for c in measured.values())
