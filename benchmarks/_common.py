@@ -6,12 +6,16 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data"
+# every benchmark (and the renders it starts) probes this machine afresh: a plan's estimate is
+# judged against what it measures now, not against tile costs cached by an earlier run
+os.environ.setdefault("HIRES_CACHE_DIR", tempfile.mkdtemp(prefix="hires-benchmark-cache-"))
 
 
 def data(rel: str, bundled: str) -> Path:
