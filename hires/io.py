@@ -105,9 +105,9 @@ def decode_bytes(im: pyvips.Image) -> int:
     return row * im.height if _whole_image_decoder(im) else row * 512
 
 
-def check_decode_budget(path, budget: int | None, what: str = "image") -> None:
+def check_decode_budget(path, budget: int | None, what: str = "image") -> pyvips.Image:
     """Refuse, before decoding, an input whose decoder would need more than DECODE_SHARE of the
-    memory budget (``budget`` bytes) at once, naming its pixel size."""
+    memory budget (``budget`` bytes) at once, naming its pixel size; returns its header."""
     im = _open_header(path, what)
     need = decode_bytes(im)
     if budget is not None and need > DECODE_SHARE * budget:
@@ -116,6 +116,7 @@ def check_decode_budget(path, budget: int | None, what: str = "image") -> None:
             f"{what}: {str(path)!r} is {im.width}x{im.height} px, {kind} that is decoded whole: "
             f"{need / 2**30:.2f} GiB at once, more than --memory {budget / 2**30:.2f} GiB allows; save it as a "
             "baseline JPEG, a non-interlaced PNG or a TIFF (read as a stream), or raise --memory")
+    return im
 
 
 def _display_size(im: pyvips.Image) -> tuple[int, int]:
@@ -253,9 +254,9 @@ def is_gray(path, what: str = "image") -> bool:
 def check_decodes(path, what: str = "image", budget: int | None = None) -> tuple[int, int]:
     """Decode the whole file once at a small size, so a corrupt input fails before any work (and
     first refuse, undecoded, one whose decoder would not fit ``budget`` bytes)."""
-    check_decode_budget(path, budget, what)
+    header = check_decode_budget(path, budget, what)
     load_image(path, long_side=32, what=what)
-    return image_size(path, what)
+    return _display_size(header)
 
 
 def check_place(p: Path, label: str, error=OutputError, example: str = "out.png") -> None:
@@ -338,7 +339,10 @@ def write_text_atomic(path, text: str) -> Path:
     p = Path(path)
     tmp = partial_path(p)
     try:
-        _create_exclusively(tmp)
+        _create_exclusively(tmp)  # (a file already at that name is not ours: it stays)
+    except OSError as e:
+        raise _write_error(path, tmp, len(text.encode()), e) from None
+    try:
         tmp.write_text(text)
         os.replace(tmp, p)
     except OSError as e:
@@ -454,7 +458,10 @@ def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int
     im = release_while_written(im, image)  # (a disk-backed canvas: read a window at a time)
     need = im.width * im.height * im.bands * (bit_depth // 8)
     try:
-        _create_exclusively(tmp)
+        _create_exclusively(tmp)  # (a file already at that name is not ours: it stays)
+    except OSError as e:
+        raise _write_error(path, tmp, need, e) from None
+    try:  # the partial file is ours from here on, removed whatever happens
         getattr(im, WRITERS[ext])(str(tmp), **kw)
         publish(tmp, p, overwrite)
     except (pyvips.Error, OSError) as e:  # OSError: e.g. a read-only folder, another file system

@@ -480,3 +480,13 @@ def test_batch_report_path_is_checked_before_the_first_job(tmp_path, capfd):
     """Row 19: a report into a folder that does not exist: refused before any job runs."""
     jobs = write_job(tmp_path, job_text())
     refuses(tmp_path, capfd, ["batch", jobs, "--report", tmp_path / "nope" / "r.json"], "--report")
+
+
+def test_a_file_at_the_temporary_name_is_not_hires_to_remove(tmp_path):
+    """The temporary output is created exclusively: a file already at its name (whoever put it
+    there) makes the write fail in one line and stays."""
+    theirs = tmp_path / ".o.partial-1-abcdef12.png"
+    theirs.write_bytes(b"not hires'")
+    with pytest.raises(OutputError, match="could not write"):
+        io.save_image(np.full((8, 8, 3), 0.5, np.float32), tmp_path / "o.png", tmp=theirs)
+    assert theirs.read_bytes() == b"not hires'" and not (tmp_path / "o.png").exists()
