@@ -12,7 +12,6 @@ Workers need hires installed and, with ``--network vgg19``, the weights at the s
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 import uuid
@@ -108,25 +107,6 @@ def worker_engine(settings):
     return engine
 
 
-class _Counting:
-    """A tile's evaluations, counted on the worker (no progress events there); a loss that is no
-    longer finite stops the render as it does in process."""
-
-    def __init__(self, level, tile: int, n_tiles: int):
-        self.net_s, self.evals = 0.0, 0
-        self.level, self.tile, self.n_tiles = level, tile, n_tiles
-
-    def not_finite(self, what: str) -> None:
-        from hires.engine import numerical_error
-        raise numerical_error(self.level, self.tile, self.n_tiles, what)
-
-    def __call__(self, seconds: float, loss: float, iters: int) -> None:
-        if not math.isfinite(loss):
-            self.not_finite(f"the loss ({loss})")
-        self.net_s += seconds
-        self.evals += 1
-
-
 def _shared(value):
     return value
 
@@ -136,7 +116,8 @@ def _tile_stats_task(settings, image_region: np.ndarray, tile, layers, deepest, 
 
 
 def _refine_task(settings, job, tile, region: np.ndarray, content: np.ndarray | None):
-    counting = _Counting(job.level, tile.index + 1, job.n_tiles)
+    from hires.engine import TileCounting
+    counting = TileCounting(job.level, tile.index + 1, job.n_tiles)
     t = time.perf_counter()
     x_new = worker_engine(settings).refine_tile(tile, job, region, content, counting)
     return x_new, counting.net_s, counting.evals, time.perf_counter() - t

@@ -8,6 +8,7 @@ that is not three finite non-negative numbers, counts as missing (it was written
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -26,6 +27,7 @@ def folder() -> Path:
     return Path(base) / "hires"
 
 
+@functools.cache
 def machine() -> str:
     import torch
     model = platform.processor() or platform.machine()

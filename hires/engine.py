@@ -394,35 +394,55 @@ class Engine:
         return out
 
 
-def numerical_error(level: Level, tile: int, n_tiles: int, what: str) -> NumericalError:
-    """The render stops when ``what`` (the loss, the pixels) of a tile is no longer finite."""
-    return NumericalError(
-        f"level {level.index + 1} ({level.width}x{level.height}), tile {tile}/{n_tiles}: {what} became infinite or "
-        "NaN, so nothing was written; the likely cause is a loss weight too large (--style-weight, --content-weight, "
-        "--tv-weight, --mean-weight, the style weights) or --lr; lower it")
+class TileReport:
+    """What an optimised tile tells after each evaluation (``__call__``) and when its pixels stop
+    being finite (``not_finite``): a loss or pixels that are no longer finite stop the render."""
 
-
-class TileProgress:
-    """Accounting of one tile's evaluations: counters for the ETA, and a Step event for each."""
-
-    def __init__(self, progress, counters: Counters, level: Level, n_levels: int, tile: int, n_tiles: int,
-                 forward_flop: float):
-        self.progress, self.counters, self.level, self.n_levels = progress, counters, level, n_levels
-        self.tile, self.n_tiles = tile, n_tiles
-        self.flop = 2 * forward_flop  # forward plus the backward to the input (weights are frozen)
+    def __init__(self, level: Level, tile: int, n_tiles: int):
+        self.level, self.tile, self.n_tiles = level, tile, n_tiles
         self.evals = 0
 
     def not_finite(self, what: str) -> None:
-        raise numerical_error(self.level, self.tile, self.n_tiles, what)
+        raise NumericalError(
+            f"level {self.level.index + 1} ({self.level.width}x{self.level.height}), tile {self.tile}/{self.n_tiles}: "
+            f"{what} became infinite or NaN, so nothing was written; the likely cause is a loss weight too large "
+            "(--style-weight, --content-weight, --tv-weight, --mean-weight, the style weights) or --lr; lower it")
 
     def __call__(self, seconds: float, loss: float, iters: int) -> None:
         if not math.isfinite(loss):
             self.not_finite(f"the loss ({loss})")
+        self.evals += 1
+        self.count(seconds, loss, iters)
+
+    def count(self, seconds: float, loss: float, iters: int) -> None:
+        """One finite evaluation (the ``evals``-th)."""
+
+
+class TileCounting(TileReport):
+    """A tile's evaluations counted on a cluster worker (no progress events there)."""
+
+    def __init__(self, level: Level, tile: int, n_tiles: int):
+        super().__init__(level, tile, n_tiles)
+        self.net_s = 0.0
+
+    def count(self, seconds: float, loss: float, iters: int) -> None:
+        self.net_s += seconds
+
+
+class TileProgress(TileReport):
+    """Accounting of one tile's evaluations: counters for the ETA, and a Step event for each."""
+
+    def __init__(self, progress, counters: Counters, level: Level, n_levels: int, tile: int, n_tiles: int,
+                 forward_flop: float):
+        super().__init__(level, tile, n_tiles)
+        self.progress, self.counters, self.n_levels = progress, counters, n_levels
+        self.flop = 2 * forward_flop  # forward plus the backward to the input (weights are frozen)
+
+    def count(self, seconds: float, loss: float, iters: int) -> None:
         c = self.counters
         c.net_s += seconds
         c.net_flop += self.flop
         c.work_done += self.flop
-        self.evals += 1
         if self.evals <= iters:
             self.progress(Step(self.level.index, self.n_levels, self.tile, self.n_tiles, self.evals, iters, loss,
                                c.work_done, c.work_total))

@@ -21,8 +21,9 @@ def session(output: Path | None, work_dir: str | None, key: str, progress, *, fr
             keep_work: bool = False):
     """Open (or make) the render's work folder, lock it, forget state that is not this render's
     (all of it with ``fresh``) and remove the temporary output a killed run of this render left;
-    yield the render's Checkpoints (their ``folder`` None when there is no work folder).  At the end the lock is released and the folder removed when the render
-    succeeded (unless ``keep_work``) or failed with nothing saved to resume from."""
+    yield the render's Checkpoints (their ``folder`` None when there is no work folder).  At the
+    end the lock is released and the folder removed when the render succeeded (unless
+    ``keep_work``) or failed with nothing saved to resume from."""
     folder = work_folder_path(output, work_dir)
     work = WorkFolder.open(folder) if folder is not None else None
     if work is not None:

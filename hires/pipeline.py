@@ -120,8 +120,6 @@ def _styles(style, what: str, optional: bool = False, budget: int | None = None)
         path, weight = spec if isinstance(spec, tuple) else parse_style(str(spec))
         io.check_decodes(path, what, budget)
         out.append((Path(path), check_weight(weight, spec)))
-    if not math.isfinite(sum(w for _, w in out)):
-        raise OptionError(f"{what}: the weights add up to more than a number can hold; give weights such as 0.7 and 0.3")
     return out
 
 
