@@ -57,9 +57,20 @@ def load() -> dict[str, tuple[float, float, float]]:
             if isinstance(k, str) and isinstance(v, list) and len(v) == 3 and all(map(good, v))}
 
 
+def _is_cache(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text()), dict)
+    except (OSError, ValueError):
+        return False
+
+
 def save(entries: dict[str, tuple[float, float, float]]) -> None:
-    """Merge ``entries`` into the file, atomically; a folder that cannot be written is no error."""
+    """Merge ``entries`` into the file, atomically; a folder that cannot be written is no error,
+    and a file of that name that is not a cache of this form (``$HIRES_CACHE_DIR`` may name any
+    folder) is never replaced."""
     target = folder() / NAME
+    if target.exists() and not _is_cache(target):
+        return
     tmp = target.with_name(f".{NAME}.{os.getpid()}-{secrets.token_hex(4)}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

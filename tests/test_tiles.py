@@ -242,3 +242,6 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
         assert costcache.load() == {}
         measured = measure_costs(settings, levels, max_side=64)
         assert set(measured) == set(first) and all(c.per_eval > 0 for c in measured.values())
+    path.write_text("not json")  # a file not of the cache's form is never replaced
+    measure_costs(settings, levels, max_side=64)
+    assert path.read_text() == "not json"
