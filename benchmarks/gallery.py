@@ -7,11 +7,15 @@
     python benchmarks/gallery.py textures     # three examples beside a 2x2 repeat of their seamless
                                               # 1024 px textures; one example at three --example-scale
 
-``compare`` renders three content/style pairs at 1024 px three ways, with the demo schedule and the
-weight-free random network: optimisation from the photo (init content, hires before the bundled
-network), the fast feed-forward network alone (method fast), and the fast start refined by the
-pyramid (init auto, today's default, here with the network at 512 px so that the 1024 px level is
-refined on top of it); each pair becomes one picture, the three side by side.
+``compare`` renders three content/style pairs at 1024 px three ways, with the demo schedule, the
+fast start at 512 px (so that the 1024 px level is optimised on top of it) and three feature
+networks: the random VGG19 with the fast start resampled (the default before issue 23), the hybrid
+network with it, and the hybrid network with the multi-scale start (the default now); each pair
+becomes one picture, the three side by side.  ``compare --reuse-random`` takes the first column
+from the pictures already there (their third panel, the same settings before issue 23) instead of
+rendering it again (15 minutes on 2 cores).
+
+``textures --network NAME`` makes the texture sheets with that network (written with its name).
 """
 from __future__ import annotations
 
@@ -36,11 +40,18 @@ OUT = RESULTS / "gallery"
 PAIRS = [("contents/chelsea.png", "styles/vangogh_starry_night_1889.jpg", "chelsea_starry"),
          ("contents/astronaut.png", "styles/hokusai_great_wave_c1831.jpg", "astronaut_hokusai"),
          ("contents/forest_path_2560x1600.jpg", "styles/monet_san_giorgio_maggiore_at_dusk_1908.jpg", "forest_monet")]
-WAYS = {"optimise_from_photo": dict(init="content"), "fast": dict(method="fast"),
-        "fast_start_refined": dict(init="auto", fast_size=512)}
+WAYS = {"random": dict(network="random", multiscale=False), "hybrid": dict(network="hybrid", multiscale=False),
+        "hybrid_multiscale": dict(network="hybrid", multiscale=True)}
 
 
-def compare() -> None:
+def _old_third_panel(name: str, size: tuple[int, int]) -> np.ndarray:
+    """The third panel (fast start refined, random network) of a compare picture made before."""
+    strip = io.load_image(OUT / f"compare_{name}.jpg")
+    x0 = 2 * (size[0] + 16)
+    return np.ascontiguousarray(strip[:, x0:x0 + size[0]])
+
+
+def compare(reuse_random: bool = False) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     times = {}
     for content, style, name in PAIRS:
@@ -49,6 +60,10 @@ def compare() -> None:
         size = (1024, round(1024 * h / w)) if w >= h else (round(1024 * w / h), 1024)
         row = []
         for way, kw in WAYS.items():
+            if way == "random" and reuse_random:
+                row.append(_old_third_panel(name, size))
+                continue
+            kw = dict(kw, init="auto", fast_size=512)
             t = time.perf_counter()
             single = RESULTS / "tmp" / f"compare_{name}_{way}.png"  # not kept: the strip below is
             single.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +75,7 @@ def compare() -> None:
         strip = np.concatenate([row[0], gap, row[1], gap, row[2]], axis=1)
         # JPEG: three 1024 px paintings side by side are 6-9 MB as PNG
         io.save_image(np.ascontiguousarray(strip), OUT / f"compare_{name}.jpg", quality=90, overwrite=True)
-    write_json("gallery_compare.json", times)
+    write_json("gallery_compare.json" if not reuse_random else "gallery_compare_hybrid.json", times)
 
 
 def builtin() -> None:
@@ -108,7 +123,7 @@ def print_crops() -> None:
         strip.jpegsave(str(OUT / f"print_crops_{i}_at_{x}x{y}.jpg"), Q=92)
 
 
-TEXTURES = ["textures/stone_bricks_ambientcg_bricks102.jpg", "textures/brick_gray_skimage.png",
+TEXTURES = ["textures/stone_bricks_ambientcg_bricks102.jpg", "textures/bark_ambientcg_bark014.jpg",
             "textures/mossy_rock_ambientcg_rock053.jpg"]
 SCALES = [0.5, 1.0, 2.0]
 
@@ -135,19 +150,27 @@ def texture_sheet(example: Path, texture: Path, out: Path, example_scale: float 
     ex.join(repeat, "horizontal", expand=True, shim=16, background=[255] * ex.bands, align="low").jpegsave(str(out), Q=88)
 
 
-def textures() -> None:
+def textures(network: str | None = None, only: list[str] = ()) -> None:
     """For three examples: the example beside a 2x2 repeat of its seamless 1024 px texture
     (``texture_sheet``).  Then one example at three
-    --example-scale values: how large its features come out in a 512 px texture."""
+    --example-scale values: how large its features come out in a 512 px texture.  With ``network``
+    the three sheets only, named after it."""
     import pyvips
     OUT.mkdir(parents=True, exist_ok=True)
     times = {}
+    kw = {"network": network} if network else {}
+    tag = f"_{network}" if network else ""
     for rel in TEXTURES:
         example = SHARED / rel
         stem = example.stem.split("_")[0] + "_" + example.stem.split("_")[1]
-        single, times[f"{stem}_1024"] = _seamless(example, f"texture_{stem}_1024", 1024)
-        texture_sheet(example, single, OUT / f"texture_{stem}_example_and_2x2.jpg")
+        if only and not any(o in stem for o in only):
+            continue
+        single, times[f"{stem}_1024"] = _seamless(example, f"texture_{stem}_1024{tag}", 1024, **kw)
+        texture_sheet(example, single, OUT / f"texture_{stem}_example_and_2x2{tag}.jpg")
         print(stem, times[f"{stem}_1024"], flush=True)
+    if network:
+        write_json(f"gallery_textures{tag}{'_' + '_'.join(only) if only else ''}.json", {"size": 1024, "network": network, "wall_s": times})
+        return
     example = SHARED / TEXTURES[1]
     row = []
     for scale in SCALES:
@@ -161,10 +184,11 @@ def textures() -> None:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["textures"]:
-        return textures()
-    if sys.argv[1:] == ["compare"]:
-        return compare()
+    if sys.argv[1:2] == ["textures"]:
+        net = sys.argv[3] if sys.argv[2:3] == ["--network"] else None
+        return textures(net, sys.argv[4:] if net else [])
+    if sys.argv[1:2] == ["compare"]:
+        return compare(reuse_random="--reuse-random" in sys.argv)
     if sys.argv[1:] == ["print_crops"]:
         return print_crops()
     if sys.argv[1:] == ["builtin"]:

@@ -47,8 +47,10 @@ class Settings:
         1.0, "texture: how large the example's features appear (1.0 = one example px per output px at the "
              "finest level; 2 = twice as large, fewer repeats)")
     style_layers: tuple[str, ...] = _opt(
-        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "network layers matched for style")
-    content_layer: str = _opt("relu4_2", "network layer matched for content")
+        (), "network layers matched for style (empty = the network's own: relu1_1,relu2_1,mb3,mb6,mb13 for "
+            "hybrid, relu1_1,...,relu5_1 for vgg19 and random)")
+    content_layer: str = _opt("auto", "network layer matched for content (auto = the network's own: mb10 for "
+                                      "hybrid, relu4_2 for vgg19 and random)")
     min_style_layers: int = _opt(
         2, "finer levels drop the deepest style layer one per level, down to this many")
     method: str = _opt("optimise", "optimise: the pyramid engine; fast: Magenta's feed-forward network "
@@ -56,6 +58,9 @@ class Settings:
     strength: float = _opt(1.0, "fast network: 0 keeps the content's own style, 1 takes the painting's")
     fast_size: int = _opt(1024, "fast network: long side in px it runs at (its strokes have a fixed size in "
                                 "px); 0 = the output size")
+    multiscale: bool = _opt(True, "fast network: above --fast-size, paint again at each doubling of the size up to "
+                                  "the output's, each time over half the coarser result (strokes at every scale, "
+                                  "not one size resampled); off: the --fast-size result resampled")
     builtin_style: str | None = _opt(
         None, "fast network: one of the 26 built-in styles of the multi-style network (0-25) or a blend "
               "such as 3:0.7,19:0.3, instead of the style images (all 26 on one photo: benchmarks/results/gallery/builtin_styles.jpg)")
@@ -65,8 +70,10 @@ class Settings:
         "none", "keep the content's colours", choices=("none", "luminance", "histogram"))
     seed: int = _opt(0, "random seed; the same seed gives the same output")
     # network and device
-    network: str = _opt("auto", "feature network (auto = vgg19 when weights are found, else random)",
-                        choices=("auto", "vgg19", "random"))
+    network: str = _opt("auto", "feature network of the optimisation: hybrid (the bundled pretrained "
+                                "MobileNetV2 beside a seeded VGG19's first layers), vgg19 (pretrained, downloaded "
+                                "with `hires weights fetch`) or random (a seeded VGG19); auto = vgg19 when its "
+                                "weights are found, else hybrid", choices=("auto", "hybrid", "vgg19", "random"))
     weights: str | None = _opt(None, "path to vgg19-dcbb9e9d.pth (else $HIRES_WEIGHTS or torch's hub cache)")
     pooling: str = _opt("avg", "pooling in the network", choices=("avg", "max"))
     device: str = _opt("auto", "torch device", choices=("auto", "cpu", "cuda"))
@@ -114,6 +121,20 @@ class Settings:
         if self.optimizer != "auto":
             return self.optimizer
         return "adam" if iterations <= ADAM_UP_TO else "lbfgs"
+
+    def layers_for(self, network: str) -> tuple[tuple[str, ...], str]:
+        """(style layers, content layer) with ``network``: the settings' own, or the network's."""
+        from hires.layers import DEFAULT_LAYERS, layers_of
+        style, content = DEFAULT_LAYERS[network]
+        style = self.style_layers or style
+        content = content if self.content_layer == "auto" else self.content_layer
+        known = layers_of(network)
+        bad = [n for n in (*style, content) if n not in known]
+        if bad:
+            raise OptionError(f"--style-layers/--content-layer: {bad[0]} is not a layer of the {network} network "
+                              + ("(MobileNetV2 layers mb0-mb13 need --network hybrid)" if bad[0].startswith("mb")
+                                 else ""))
+        return tuple(style), content
 
     def level_iterations(self, level: int) -> int:
         return self.iterations[min(level, len(self.iterations) - 1)]
@@ -248,8 +269,8 @@ def _builtin_mix(spec):
 
 
 def _layer_names():
-    from hires.nets import LAYER_NAMES
-    return LAYER_NAMES
+    from hires.layers import LAYERS
+    return LAYERS
 
 
 # per-field limits beyond the type and choices: (test, what a good value looks like)
@@ -275,9 +296,9 @@ LIMITS = {
     "strength": (lambda v: 0 <= v <= 1, "between 0 and 1"),
     "builtin_style": (lambda v: bool(_builtin_mix(v)), "a style 0-25 or a blend such as 3:0.7,19:0.3"),
     "fast_size": (lambda v: v == 0 or 64 <= v <= 65536, "between 64 and 65536, or 0 for the output size"),
-    "style_layers": (lambda v: len(v) > 0 and all(n in _layer_names() for n in v),
-                     "VGG19 layer names such as relu1_1,relu2_1,relu3_1"),
-    "content_layer": (lambda v: v in _layer_names(), "a VGG19 layer name such as relu4_2"),
+    "style_layers": (lambda v: all(n in _layer_names() for n in v),
+                     "network layer names such as relu1_1,relu2_1,mb3 (VGG19 relu1_1-relu5_4, MobileNetV2 mb0-mb13)"),
+    "content_layer": (lambda v: v == "auto" or v in _layer_names(), "auto or a layer name such as mb10 or relu4_2"),
     "min_style_layers": _between(1, 16, "between 1 and 16"),
     "tile_size": (lambda v: v == 0 or 64 <= v <= 65536, "between 64 and 65536, or 0 for auto"),
     "overlap": _between(0, 4096, "between 0 and 4096"),

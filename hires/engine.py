@@ -27,8 +27,8 @@ from hires.colouring import colour_groups
 from hires.config import Settings
 from hires.errors import NumericalError, OptionError
 from hires.kernels import blend_into
+from hires.layers import flops_per_pixel
 from hires.nets import LAYER_STRIDE, build_network
-from hires.plan import flops_per_pixel
 from hires.progress import Note, Step, TileFinished, TilesRestored, TileStarted, ignore
 from hires.pyramid import Level
 from hires.stats import LayerTarget, Stats
@@ -201,7 +201,7 @@ class Engine:
         t0 = time.perf_counter()
         with torch.no_grad():
             feats = self.net(x, layers)
-        seconds, flop = time.perf_counter() - t0, flops_per_pixel(deepest) * x.shape[-1] * x.shape[-2]
+        seconds, flop = time.perf_counter() - t0, flops_per_pixel(layers) * x.shape[-1] * x.shape[-2]
         weights = ownership(tile, [LAYER_STRIDE[n] for n in layers])
         stats = {}
         for name in layers:
@@ -272,7 +272,7 @@ class Engine:
             with torch.no_grad():
                 feat = self.net(to_tensor(content, self.device, self.dtype), [cl])[cl]
             stride = LAYER_STRIDE[cl]
-            norm = (H // stride) * (W // stride) * targets[cl].energy
+            norm = -(-H // stride) * -(-W // stride) * targets[cl].energy
             content_term = (cl, losses.ContentLoss(losses.flat(feat), weights[stride], norm))
         tv = losses.TVLoss(float(H * W)) if s.tv_weight else None
         return losses.TileObjective(self.net, level.layers, style, content_term, tv,
@@ -322,7 +322,7 @@ class Engine:
     @staticmethod
     def tile_flop(tile: Tile, level: Level) -> float:
         """FLOP of one forward pass over the tile's region at the level's depth."""
-        return flops_per_pixel(level.deepest) * tile.shape[0] * tile.shape[1]
+        return flops_per_pixel(level.layers) * tile.shape[0] * tile.shape[1]
 
     def refine_tile(self, tile: Tile, job: "RefineJob", region: np.ndarray, content: np.ndarray | None,
                     report) -> np.ndarray:

@@ -25,7 +25,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hires import layers
 from hires.errors import OptionError, WeightsError
+from hires.layers import CFG
 
 log = logging.getLogger(__name__)
 
@@ -34,34 +36,11 @@ WEIGHTS_URL = "https://download.pytorch.org/models/" + WEIGHTS_NAME
 WEIGHTS_BYTES = 574673361
 OFFICIAL_PREFIX = "dcbb9e9d"  # of torchvision's file's SHA-256 (its name's convention)
 
-# VGG19 configuration "E": channels per conv, "M" a pooling layer
-CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
-
-
-def _layer_table():
-    """(name, index in torchvision's features, channels, stride, receptive radius) per module.
-
-    The radius is how far (input px) an activation can see: a 3x3 conv adds one step of the
-    current stride on each side, a 2x2 pool one more before the stride doubles."""
-    rows, block, conv, idx, ch, stride, radius = [], 1, 1, 0, 3, 1, 0
-    for v in CFG:
-        if v == "M":
-            radius += stride
-            rows.append((f"pool{block}", idx, ch, stride * 2, radius))
-            idx, block, conv, stride = idx + 1, block + 1, 1, stride * 2
-        else:
-            ch, radius = v, radius + stride
-            rows.append((f"conv{block}_{conv}", idx, ch, stride, radius))
-            rows.append((f"relu{block}_{conv}", idx + 1, ch, stride, radius))
-            idx, conv = idx + 2, conv + 1
-    return rows
-
-
-LAYERS = _layer_table()
-LAYER_NAMES = [r[0] for r in LAYERS]
-LAYER_INDEX = {r[0]: r[1] for r in LAYERS}
-LAYER_STRIDE = {r[0]: r[3] for r in LAYERS}
-LAYER_RADIUS = {r[0]: r[4] for r in LAYERS}
+LAYERS = [(n, r.index, r.channels, r.stride, r.radius) for n, r in layers.LAYERS.items() if r.part == "vgg"]
+LAYER_NAMES = list(layers.LAYERS)
+LAYER_INDEX = {n: r.index for n, r in layers.LAYERS.items()}
+LAYER_STRIDE = {n: r.stride for n, r in layers.LAYERS.items()}
+LAYER_RADIUS = {n: r.radius for n, r in layers.LAYERS.items()}
 CONV_INDICES = [r[1] for r in LAYERS if r[0].startswith("conv")]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -77,7 +56,10 @@ class VGG19Features(nn.Module):
         for v in CFG:
             if v == "M":
                 # average pooling gives smoother gradients for synthesis (Gatys et al. 2016)
-                mods.append(nn.AvgPool2d(2, 2) if pooling == "avg" else nn.MaxPool2d(2, 2))
+                # ceil_mode: an odd side keeps its last row or column (a position of one pixel
+                # row), so that every pixel of any frame is seen by every layer (tiles.ownership)
+                mods.append(nn.AvgPool2d(2, 2, ceil_mode=True) if pooling == "avg"
+                            else nn.MaxPool2d(2, 2, ceil_mode=True))
             else:
                 # in place: the conv output is needed by nothing else, and a fresh activation-sized
                 # allocation costs page faults that rival the arithmetic at shallow layers
@@ -119,6 +101,8 @@ class VGG19Features(nn.Module):
     def forward(self, x: torch.Tensor, layers) -> dict[str, torch.Tensor]:
         """``x``: (1, 3, H, W) RGB in [0, 1].  Returns {layer name: float32 activation}."""
         wanted = {LAYER_INDEX[name]: name for name in layers}
+        if not wanted:
+            return {}
         last = max(wanted)
         out = {}
         # channels-last runs oneDNN's convolutions about 1.5x faster on CPU at shallow depths
@@ -148,6 +132,42 @@ def random_network(seed: int = 0, pooling: str = "avg") -> VGG19Features:
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
                 m.bias.zero_()
     return net
+
+
+class HybridFeatures(nn.Module):
+    """The random VGG19 (colour and fine texture) beside MobileNetV2's pretrained blocks (shapes):
+    layers of either part by name (hires.layers), each part run up to its deepest layer asked for.
+    ``set_precision`` applies to the VGG part; the MobileNetV2 part stays float32 (a small share of
+    the work, and its depthwise convolutions gain nothing from bfloat16)."""
+
+    def __init__(self, vgg: VGG19Features, mobile):
+        super().__init__()
+        self.vgg, self.mobile = vgg, mobile
+
+    def set_padding(self, mode: str) -> None:
+        self.vgg.set_padding(mode)
+        self.mobile.set_padding(mode)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return self.vgg.compute_dtype
+
+    def set_precision(self, precision: str) -> None:
+        self.vgg.set_precision(precision)
+
+    def forward(self, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
+        parts = {"vgg": [], "mobile": []}
+        for n in names:
+            parts[layers.LAYERS[n].part].append(n)
+        out = self.vgg(x, parts["vgg"]) if parts["vgg"] else {}
+        if parts["mobile"]:
+            out.update(self.mobile(x, parts["mobile"]))
+        return out
+
+
+def hybrid_network(seed: int = 0, pooling: str = "avg") -> HybridFeatures:
+    from hires.mobile import MobileFeatures
+    return HybridFeatures(random_network(seed, pooling), MobileFeatures())
 
 
 # ---------------------------------------------------------------- finding and verifying weights
@@ -242,19 +262,31 @@ def load_vgg19(path: Path, pooling: str = "avg", verify: bool = True) -> VGG19Fe
     return net
 
 
+HYBRID_NOTE = ("network: hybrid (the bundled pretrained MobileNetV2 for shapes, a seeded VGG19's first layers "
+               "for colour and grain)")
+
+
+def resolve_network(network: str, weights=None) -> str:
+    """The network ``auto`` stands for: vgg19 when its weights are found, else hybrid."""
+    if network != "auto":
+        return network
+    return "vgg19" if find_weights(weights).path is not None else "hybrid"
+
+
 def build_network(network: str = "auto", weights=None, pooling: str = "avg", seed: int = 0):
     """Return (net, name, message) for the asked-for network."""
-    if network not in ("auto", "vgg19", "random"):
-        raise OptionError(f"--network: {network!r} is not one of auto, vgg19, random")
+    if network not in ("auto", *layers.NETWORKS):
+        raise OptionError(f"--network: {network!r} is not one of auto, {', '.join(layers.NETWORKS)}")
     if network == "random":
-        return random_network(seed, pooling), "random", "network: random (seeded, no weights)"
+        return random_network(seed, pooling), "random", "network: random (seeded VGG19, no weights)"
+    if network == "hybrid":
+        return hybrid_network(seed, pooling), "hybrid", HYBRID_NOTE
     found = find_weights(weights)
     if found.path is None:
         if network == "vgg19":
             raise WeightsError(f"--network vgg19: no weights found (looked in {', '.join(found.searched)}); "
                                "run `hires weights fetch` or pass --weights PATH")
-        return (random_network(seed, pooling), "random",
-                "network: random (no VGG19 weights found; `hires weights fetch` gets them for better results)")
+        return hybrid_network(seed, pooling), "hybrid", HYBRID_NOTE + " (no VGG19 weights found; `hires weights fetch` gets them)"
     net = load_vgg19(found.path, pooling)
     official = check_weights(found.path)[1]
     return net, "vgg19", (f"network: vgg19 ({found.path}, from {found.source}, "

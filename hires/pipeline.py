@@ -25,7 +25,6 @@ from hires.checkpoints import Checkpoints, WorkFolder
 from hires.config import Settings, check_weight, coerce_flag, coerce_value, flag, parse_memory, parse_size, parse_style
 from hires.engine import Counters, Engine, LevelReport, PassContext, pick_device
 from hires.errors import BudgetError, HiresError, InputError, OptionError
-from hires.nets import LAYER_STRIDE
 from hires.plan import LevelPlan, Plan, describe, make_plan
 from hires.progress import Done, Failed, LevelStarted, Note, PlanReady, Writing, ignore
 from hires.pyramid import Level, schedule
@@ -211,7 +210,15 @@ def example_coverage(job: Job, settings: Settings, natives: list[tuple[int, int]
     return None
 
 
+def with_network(settings: Settings) -> Settings:
+    """``settings`` with ``network = auto`` resolved (vgg19 when its weights are found, else hybrid),
+    so that every level, the plan and the work key name the network the render uses."""
+    from hires.nets import resolve_network
+    return settings.replace(network=resolve_network(settings.network, settings.weights))
+
+
 def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
+    settings = with_network(settings)
     natives = [io.image_size(p, "style") for p, _ in job.styles]
     if job.texture:
         settings = texture_settings(job, settings, natives)
@@ -230,7 +237,7 @@ def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) ->
     if job.texture and settings.seamless:
         check_seamless_size(job.width, job.height, settings)
     for lv in schedule(job.width, job.height, settings):
-        stride = LAYER_STRIDE[lv.deepest]
+        stride = lv.stride
         if min(lv.width, lv.height) < 2 * stride:
             raise OptionError(
                 f"--size: {job.width}x{job.height} is {lv.width}x{lv.height} px at level {lv.index}, "
@@ -251,7 +258,7 @@ def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) ->
 def _tiles_seamlessly(width: int, height: int, settings: Settings, axis: int) -> bool:
     """Every level's size along ``axis`` (0 width, 1 height) is a multiple of the stride of its
     deepest layer, so the feature maps wrap exactly where the pixels do."""
-    return all((lv.width, lv.height)[axis] % LAYER_STRIDE[lv.deepest] == 0
+    return all((lv.width, lv.height)[axis] % lv.stride == 0
                for lv in schedule(width, height, settings))
 
 
@@ -269,25 +276,29 @@ def check_seamless_size(width: int, height: int, settings: Settings) -> None:
                 near.append(ok[0])
                 break
     bad = next(lv for lv in schedule(width, height, settings)
-               if lv.width % LAYER_STRIDE[lv.deepest] or lv.height % LAYER_STRIDE[lv.deepest])
+               if lv.width % lv.stride or lv.height % lv.stride)
     raise OptionError(
         f"--size: a seamless {width}x{height} texture is {bad.width}x{bad.height} px at level {bad.index}, not a "
-        f"multiple of {LAYER_STRIDE[bad.deepest]} (the stride of {bad.deepest}), so it cannot wrap exactly; "
+        f"multiple of {bad.stride} (the stride of its deepest layer), so it cannot wrap exactly; "
         f"use {near[0]}x{near[1]} (or a power of two such as 1024x1024)")
 
 
 def _style_size(job: Job, native: tuple[int, int], width: int, height: int, settings: Settings):
     """Size of a style image at a level of ``width`` x ``height``.
 
-    Render: the style's long side is ``style_scale`` x the output's (so strokes keep their size
-    relative to the picture at every level).  Texture: one example px is one output px at the
-    finest level, times ``style_scale``, so the coarser levels see the example shrunk alike.
+    Render: the style's long side is ``style_scale`` x the level's (so strokes keep their size
+    relative to the picture at every level), but never more than its own: a painting upsampled is
+    the statistics of an interpolation blur, and a print's fine levels then paint blur (at a 6000 px
+    level a 1280 px painting was 4.7x upsampled).  At the levels where the painting would be
+    upsampled its own pixels are the target, so they add its finest brushwork at its own pixel
+    scale (docs/networks.md).  Texture: one example px is one output px at the finest level, times
+    ``example_scale``, so the coarser levels see the example shrunk alike.
     """
     nw, nh = native
     if job.texture:
         f = settings.example_scale * max(width, height) / max(job.width, job.height)
     else:
-        f = settings.style_scale * max(width, height) / max(nw, nh)
+        f = min(settings.style_scale * max(width, height) / max(nw, nh), 1.0)
     return max(16, round(nw * f)), max(16, round(nh * f))
 
 
@@ -316,6 +327,7 @@ class RenderState:
     rng: np.random.Generator
     progress: object
     fast_image: np.ndarray | None = None   # the fast start at its working size, once made
+    painted: np.ndarray | None = None      # the multi-scale fast start at the output size, once made
     snapshots: Snapshots | None = None
     executor: object | None = None          # hires.cluster.DaskRunner when tiles run on a cluster
     # the last finished level's result, held only here: the next level lets go of it once it has
@@ -351,6 +363,7 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
     settings = settings.replace(mode=output_mode(job, settings))
     if settings.method == "fast":
         return run_fast(job, settings, progress)
+    settings = with_network(settings)
     if job.texture:  # before the work key is made: the key holds the settings the render uses
         settings = texture_settings(job, settings, [io.image_size(p, "example") for p, _ in job.styles])
     plan = plan_job(job, settings)
@@ -484,10 +497,11 @@ def run_level(state: RenderState, lp: LevelPlan) -> None:
         content = io.load_image(state.job.content, size=(lv.width, lv.height), what="content",
                                 out=buffers.empty("content", shape))
     targets = level_targets(engine, state.job, s, lp, buffers, state.colour_ref)
+    coarser = None
     if canvas is None:
         canvas = initial_canvas(content, lv, s, state.rng, state.job, state.colour_ref)
     else:
-        previous = canvas
+        previous, coarser = canvas, canvas.shape[:2]
         canvas = io.resize(previous, lv.width, lv.height, out=buffers.empty("canvas", shape),
                            wrap=state.job.texture and s.seamless)
         state.scratch.discard(previous)
@@ -498,10 +512,7 @@ def run_level(state: RenderState, lp: LevelPlan) -> None:
     if fast_started:
         # above the fast start, the content to keep is the painted start, not the photo: pulled
         # toward the photo's features, the refinement washed the painting back out (README, gallery)
-        content = buffers.empty("content", shape)
-        for y in range(0, lv.height, STRIP):
-            content[y:y + STRIP] = canvas[y:y + STRIP]
-            release(content, canvas)
+        content = painted_content(state, canvas, coarser, buffers)
     for i, tiles in enumerate(lp.passes):
         after = state.snapshots.tile_done(lv.index, i) if state.snapshots else None
         ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after, state.executor, lp.reuse)
@@ -517,6 +528,43 @@ def run_level(state: RenderState, lp: LevelPlan) -> None:
         counters.net_s - net_s0, (counters.net_flop - flop0) / 1e9))
     state.scratch.discard(content)
     state.canvas = canvas
+
+
+def painted_content(state: RenderState, canvas: np.ndarray, coarser: tuple[int, int] | None,
+                    buffers: Buffers) -> np.ndarray:
+    """The content target of a level above the fast start, and its start: with ``multiscale`` the
+    multi-scale painting (fast.cascade, made once at the output size) at the level's size, whose
+    detail beyond the coarser level's size (``coarser``: (h, w)) is added to ``canvas``, so the level
+    starts from the coarser level's result with the painting's finer strokes; without it, a copy of
+    the start."""
+    content = buffers.empty("content", canvas.shape)
+    if not state.settings.multiscale or coarser is None:
+        for y in range(0, canvas.shape[0], STRIP):
+            content[y:y + STRIP] = canvas[y:y + STRIP]
+            release(content, canvas)
+        return content
+    if state.painted is None:
+        job, s = state.job, state.settings
+        stylist = fast.Stylist(job.styles, job.content, s, _recolour(state.colour_ref), pick_device(s.device))
+        stages = fast.stage_sizes(job.width, job.height, s.fast_size)
+        budget = parse_memory(s.memory)
+        # held through the levels that use it, which the plan does not count: on disk (its pages
+        # handed back after each use) when it is more than a sliver of the budget
+        disk = state.scratch.folder is not None and job.width * job.height * 12 > 0.05 * budget
+        state.painted, _ = paint(job, s, stylist, stages, state.scratch.for_level("painted", disk), budget,
+                                 state.progress)
+    h, w = canvas.shape[:2]
+    io.resize(state.painted, w, h, out=content)
+    blurred = io.resize(io.resize(state.painted, coarser[1], coarser[0]), w, h, out=buffers.empty("coarser", canvas.shape))
+    for y in range(0, h, STRIP):
+        canvas[y:y + STRIP] = np.clip(canvas[y:y + STRIP] + content[y:y + STRIP] - blurred[y:y + STRIP], 0.0, 1.0)
+        release(canvas, content, blurred)
+    buffers.discard(blurred)
+    release(state.painted)
+    if (h, w) == (state.job.height, state.job.width):  # the last level: not needed again
+        state.scratch.discard(state.painted)
+        state.painted = None
+    return content
 
 
 def _fast_level(state: RenderState, lp: LevelPlan, canvas, buffers: Buffers) -> np.ndarray:
@@ -606,34 +654,52 @@ def fast_start(lv: Level | None, job: Job, settings: Settings, colour_ref=None) 
 
 @dataclass
 class FastPlan:
-    """What ``--method fast`` will do: the transformer's working size, its tiles, where buffers live."""
+    """What ``--method fast`` will do: the transformer's working sizes (one, or the multi-scale
+    stages), its tiles at the largest, where buffers live."""
     width: int
     height: int
-    working: tuple[int, int]
+    stages: list[tuple[int, int]]
     tile: int
     tiles: int
     disk: bool
     budget: int
     peak_bytes: float
 
+    @property
+    def working(self) -> tuple[int, int]:
+        return self.stages[-1]
+
     def describe(self) -> list[str]:
         ww, wh = self.working
-        return [f"fast: target {self.width}x{self.height}, the network at {ww}x{wh}"
-                + ("" if (ww, wh) == (self.width, self.height) else " then resampled")
+        sizes = " then ".join(f"{w}x{h}" for w, h in self.stages)
+        return [f"fast: target {self.width}x{self.height}, the network at {sizes}"
+                + (f" (each stage over half the coarser one)" if len(self.stages) > 1 else "")
+                + ("" if (ww, wh) == (self.width, self.height) else ", resampled")
                 + f", {self.tiles} tile(s) of {self.tile} px, buffers {'on disk' if self.disk else 'in RAM'}, "
                   f"estimated peak {self.peak_bytes / 2**30:.2f} GiB of {self.budget / 2**30:.2f}"]
 
     def as_dict(self) -> dict:
-        return {"method": "fast", "width": self.width, "height": self.height, "working_width": self.working[0],
-                "working_height": self.working[1], "tile": self.tile, "tiles": self.tiles,
+        return {"method": "fast", "network": "magenta", "width": self.width, "height": self.height,
+                "working_width": self.working[0], "working_height": self.working[1],
+                "stages": [list(wh) for wh in self.stages], "tile": self.tile, "tiles": self.tiles,
                 "canvas": "disk" if self.disk else "ram", "memory_budget_bytes": self.budget,
                 "peak_bytes": int(self.peak_bytes)}
 
 
+def fast_stages(job: Job, s: Settings) -> list[tuple[int, int]]:
+    if s.multiscale:
+        return fast.stage_sizes(job.width, job.height, s.fast_size)
+    return [fast.working_size(job.width, job.height, s.fast_size)]
+
+
 def fast_plan(job: Job, s: Settings) -> FastPlan:
     budget = parse_memory(s.memory)
-    ww, wh = fast.working_size(job.width, job.height, s.fast_size)
-    ram_bytes = 2 * ww * wh * 12 + 2 * job.width * job.height * 12   # content and result at both sizes
+    stages = fast_stages(job, s)
+    ww, wh = stages[-1]
+    # the photo, the result and the coarser stage resampled at the largest stage, the first stage,
+    # and the output when it is resampled
+    ram_bytes = 3 * ww * wh * 12 + (stages[0][0] * stages[0][1] * 12 if len(stages) > 1 else 0)
+    ram_bytes += 2 * job.width * job.height * 12 if (ww, wh) != (job.width, job.height) else 0
     disk = fast.FIXED_BYTES + ram_bytes > 0.6 * budget
     per_px = fast.bytes_per_px(s.builtin_style is not None)
     tile = fast.tile_for(budget, ww, wh, 0 if disk else ram_bytes, per_px)
@@ -643,18 +709,31 @@ def fast_plan(job: Job, s: Settings) -> FastPlan:
     if peak > budget:  # as for the optimised method: refused before any work
         raise BudgetError(f"--memory: {s.memory} is too small for --method fast at {job.width}x{job.height}; it "
                           f"needs about {peak / 2**30:.2f} GiB even with the smallest tiles; raise --memory")
-    return FastPlan(job.width, job.height, (ww, wh), tile, len(tiles), disk, budget, peak)
+    return FastPlan(job.width, job.height, stages, tile, len(tiles), disk, budget, peak)
+
+
+def paint(job: Job, s: Settings, stylist: fast.Stylist, stages, scratch: Buffers, budget: int, progress=ignore):
+    """The content painted by the fast network at ``stages`` (fast.cascade): the image at the last
+    stage's size, in ``scratch``, and the tiling of the largest run."""
+    def content_at(size, out):
+        return io.load_image(job.content, size=size, what="content", out=out)
+
+    def stage_done(w, h):
+        progress(Note(f"fast: painted at {w}x{h}"))
+
+    return fast.cascade(stylist, content_at, stages, scratch, budget, stage_done if len(stages) > 1 else None)
 
 
 def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
-    """``--method fast``: the feed-forward network at the working size (tiled, with exact whole-image
-    instance norm, when the budget asks), resampled to the output size, colour option, atomic write."""
+    """``--method fast``: the feed-forward network at the working size, or at every stage of the
+    multi-scale cascade (tiled, with exact whole-image instance norm, when the budget asks),
+    resampled to the output size, colour option, atomic write."""
     t0 = time.perf_counter()
     if job.texture:
         raise OptionError("--method fast: textures are synthesised by optimisation; leave --method at optimise")
     s = settings
     fp = fast_plan(job, s)
-    (ww, wh), disk, tile = fp.working, fp.disk, fp.tile
+    (ww, wh), disk = fp.working, fp.disk
     if disk and job.output is None:
         raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {s.memory} in memory; "
                           "give an output path so it can be written from disk, or raise --memory")
@@ -674,14 +753,9 @@ def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
         work = checkpoints.folder
         scratch = Buffers(work.path / f"buffers-{os.getpid()}" if work else None, disk)
         try:
-            content = io.load_image(job.content, size=(ww, wh), what="content",
-                                    out=scratch.empty("content", (wh, ww, 3)))
-            result = scratch.empty("stylised", (wh, ww, 3))
             t_net = time.perf_counter()
-            report = stylist.runner()(content, result, tile)
+            result, report = paint(job, s, stylist, fp.stages, scratch, fp.budget, progress)
             net_s = time.perf_counter() - t_net
-            scratch.discard(content)
-            del content
             if (ww, wh) != (job.width, job.height):
                 small = result
                 result = io.resize(small, job.width, job.height,

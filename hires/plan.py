@@ -14,33 +14,9 @@ from dataclasses import dataclass, field, replace
 
 from hires.config import Settings, parse_memory
 from hires.errors import BudgetError
-from hires.nets import LAYER_INDEX, LAYER_RADIUS, LAYER_STRIDE, LAYERS
+from hires.layers import activation_bytes_per_pixel, flops_per_pixel
 from hires.pyramid import Level, schedule
 from hires.tiles import ALIGN, Tile, cut_fractions, grid, stagger
-
-# ---------------------------------------------------------------- the network's cost model
-
-def flops_per_pixel(deepest: str) -> float:
-    """Forward FLOPs per input pixel of the network up to ``deepest`` (2 x multiply-adds)."""
-    total, in_ch = 0.0, 3
-    for name, idx, ch, stride, _ in LAYERS:
-        if name.startswith("conv"):
-            total += 2.0 * in_ch * ch * 9 / stride**2
-            in_ch = ch
-        if idx >= LAYER_INDEX[deepest]:
-            break
-    return total
-
-
-def activation_bytes_per_pixel(deepest: str) -> float:
-    """float32 bytes per input pixel of the activations autograd keeps, up to ``deepest``."""
-    total = 3 * 4.0
-    for name, idx, ch, stride, _ in LAYERS:
-        total += ch * 4.0 / stride**2
-        if idx >= LAYER_INDEX[deepest]:
-            break
-    return total
-
 
 # ---------------------------------------------------------------- the planner
 
@@ -67,7 +43,7 @@ HEADROOM = 0.9                   # plan to 90% of --memory: allocator slack and 
 def auto_margin(level: Level) -> int:
     """Context px around a tile: the receptive radius of the deepest layer used, so every owned
     activation of a tile is exactly the whole image's (the padding inside a tile never reaches it)."""
-    return -(-LAYER_RADIUS[level.deepest] // ALIGN) * ALIGN
+    return -(-level.radius // ALIGN) * ALIGN
 
 
 def auto_overlap(level: Level) -> int:
@@ -81,12 +57,12 @@ def auto_overlap(level: Level) -> int:
     blend.  Measured on issue 10's 1024 px texture (a relu4_1 level): 16 px left a band 4.8
     standard deviations of the row-mean wobble (``seams.soft_band``), 48 px none (2.95, as along
     any line)."""
-    stride = LAYER_STRIDE[level.deepest]
+    stride = level.stride
     return auto_margin(level) if stride >= 8 else 2 * stride
 
 
 def tile_bytes(region_px: int, level: Level, optimizer: str, disk: bool = False, reuse: bool = True) -> float:
-    act = activation_bytes_per_pixel(level.deepest) * (REUSE_FACTOR if reuse else BACKWARD_FACTOR) * region_px
+    act = activation_bytes_per_pixel(level.layers) * (REUSE_FACTOR if reuse else BACKWARD_FACTOR) * region_px
     hist = (LBFGS_HISTORY * 2 + 4) * 3 * 4 * region_px if optimizer == "lbfgs" else 4 * 3 * 4 * region_px
     return act + hist + (CANVAS_BYTES_PER_PX * region_px if disk else 0)
 
@@ -158,6 +134,7 @@ class Plan:
     # this machine's TileCost of each optimised level, by level index; see measure_costs
     costs: dict | None = None
     notes: list[str] = field(default_factory=list)   # advice shown with the plan
+    network: str = "hybrid"                           # the feature network the levels' layers belong to
 
     @property
     def peak_bytes(self) -> float:
@@ -190,7 +167,8 @@ class Plan:
         return None if self.costs is None else sum(self.level_seconds(lp) for lp in self.levels)
 
     def as_dict(self) -> dict:
-        return {"width": self.width, "height": self.height, "memory_budget_bytes": self.budget,
+        return {"network": self.network, "width": self.width, "height": self.height,
+                "memory_budget_bytes": self.budget,
                 "peak_bytes": int(self.peak_bytes), "gflop": self.flop / 1e9,
                 "est_seconds": self.est_seconds, "notes": self.notes,
                 "levels": [dict(lp.as_dict(), est_seconds=self.level_seconds(lp)) for lp in self.levels]}
@@ -257,7 +235,7 @@ def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool, reus
     passes = [grid(W, H, tile, overlap, margin, s.seamless)]
     if s.second_pass and len(passes[0]) > 1:
         passes.append(grid(W, H, tile, overlap, margin, s.seamless, shift=tile // 2))
-    fpp = flops_per_pixel(level.deepest)
+    fpp = flops_per_pixel(level.layers)
     # per pass: one statistics forward, one content forward, iterations x (forward + backward ~ 2x)
     flop = sum(sum(t.shape[0] * t.shape[1] for t in tiles) for tiles in passes) * fpp * (2 + 2 * level.iterations)
     peak = base + max(tile_bytes(largest(tiles), level, optimizer, disk, reuse) for tiles in passes)
@@ -284,14 +262,16 @@ def _staggered(lp: LevelPlan, coarser: list[LevelPlan]) -> LevelPlan:
 def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tuple[int, int]] = (),
               calibrate: bool = False) -> Plan:
     """Plan every level of a ``width`` x ``height`` render within ``settings.memory``."""
+    from hires.nets import resolve_network
     budget = parse_memory(settings.memory)
+    network = resolve_network(settings.network, settings.weights)
     levels = []
-    for lv in schedule(width, height, settings):
+    for lv in schedule(width, height, settings, network):
         f = max(lv.width, lv.height) / max(width, height)
         style_px = int(sum(sw * sh * f * f for sw, sh in style_sizes))
         lp = plan_level(lv, settings, budget, style_px)
         levels.append(_staggered(lp, levels) if settings.seamless else lp)
-    plan = Plan(width, height, budget, levels)
+    plan = Plan(width, height, budget, levels, network=network)
     if calibrate:
         plan.calibrate(settings)
     return plan
@@ -315,7 +295,7 @@ class TileCost:
         MAPPED_COST), the set-up of each tile shape, and the style images' statistics pass, one
         forward (half a tile's fixed part)."""
         tiles = lp.forward_gflop * (self.fixed + lp.level.iterations * self.per_eval * lp.time_factor)
-        style = lp.style_px * flops_per_pixel(lp.level.deepest) / 1e9 * self.fixed / 2
+        style = lp.style_px * flops_per_pixel(lp.level.layers) / 1e9 * self.fixed / 2
         return tiles + lp.shapes * self.setup + style
 
 
@@ -365,7 +345,8 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = M
     from hires.engine import Engine
     from hires import costcache
     cached, found = costcache.load(), {}
-    engine = Engine(settings.replace(network="random", seamless=False, second_pass=False))
+    # the hybrid network computes every layer (VGG19's as the random one does, at the same cost)
+    engine = Engine(settings.replace(network="hybrid", seamless=False, second_pass=False))
     rng = np.random.default_rng(0)
     # what the first refine of a process pays once (libraries' own set-up), paid here, so that
     # the first probe's set-up is that of a new tile shape only: counted once per shape, a one-off
@@ -389,7 +370,7 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = M
         probe = _Probe(engine, lv, h, w, rng)
         first = probe.run(1)
         one, more = probe.run(1), probe.run(1 + PROBE_EVALS)
-        gflop = h * w * flops_per_pixel(lv.deepest) / 1e9
+        gflop = h * w * flops_per_pixel(lv.layers) / 1e9
         per_eval = max(more - one, 0.0) / PROBE_EVALS
         out[lv.index] = TileCost(max(one - per_eval, 0.0) / gflop, per_eval / gflop, max(first - one, 0.0))
         found[entry] = (out[lv.index].fixed, out[lv.index].per_eval, out[lv.index].setup)
@@ -400,7 +381,7 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = M
 
 def describe(plan: Plan) -> list[str]:
     """Human-readable lines of a plan (the CLI prints them)."""
-    lines = [f"target {plan.width}x{plan.height}, memory budget {plan.budget / 2**30:.2f} GiB, "
+    lines = [f"target {plan.width}x{plan.height}, {plan.network} network, memory budget {plan.budget / 2**30:.2f} GiB, "
              f"estimated peak {plan.peak_bytes / 2**30:.2f} GiB"]
     for lp in plan.levels:
         lv = lp.level
@@ -408,7 +389,7 @@ def describe(plan: Plan) -> list[str]:
             lines.append(f"  level {lv.index}: {lv.width}x{lv.height}, the fast network's stylisation, resampled")
             continue
         lines.append(f"  level {lv.index}: {lv.width}x{lv.height}, {len(lp.tiles)} tile(s) of {lp.tile} px "
-                     f"(+{lp.margin} px context), {lv.iterations} iterations, layers up to {lv.deepest}, "
+                     f"(+{lp.margin} px context), {lv.iterations} iterations, layers {','.join(lv.layers)}, "
                      f"{lp.flop / 1e12:.2f} TFLOP, peak {lp.peak_bytes / 2**30:.2f} GiB"
                      + (", buffers on disk" if lp.disk else "")
                      + (f", about {plan.level_seconds(lp) / 60:.1f} min" if plan.costs else ""))

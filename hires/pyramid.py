@@ -5,7 +5,11 @@ import math
 from dataclasses import dataclass
 
 from hires.config import Settings
-from hires.nets import LAYER_INDEX
+from hires.layers import LAYERS, keep_rank
+
+
+def _depth(name: str) -> int:
+    return LAYERS[name].index
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,17 @@ class Level:
 
     @property
     def deepest(self) -> str:
-        return max((*self.style_layers, self.content_layer), key=LAYER_INDEX.__getitem__)
+        return max((*self.style_layers, self.content_layer), key=_depth)
+
+    @property
+    def stride(self) -> int:
+        """The largest stride among the level's layers: its sizes and tile origins align to it."""
+        return max(LAYERS[n].stride for n in self.layers)
+
+    @property
+    def radius(self) -> int:
+        """How far (px) the level's deepest-seeing layer sees: the tiles' context margin."""
+        return max(LAYERS[n].radius for n in self.layers)
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -31,11 +45,16 @@ class Level:
         return self.width * self.height
 
 
-def schedule(width: int, height: int, settings: Settings) -> list[Level]:
-    """Levels by factor 2 from the whole-frame base level (long side <= base_size) to the target."""
+def schedule(width: int, height: int, settings: Settings, network: str | None = None) -> list[Level]:
+    """Levels by factor 2 from the whole-frame base level (long side <= base_size) to the target, with
+    ``network``'s layers (default: the one ``settings.network`` resolves to)."""
     long_side = max(width, height)
     n_up = max(0, math.ceil(math.log2(long_side / settings.base_size))) if long_side > settings.base_size else 0
-    layers = sorted(settings.style_layers, key=LAYER_INDEX.__getitem__)
+    if network is None:
+        from hires.nets import resolve_network
+        network = resolve_network(settings.network, settings.weights)
+    style_layers, content_layer = settings.layers_for(network)
+    layers = sorted(style_layers, key=lambda n: keep_rank(n, network))
     levels = []
     fast_long = min(settings.fast_size, long_side) if settings.fast_size else long_side
     for k in range(n_up + 1):
@@ -45,11 +64,11 @@ def schedule(width: int, height: int, settings: Settings) -> list[Level]:
         # high resolution a deep layer's receptive field covers a small part of the picture, so
         # each finer level drops the deepest style layer: shallower network, less compute per px.
         keep = max(min(settings.min_style_layers, len(layers)), len(layers) - k)
-        style = tuple(layers[:keep])
-        deepest = max(LAYER_INDEX[n] for n in style)
-        content = settings.content_layer
-        if LAYER_INDEX[content] > deepest:
-            content = max(style, key=LAYER_INDEX.__getitem__)
+        style = tuple(sorted(layers[:keep], key=_depth))
+        deepest = max(_depth(n) for n in style)
+        content = content_layer
+        if _depth(content) > deepest:
+            content = max(style, key=_depth)
         # with a fast start, every level up to the network's working size is its stylisation, resampled:
         # optimising those levels with a weight-free network washes the painted look out
         # (benchmarks/results/gallery/compare_*.jpg); the finer levels refine on top of it

@@ -153,9 +153,21 @@ def ownership(tile: Tile, strides) -> dict[int, np.ndarray]:
     pix[by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0] = blend_window(tile)
     out = {}
     for s in set(strides):
-        hs, ws = h // s, w // s
-        out[s] = pix[:hs * s, :ws * s].reshape(hs, s, ws, s).mean(axis=(1, 3))
+        out[s] = block_mean(pix, s)
     return out
+
+
+def block_mean(a: np.ndarray, s: int) -> np.ndarray:
+    """The mean of each s x s block of (h, w) ``a``; a block the edge cuts short (an odd side, as
+    the networks' pooling keeps it) is the mean of the pixels it has."""
+    h, w = a.shape
+    hs, ws = -(-h // s), -(-w // s)
+    full = np.zeros((hs * s, ws * s), np.float64)
+    full[:h, :w] = a
+    sums = full.reshape(hs, s, ws, s).sum(axis=(1, 3))
+    rows = np.minimum(s, h - np.arange(hs) * s)
+    cols = np.minimum(s, w - np.arange(ws) * s)
+    return (sums / (rows[:, None] * cols[None, :])).astype(np.float32)
 
 
 def owned_box(wmap: np.ndarray) -> tuple[slice, slice]:

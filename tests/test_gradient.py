@@ -20,11 +20,16 @@ from hires.pyramid import Level
 from hires.stats import make_target
 from hires.tiles import grid, take
 
-W, H = 176, 144
-LAYERS = ("relu1_1", "relu2_1", "relu3_1")
+# a photo of odd sides (the last positions of every stride cover a part block), a seamless texture
+# of sides that are multiples of the deepest stride (it must wrap exactly)
+SIZES = {False: (171, 139), True: (176, 144)}
+# (style layers, content layer) per network: the hybrid's MobileNetV2 layers down to stride 8
+# (mb6: a 36 px receptive radius, 48 px margins, so the tiles' context is really exercised)
+NETWORKS = {"random": (("relu1_1", "relu2_1", "relu3_1"), "relu3_1"),
+            "hybrid": (("relu1_1", "relu2_1", "mb0", "mb3", "mb6"), "mb6")}
 
 
-def reference_loss(net, x, targets, s: Settings, content_feat, content_layer):
+def reference_loss(net, x, targets, s: Settings, content_feat, content_layer, LAYERS):
     """The whole-image loss written out from DESIGN.md: per layer ||G - G_s||^2 / ||G_s||^2 with
     G = F^T F / N, plus the mean term, averaged over layers; plus the content term."""
     feats = net(x, (*LAYERS, content_layer))
@@ -42,14 +47,17 @@ def reference_loss(net, x, targets, s: Settings, content_feat, content_layer):
     return loss
 
 
+@pytest.mark.parametrize("network", list(NETWORKS))
 @pytest.mark.parametrize("seamless", [False, True], ids=["photo", "seamless-texture"])
-def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path, texture_path, seamless):
-    s = Settings(network="random", seamless=seamless, mean_weight=0.5, content_weight=0.0 if seamless else 0.4,
-                 style_layers=LAYERS, content_layer="relu3_1")
+def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path, texture_path, seamless, network):
+    LAYERS, cl = NETWORKS[network]
+    W, H = SIZES[seamless]
+    s = Settings(network=network, seamless=seamless, mean_weight=0.5, content_weight=0.0 if seamless else 0.4,
+                 style_layers=LAYERS, content_layer=cl)
     engine = Engine(s)
     engine.net.double()
     engine.dtype = torch.float64
-    level = Level(0, W, H, 1, LAYERS, "relu3_1")
+    level = Level(0, W, H, 1, LAYERS, cl)
     rng = np.random.default_rng(3)
     if seamless:
         content = None
@@ -71,14 +79,14 @@ def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path
     content_feat = None
     if content is not None:
         with torch.no_grad():
-            content_feat = flat(engine.net(to_tensor(content, "cpu", torch.float64), ["relu3_1"])["relu3_1"])
-    reference_loss(engine.net, x, targets, s, content_feat, "relu3_1").backward()
+            content_feat = flat(engine.net(to_tensor(content, "cpu", torch.float64), [cl])[cl])
+    reference_loss(engine.net, x, targets, s, content_feat, cl, LAYERS).backward()
     want = x.grad[0].permute(1, 2, 0).numpy()
     assert np.abs(want).max() > 0
 
     # the same through the engine's single whole-frame tile, and through many tiles
     tiles = grid(W, H, 48, 4, auto_margin(level), seamless)
-    assert len(tiles) >= 9
+    assert len(tiles) >= 9 and auto_margin(level) >= level.radius
     for grid_ in (whole, tiles):
         glob = engine.stats_pass(x0, level.style_layers, level.deepest, grid_)
         total = np.zeros_like(want)

@@ -99,9 +99,9 @@ def test_lookup_order(tmp_path, monkeypatch):
         nets.find_weights(tmp_path / "nope.pth")
 
 
-def test_build_network_auto_falls_back_to_random_and_vgg19_requires_weights(tmp_path, monkeypatch):
+def test_build_network_auto_falls_back_to_hybrid_and_vgg19_requires_weights(tmp_path, monkeypatch):
     net, name, message = nets.build_network("auto")
-    assert name == "random" and "hires weights fetch" in message
+    assert name == "hybrid" and "hires weights fetch" in message
     with pytest.raises(WeightsError, match="hires weights fetch"):
         nets.build_network("vgg19")
     path = write_state_dict(tmp_path)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hires.config import Settings
-from hires.errors import BudgetError
+from hires.errors import BudgetError, OptionError
 from hires.plan import TileCost, describe, flops_per_pixel, make_plan, measure_costs
 from hires.pyramid import schedule
 from hires.tiles import ALIGN, grid, ownership, take
@@ -36,7 +36,7 @@ def test_ownership_weights_sum_to_one_on_every_layer_grid(seamless):
     w, h = (400, 290) if not seamless else (256, 192)
     tiles = grid(w, h, 128, 32, 48, seamless)
     for stride in (1, 2, 4, 8, 16):
-        total = np.zeros((h // stride, w // stride))
+        total = np.zeros((-(-h // stride), -(-w // stride)))  # a part block at an odd side is a position
         for t in tiles:
             assert (t.region[0] % ALIGN, t.region[2] % ALIGN) == (0, 0) or not seamless and 0 in t.region[::2]
             wmap = ownership(t, [stride])[stride]
@@ -54,7 +54,7 @@ def test_take_wraps():
 
 
 def test_schedule_levels_double_and_get_shallower():
-    levels = schedule(6000, 4500, Settings(init="content"))
+    levels = schedule(6000, 4500, Settings(init="content", network="random"))
     assert [max(lv.width, lv.height) for lv in levels] == [375 * 2 ** k for k in range(5)]
     assert (levels[-1].width, levels[-1].height) == (6000, 4500)
     depths = [len(lv.style_layers) for lv in levels]
@@ -62,6 +62,19 @@ def test_schedule_levels_double_and_get_shallower():
     assert levels[0].content_layer == "relu4_2" and levels[-1].content_layer == "relu2_1"
     assert [lv.iterations for lv in levels] == [150, 40, 20, 10, 10]
     assert len(schedule(300, 200, Settings())) == 1
+
+
+def test_hybrid_schedule_keeps_colour_and_small_shapes_at_the_fine_levels():
+    """The hybrid's levels drop mb13, mb6, then relu2_1 (its costliest layer), keeping relu1_1 and mb3;
+    the content layer follows the deepest kept (mb10, then no deeper than the style layers)."""
+    levels = schedule(6000, 4500, Settings(init="content", network="hybrid"))
+    assert [lv.style_layers for lv in levels] == [
+        ("relu1_1", "relu2_1", "mb3", "mb6", "mb13"), ("relu1_1", "relu2_1", "mb3", "mb6"),
+        ("relu1_1", "relu2_1", "mb3"), ("relu1_1", "mb3"), ("relu1_1", "mb3")]
+    assert [lv.content_layer for lv in levels] == ["mb10", "mb6", "mb3", "mb3", "mb3"]
+    assert [lv.stride for lv in levels] == [16, 8, 4, 4, 4] and levels[0].radius == 148
+    with pytest.raises(OptionError, match="need --network hybrid"):
+        schedule(600, 400, Settings(network="random", style_layers=("relu1_1", "mb3")))
 
 
 def test_planner_fits_budget_with_smaller_tiles_and_refuses_impossible():
@@ -122,7 +135,7 @@ def test_planner_weighs_reused_memory_against_the_tiles_it_costs():
     takes them unless the smaller tiles cost more work than the speed gives back."""
     from hires.config import parse_memory
     from hires.plan import MAPPED_COST, _fit, plan_level, tile_bytes
-    s = Settings(init="content")
+    s = Settings(init="content", network="random")
     base = schedule(1500, 1125, s)[0]  # 375x281, relu5_1 deep
     assert tile_bytes(100_000, base, "lbfgs", reuse=True) > tile_bytes(100_000, base, "lbfgs", reuse=False)
     roomy = plan_level(base, s, parse_memory("4GiB"), 0)
@@ -164,7 +177,7 @@ def test_level_time_counts_each_tile_and_each_evaluation():
     lp = plan.levels[-1]
     assert lp.style_px == 3000 * 2400 and lp.forward_gflop * (2 + 2 * 10) == pytest.approx(lp.flop / 1e9)
     fixed_only, evals_only = TileCost(1e-3, 0.0), TileCost(0.0, 1e-3)
-    style = lp.style_px * flops_per_pixel(lp.level.deepest) / 1e9 * 1e-3 / 2
+    style = lp.style_px * flops_per_pixel(lp.level.layers) / 1e9 * 1e-3 / 2
     assert fixed_only.level_seconds(lp) == pytest.approx(lp.forward_gflop * 1e-3 + style)
     assert evals_only.level_seconds(lp) == pytest.approx(lp.forward_gflop * 1e-3 * 10 * lp.time_factor)
 
@@ -185,7 +198,8 @@ def test_cut_ramps_span_several_positions_of_the_deepest_layer():
     1024 px level's cuts (benchmarks/texture_scale.py; reproduced at 512 px, row step 4.0 at the cut
     against 1.7 elsewhere, none with the ramp chosen here)."""
     from hires.nets import LAYER_STRIDE
-    plan = make_plan(4096, 4096, Settings(memory="2GiB", seamless=True, base_size=512, init="noise"))  # a texture's
+    plan = make_plan(4096, 4096, Settings(memory="2GiB", seamless=True, base_size=512, init="noise",
+                                          network="random"))  # a texture's
     tiled = [lp for lp in plan.levels if len(lp.tiles) > 1]
     assert {lp.level.deepest for lp in tiled} >= {"relu4_1", "relu3_1"}
     for lp in tiled:
