@@ -673,7 +673,7 @@ class FastPlan:
         ww, wh = self.working
         sizes = " then ".join(f"{w}x{h}" for w, h in self.stages)
         return [f"fast: target {self.width}x{self.height}, the network at {sizes}"
-                + (f" (each stage over half the coarser one)" if len(self.stages) > 1 else "")
+                + (" (each stage over half the coarser one)" if len(self.stages) > 1 else "")
                 + ("" if (ww, wh) == (self.width, self.height) else ", resampled")
                 + f", {self.tiles} tile(s) of {self.tile} px, buffers {'on disk' if self.disk else 'in RAM'}, "
                   f"estimated peak {self.peak_bytes / 2**30:.2f} GiB of {self.budget / 2**30:.2f}"]
