@@ -23,10 +23,10 @@ def data(rel: str, bundled: str) -> Path:
     return p if p.exists() else ROOT / "hires" / "data" / bundled
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
-    """fp32 matmul rate of this machine through torch (the same BLAS the network uses)."""
+def matmul_gflops(n: int = 2048, repeats: int = 3, dtype=None) -> float:
+    """fp32 (or ``dtype``) matmul rate of this machine through torch (the same BLAS the network uses)."""
     import torch
-    a, b = torch.rand(n, n), torch.rand(n, n)
+    a, b = torch.rand(n, n, dtype=dtype), torch.rand(n, n, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(repeats):
@@ -36,8 +36,38 @@ def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    """What the figures of a result file depend on: the CPU, what torch makes of it (its capability,
+    restricted by ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA: an emulation of a smaller CPU, said
+    as such), bf16 and AMX, and this run's fp32 (and native bf16) matmul rates."""
+    import torch
+
+    from hires.engine import bf16_supported, isa_restricted
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    restricted = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+                  if k in os.environ}
+    out = {"cpus": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(),
+           "python": platform.python_version(), "torch": torch.__version__,
+           "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_bf16" in flags,
+           "isa_restricted": isa_restricted(), "restriction": restricted or None,
+           "emulated": bool(restricted), "matmul_fp32_gflops": round(matmul_gflops(), 1)}
+    if bf16_supported():
+        out["matmul_bf16_gflops"] = round(matmul_gflops(dtype=torch.bfloat16), 1)
+    return out
 
 
 def write_json(name: str, payload: dict) -> Path:

@@ -4,6 +4,7 @@
     python benchmarks/gallery.py compare      # the three ways to render, side by side
     python benchmarks/gallery.py builtin      # the 26 built-in styles on one photo, numbered
     python benchmarks/gallery.py print_crops  # the same full-resolution crops of three 6000x4500 renders
+    python benchmarks/gallery.py print_compare  # the print before issue 23, the multi-scale start, the default
     python benchmarks/gallery.py textures     # three examples beside a 2x2 repeat of their seamless
                                               # 1024 px textures; one example at three --example-scale
 
@@ -123,6 +124,34 @@ def print_crops() -> None:
         strip.jpegsave(str(OUT / f"print_crops_{i}_at_{x}x{y}.jpg"), Q=92)
 
 
+# the 512 px windows of the print crops made before issue 23 (random VGG19, the fast start resampled
+# from 1024 px), kept as print_6000x4500_random_vgg_crop*.png: the new prints are cut at the same ones
+BEFORE = [(720, 720), (2160, 1440), (1728, 1728)]
+PRINTS = [("random_vgg", None), ("multiscale_fast_only", "print_6000x4500_fast_multiscale.tif"),
+          ("default", "print_6000x4500.tif")]
+
+
+def print_compare() -> None:
+    """The same 512 px windows (BEFORE) of the 6000x4500 forest print with The Starry Night: before
+    issue 23 (random VGG19), the multi-scale fast start alone (``print_scale.py --set
+    'method="fast"' --name print_6000x4500_fast_multiscale``) and the default now (print_scale.py),
+    side by side in print_compare_N_at_XxY.jpg."""
+    import pyvips
+    for i, (cx, cy) in enumerate(BEFORE):
+        row = []
+        for name, tif in PRINTS:
+            if tif is None:
+                row.append(pyvips.Image.new_from_file(str(OUT / f"print_6000x4500_random_vgg_crop{i}_at_{cx}x{cy}.png")))
+                continue
+            im = pyvips.Image.new_from_file(str(RESULTS / tif))
+            if im.format != "uchar":
+                im = (im / 257).cast("uchar")
+            row.append(im.crop(cx - 256, cy - 256, 512, 512))
+        row = [r.extract_band(0, n=3) if r.bands > 3 else r for r in row]
+        pyvips.Image.arrayjoin(row, across=len(row), shim=16, background=[255, 255, 255]).jpegsave(
+            str(OUT / f"print_compare_{i}_at_{cx}x{cy}.jpg"), Q=92)
+
+
 TEXTURES = ["textures/stone_bricks_ambientcg_bricks102.jpg", "textures/bark_ambientcg_bark014.jpg",
             "textures/mossy_rock_ambientcg_rock053.jpg"]
 SCALES = [0.5, 1.0, 2.0]
@@ -189,6 +218,8 @@ def main() -> None:
         return textures(net, sys.argv[4:] if net else [])
     if sys.argv[1:2] == ["compare"]:
         return compare(reuse_random="--reuse-random" in sys.argv)
+    if sys.argv[1:] == ["print_compare"]:
+        return print_compare()
     if sys.argv[1:] == ["print_crops"]:
         return print_crops()
     if sys.argv[1:] == ["builtin"]:

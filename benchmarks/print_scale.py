@@ -125,8 +125,9 @@ def main() -> None:
         "per_level": result["levels"], "plan": result["plan"], "machine": machine(),
         "content": Path(a.content).name, "style": Path(a.style).name, "settings": settings,
     }
-    payload["gallery"] = crops(output, result["plan"], name)
-    payload["seams"] = seam_ratios(output, result["plan"])
+    if "levels" in result["plan"]:  # an optimised render (--method fast has no levels, no tile seams)
+        payload["gallery"] = crops(output, result["plan"], name)
+        payload["seams"] = seam_ratios(output, result["plan"])
     print(json.dumps({k: v for k, v in payload.items() if k not in ("per_level", "plan")}, indent=2))
     write_json(f"{name}.json", payload)
 

@@ -255,3 +255,31 @@ def cascade(stylist: Stylist, content_at, sizes: list[tuple[int, int]], buffers,
     buffers.discard(band)
     buffers.discard(first)
     return prev, report
+
+
+# the tiled transformer's work in whole-network passes: one statistics pass per CIN layer, each
+# running the network up to that layer (the FLOP share up to the 13 layers' inputs sums to 7.2: the
+# contract convs are 11% of the network, each residual conv 6%, the expand convs 12%, 12% and 5%),
+# then the pass that writes.  Measured: 6000x4500 in 35 tiles took 9.0 untiled passes' time
+# (benchmarks/results/fast_6000x4500.json), the rest being the tiles' context margins
+TILED_PASSES = 8.2
+
+
+def stage_seconds(width: int, height: int, budget: int, rate: float, per_px: int = BYTES_PER_PX) -> float:
+    """Estimated seconds of the transformer over a ``width`` x ``height`` stage of the cascade, at
+    ``rate`` seconds per px of an untiled pass (measure_rate), tiled as the cascade tiles it."""
+    tiles = grid(width, height, tile_for(budget, width, height, 3 * width * height * 12, per_px), 0, MARGIN, False)
+    px = sum(t.shape[0] * t.shape[1] for t in tiles)
+    return px * rate * (TILED_PASSES if len(tiles) > 1 else 1.0)
+
+
+def measure_rate(device="cpu", side: int = 512) -> float:
+    """Seconds per px of one untiled pass of the transformer on this machine (after a warm-up)."""
+    import time
+    runner = TiledTransformer(torch.zeros(1, magenta.BOTTLENECK), device)
+    x = np.random.default_rng(0).random((side, side, 3), dtype=np.float32)
+    y = np.empty_like(x)
+    runner(x[:128, :128], y[:128, :128], side)
+    t = time.perf_counter()
+    runner(x, y, side)
+    return (time.perf_counter() - t) / (side * side)

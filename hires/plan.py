@@ -81,6 +81,7 @@ class LevelPlan:
     reuse: bool = True   # evaluations reuse freed memory (faster, larger peak; canvas.reuse_memory)
     optimizer: str = "lbfgs"
     style_px: int = 0    # px of the style images at the level's scale (their statistics pass)
+    paint: tuple = ()    # sizes of the multi-scale fast start's stages, painted when this level starts
 
     @property
     def tiles(self) -> list[Tile]:
@@ -122,7 +123,7 @@ class LevelPlan:
                 "overlap": self.overlap, "shift": self.shift,
                 "tiles": len(self.tiles), "passes": len(self.passes), "peak_bytes": int(self.peak_bytes),
                 "gflop": self.flop / 1e9, "canvas": "disk" if self.disk else "ram", "reuse_memory": self.reuse,
-                "optimizer": self.optimizer}
+                "optimizer": self.optimizer, "paint_stages": [list(wh) for wh in self.paint]}
 
 
 @dataclass
@@ -135,6 +136,7 @@ class Plan:
     costs: dict | None = None
     notes: list[str] = field(default_factory=list)   # advice shown with the plan
     network: str = "hybrid"                           # the feature network the levels' layers belong to
+    paint_rate: float | None = None                   # seconds per px of an untiled fast-network pass
 
     @property
     def peak_bytes(self) -> float:
@@ -156,11 +158,23 @@ class Plan:
             return None
         if not lp.flop:
             return 0.0
-        return self.costs[lp.level.index].level_seconds(lp)
+        return self.costs[lp.level.index].level_seconds(lp) + self.paint_seconds(lp)
+
+    def paint_seconds(self, lp: LevelPlan) -> float:
+        """The multi-scale start's time, when ``lp`` paints it (fast.stage_seconds)."""
+        from hires import fast
+        if not lp.paint or self.paint_rate is None:
+            return 0.0
+        return sum(fast.stage_seconds(w, h, self.budget, self.paint_rate) for w, h in lp.paint)
 
     def calibrate(self, settings: Settings) -> None:
-        """Time this machine at each network depth of the plan (see measure_costs)."""
+        """Time this machine at each network depth of the plan (see measure_costs), and the fast
+        network when a level paints the multi-scale start."""
         self.costs = measure_costs(settings, self.levels)
+        if any(lp.paint for lp in self.levels):
+            from hires import fast
+            from hires.engine import pick_device
+            self.paint_rate = fast.measure_rate(pick_device(settings.device))
 
     @property
     def est_seconds(self) -> float | None:
@@ -271,6 +285,11 @@ def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tup
         style_px = int(sum(sw * sh * f * f for sw, sh in style_sizes))
         lp = plan_level(lv, settings, budget, style_px)
         levels.append(_staggered(lp, levels) if settings.seamless else lp)
+    if settings.multiscale:  # the first optimised level above the fast start paints the multi-scale start
+        from hires.fast import stage_sizes
+        above = [i for i, lp in enumerate(levels) if i and levels[i - 1].level.fast and not lp.level.fast]
+        if above:
+            levels[above[0]] = replace(levels[above[0]], paint=tuple(stage_sizes(width, height, settings.fast_size)))
     plan = Plan(width, height, budget, levels, network=network)
     if calibrate:
         plan.calibrate(settings)
@@ -392,6 +411,9 @@ def describe(plan: Plan) -> list[str]:
                      f"(+{lp.margin} px context), {lv.iterations} iterations, layers {','.join(lv.layers)}, "
                      f"{lp.flop / 1e12:.2f} TFLOP, peak {lp.peak_bytes / 2**30:.2f} GiB"
                      + (", buffers on disk" if lp.disk else "")
+                     + (f", after the multi-scale start ({' then '.join(f'{w}x{h}' for w, h in lp.paint)}"
+                        + (f", about {plan.paint_seconds(lp) / 60:.1f} min" if plan.paint_rate else "") + ")"
+                        if lp.paint else "")
                      + (f", about {plan.level_seconds(lp) / 60:.1f} min" if plan.costs else ""))
     if plan.est_seconds is not None:
         lines.append(f"estimated time {plan.est_seconds / 60:.1f} min on this machine")

@@ -26,7 +26,7 @@ def test_render_command_writes_the_file(tmp_path, content_path, style_path):
     r = run("render", content_path, "--style", f"{style_path}:1", "--size", "80x60", "-o", out,
             "--bit-depth", "16", "--dpi", "200", *FAST_FLAGS)
     assert r.returncode == 0, r.stderr
-    assert "network: random" in r.stderr and r.stdout.strip() == str(out)
+    assert "network: hybrid" in r.stderr and r.stdout.strip() == str(out)
     im = pyvips.Image.new_from_file(str(out))
     assert (im.width, im.height, im.format) == (80, 60, "ushort") and round(im.xres * 25.4) == 200
 

@@ -226,11 +226,11 @@ def test_batch_changed_job_is_not_skipped_and_never_overwrites(tmp_path):
 
 
 def test_readme_batch_example_loads(tmp_path):
-    """The README's job file: every key known, every input found and decodable."""
+    """The job file of docs/production.md: every key known, every input found and decodable."""
     import re
 
     from hires.batch import BatchJob, fingerprint, load_jobs
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "production.md").read_text()
     block = re.search(r"```toml\n# jobs.toml\n(.*?)```", readme, re.S).group(1)
     (tmp_path / "hires").symlink_to(Path(__file__).resolve().parents[1] / "hires")
     (tmp_path / "jobs.toml").write_text(block)
