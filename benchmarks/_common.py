@@ -104,8 +104,9 @@ def progress(e):
         next_phase(f"level{e.level}_tiles")
     if isinstance(e, Writing):
         next_phase("finish")
-kw = dict(size=args["size"], memory=args["memory"], network="random", progress=progress, overwrite=True,
-          **args["settings"])
+# the offline default network, whatever weights this machine has (``--set network=...`` for another)
+kw = dict(size=args["size"], memory=args["memory"], progress=progress, overwrite=True,
+          **{"network": "hybrid", **args["settings"]})
 if args["kind"] == "texture":
     res = hires.texture(args["examples"], args["output"], **kw)
 else:
