@@ -81,7 +81,7 @@ CHILD = r"""
 import json, sys, time
 import hires
 from hires.canvas import peak_rss_bytes, reset_peak_rss
-from hires.progress import LevelStarted, Note, TileStarted, Writing
+from hires.progress import LevelStarted, Note, PlanReady, TileStarted, Writing
 args = json.loads(sys.argv[1])
 t = time.perf_counter()
 # peak RSS per phase (what ran before a level's first tile, its tiles, the output): the high-water
@@ -94,7 +94,10 @@ def next_phase(name):
     phases[phase] = max(phases.get(phase, 0), peak)
     if reset_peak_rss():
         phase = name
+plan = {}
 def progress(e):
+    if isinstance(e, PlanReady):  # (the fast method's result has no Plan: its plan comes this way)
+        plan.update(e.plan)
     if isinstance(e, Note):
         print(e.text, flush=True)
     if isinstance(e, LevelStarted):
@@ -113,7 +116,7 @@ else:
     res = hires.render(args["content"], args["style"], args["output"], **kw)
 print(json.dumps({"RESULT": {
     "network": res.network, "wall_s": res.wall_s, "net_s": res.net_s, "net_gflop": res.net_gflop,
-    "peak_rss_bytes": (next_phase("end"), overall)[1], "peak_rss_by_phase": phases, "plan": res.plan.as_dict(),
+    "peak_rss_bytes": (next_phase("end"), overall)[1], "peak_rss_by_phase": phases, "plan": res.plan.as_dict() if res.plan else plan,
     "levels": [vars(lv) for lv in res.levels]}}), flush=True)
 """
 
