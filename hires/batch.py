@@ -25,7 +25,7 @@ from hires.canvas import peak_rss_bytes, reset_peak_rss
 from hires.config import (Settings, coerce_flag, load_preset, parse_style, preset_table, read_toml,
                           settings_from_mapping)
 from hires.errors import HiresError, OptionError
-from hires.pipeline import RUN_FIELDS, RunOptions, builtin_only, run_options_from
+from hires.request import RUN_FIELDS, RunOptions, builtin_only, run_options_from
 
 PATH_KEYS = ("content", "output", "snapshots", "work_dir", "weights")
 
@@ -167,10 +167,10 @@ def _write_record(source: Path, output: Path, fingerprint: str) -> None:
 
 def fingerprint(job: BatchJob) -> str:
     """Inputs (path, size, time), size and settings: what decides the output."""
-    from hires.pipeline import _work_key, make_job
+    from hires.request import make_job, work_key
     j = make_job(job.content, job.styles, None, job.size, job.texture, dpi=job.settings.dpi,
                  styles_optional=builtin_only(job.settings), memory=job.settings.memory)
-    return _work_key(j, job.settings, job.settings.network)
+    return work_key(j, job.settings, job.settings.network)
 
 
 def already_done(job: BatchJob, fp: str) -> bool:
@@ -191,8 +191,9 @@ def _child(job: BatchJob, progress_kind: str, conn) -> None:
 
 def run_here(job: BatchJob, progress_kind: str) -> dict:
     """Run one job in this process: what happened (status, output, error, wall, the job's peak RSS)."""
-    from hires.cli import make_progress
-    from hires.pipeline import make_job, run
+    from hires.progress import make_progress
+    from hires.pipeline import run
+    from hires.request import make_job
     from rich.console import Console
     reset_peak_rss()  # a cluster worker runs many jobs: measure this one
     t0 = time.perf_counter()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,15 +20,16 @@ import numpy as np
 import torch
 
 from hires import losses
-from hires.canvas import Buffers, give_back_memory, release, return_memory_promptly, reuse_memory, trim
+from hires.canvas import Buffers, give_back_memory, release, reuse_memory, trim
 from hires.checkpoints import fingerprint
 from hires.colouring import colour_groups
 from hires.config import Settings
-from hires.errors import NumericalError, OptionError
+from hires.errors import OptionError
 from hires.kernels import blend_into
 from hires.layers import flops_per_pixel
 from hires.nets import LAYER_STRIDE, build_network
-from hires.progress import Note, Step, TileFinished, TilesRestored, TileStarted, ignore
+from hires.progress import Note, TileFinished, TilesRestored, TileStarted, ignore
+from hires.reports import TileProgress
 from hires.pyramid import Level
 from hires.stats import LayerTarget, Stats
 from hires.tiles import Tile, blend_mask, blend_part, blend_window, grid, ownership, padding, take
@@ -162,7 +162,6 @@ class Engine:
         self.progress = progress
         self.device = pick_device(settings.device)
         self.dtype = torch.float32
-        return_memory_promptly()
         torch.manual_seed(settings.seed)
         self.net, self.network_name, message = build_network(
             settings.network, settings.weights, settings.pooling, settings.seed)
@@ -392,57 +391,3 @@ class Engine:
         if not bool(torch.isfinite(out).all()):  # (a step after the last evaluation can still overflow)
             report.not_finite("the pixels")
         return out
-
-
-class TileReport:
-    """What an optimised tile tells after each evaluation (``__call__``) and when its pixels stop
-    being finite (``not_finite``): a loss or pixels that are no longer finite stop the render."""
-
-    def __init__(self, level: Level, tile: int, n_tiles: int):
-        self.level, self.tile, self.n_tiles = level, tile, n_tiles
-        self.evals = 0
-
-    def not_finite(self, what: str) -> None:
-        raise NumericalError(
-            f"level {self.level.index + 1} ({self.level.width}x{self.level.height}), tile {self.tile}/{self.n_tiles}: "
-            f"{what} became infinite or NaN, so nothing was written; the likely cause is a loss weight too large "
-            "(--style-weight, --content-weight, --tv-weight, --mean-weight, the style weights) or --lr; lower it")
-
-    def __call__(self, seconds: float, loss: float, iters: int) -> None:
-        if not math.isfinite(loss):
-            self.not_finite(f"the loss ({loss})")
-        self.evals += 1
-        self.count(seconds, loss, iters)
-
-    def count(self, seconds: float, loss: float, iters: int) -> None:
-        """One finite evaluation (the ``evals``-th)."""
-
-
-class TileCounting(TileReport):
-    """A tile's evaluations counted on a cluster worker (no progress events there)."""
-
-    def __init__(self, level: Level, tile: int, n_tiles: int):
-        super().__init__(level, tile, n_tiles)
-        self.net_s = 0.0
-
-    def count(self, seconds: float, loss: float, iters: int) -> None:
-        self.net_s += seconds
-
-
-class TileProgress(TileReport):
-    """Accounting of one tile's evaluations: counters for the ETA, and a Step event for each."""
-
-    def __init__(self, progress, counters: Counters, level: Level, n_levels: int, tile: int, n_tiles: int,
-                 forward_flop: float):
-        super().__init__(level, tile, n_tiles)
-        self.progress, self.counters, self.n_levels = progress, counters, n_levels
-        self.flop = 2 * forward_flop  # forward plus the backward to the input (weights are frozen)
-
-    def count(self, seconds: float, loss: float, iters: int) -> None:
-        c = self.counters
-        c.net_s += seconds
-        c.net_flop += self.flop
-        c.work_done += self.flop
-        if self.evals <= iters:
-            self.progress(Step(self.level.index, self.n_levels, self.tile, self.n_tiles, self.evals, iters, loss,
-                               c.work_done, c.work_total))

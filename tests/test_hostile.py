@@ -391,8 +391,8 @@ def test_a_crafted_pickle_is_one_line_of_hires_own(tmp_path, capfd):
     (["--style-scale", "1e9"], "--style-scale"),                          # row 11
     (["--memory", "1"], "--memory"),                                      # row 12
     (["--memory", "1", "--method", "fast"], "--memory"),
-    (["--print-size", "0x0cm", "--method", "fast"], "--size"),            # row 13
-    (["--print-size", "3x2cm", "--dpi", "0.001", "--method", "fast"], "--dpi"),
+    (["--size", "0x0cm", "--method", "fast"], "--size"),                  # row 13
+    (["--size", "3x2cm", "--dpi", "0.001", "--method", "fast"], "--dpi"),
     (["--dpi", "1e308"], "--dpi"),                                        # row 17
     (["--work-dir", "new/deep"], "--work-dir"),                           # row 16
 ])

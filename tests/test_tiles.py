@@ -8,7 +8,8 @@ import pytest
 
 from hires.config import Settings
 from hires.errors import BudgetError, OptionError
-from hires.plan import TileCost, describe, flops_per_pixel, make_plan, measure_costs
+from hires.plan import TileCost, describe, make_plan
+from hires.probe import measure_costs
 from hires.pyramid import schedule
 from hires.tiles import ALIGN, grid, ownership, take
 
@@ -171,15 +172,19 @@ def test_time_estimate_is_measured_per_network_depth():
 
 def test_level_time_counts_each_tile_and_each_evaluation():
     """A level's estimate: per tile a fixed part and one part per evaluation, both in proportion
-    to the tile's forward FLOP, and the style images' statistics pass."""
-    s = Settings(memory="4GiB", init="content", iterations=(40, 20, 10))
-    plan = make_plan(3000, 2250, s, [(3000, 2400)])
-    lp = plan.levels[-1]
-    assert lp.style_px == 3000 * 2400 and lp.forward_gflop * (2 + 2 * 10) == pytest.approx(lp.flop / 1e9)
-    fixed_only, evals_only = TileCost(1e-3, 0.0), TileCost(0.0, 1e-3)
-    style = lp.style_px * flops_per_pixel(lp.level.layers) / 1e9 * 1e-3 / 2
-    assert fixed_only.level_seconds(lp) == pytest.approx(lp.forward_gflop * 1e-3 + style)
-    assert evals_only.level_seconds(lp) == pytest.approx(lp.forward_gflop * 1e-3 * 10 * lp.time_factor)
+    to the tile's forward FLOP, and the style images' statistics pass (one forward, half a fixed
+    part).  By hand: relu1_1 is 2 x 3 x 64 x 9 = 3456 FLOP per px, so one 100x100 tile's forward is
+    0.03456 GFLOP, and a 1000x1000 style image's 3.456 GFLOP."""
+    from hires.plan import LevelPlan
+    from hires.pyramid import Level
+    level = Level(0, 100, 100, 10, ("relu1_1",), "relu1_1")
+    lp = LevelPlan(level, 100, 0, 0, [grid(100, 100, 100, 0, 0)], 0.0, 3456e4 * (2 + 2 * 10), style_px=1000 * 1000)
+    assert lp.forward_gflop == pytest.approx(0.03456)
+    assert TileCost(1e-3, 0.0).level_seconds(lp) == pytest.approx(0.03456e-3 + 3.456e-3 / 2)
+    assert TileCost(0.0, 1e-3).level_seconds(lp) == pytest.approx(0.03456e-3 * 10)
+    assert TileCost(0.0, 0.0, setup=2.0).level_seconds(lp) == pytest.approx(2.0)  # one tile shape
+    mapped = LevelPlan(level, 100, 0, 0, [grid(100, 100, 100, 0, 0)], 0.0, 3456e4 * 22, reuse=False)
+    assert TileCost(0.0, 1e-3).level_seconds(mapped) == pytest.approx(0.03456e-3 * 10 * 1.5)  # MAPPED_COST
 
 
 def test_fast_start_covers_the_levels_up_to_the_working_size():
