@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hires.canvas import peak_rss_bytes, reset_peak_rss
-from hires.config import (Settings, coerce_flag, load_preset, parse_style, preset_table, read_toml,
+from hires.config import (Settings, coerce_flag, load_preset, parse_style, read_toml,
                           settings_from_mapping)
 from hires.errors import HiresError, OptionError
-from hires.request import RUN_FIELDS, RunOptions, builtin_only, run_options_from
+from hires.request import RUN_FIELDS, RunOptions, builtin_only, default_output, requested_size, run_options_from
 
 PATH_KEYS = ("content", "output", "snapshots", "work_dir", "weights")
 
@@ -112,11 +112,10 @@ def _job(source: Path, index: int, raw: dict) -> BatchJob:
     print_size = values.pop("print_size", None)
     if print_size is not None and "size" in values:
         raise OptionError(f"{where}: give 'size' or 'print_size', not both")
-    size = print_size or values.pop("size", None) or (preset_table(preset).get("size") if preset else None)
+    size = requested_size(print_size or values.pop("size", None), preset, texture)
     if texture:
         styles = _style_list(base, values.pop("example"), "example", where)
         content = None
-        size = size or "512x512"
     else:
         builtin = values.get("method") == "fast" and values.get("builtin_style") is not None
         if "style" not in values and not builtin:
@@ -128,8 +127,7 @@ def _job(source: Path, index: int, raw: dict) -> BatchJob:
             values[key] = _resolve(base, values[key])
     output = values.pop("output", None)
     if output is None:
-        stem = Path(content or styles[0].rsplit(":", 1)[0]).stem
-        output = f"{stem}-hires.png"
+        output = default_output(content or styles[0])
     overwrite = coerce_flag(values.pop("overwrite", False), f"{where}: overwrite")
     values.pop("name", None)
     run_kw = {k.replace("-", "_"): values.pop(k) for k in list(values) if k.replace("-", "_") in RUN_FIELDS}

@@ -5,7 +5,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 
 from hires.config import Settings, flag, load_preset, load_toml, settings_from_mapping
@@ -159,19 +158,9 @@ def progress_kind(args) -> str:
 
 # ---------------------------------------------------------------- commands
 
-def _default_output(name: str) -> str:
-    stem = os.path.splitext(os.path.basename(name))[0]
-    return f"{stem}-hires.png"
-
-
 def job_size(args, texture: bool) -> str | None:
-    """--size, else the preset's size, else the default of the command."""
-    from hires.config import preset_table
-    if args.size:
-        return args.size
-    preset = getattr(args, "preset", None)
-    size = preset_table(preset).get("size") if preset else None
-    return size or ("512x512" if texture else None)
+    from hires.request import requested_size
+    return requested_size(args.size, getattr(args, "preset", None), texture)
 
 
 def run_options(args):
@@ -181,15 +170,15 @@ def run_options(args):
 
 def cmd_render(args, console, progress) -> int:
     from hires.pipeline import run
-    from hires.request import builtin_only, make_job
+    from hires.request import builtin_only, default_output, make_job
     settings = settings_from_args(args)
     texture = args.command == "texture"
     size = job_size(args, texture)
     if texture:
-        job = make_job(None, args.example, args.output or _default_output(args.example[0].split(":")[0]),
+        job = make_job(None, args.example, args.output or default_output(args.example[0]),
                        size, texture=True, overwrite=args.overwrite, dpi=settings.dpi, memory=settings.memory)
     else:
-        job = make_job(args.content, args.style, args.output or _default_output(args.content), size,
+        job = make_job(args.content, args.style, args.output or default_output(args.content), size,
                        texture=False, overwrite=args.overwrite, dpi=settings.dpi, styles_optional=builtin_only(settings),
                        memory=settings.memory)
     options = run_options(args)

@@ -65,7 +65,7 @@ class Settings:
     init: str = _opt("auto", "start image for render: auto (= fast), fast (the feed-forward network's "
                              "stylisation), content or noise", choices=("auto", "fast", "content", "noise"))
     preserve_color: str = _opt(
-        "none", "keep the content's colours", choices=("none", "luminance", "histogram"))
+        "none", "keep the content's colors", choices=("none", "luminance", "histogram"))
     seed: int = _opt(0, "random seed; the same seed gives the same output")
     # network and device
     network: str = _opt("auto", "feature network of the optimisation: hybrid (the bundled pretrained "
@@ -96,10 +96,10 @@ class Settings:
     seamless: bool = _opt(False, "make the texture tile with itself (texture only)")
     detail: float = _opt(1.0, "texture: noise added to each finer level's start, as a fraction of the detail the "
                               "example has at that scale and the upsampled coarser level lacks (0 = none)")
-    match_colors: bool = _opt(True, "texture: as a last step, give the result the examples' colour mean and "
+    match_colors: bool = _opt(True, "texture: as a last step, give the result the examples' color mean and "
                                      "covariance (a fine level that cannot regain all the example's contrast "
                                      "otherwise comes out washed out)")
-    mode: str = _opt("auto", "colour or one-band gray output; auto = gray when every input image is gray",
+    mode: str = _opt("auto", "color or one-band gray output; auto = gray when every input image is gray",
                      choices=("auto", "color", "gray"))
 
     def __post_init__(self):

@@ -273,3 +273,21 @@ def work_key(job: Job, settings: Settings, network: str) -> str:
     h.update(json.dumps([job.width, job.height, [w for _, w in job.styles], network,
                          dataclasses.asdict(settings)], default=str, sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+TEXTURE_SIZE = "512x512"  # a texture's size when neither the job nor its preset gives one
+
+
+def requested_size(size, preset: str | None, texture: bool):
+    """The size asked (CLI ``--size``, a job's ``size`` or ``print_size``), else the preset's, else a
+    texture's default; None for a render: the content's own size."""
+    from hires.config import preset_table
+    if size:
+        return size
+    preset_size = preset_table(preset).get("size") if preset else None
+    return preset_size or (TEXTURE_SIZE if texture else None)
+
+
+def default_output(source) -> str:
+    """``NAME-hires.png`` for an input ``NAME.ext`` (a style spec's weight dropped)."""
+    return f"{Path(parse_style(str(source))[0]).stem}-hires.png"
