@@ -273,7 +273,7 @@ def check_report_path(path) -> None:
     """``--report`` replaces only an earlier batch report (hires wrote it), never another file, and
     its folder must exist and be writable: checked before the first job runs."""
     p = Path(path)
-    from hires.io import check_place
+    from hires.output import check_place
     check_place(p, "--report", OptionError, "report.json")
     if not os.path.lexists(p):
         return

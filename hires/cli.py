@@ -206,7 +206,7 @@ def cmd_batch(args, console) -> int:
 
     report = run_batch(args.jobs, kind, said, args.scheduler)
     if args.report:
-        from hires.io import write_text_atomic
+        from hires.output import write_text_atomic
         write_text_atomic(args.report, json.dumps(report.as_dict(), indent=2) + "\n")
     if kind == "rich":
         table = Table("job", "status", "wall", "peak RSS", "output / error", title="hires batch")

@@ -1,5 +1,5 @@
 """The last step of every render: the colour options (luminance, the texture's example colours,
-gray), then the output written atomically (``io.save_image`` through a temporary file); and the
+gray), then the output written atomically (``output.save_image`` through a temporary file); and the
 ``Result`` a render returns.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hires import colour, fast, io
+from hires import colour, fast, io, output
 from hires.canvas import Buffers, release
 from hires.checkpoints import Checkpoints
 from hires.config import Settings
@@ -81,13 +81,13 @@ def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers, checkpoi
         to_gray(canvas)
     if job.output is None:
         return None
-    tmp = io.partial_path(job.output)
+    tmp = output.partial_path(job.output)
     if checkpoints is not None:  # a run killed while writing: the next run removes the file it made
         checkpoints.remember_partial_output(tmp)
     progress(Writing(str(job.output)))
-    # (a disk-backed canvas is written from its memmap, a window at a time: io.release_while_written);
+    # (a disk-backed canvas is written from its memmap, a window at a time: output.release_while_written);
     # a file that appeared at the output during the render is replaced only with --overwrite
-    out = io.save_image(canvas, job.output, s.bit_depth, s.dpi, s.quality, overwrite=job.overwrite,
+    out = output.save_image(canvas, job.output, s.bit_depth, s.dpi, s.quality, overwrite=job.overwrite,
                         pyramid=s.pyramid, tmp=tmp, gray=s.mode == "gray")
     if checkpoints is not None:
         checkpoints.remember_partial_output(None)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hires import colour, detail, fast, io, lifecycle, probe, process
+from hires import colour, detail, fast, io, lifecycle, output, probe, process
 from hires.canvas import Buffers, path_of, release
 from hires.checkpoints import Checkpoints, WorkFolder
 from hires.config import Settings, coerce_flag, parse_memory
@@ -109,7 +109,7 @@ def run(job: Job, settings: Settings, progress=ignore, options: RunOptions | Non
 def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
     t0 = time.perf_counter()
     if job.output is not None:  # before any work, not after it
-        io.check_format(job.output, settings.bit_depth, settings.pyramid)
+        output.check_format(job.output, settings.bit_depth, settings.pyramid)
     if settings.preserve_color != "none" and job.texture:
         raise OptionError("--preserve-color: a texture has no content colours to keep; leave it at none")
     settings = settings.replace(mode=output_mode(job, settings))

@@ -18,6 +18,7 @@ from pathlib import Path
 from hires import io
 from hires.config import Settings, check_weight, coerce_value, flag, parse_memory, parse_size, parse_style
 from hires.errors import InputError, OptionError
+from hires.output import check_output_path
 from hires.pyramid import schedule
 from hires.plan import Plan, make_plan
 
@@ -114,7 +115,7 @@ def make_job(content, style, output, size, texture: bool, overwrite: bool = Fals
         width, height = cw, ch
     else:
         width, height = parse_size(size, dpi=dpi)
-    out = io.check_output_path(output, overwrite) if output is not None else None
+    out = check_output_path(output, overwrite) if output is not None else None
     return Job(content_path, styles, width, height, out, texture, bool(overwrite))
 
 

@@ -251,7 +251,7 @@ def test_presets_command_lists_them(capsys):
 
 
 def test_pyramid_tiff(tmp_path):
-    from hires.io import save_image
+    from hires.output import save_image
     img = np.random.default_rng(0).random((600, 800, 3), dtype=np.float32)
     save_image(img, tmp_path / "p.tif", pyramid=True)
     save_image(img, tmp_path / "flat.tif")
