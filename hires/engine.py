@@ -13,7 +13,9 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ import torch
 
 from hires import losses
 from hires.canvas import Buffers, give_back_memory, release, reuse_memory, trim
-from hires.checkpoints import fingerprint
+from hires.checkpoints import Checkpoints, fingerprint
 from hires.colouring import colour_groups
 from hires.config import Settings
 from hires.errors import OptionError
@@ -90,6 +92,20 @@ class LevelReport:
     net_gflop: float = 0.0
 
 
+class TileRunner(Protocol):
+    """Something that runs a pass's tiles: the in-process ``Engine`` (one after another) and
+    ``hires.cluster.DaskRunner`` (a colour's tiles at once on workers), with the same results.
+    Both yield (tile index or tile, result) pairs as tiles finish, in any order."""
+
+    def tile_stats_runs(self, image: np.ndarray, layers, deepest: str,
+                        tiles: list[Tile]) -> Iterator[tuple[int, tuple[dict, float, float]]]:
+        """(tile index, (its Gram sums per layer, network seconds, FLOP)) for each of ``tiles``."""
+
+    def refine_runs(self, engine: "Engine", canvas: np.ndarray, content: np.ndarray | None, tiles: list[Tile],
+                    job: "RefineJob") -> Iterator[tuple[Tile, np.ndarray]]:
+        """(tile, its refined blend area) for each of ``tiles``."""
+
+
 @dataclass
 class PassContext:
     """Where a refine pass gets its buffers and reports to: the work counters, the checkpoints
@@ -99,9 +115,9 @@ class PassContext:
     counters: "Counters"
     n_levels: int = 1
     pass_index: int = 0
-    checkpoints: object | None = None       # hires.checkpoints.Checkpoints
-    after_tile: object | None = None        # f(canvas, tiles finished so far, of n)
-    executor: object | None = None          # hires.cluster.DaskRunner: tiles on a cluster
+    checkpoints: Checkpoints | None = None
+    after_tile: Callable[[np.ndarray, int, int], None] | None = None  # f(canvas, tiles finished so far, of n)
+    executor: TileRunner | None = None      # hires.cluster.DaskRunner: tiles on a cluster
     reuse: bool = True                      # evaluations reuse freed memory (the plan's LevelPlan.reuse)
 
 
@@ -285,7 +301,7 @@ class Engine:
         with ``ctx.executor`` the tiles of a colour at once on a cluster, with the same result.
         ``ctx.buffers`` makes the pass's weight map (RAM or disk); ``ctx.counters`` receives its work."""
         H, W = canvas.shape[:2]
-        runner = ctx.executor or self
+        runner: TileRunner = ctx.executor or self
         starts: dict = {}
         glob = self.stats_pass(canvas, level.style_layers, level.deepest, tiles, ctx.counters, ctx.executor, starts)
         wsum = ctx.buffers.zeros("weights", canvas.shape[:2])

@@ -41,3 +41,14 @@ def test_importing_the_kernels_and_building_an_engine_change_no_process_setting(
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("NUMBA_THREADING_LAYER", "MALLOC_MMAP_THRESHOLD_")}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_the_engine_and_the_dask_runner_both_implement_the_tile_runner_interface():
+    import inspect
+
+    from hires.cluster import DaskRunner
+    from hires.engine import Engine, TileRunner
+    for name in ("tile_stats_runs", "refine_runs"):
+        want = list(inspect.signature(getattr(TileRunner, name)).parameters)
+        for cls in (Engine, DaskRunner):
+            assert list(inspect.signature(getattr(cls, name)).parameters) == want, (cls, name)
