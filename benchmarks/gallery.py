@@ -64,7 +64,7 @@ def compare(reuse_random: bool = False) -> None:
             if way == "random" and reuse_random:
                 row.append(_old_third_panel(name, size))
                 continue
-            kw = dict(kw, init="auto", fast_size=512)
+            kw = dict(kw, init="fast", fast_size=512)
             t = time.perf_counter()
             single = RESULTS / "tmp" / f"compare_{name}_{way}.png"  # not kept: the strip below is
             single.parent.mkdir(parents=True, exist_ok=True)

@@ -62,8 +62,8 @@ class Settings:
     builtin_style: str | None = _opt(
         None, "fast network: one of the 26 built-in styles of the multi-style network (0-25) or a blend "
               "such as 3:0.7,19:0.3, instead of the style images (all 26 on one photo: benchmarks/results/gallery/builtin_styles.jpg)")
-    init: str = _opt("auto", "start image for render: auto (= fast), fast (the feed-forward network's "
-                             "stylisation), content or noise", choices=("auto", "fast", "content", "noise"))
+    init: str = _opt("fast", "start image of a render: fast (the feed-forward network's painting, multi-scale "
+                             "above --fast-size), content (the photo) or noise", choices=("fast", "content", "noise"))
     preserve_color: str = _opt(
         "none", "keep the content's colors", choices=("none", "luminance", "histogram"))
     seed: int = _opt(0, "random seed; the same seed gives the same output")
@@ -155,6 +155,8 @@ METAVARS = {"base_size": "PX", "fast_size": "PX", "tile_size": "PX", "overlap": 
             "content_layer": "LAYER", "iterations": "N,...", "builtin_style": "N[:W],...", "dpi": "DPI"}
 # spellings accepted for a field, as flags, TOML keys and API keywords (user-facing words are US English)
 ALIASES = {"match_colours": "match_colors"}
+# values accepted for a field besides its choices: --init auto was always the same as fast
+VALUE_ALIASES = {"init": {"auto": "fast"}}
 
 
 def metavar(name: str) -> str:
@@ -413,6 +415,8 @@ def coerce(name: str, value, label: str):
 
     Raises OptionError naming ``label`` (a flag or a key), the value and what is allowed."""
     f = _FIELDS[name]
+    if isinstance(value, str) and value in VALUE_ALIASES.get(name, {}):
+        value = VALUE_ALIASES[name][value]
     return coerce_value(_HINTS[name], value, label, f.metadata.get("choices"), LIMITS.get(name))
 
 

@@ -354,7 +354,7 @@ def level_targets(engine: Engine, job: Job, s: Settings, lp: LevelPlan, buffers:
 
 
 def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job, colour_ref=None) -> np.ndarray:
-    if content is not None and settings.init in ("auto", "fast"):
+    if content is not None and settings.init == "fast":
         return fast_start(lv, job, settings, colour_ref)
     if content is not None and settings.init == "content":
         return np.array(content)

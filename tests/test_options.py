@@ -109,3 +109,8 @@ def test_render_help_groups_its_options_with_meaningful_metavars():
         assert group in helptext
     assert "--base-size PX" in helptext and "--memory SIZE" in helptext and "BASE_SIZE" not in helptext
     assert all(name in helptext for name in preset_names())  # the --preset help lists every preset
+
+
+def test_init_auto_is_accepted_as_its_new_name():
+    from hires.config import Settings
+    assert Settings(init="auto").init == "fast" == Settings().init

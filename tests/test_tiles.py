@@ -150,7 +150,7 @@ def test_planner_weighs_reused_memory_against_the_tiles_it_costs():
 
 
 def test_fast_levels_need_no_tile_memory():
-    plan = make_plan(1500, 1125, Settings(memory="1GiB"))  # init auto: 375 and 750 px from the fast network
+    plan = make_plan(1500, 1125, Settings(memory="1GiB"))  # init fast: 375 and 750 px from the fast network
     assert [lp.level.fast for lp in plan.levels] == [True, True, False]
     assert all(lp.flop == 0 and len(lp.tiles) == 1 for lp in plan.levels[:2])
     assert plan.peak_bytes <= 0.9 * (1 << 30)
@@ -188,7 +188,7 @@ def test_level_time_counts_each_tile_and_each_evaluation():
 
 
 def test_fast_start_covers_the_levels_up_to_the_working_size():
-    levels = schedule(6000, 4500, Settings())  # init auto, fast_size 1024
+    levels = schedule(6000, 4500, Settings())  # init fast, fast_size 1024
     assert [lv.fast for lv in levels] == [True, True, False, False, False]
     assert [lv.iterations for lv in levels[:2]] == [0, 0] and levels[2].iterations == 20
     plan = make_plan(6000, 4500, Settings())
