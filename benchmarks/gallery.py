@@ -31,7 +31,7 @@ from _common import RESULTS, SHARED, data, write_json  # noqa: E402
 
 import hires  # noqa: E402
 from hires import io, output  # noqa: E402
-from hires.config import load_preset  # noqa: E402
+from hires.presets import load_preset  # noqa: E402
 
 SETTINGS = load_preset("demo")
 

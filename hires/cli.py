@@ -7,7 +7,8 @@ import json
 import logging
 import sys
 
-from hires.config import Settings, flag, load_preset, load_toml, settings_from_mapping
+from hires.config import Settings, flag, settings_from_mapping
+from hires.presets import load_preset, load_toml
 from hires.errors import HiresError
 from hires.progress import Failed, JsonProgress, make_progress
 
@@ -25,7 +26,8 @@ def add_settings_flags(p: argparse.ArgumentParser, only: set[str] | None = None)
     """One flag per Settings field, in the groups of ``config.GROUPS``, defaulting to 'not given' so
     presets are not overridden.  Values stay strings here: Settings coerces and checks them, the same
     way as TOML values."""
-    from hires.config import ALIASES, GROUPS, metavar, preset_names
+    from hires.config import ALIASES, GROUPS, metavar
+    from hires.presets import preset_names
     g = p.add_argument_group("presets")
     g.add_argument("--preset", metavar="NAME", help=f"a preset ({', '.join(preset_names())}) or a .toml path")
     g.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings, applied over --preset")
@@ -221,7 +223,7 @@ def cmd_batch(args, console) -> int:
 
 
 def cmd_presets(args, console) -> int:
-    from hires.config import presets
+    from hires.presets import presets
     for name, table in presets().items():
         size = f" [{table['size']}]" if table.get("size") else ""
         print(f"{name}{size}: {table.get('description', '')}")

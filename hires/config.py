@@ -276,17 +276,6 @@ def parse_style(spec: str) -> tuple[str, float]:
     return str(spec), 1.0
 
 
-def preset_path(name: str) -> Path:
-    p = Path(name)
-    if p.suffix == ".toml" and p.exists():
-        return p
-    q = CONFIG_DIR / f"{name}.toml"
-    if q.exists():
-        return q
-    known = preset_names()
-    raise OptionError(f"--preset: {name!r} is neither a .toml file nor a preset ({', '.join(known)})")
-
-
 # ---------------------------------------------------------------- one coercion path
 
 N_BUILTIN = 26  # styles of the bundled 26-style network (hires.magenta.MultiStyleTransformer)
@@ -468,33 +457,3 @@ def read_toml(path, what: str) -> dict:
         raise OptionError(f"{what}: {str(path)!r} does not exist; check the path") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise OptionError(f"{what}: {str(path)!r} is not a readable TOML file: {e}") from None
-
-
-def load_toml(path, base: Settings | None = None, what: str = "--config") -> Settings:
-    """``base`` with the settings of a TOML file; errors name the file, the key and the allowed values."""
-    values = read_toml(path, what)
-    for key in JOB_KEYS:  # a preset may name a size: the job's, not a setting
-        values.pop(key, None)
-    return settings_from_mapping(values, base, source=str(path))
-
-
-JOB_KEYS = ("description", "size")
-
-
-def load_preset(name: str, base: Settings | None = None) -> Settings:
-    return load_toml(preset_path(name), base, "--preset")
-
-
-def preset_table(name: str) -> dict:
-    """The raw table of a preset (its description and size included)."""
-    return read_toml(preset_path(name), "--preset")
-
-
-def presets() -> dict[str, dict]:
-    """Every preset shipped with hires: name -> its table."""
-    return {p.stem: preset_table(p.stem) for p in sorted(CONFIG_DIR.glob("*.toml")) if p.stem != "print_sizes"}
-
-
-def preset_names() -> list[str]:
-    """The names of the presets shipped with hires (without reading them)."""
-    return [p.stem for p in sorted(CONFIG_DIR.glob("*.toml")) if p.stem != "print_sizes"]

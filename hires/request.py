@@ -282,7 +282,7 @@ TEXTURE_SIZE = "512x512"  # a texture's size when neither the job nor its preset
 def requested_size(size, preset: str | None, texture: bool):
     """The size asked (CLI ``--size``, a job's ``size`` or ``print_size``), else the preset's, else a
     texture's default; None for a render: the content's own size."""
-    from hires.config import preset_table
+    from hires.presets import preset_table
     if size:
         return size
     preset_size = preset_table(preset).get("size") if preset else None

@@ -86,7 +86,8 @@ def test_named_size_in_a_plan(content_path, style_path, capsys):
 
 
 def test_old_spellings_are_accepted_everywhere(tmp_path):
-    from hires.config import Settings, load_toml
+    from hires.config import Settings
+    from hires.presets import load_toml
     assert Settings().replace(match_colours=False).match_colors is False
     toml = tmp_path / "s.toml"
     toml.write_text("match_colours = false\n")
@@ -99,7 +100,8 @@ def test_render_help_groups_its_options_with_meaningful_metavars():
     import io
 
     from hires.cli import build_parser
-    from hires.config import GROUPS, Settings, preset_names
+    from hires.config import GROUPS, Settings
+    from hires.presets import preset_names
     assert sorted(n for names in GROUPS.values() for n in names) == sorted(f.name for f in dataclasses.fields(Settings))
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):

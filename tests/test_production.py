@@ -14,7 +14,8 @@ import pytest
 import pyvips
 
 from hires.checkpoints import WorkFolder
-from hires.config import parse_size, presets
+from hires.config import parse_size
+from hires.presets import presets
 from hires.errors import OutputError
 
 from conftest import data
