@@ -65,65 +65,70 @@ SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color", "me
 SKIP_RENDER = {"seamless", "example_scale", "match_colors", "detail"}
 
 
+def _sizes(q, default: str):
+    q.add_argument("--size", "--print-size", dest="size", metavar="SIZE",
+                   help="output WIDTHxHEIGHT in px (6000x4500), a physical size at --dpi (30x40cm, 297x420mm, "
+                        f"12x16in: rounded to the nearest px, and the file records it) or a named print size "
+                        f"(a4, a3, ...); default: {default}")
+
+
+def _render_args(q):
+    q.add_argument("content", help="the photo to stylise")
+    q.add_argument("--style", "-s", action="append", metavar="IMAGE[:WEIGHT]",
+                   help="style image, repeatable with weights: --style a.jpg:0.7 --style b.jpg:0.3")
+    _sizes(q, "the preset's, else the content's size")
+    add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_RENDER)
+
+
+def _texture_args(q):
+    q.add_argument("example", nargs="+", metavar="IMAGE[:WEIGHT]", help="example texture(s), with weights")
+    _sizes(q, "the preset's, else 512x512")
+    add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_TEXTURE)
+
+
+def _reporting(q):
+    q.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    q.add_argument("--json-progress", action="store_true",
+                   help="one JSON object per event on stderr, for scripts (plan, level_start, tile_start, "
+                        "tile_end, iteration, snapshot, write, done, error; each with elapsed_s and eta_s)")
+    q.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+
+
+def _common(q):
+    q = q.add_argument_group("production")
+    q.add_argument("-o", "--output", metavar="FILE",
+                   help="output file: .png .jpg .webp .tif (default: NAME-hires.png)")
+    q.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+    q.add_argument("--fresh", action="store_true",
+                   help="start again, ignoring what an interrupted run of this render saved")
+    q.add_argument("--keep-work", action="store_true",
+                   help="keep the work folder (checkpoints) after the output is written")
+    q.add_argument("--snapshots", metavar="DIR", help="write downscaled previews into DIR as the render goes")
+    q.add_argument("--snapshot-size", type=int, default=1024, metavar="PX",
+                   help="long side of the previews (default 1024)")
+    q.add_argument("--snapshot-every", type=int, default=8, metavar="N",
+                   help="a preview every N tiles of a tiled level, and after every level (default 8)")
+    q.add_argument("--scheduler", metavar="local:N|tcp://HOST:PORT",
+                   help="refine each level's tiles on a Dask cluster (pip install 'hires[distributed]'): "
+                        "local:N starts N workers here, tcp://HOST:PORT joins a running scheduler")
+    _reporting(q)
+
+
 def build_parser() -> Parser:
     p = Parser(prog="hires", description="Neural style transfer and texture synthesis at print scale.")
     p.add_argument("--version", action="version", version=f"hires {__import__('hires').__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    def sizes(q, default: str):
-        q.add_argument("--size", "--print-size", dest="size", metavar="SIZE",
-                       help="output WIDTHxHEIGHT in px (6000x4500), a physical size at --dpi (30x40cm, 297x420mm, "
-                            f"12x16in: rounded to the nearest px, and the file records it) or a named print size "
-                            f"(a4, a3, ...); default: {default}")
-
-    def render_args(q):
-        q.add_argument("content", help="the photo to stylise")
-        q.add_argument("--style", "-s", action="append", metavar="IMAGE[:WEIGHT]",
-                       help="style image, repeatable with weights: --style a.jpg:0.7 --style b.jpg:0.3")
-        sizes(q, "the preset's, else the content's size")
-        add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_RENDER)
-
-    def texture_args(q):
-        q.add_argument("example", nargs="+", metavar="IMAGE[:WEIGHT]", help="example texture(s), with weights")
-        sizes(q, "the preset's, else 512x512")
-        add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_TEXTURE)
-
-    def reporting(q):
-        q.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
-        q.add_argument("--json-progress", action="store_true",
-                       help="one JSON object per event on stderr, for scripts (plan, level_start, tile_start, "
-                            "tile_end, iteration, snapshot, write, done, error; each with elapsed_s and eta_s)")
-        q.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
-
-    def common(q):
-        q = q.add_argument_group("production")
-        q.add_argument("-o", "--output", metavar="FILE",
-                       help="output file: .png .jpg .webp .tif (default: NAME-hires.png)")
-        q.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
-        q.add_argument("--fresh", action="store_true",
-                       help="start again, ignoring what an interrupted run of this render saved")
-        q.add_argument("--keep-work", action="store_true",
-                       help="keep the work folder (checkpoints) after the output is written")
-        q.add_argument("--snapshots", metavar="DIR", help="write downscaled previews into DIR as the render goes")
-        q.add_argument("--snapshot-size", type=int, default=1024, metavar="PX",
-                       help="long side of the previews (default 1024)")
-        q.add_argument("--snapshot-every", type=int, default=8, metavar="N",
-                       help="a preview every N tiles of a tiled level, and after every level (default 8)")
-        q.add_argument("--scheduler", metavar="local:N|tcp://HOST:PORT",
-                       help="refine each level's tiles on a Dask cluster (pip install 'hires[distributed]'): "
-                            "local:N starts N workers here, tcp://HOST:PORT joins a running scheduler")
-        reporting(q)
-
     r = sub.add_parser("render", help="stylise a photo with one or more paintings")
-    render_args(r)
-    common(r)
+    _render_args(r)
+    _common(r)
     t = sub.add_parser("texture", help="synthesise a texture from one or more examples")
-    texture_args(t)
-    common(t)
+    _texture_args(t)
+    _common(t)
 
     pl = sub.add_parser("plan", help="print the levels, tiles, memory and time a render would take")
     plsub = pl.add_subparsers(dest="kind", required=True, parser_class=Parser)
-    for kind, fill in (("render", render_args), ("texture", texture_args)):
+    for kind, fill in (("render", _render_args), ("texture", _texture_args)):
         q = plsub.add_parser(kind, help=f"plan `hires {kind}` with the same arguments")
         fill(q)
         q.add_argument("-o", "--output", help=argparse.SUPPRESS)
@@ -131,13 +136,19 @@ def build_parser() -> Parser:
         q.add_argument("--no-calibrate", action="store_true", help="skip the short speed measurement")
         q.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    _other_commands(sub)
+    return p
+
+
+def _other_commands(sub) -> None:
+    """batch, presets and weights."""
     b = sub.add_parser("batch", help="run the renders of one or more job files, one after another")
     b.add_argument("jobs", nargs="+", metavar="JOBS.toml", help="files of [[job]] tables (see the README)")
     b.add_argument("--report", metavar="FILE.json", help="write each job's status, time, peak memory and output")
     b.add_argument("--scheduler", metavar="local:N|tcp://HOST:PORT",
                    help="run the jobs at once on a Dask cluster, each job one task retried if its worker dies "
                         "(outputs on a shared file system); pip install 'hires[distributed]'")
-    reporting(b)
+    _reporting(b)
 
     ps = sub.add_parser("presets", help="list the presets (schedules and sizes) with what they do")
     ps.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
@@ -151,7 +162,6 @@ def build_parser() -> Parser:
     fe.add_argument("--dest", help="folder to put it in (default: torch's hub checkpoint folder)")
     fe.add_argument("--url", help=argparse.SUPPRESS)
     fe.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    return p
 
 
 def progress_kind(args) -> str:

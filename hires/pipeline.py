@@ -240,6 +240,29 @@ def run_level(state: RenderState, lp: LevelPlan) -> None:
         content = io.load_image(state.job.content, size=(lv.width, lv.height), what="content",
                                 out=buffers.empty("content", shape))
     targets = level_targets(engine, state.job, s, lp, buffers, state.colour_ref)
+    canvas, content = level_start(state, lv, canvas, content, buffers, fast_started)
+    for i, tiles in enumerate(lp.passes):
+        after = state.snapshots.tile_done(lv.index, i) if state.snapshots else None
+        ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after, state.executor, lp.reuse)
+        canvas = engine.refine(canvas, content, targets, lv, tiles, ctx)
+    if s.mode == "gray":  # each level starts the next from gray, so colour cannot build up
+        to_gray(canvas)
+    state.checkpoints.save(lv.index, canvas)
+    if state.snapshots:
+        state.snapshots.level_done(canvas, lv.index)
+    release(canvas)
+    counters.levels.append(LevelReport(
+        lv.index, lv.width, lv.height, len(lp.tiles), lv.iterations, time.perf_counter() - tl,
+        counters.net_s - net_s0, (counters.net_flop - flop0) / 1e9))
+    state.scratch.discard(content)
+    state.canvas = canvas
+
+
+def level_start(state: RenderState, lv: Level, canvas: np.ndarray | None, content: np.ndarray | None,
+                buffers: Buffers, fast_started: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The level's start (the coarser level's result resampled, a texture's detail noise added, or
+    the initial image) and its content target (the photo, or above the fast start the painting)."""
+    s, shape = state.settings, (lv.height, lv.width, 3)
     coarser = None
     if canvas is None:
         canvas = initial_canvas(content, lv, s, state.rng, state.job, state.colour_ref)
@@ -256,21 +279,7 @@ def run_level(state: RenderState, lp: LevelPlan) -> None:
         # above the fast start, the content to keep is the painted start, not the photo: pulled
         # toward the photo's features, the refinement washed the painting back out (README, gallery)
         content = painted_content(state, canvas, coarser, buffers)
-    for i, tiles in enumerate(lp.passes):
-        after = state.snapshots.tile_done(lv.index, i) if state.snapshots else None
-        ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after, state.executor, lp.reuse)
-        canvas = engine.refine(canvas, content, targets, lv, tiles, ctx)
-    if s.mode == "gray":  # each level starts the next from gray, so colour cannot build up
-        to_gray(canvas)
-    state.checkpoints.save(lv.index, canvas)
-    if state.snapshots:
-        state.snapshots.level_done(canvas, lv.index)
-    release(canvas)
-    counters.levels.append(LevelReport(
-        lv.index, lv.width, lv.height, len(lp.tiles), lv.iterations, time.perf_counter() - tl,
-        counters.net_s - net_s0, (counters.net_flop - flop0) / 1e9))
-    state.scratch.discard(content)
-    state.canvas = canvas
+    return canvas, content
 
 
 def painted_content(state: RenderState, canvas: np.ndarray, coarser: tuple[int, int] | None,
