@@ -86,10 +86,6 @@ class RenderState:
     canvas: np.ndarray | None = None
 
 
-# about five minutes on 2 cores: worth the few seconds a time estimate takes
-LONG_RENDER_FLOP = 20e12
-
-
 def run(job: Job, settings: Settings, progress=ignore, options: RunOptions | None = None) -> Result:
     """Render ``job``; the progress callback also hears how it ended (a Done or a Failed event)."""
     t0 = time.perf_counter()
@@ -122,7 +118,7 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
     if plan.levels[-1].disk and job.output is None:
         raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {settings.memory} in memory; "
                           "give an output path so it can be written from disk, or raise --memory")
-    if plan.flop > LONG_RENDER_FLOP:
+    if plan.long:
         probe.calibrate(plan, settings)
     engine = Engine(settings, progress)  # first: bad weights are an error before any plan is shown
     progress(PlanReady(plan.as_dict()))

@@ -145,6 +145,19 @@ class Plan:
     def flop(self) -> float:
         return sum(lp.flop for lp in self.levels)
 
+    @property
+    def eval_px(self) -> float:
+        """Pixels the network is evaluated on (each tile region, per evaluation and its two set-up
+        forwards, every pass), a measure of time that FLOP misses: the hybrid network's MobileNetV2
+        layers are few FLOP per pixel but memory-bound, so a 14-minute print was 17.5 TFLOP."""
+        return sum((2 + lp.level.iterations) * t.shape[0] * t.shape[1]
+                   for lp in self.levels if lp.flop for tiles in lp.passes for t in tiles)
+
+    @property
+    def long(self) -> bool:
+        """Worth the few seconds of a time estimate: about five minutes or more on 2 cores."""
+        return self.flop > LONG_RENDER_FLOP or self.eval_px > LONG_RENDER_EVAL_PX
+
     def worker_bytes(self, settings: Settings) -> int:
         """Memory a cluster worker needs to refine the largest tile of any level: the process's
         fixed part plus one tile's network and optimiser state (no canvas: the driver holds it)."""
@@ -178,6 +191,9 @@ class Plan:
                 "est_seconds": self.est_seconds, "notes": self.notes,
                 "levels": [dict(lp.as_dict(), est_seconds=self.level_seconds(lp)) for lp in self.levels]}
 
+
+LONG_RENDER_FLOP = 20e12      # about five minutes of VGG layers on 2 cores
+LONG_RENDER_EVAL_PX = 200e6   # about five minutes of the hybrid's fine layers (relu1_1, mb3) on 2 cores
 
 DISK_GAIN = 0.85  # disk-backed buffers only when they cut the level's work by 15% or more
 

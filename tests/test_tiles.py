@@ -264,3 +264,14 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
     path.write_text("not json")  # a file not of the cache's form is never replaced
     measure_costs(settings, levels, max_side=64)
     assert path.read_text() == "not json"
+
+
+def test_a_long_render_is_told_by_its_evaluated_pixels_not_only_its_flop():
+    """The hybrid print at 6000x4500 is 17.6 TFLOP (under the VGG threshold) but took 14.6 min: its
+    plan counts the pixels evaluated, (2 + iterations) per tile region px, and calls it long."""
+    from hires.plan import LONG_RENDER_FLOP
+    plan = make_plan(6000, 4500, Settings(network="hybrid"), [(1280, 1014)])
+    assert plan.flop < LONG_RENDER_FLOP and plan.long
+    lp = plan.levels[-1]
+    by_hand = sum(12 * t.shape[0] * t.shape[1] for t in lp.tiles)  # 10 iterations, one pass
+    assert by_hand > 0.5 * plan.eval_px and not make_plan(1024, 768, Settings(network="hybrid")).long
