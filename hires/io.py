@@ -306,6 +306,19 @@ def resize(arr: np.ndarray, width: int, height: int, out: np.ndarray | None = No
     ``wrap`` the image is taken as one period of a repeating pattern (a seamless texture): the
     kernel reads across its edges into the next period (libvips repeats it lazily), not an edge
     extended, so the result wraps as exactly as the input."""
+    return fetch_into(_resized(arr, width, height, wrap), out, source=arr)
+
+
+def resized_strips(arr: np.ndarray, width: int, height: int, strip: int = 256):
+    """(y, rows) of ``resize(arr, width, height)`` a strip of rows at a time, unclipped (``arr`` may
+    hold a signed difference), without the full-size result ever being held."""
+    region = pyvips.Region.new(_resized(arr, width, height, False))
+    for y in range(0, height, strip):
+        h = min(strip, height - y)
+        yield y, np.frombuffer(region.fetch(0, y, width, h), np.float32).reshape(h, width, -1)
+
+
+def _resized(arr: np.ndarray, width: int, height: int, wrap: bool) -> pyvips.Image:
     h0, w0 = arr.shape[:2]
     im = vips_from_array(np.ascontiguousarray(arr, dtype=np.float32))  # (a view: not a memmap)
     if wrap:
@@ -318,4 +331,4 @@ def resize(arr: np.ndarray, width: int, height: int, out: np.ndarray | None = No
     if (im.width, im.height) != (width, height):
         im = im.crop(0, 0, min(width, im.width), min(height, im.height)).gravity(
             "north-west", width, height, extend="copy")
-    return fetch_into(im, out, source=arr)
+    return im

@@ -303,11 +303,12 @@ def painted_content(state: RenderState, canvas: np.ndarray, coarser: tuple[int, 
                                  state.progress)
     h, w = canvas.shape[:2]
     io.resize(state.painted, w, h, out=content)
-    blurred = io.resize(io.resize(state.painted, coarser[1], coarser[0]), w, h, out=buffers.empty("coarser", canvas.shape))
-    for y in range(0, h, STRIP):
-        canvas[y:y + STRIP] = np.clip(canvas[y:y + STRIP] + content[y:y + STRIP] - blurred[y:y + STRIP], 0.0, 1.0)
-        release(canvas, content, blurred)
-    buffers.discard(blurred)
+    # the painting as the coarser level saw it, resampled back a strip at a time (a full-size copy
+    # took the 2 GiB print's last level 1% over its budget)
+    for y, rows in io.resized_strips(io.resize(state.painted, coarser[1], coarser[0]), w, h, STRIP):
+        n = len(rows)
+        canvas[y:y + n] = np.clip(canvas[y:y + n] + content[y:y + n] - rows, 0.0, 1.0)
+        release(canvas, content)
     release(state.painted)
     if (h, w) == (state.job.height, state.job.width):  # the last level: not needed again
         state.scratch.discard(state.painted)
