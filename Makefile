@@ -1,10 +1,11 @@
-# make demo: install into .venv and render the bundled example.  make test: install and run the tests.
+# make demo: install into .venv and render the bundled example.  make test: install and run the tests
+# (make test-fast: the ones not marked slow).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hires-installed
 
-.PHONY: install demo test gallery clean
+.PHONY: install demo test test-fast gallery clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +33,10 @@ AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS
 test: install
 	$(BIN)/python -m pytest -q
 	$(AVX2) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_avx2.py $(NUMERICAL)
+
+# the inner loop: everything not marked slow, in about a minute
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 gallery: install
 	$(BIN)/python benchmarks/gallery.py

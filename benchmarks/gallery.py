@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, SHARED, data, write_json  # noqa: E402
 
 import hires  # noqa: E402
-from hires import io  # noqa: E402
-from hires.config import load_preset  # noqa: E402
+from hires import io, output  # noqa: E402
+from hires.presets import load_preset  # noqa: E402
 
 SETTINGS = load_preset("demo")
 
@@ -64,7 +64,7 @@ def compare(reuse_random: bool = False) -> None:
             if way == "random" and reuse_random:
                 row.append(_old_third_panel(name, size))
                 continue
-            kw = dict(kw, init="auto", fast_size=512)
+            kw = dict(kw, init="fast", fast_size=512)
             t = time.perf_counter()
             single = RESULTS / "tmp" / f"compare_{name}_{way}.png"  # not kept: the strip below is
             single.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +75,7 @@ def compare(reuse_random: bool = False) -> None:
         gap = np.ones((size[1], 16, 3), np.float32)
         strip = np.concatenate([row[0], gap, row[1], gap, row[2]], axis=1)
         # JPEG: three 1024 px paintings side by side are 6-9 MB as PNG
-        io.save_image(np.ascontiguousarray(strip), OUT / f"compare_{name}.jpg", quality=90, overwrite=True)
+        output.save_image(np.ascontiguousarray(strip), OUT / f"compare_{name}.jpg", quality=90, overwrite=True)
     write_json("gallery_compare.json" if not reuse_random else "gallery_compare_hybrid.json", times)
 
 
@@ -249,7 +249,7 @@ def main() -> None:
         times[name] = {"wall_s": round(time.perf_counter() - t, 1), "network": res.network}
         if "seamless" in name:  # 2x2 repeat shows whether the texture tiles with itself
             img = res.image
-            io.save_image(np.ascontiguousarray(np.tile(img, (2, 2, 1))), OUT / f"{name}_2x2.png", overwrite=True)
+            output.save_image(np.ascontiguousarray(np.tile(img, (2, 2, 1))), OUT / f"{name}_2x2.png", overwrite=True)
         print(name, times[name], flush=True)
     write_json("gallery.json", times)
 

@@ -31,7 +31,8 @@ def score(kind: str, job_args: tuple, image: np.ndarray, settings) -> float:
     """Whole-image style loss of ``image`` at the render's last level, by a float32 engine."""
     from hires.canvas import Buffers
     from hires.engine import Engine
-    from hires.pipeline import level_targets, make_job, plan_job, texture_settings
+    from hires.pipeline import level_targets
+    from hires.request import make_job, plan_job, texture_settings
     from hires import io
     job = make_job(*job_args, texture=kind == "texture")
     s = settings.replace(precision="fp32")

@@ -63,7 +63,8 @@ def main() -> None:
     from hires.config import Settings
     from hires.engine import Counters, Engine, PassContext
     from hires.config import parse_memory
-    from hires.pipeline import level_targets, make_job, plan_job
+    from hires.pipeline import level_targets
+    from hires.request import make_job, plan_job
     from hires.plan import plan_level
 
     content = data("contents/forest_path_2560x1600.jpg", "forest_path_2560x1600.jpg")

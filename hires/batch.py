@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hires.canvas import peak_rss_bytes, reset_peak_rss
-from hires.config import (Settings, coerce_flag, load_preset, parse_style, preset_table, read_toml,
-                          settings_from_mapping)
+from hires.config import Settings, coerce_flag, parse_style, read_toml, settings_from_mapping
 from hires.errors import HiresError, OptionError
-from hires.pipeline import RUN_FIELDS, RunOptions, builtin_only, run_options_from
+from hires.presets import load_preset
+from hires.request import RUN_FIELDS, RunOptions, builtin_only, default_output, requested_size, run_options_from
 
 PATH_KEYS = ("content", "output", "snapshots", "work_dir", "weights")
 
@@ -112,11 +112,10 @@ def _job(source: Path, index: int, raw: dict) -> BatchJob:
     print_size = values.pop("print_size", None)
     if print_size is not None and "size" in values:
         raise OptionError(f"{where}: give 'size' or 'print_size', not both")
-    size = print_size or values.pop("size", None) or (preset_table(preset).get("size") if preset else None)
+    size = requested_size(print_size or values.pop("size", None), preset, texture)
     if texture:
         styles = _style_list(base, values.pop("example"), "example", where)
         content = None
-        size = size or "512x512"
     else:
         builtin = values.get("method") == "fast" and values.get("builtin_style") is not None
         if "style" not in values and not builtin:
@@ -128,8 +127,7 @@ def _job(source: Path, index: int, raw: dict) -> BatchJob:
             values[key] = _resolve(base, values[key])
     output = values.pop("output", None)
     if output is None:
-        stem = Path(content or styles[0].rsplit(":", 1)[0]).stem
-        output = f"{stem}-hires.png"
+        output = default_output(content or styles[0])
     overwrite = coerce_flag(values.pop("overwrite", False), f"{where}: overwrite")
     values.pop("name", None)
     run_kw = {k.replace("-", "_"): values.pop(k) for k in list(values) if k.replace("-", "_") in RUN_FIELDS}
@@ -167,10 +165,10 @@ def _write_record(source: Path, output: Path, fingerprint: str) -> None:
 
 def fingerprint(job: BatchJob) -> str:
     """Inputs (path, size, time), size and settings: what decides the output."""
-    from hires.pipeline import _work_key, make_job
+    from hires.request import make_job, work_key
     j = make_job(job.content, job.styles, None, job.size, job.texture, dpi=job.settings.dpi,
                  styles_optional=builtin_only(job.settings), memory=job.settings.memory)
-    return _work_key(j, job.settings, job.settings.network)
+    return work_key(j, job.settings, job.settings.network)
 
 
 def already_done(job: BatchJob, fp: str) -> bool:
@@ -191,8 +189,9 @@ def _child(job: BatchJob, progress_kind: str, conn) -> None:
 
 def run_here(job: BatchJob, progress_kind: str) -> dict:
     """Run one job in this process: what happened (status, output, error, wall, the job's peak RSS)."""
-    from hires.cli import make_progress
-    from hires.pipeline import make_job, run
+    from hires.progress import make_progress
+    from hires.pipeline import run
+    from hires.request import make_job
     from rich.console import Console
     reset_peak_rss()  # a cluster worker runs many jobs: measure this one
     t0 = time.perf_counter()
@@ -274,7 +273,7 @@ def check_report_path(path) -> None:
     """``--report`` replaces only an earlier batch report (hires wrote it), never another file, and
     its folder must exist and be writable: checked before the first job runs."""
     p = Path(path)
-    from hires.io import check_place
+    from hires.output import check_place
     check_place(p, "--report", OptionError, "report.json")
     if not os.path.lexists(p):
         return

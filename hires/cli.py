@@ -1,16 +1,16 @@
-"""The ``hires`` command.  Flags derive from Settings; progress is rendered here with rich."""
+"""The ``hires`` command.  Flags derive from Settings; progress is rendered by ``hires.progress``."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 
-from hires.config import Settings, flag, load_preset, load_toml, settings_from_mapping
-from hires.errors import HiresError, OptionError
-from hires.progress import Failed
+from hires.config import Settings, flag, settings_from_mapping
+from hires.presets import load_preset, load_toml
+from hires.errors import HiresError
+from hires.progress import Failed, JsonProgress, make_progress
 
 log = logging.getLogger("hires")
 
@@ -23,23 +23,31 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_settings_flags(p: argparse.ArgumentParser, only: set[str] | None = None) -> None:
-    """One flag per Settings field, defaulting to 'not given' so presets are not overridden.  Values
-    stay strings here: Settings coerces and checks them, the same way as TOML values."""
-    g = p.add_argument_group("settings (defaults from --preset, else built in)")
-    g.add_argument("--preset", help="a preset name from configs/ (draft, balanced, fine) or a .toml path")
+    """One flag per Settings field, in the groups of ``config.GROUPS``, defaulting to 'not given' so
+    presets are not overridden.  Values stay strings here: Settings coerces and checks them, the same
+    way as TOML values."""
+    from hires.config import ALIASES, GROUPS, metavar
+    from hires.presets import preset_names
+    g = p.add_argument_group("presets")
+    g.add_argument("--preset", metavar="NAME", help=f"a preset ({', '.join(preset_names())}) or a .toml path")
     g.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings, applied over --preset")
-    for f in dataclasses.fields(Settings):
-        if only is not None and f.name not in only:
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    old = {new: old for old, new in ALIASES.items()}
+    for group, names in GROUPS.items():
+        names = [n for n in names if only is None or n in only]
+        if not names:
             continue
-        default = f.default
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        kw = dict(dest=f.name, default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {shown})")
-        if isinstance(default, bool):
-            g.add_argument(f"--{flag(f.name)}", action=argparse.BooleanOptionalAction, **kw)
-            continue
-        if f.metadata.get("choices"):
-            kw["metavar"] = "{" + ",".join(map(str, f.metadata["choices"])) + "}"
-        g.add_argument(f"--{flag(f.name)}", **kw)
+        g = p.add_argument_group(group)
+        for name in names:
+            f = fields[name]
+            default = f.default
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            kw = dict(dest=name, default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {shown or 'none'})")
+            flags = [f"--{flag(name)}"] + ([f"--{flag(old[name])}"] if name in old else [])
+            if isinstance(default, bool):
+                g.add_argument(*flags, action=argparse.BooleanOptionalAction, **kw)
+            else:
+                g.add_argument(*flags, metavar=metavar(name), **kw)
 
 
 def settings_from_args(args) -> Settings:
@@ -54,7 +62,56 @@ def settings_from_args(args) -> Settings:
 
 SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color", "method", "strength", "fast_size",
                 "builtin_style", "style_scale", "multiscale"}
-SKIP_RENDER = {"seamless", "example_scale", "match_colours", "detail"}
+SKIP_RENDER = {"seamless", "example_scale", "match_colors", "detail"}
+
+
+def _sizes(q, default: str):
+    q.add_argument("--size", "--print-size", dest="size", metavar="SIZE",
+                   help="output WIDTHxHEIGHT in px (6000x4500), a physical size at --dpi (30x40cm, 297x420mm, "
+                        f"12x16in: rounded to the nearest px, and the file records it) or a named print size "
+                        f"(a4, a3, ...); default: {default}")
+
+
+def _render_args(q):
+    q.add_argument("content", help="the photo to stylise")
+    q.add_argument("--style", "-s", action="append", metavar="IMAGE[:WEIGHT]",
+                   help="style image, repeatable with weights: --style a.jpg:0.7 --style b.jpg:0.3")
+    _sizes(q, "the preset's, else the content's size")
+    add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_RENDER)
+
+
+def _texture_args(q):
+    q.add_argument("example", nargs="+", metavar="IMAGE[:WEIGHT]", help="example texture(s), with weights")
+    _sizes(q, "the preset's, else 512x512")
+    add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_TEXTURE)
+
+
+def _reporting(q):
+    q.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    q.add_argument("--json-progress", action="store_true",
+                   help="one JSON object per event on stderr, for scripts (plan, level_start, tile_start, "
+                        "tile_end, iteration, snapshot, write, done, error; each with elapsed_s and eta_s)")
+    q.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+
+
+def _common(q):
+    q = q.add_argument_group("production")
+    q.add_argument("-o", "--output", metavar="FILE",
+                   help="output file: .png .jpg .webp .tif (default: NAME-hires.png)")
+    q.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+    q.add_argument("--fresh", action="store_true",
+                   help="start again, ignoring what an interrupted run of this render saved")
+    q.add_argument("--keep-work", action="store_true",
+                   help="keep the work folder (checkpoints) after the output is written")
+    q.add_argument("--snapshots", metavar="DIR", help="write downscaled previews into DIR as the render goes")
+    q.add_argument("--snapshot-size", type=int, default=1024, metavar="PX",
+                   help="long side of the previews (default 1024)")
+    q.add_argument("--snapshot-every", type=int, default=8, metavar="N",
+                   help="a preview every N tiles of a tiled level, and after every level (default 8)")
+    q.add_argument("--scheduler", metavar="local:N|tcp://HOST:PORT",
+                   help="refine each level's tiles on a Dask cluster (pip install 'hires[distributed]'): "
+                        "local:N starts N workers here, tcp://HOST:PORT joins a running scheduler")
+    _reporting(q)
 
 
 def build_parser() -> Parser:
@@ -62,59 +119,16 @@ def build_parser() -> Parser:
     p.add_argument("--version", action="version", version=f"hires {__import__('hires').__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    def sizes(q, default: str):
-        q.add_argument("--size", help="output WIDTHxHEIGHT in px, in cm/mm/in at --dpi (30x40cm) or a named "
-                                      f"print size (a4, a3, ...); default: {default}")
-        q.add_argument("--print-size", metavar="WxH{cm,mm,in}",
-                       help="physical output size, e.g. 30x40cm or 12x16in: the pixels are this size at --dpi "
-                            "(rounded to the nearest px), and the file records it")
-
-    def render_args(q):
-        q.add_argument("content", help="the photo to stylise")
-        q.add_argument("--style", "-s", action="append", metavar="IMAGE[:WEIGHT]",
-                       help="style image, repeatable with weights: --style a.jpg:0.7 --style b.jpg:0.3")
-        sizes(q, "the preset's, else the content's size")
-        add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_RENDER)
-
-    def texture_args(q):
-        q.add_argument("example", nargs="+", metavar="IMAGE[:WEIGHT]", help="example texture(s), with weights")
-        sizes(q, "the preset's, else 512x512")
-        add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_TEXTURE)
-
-    def reporting(q):
-        q.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
-        q.add_argument("--json-progress", action="store_true",
-                       help="one JSON object per event on stderr, for scripts (plan, level_start, tile_start, "
-                            "tile_end, iteration, snapshot, write, done, error; each with elapsed_s and eta_s)")
-        q.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
-
-    def common(q):
-        q.add_argument("-o", "--output", help="output file: .png .jpg .webp .tif (default: NAME-hires.png)")
-        q.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
-        q.add_argument("--fresh", action="store_true",
-                       help="start again, ignoring what an interrupted run of this render saved")
-        q.add_argument("--keep-work", action="store_true",
-                       help="keep the work folder (checkpoints) after the output is written")
-        q.add_argument("--snapshots", metavar="DIR", help="write downscaled previews into DIR as the render goes")
-        q.add_argument("--snapshot-size", type=int, default=1024, metavar="PX",
-                       help="long side of the previews (default 1024)")
-        q.add_argument("--snapshot-every", type=int, default=8, metavar="N",
-                       help="a preview every N tiles of a tiled level, and after every level (default 8)")
-        q.add_argument("--scheduler", metavar="local:N|tcp://HOST:PORT",
-                       help="refine each level's tiles on a Dask cluster (pip install 'hires[distributed]'): "
-                            "local:N starts N workers here, tcp://HOST:PORT joins a running scheduler")
-        reporting(q)
-
     r = sub.add_parser("render", help="stylise a photo with one or more paintings")
-    render_args(r)
-    common(r)
+    _render_args(r)
+    _common(r)
     t = sub.add_parser("texture", help="synthesise a texture from one or more examples")
-    texture_args(t)
-    common(t)
+    _texture_args(t)
+    _common(t)
 
     pl = sub.add_parser("plan", help="print the levels, tiles, memory and time a render would take")
     plsub = pl.add_subparsers(dest="kind", required=True, parser_class=Parser)
-    for kind, fill in (("render", render_args), ("texture", texture_args)):
+    for kind, fill in (("render", _render_args), ("texture", _texture_args)):
         q = plsub.add_parser(kind, help=f"plan `hires {kind}` with the same arguments")
         fill(q)
         q.add_argument("-o", "--output", help=argparse.SUPPRESS)
@@ -122,13 +136,19 @@ def build_parser() -> Parser:
         q.add_argument("--no-calibrate", action="store_true", help="skip the short speed measurement")
         q.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    _other_commands(sub)
+    return p
+
+
+def _other_commands(sub) -> None:
+    """batch, presets and weights."""
     b = sub.add_parser("batch", help="run the renders of one or more job files, one after another")
     b.add_argument("jobs", nargs="+", metavar="JOBS.toml", help="files of [[job]] tables (see the README)")
     b.add_argument("--report", metavar="FILE.json", help="write each job's status, time, peak memory and output")
     b.add_argument("--scheduler", metavar="local:N|tcp://HOST:PORT",
                    help="run the jobs at once on a Dask cluster, each job one task retried if its worker dies "
                         "(outputs on a shared file system); pip install 'hires[distributed]'")
-    reporting(b)
+    _reporting(b)
 
     ps = sub.add_parser("presets", help="list the presets (schedules and sizes) with what they do")
     ps.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
@@ -142,126 +162,35 @@ def build_parser() -> Parser:
     fe.add_argument("--dest", help="folder to put it in (default: torch's hub checkpoint folder)")
     fe.add_argument("--url", help=argparse.SUPPRESS)
     fe.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    return p
-
-
-# ---------------------------------------------------------------- progress display
-
-class RichProgress:
-    """Renders core progress events: one overall bar with ETA, plus the level/tile/iteration."""
-
-    def __init__(self, console, quiet: bool):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-        self.console, self.quiet = console, quiet
-        self.bar = None if quiet else Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
-        self.task = None
-        self.level = ""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.task is not None:
-            self.bar.stop()
-
-    def __call__(self, event) -> None:
-        from hires.progress import LevelStarted, Note, Step
-        if isinstance(event, Note):
-            if not self.quiet:
-                self.console.print(event.text)
-        elif isinstance(event, LevelStarted):
-            self.level = f"level {event.level + 1}/{event.n_levels} {event.width}x{event.height}"
-            if not self.quiet:
-                self.console.print(f"{self.level}: {event.n_tiles} tile(s), {event.iterations} iterations, "
-                                   f"layers {', '.join(event.layers)}")
-        elif isinstance(event, Step) and self.bar:
-            if self.task is None:  # start on the first step, so early errors print no bar
-                self.bar.start()
-                self.task = self.bar.add_task("", total=event.work_total)
-            self.bar.update(self.task, total=event.work_total, completed=min(event.work_done, event.work_total),
-                            description=f"{self.level} tile {event.tile}/{event.n_tiles} "
-                                        f"it {event.iteration}/{event.iterations} loss {event.loss:.4g}")
-
-
-class _Silent:
-    """--quiet: nothing but errors (which main prints)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-    def __call__(self, event) -> None:
-        pass
-
-
-class _Json(_Silent):
-    def __init__(self):
-        from hires.progress import JsonLines
-        self.lines = JsonLines(sys.stderr)
-        self.failed = False
-
-    def __call__(self, event) -> None:
-        from hires.progress import Failed
-        self.failed = self.failed or isinstance(event, Failed)
-        self.lines(event)
 
 
 def progress_kind(args) -> str:
     return "json" if getattr(args, "json_progress", False) else "quiet" if getattr(args, "quiet", False) else "rich"
 
 
-def make_progress(kind: str, console):
-    """The progress callback (a context manager) for ``kind``: rich, quiet or json."""
-    if kind == "json":
-        return _Json()
-    if kind == "quiet":
-        return _Silent()
-    return RichProgress(console, False)
-
-
 # ---------------------------------------------------------------- commands
 
-def _default_output(name: str) -> str:
-    stem = os.path.splitext(os.path.basename(name))[0]
-    return f"{stem}-hires.png"
-
-
 def job_size(args, texture: bool) -> str | None:
-    """--print-size, else --size, else the preset's size, else the default of the command."""
-    from hires.config import PHYSICAL_RE, preset_table
-    if args.print_size and args.size:
-        raise OptionError("--print-size and --size: give one of them")
-    if args.print_size:
-        if not PHYSICAL_RE.match(args.print_size):
-            raise OptionError(f"--print-size: {args.print_size!r} is not a physical size; write e.g. 30x40cm, "
-                              "297x420mm or 12x16in")
-        return args.print_size
-    if args.size:
-        return args.size
-    preset = getattr(args, "preset", None)
-    size = preset_table(preset).get("size") if preset else None
-    return size or ("512x512" if texture else None)
+    from hires.request import requested_size
+    return requested_size(args.size, getattr(args, "preset", None), texture)
 
 
 def run_options(args):
-    from hires.pipeline import RUN_FIELDS, run_options_from
+    from hires.request import RUN_FIELDS, run_options_from
     return run_options_from({k: getattr(args, k) for k in RUN_FIELDS}, label=lambda name: f"--{flag(name)}")
 
 
 def cmd_render(args, console, progress) -> int:
-    from hires.pipeline import builtin_only, make_job, run
+    from hires.pipeline import run
+    from hires.request import builtin_only, default_output, make_job
     settings = settings_from_args(args)
     texture = args.command == "texture"
     size = job_size(args, texture)
     if texture:
-        job = make_job(None, args.example, args.output or _default_output(args.example[0].split(":")[0]),
+        job = make_job(None, args.example, args.output or default_output(args.example[0]),
                        size, texture=True, overwrite=args.overwrite, dpi=settings.dpi, memory=settings.memory)
     else:
-        job = make_job(args.content, args.style, args.output or _default_output(args.content), size,
+        job = make_job(args.content, args.style, args.output or default_output(args.content), size,
                        texture=False, overwrite=args.overwrite, dpi=settings.dpi, styles_optional=builtin_only(settings),
                        memory=settings.memory)
     options = run_options(args)
@@ -289,7 +218,7 @@ def cmd_batch(args, console) -> int:
 
     report = run_batch(args.jobs, kind, said, args.scheduler)
     if args.report:
-        from hires.io import write_text_atomic
+        from hires.output import write_text_atomic
         write_text_atomic(args.report, json.dumps(report.as_dict(), indent=2) + "\n")
     if kind == "rich":
         table = Table("job", "status", "wall", "peak RSS", "output / error", title="hires batch")
@@ -304,7 +233,7 @@ def cmd_batch(args, console) -> int:
 
 
 def cmd_presets(args, console) -> int:
-    from hires.config import presets
+    from hires.presets import presets
     for name, table in presets().items():
         size = f" [{table['size']}]" if table.get("size") else ""
         print(f"{name}{size}: {table.get('description', '')}")
@@ -312,7 +241,7 @@ def cmd_presets(args, console) -> int:
 
 
 def cmd_plan(args, console) -> int:
-    from hires.pipeline import builtin_only, make_job, plan_job
+    from hires.request import builtin_only, make_job, plan_job
     from hires.plan import describe
     settings = settings_from_args(args)
     if args.kind == "texture":
@@ -322,7 +251,7 @@ def cmd_plan(args, console) -> int:
         job = make_job(args.content, args.style, None, job_size(args, False), texture=False, dpi=settings.dpi,
                        styles_optional=builtin_only(settings), memory=settings.memory)
     if settings.method == "fast" and args.kind == "render":
-        from hires.pipeline import fast_plan
+        from hires.fastrender import fast_plan
         plan = fast_plan(job, settings)
         print(json.dumps(plan.as_dict(), indent=2) if args.json else "\n".join(plan.describe()))
         return 0
@@ -397,7 +326,7 @@ def main(argv=None) -> int:
 def _said(progress, message: str, code: int, prefix: str = "hires: error: ") -> int:
     """Report how the command ended in one line: a JSON ``error`` event with --json-progress (once:
     the render may have sent it already; stderr then carries JSON only), else plain text."""
-    if isinstance(progress, _Json):
+    if isinstance(progress, JsonProgress):
         if not progress.failed:
             progress(Failed(message))
     else:

@@ -94,7 +94,9 @@ def worker_engine(settings):
     import numba
     import torch
 
+    from hires import process
     from hires.engine import Engine
+    process.tune_for_rendering()
     threads = _worker_threads()
     torch.set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -116,7 +118,7 @@ def _tile_stats_task(settings, image_region: np.ndarray, tile, layers, deepest, 
 
 
 def _refine_task(settings, job, tile, region: np.ndarray, content: np.ndarray | None):
-    from hires.engine import TileCounting
+    from hires.reports import TileCounting
     counting = TileCounting(job.level, tile.index + 1, job.n_tiles)
     t = time.perf_counter()
     x_new = worker_engine(settings).refine_tile(tile, job, region, content, counting)

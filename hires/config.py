@@ -32,16 +32,14 @@ class Settings:
     base_size: int = _opt(512, "long side in px of the whole-frame (coarsest) level")
     iterations: tuple[int, ...] = _opt(
         (150, 40, 20, 10), "optimiser iterations per level, coarsest first; the last repeats")
-    optimizer: str = _opt("auto", "optimiser; auto = L-BFGS at levels of more than 10 iterations, Adam at 10 or "
-                                  "fewer (L-BFGS spends its first evaluations finding a step size: at a print's "
-                                  "fine level Adam reached 0.42 of its loss in the same time, "
-                                  "benchmarks/results/schedules_*.json)", choices=("auto", "lbfgs", "adam"))
+    optimizer: str = _opt("auto", f"optimiser; auto = L-BFGS at levels of more than {ADAM_UP_TO} iterations, Adam "
+                                  f"at {ADAM_UP_TO} or fewer (docs/measurements.md)", choices=("auto", "lbfgs", "adam"))
     lr: float = _opt(0.05, "Adam learning rate (pixel units)")
     # losses
     style_weight: float = _opt(1.0, "weight of the style (Gram) loss")
     content_weight: float = _opt(0.3, "weight of the content loss")
     tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
-    mean_weight: float = _opt(0.0, "weight of an extra feature mean/std match term")
+    mean_weight: float = _opt(0.0, "weight of an extra term matching each style layer's feature mean")
     style_scale: float = _opt(1.0, "style image long side relative to the output's (bigger = larger strokes)")
     example_scale: float = _opt(
         1.0, "texture: how large the example's features appear (1.0 = one example px per output px at the "
@@ -64,10 +62,10 @@ class Settings:
     builtin_style: str | None = _opt(
         None, "fast network: one of the 26 built-in styles of the multi-style network (0-25) or a blend "
               "such as 3:0.7,19:0.3, instead of the style images (all 26 on one photo: benchmarks/results/gallery/builtin_styles.jpg)")
-    init: str = _opt("auto", "start image for render: auto (= fast), fast (the feed-forward network's "
-                             "stylisation), content or noise", choices=("auto", "fast", "content", "noise"))
+    init: str = _opt("fast", "start image of a render: fast (the feed-forward network's painting, multi-scale "
+                             "above --fast-size), content (the photo) or noise", choices=("fast", "content", "noise"))
     preserve_color: str = _opt(
-        "none", "keep the content's colours", choices=("none", "luminance", "histogram"))
+        "none", "keep the content's colors", choices=("none", "luminance", "histogram"))
     seed: int = _opt(0, "random seed; the same seed gives the same output")
     # network and device
     network: str = _opt("auto", "feature network of the optimisation: hybrid (the bundled pretrained "
@@ -83,8 +81,8 @@ class Settings:
     # tiling and memory
     memory: str = _opt("4GiB", "memory budget for the whole process, e.g. 4GiB, 1500MB")
     tile_size: int = _opt(0, "tile side in px at tiled levels (0 = largest that fits --memory)")
-    overlap: int = _opt(0, "px of feathered overlap on each side of a cut between tiles (0 = twice the stride "
-                           "of the level's deepest layer: 4 px at relu2_1, 16 at relu4_1)")
+    overlap: int = _opt(0, "px of feathered overlap on each side of a cut between tiles (0 = from the level's "
+                           "layers: twice the largest stride up to stride 4, the context margin from stride 8)")
     margin: int = _opt(0, "px of context around each tile (0 = from the network depth)")
     canvas: str = _opt("auto", "where full-size buffers live: auto (RAM if the plan fits --memory, else "
                             "disk-backed in the work folder), ram or disk", choices=("auto", "ram", "disk"))
@@ -95,15 +93,13 @@ class Settings:
     dpi: float = _opt(300.0, "resolution written into the output file")
     quality: int = _opt(92, "JPEG/WebP quality")
     pyramid: bool = _opt(False, "write a pyramidal TIFF (every power-of-two reduction, for viewers of huge images)")
-    alpha: str = _opt("flatten", "what to do with an input alpha channel: flatten onto white",
-                      choices=("flatten",))
     seamless: bool = _opt(False, "make the texture tile with itself (texture only)")
     detail: float = _opt(1.0, "texture: noise added to each finer level's start, as a fraction of the detail the "
                               "example has at that scale and the upsampled coarser level lacks (0 = none)")
-    match_colours: bool = _opt(True, "texture: as a last step, give the result the examples' colour mean and "
+    match_colors: bool = _opt(True, "texture: as a last step, give the result the examples' color mean and "
                                      "covariance (a fine level that cannot regain all the example's contrast "
                                      "otherwise comes out washed out)")
-    mode: str = _opt("auto", "colour or one-band gray output; auto = gray when every input image is gray",
+    mode: str = _opt("auto", "color or one-band gray output; auto = gray when every input image is gray",
                      choices=("auto", "color", "gray"))
 
     def __post_init__(self):
@@ -141,6 +137,36 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+# The option groups of `hires render --help` and `hires texture --help`, every field in one
+GROUPS = {
+    "output": ("bit_depth", "dpi", "quality", "pyramid", "mode"),
+    "style": ("style_weight", "content_weight", "tv_weight", "mean_weight", "style_scale", "preserve_color",
+              "style_layers", "content_layer", "min_style_layers"),
+    "schedule": ("base_size", "iterations", "optimizer", "lr", "init", "seed", "second_pass"),
+    "fast network": ("method", "strength", "fast_size", "multiscale", "builtin_style"),
+    "texture": ("example_scale", "seamless", "detail", "match_colors"),
+    "feature network and device": ("network", "weights", "pooling", "device", "precision"),
+    "memory and tiles": ("memory", "tile_size", "overlap", "margin", "canvas", "work_dir"),
+}
+# metavars by field (else by type: N for whole numbers, X for others, LIST for tuples)
+METAVARS = {"base_size": "PX", "fast_size": "PX", "tile_size": "PX", "overlap": "PX", "margin": "PX",
+            "weights": "FILE", "work_dir": "DIR", "memory": "SIZE", "style_layers": "LAYER,...",
+            "content_layer": "LAYER", "iterations": "N,...", "builtin_style": "N[:W],...", "dpi": "DPI"}
+# spellings accepted for a field, as flags, TOML keys and API keywords (user-facing words are US English)
+ALIASES = {"match_colours": "match_colors"}
+# values accepted for a field besides its choices: --init auto was always the same as fast
+VALUE_ALIASES = {"init": {"auto": "fast"}}
+
+
+def metavar(name: str) -> str:
+    f = _FIELDS[name]
+    if f.metadata.get("choices"):
+        return "{" + ",".join(map(str, f.metadata["choices"])) + "}"
+    if name in METAVARS:
+        return METAVARS[name]
+    kind = _HINTS[name]
+    return "N" if kind is int else "X" if kind is float else "LIST" if typing.get_origin(kind) is tuple else "VALUE"
 _HINTS = typing.get_type_hints(Settings)
 
 
@@ -250,22 +276,25 @@ def parse_style(spec: str) -> tuple[str, float]:
     return str(spec), 1.0
 
 
-def preset_path(name: str) -> Path:
-    p = Path(name)
-    if p.suffix == ".toml" and p.exists():
-        return p
-    q = CONFIG_DIR / f"{name}.toml"
-    if q.exists():
-        return q
-    known = sorted({q.stem for q in CONFIG_DIR.glob("*.toml")} - {"print_sizes"})
-    raise OptionError(f"--preset: {name!r} is neither a .toml file nor a preset ({', '.join(known)})")
-
-
 # ---------------------------------------------------------------- one coercion path
 
-def _builtin_mix(spec):
-    from hires.fast import builtin_mix
-    return builtin_mix(spec)
+N_BUILTIN = 26  # styles of the bundled 26-style network (hires.magenta.MultiStyleTransformer)
+
+
+def builtin_mix(spec: str) -> dict[int, float]:
+    """'19' or '3:0.7,19:0.3' -> {index: weight} (the OptionError names --builtin-style)."""
+    mix: dict[int, float] = {}
+    for part in str(spec).split(","):
+        idx, _, weight = part.strip().partition(":")
+        try:
+            k, w = int(idx), check_weight(weight, spec, "--builtin-style") if weight else 1.0
+        except (ValueError, OptionError):
+            k, w = -1, 0.0
+        if not 0 <= k < N_BUILTIN or w <= 0:
+            raise OptionError(f"--builtin-style: {spec!r} is not a style 0-{N_BUILTIN - 1} or a blend "
+                              "such as 3:0.7,19:0.3")
+        mix[k] = mix.get(k, 0.0) + w
+    return mix
 
 
 def _layer_names():
@@ -294,7 +323,7 @@ LIMITS = {
     "example_scale": _between(0.01, 16, "between 0.01 and 16, e.g. 1.0"),
     "seed": _between(0, SEED_MAX, f"a whole number from 0 to 2**64-1 ({SEED_MAX})"),
     "strength": (lambda v: 0 <= v <= 1, "between 0 and 1"),
-    "builtin_style": (lambda v: bool(_builtin_mix(v)), "a style 0-25 or a blend such as 3:0.7,19:0.3"),
+    "builtin_style": (lambda v: bool(builtin_mix(v)), "a style 0-25 or a blend such as 3:0.7,19:0.3"),
     "fast_size": (lambda v: v == 0 or 64 <= v <= 65536, "between 64 and 65536, or 0 for the output size"),
     "style_layers": (lambda v: all(n in _layer_names() for n in v),
                      "network layer names such as relu1_1,relu2_1,mb3 (VGG19 relu1_1-relu5_4, MobileNetV2 mb0-mb13)"),
@@ -375,6 +404,8 @@ def coerce(name: str, value, label: str):
 
     Raises OptionError naming ``label`` (a flag or a key), the value and what is allowed."""
     f = _FIELDS[name]
+    if isinstance(value, str) and value in VALUE_ALIASES.get(name, {}):
+        value = VALUE_ALIASES[name][value]
     return coerce_value(_HINTS[name], value, label, f.metadata.get("choices"), LIMITS.get(name))
 
 
@@ -409,6 +440,7 @@ def settings_from_mapping(values: dict, base: Settings | None = None, source: st
     changes = {}
     for key, value in values.items():
         name = str(key).replace("-", "_")
+        name = ALIASES.get(name, name)
         if name not in _FIELDS:
             raise OptionError(f"{prefix}unknown setting {key!r}; known settings: {', '.join(sorted(_FIELDS))}")
         changes[name] = coerce(name, value, prefix + (label(name) if label else name))
@@ -425,28 +457,3 @@ def read_toml(path, what: str) -> dict:
         raise OptionError(f"{what}: {str(path)!r} does not exist; check the path") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise OptionError(f"{what}: {str(path)!r} is not a readable TOML file: {e}") from None
-
-
-def load_toml(path, base: Settings | None = None, what: str = "--config") -> Settings:
-    """``base`` with the settings of a TOML file; errors name the file, the key and the allowed values."""
-    values = read_toml(path, what)
-    for key in JOB_KEYS:  # a preset may name a size: the job's, not a setting
-        values.pop(key, None)
-    return settings_from_mapping(values, base, source=str(path))
-
-
-JOB_KEYS = ("description", "size")
-
-
-def load_preset(name: str, base: Settings | None = None) -> Settings:
-    return load_toml(preset_path(name), base, "--preset")
-
-
-def preset_table(name: str) -> dict:
-    """The raw table of a preset (its description and size included)."""
-    return read_toml(preset_path(name), "--preset")
-
-
-def presets() -> dict[str, dict]:
-    """Every preset shipped with hires: name -> its table."""
-    return {p.stem: preset_table(p.stem) for p in sorted(CONFIG_DIR.glob("*.toml")) if p.stem != "print_sizes"}

@@ -11,25 +11,27 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from hires import losses
-from hires.canvas import Buffers, give_back_memory, release, return_memory_promptly, reuse_memory, trim
-from hires.checkpoints import fingerprint
+from hires.canvas import Buffers, give_back_memory, release, reuse_memory, trim
+from hires.checkpoints import Checkpoints, fingerprint
 from hires.colouring import colour_groups
 from hires.config import Settings
-from hires.errors import NumericalError, OptionError
+from hires.errors import OptionError
 from hires.kernels import blend_into
 from hires.layers import flops_per_pixel
 from hires.nets import LAYER_STRIDE, build_network
-from hires.progress import Note, Step, TileFinished, TilesRestored, TileStarted, ignore
+from hires.progress import Note, TileFinished, TilesRestored, TileStarted, ignore
+from hires.reports import TileProgress
 from hires.pyramid import Level
 from hires.stats import LayerTarget, Stats
 from hires.tiles import Tile, blend_mask, blend_part, blend_window, grid, ownership, padding, take
@@ -90,6 +92,20 @@ class LevelReport:
     net_gflop: float = 0.0
 
 
+class TileRunner(Protocol):
+    """Something that runs a pass's tiles: the in-process ``Engine`` (one after another) and
+    ``hires.cluster.DaskRunner`` (a colour's tiles at once on workers), with the same results.
+    Both yield (tile index or tile, result) pairs as tiles finish, in any order."""
+
+    def tile_stats_runs(self, image: np.ndarray, layers, deepest: str,
+                        tiles: list[Tile]) -> Iterator[tuple[int, tuple[dict, float, float]]]:
+        """(tile index, (its Gram sums per layer, network seconds, FLOP)) for each of ``tiles``."""
+
+    def refine_runs(self, engine: "Engine", canvas: np.ndarray, content: np.ndarray | None, tiles: list[Tile],
+                    job: "RefineJob") -> Iterator[tuple[Tile, np.ndarray]]:
+        """(tile, its refined blend area) for each of ``tiles``."""
+
+
 @dataclass
 class PassContext:
     """Where a refine pass gets its buffers and reports to: the work counters, the checkpoints
@@ -99,9 +115,9 @@ class PassContext:
     counters: "Counters"
     n_levels: int = 1
     pass_index: int = 0
-    checkpoints: object | None = None       # hires.checkpoints.Checkpoints
-    after_tile: object | None = None        # f(canvas, tiles finished so far, of n)
-    executor: object | None = None          # hires.cluster.DaskRunner: tiles on a cluster
+    checkpoints: Checkpoints | None = None
+    after_tile: Callable[[np.ndarray, int, int], None] | None = None  # f(canvas, tiles finished so far, of n)
+    executor: TileRunner | None = None      # hires.cluster.DaskRunner: tiles on a cluster
     reuse: bool = True                      # evaluations reuse freed memory (the plan's LevelPlan.reuse)
 
 
@@ -162,7 +178,6 @@ class Engine:
         self.progress = progress
         self.device = pick_device(settings.device)
         self.dtype = torch.float32
-        return_memory_promptly()
         torch.manual_seed(settings.seed)
         self.net, self.network_name, message = build_network(
             settings.network, settings.weights, settings.pooling, settings.seed)
@@ -286,7 +301,7 @@ class Engine:
         with ``ctx.executor`` the tiles of a colour at once on a cluster, with the same result.
         ``ctx.buffers`` makes the pass's weight map (RAM or disk); ``ctx.counters`` receives its work."""
         H, W = canvas.shape[:2]
-        runner = ctx.executor or self
+        runner: TileRunner = ctx.executor or self
         starts: dict = {}
         glob = self.stats_pass(canvas, level.style_layers, level.deepest, tiles, ctx.counters, ctx.executor, starts)
         wsum = ctx.buffers.zeros("weights", canvas.shape[:2])
@@ -392,57 +407,3 @@ class Engine:
         if not bool(torch.isfinite(out).all()):  # (a step after the last evaluation can still overflow)
             report.not_finite("the pixels")
         return out
-
-
-class TileReport:
-    """What an optimised tile tells after each evaluation (``__call__``) and when its pixels stop
-    being finite (``not_finite``): a loss or pixels that are no longer finite stop the render."""
-
-    def __init__(self, level: Level, tile: int, n_tiles: int):
-        self.level, self.tile, self.n_tiles = level, tile, n_tiles
-        self.evals = 0
-
-    def not_finite(self, what: str) -> None:
-        raise NumericalError(
-            f"level {self.level.index + 1} ({self.level.width}x{self.level.height}), tile {self.tile}/{self.n_tiles}: "
-            f"{what} became infinite or NaN, so nothing was written; the likely cause is a loss weight too large "
-            "(--style-weight, --content-weight, --tv-weight, --mean-weight, the style weights) or --lr; lower it")
-
-    def __call__(self, seconds: float, loss: float, iters: int) -> None:
-        if not math.isfinite(loss):
-            self.not_finite(f"the loss ({loss})")
-        self.evals += 1
-        self.count(seconds, loss, iters)
-
-    def count(self, seconds: float, loss: float, iters: int) -> None:
-        """One finite evaluation (the ``evals``-th)."""
-
-
-class TileCounting(TileReport):
-    """A tile's evaluations counted on a cluster worker (no progress events there)."""
-
-    def __init__(self, level: Level, tile: int, n_tiles: int):
-        super().__init__(level, tile, n_tiles)
-        self.net_s = 0.0
-
-    def count(self, seconds: float, loss: float, iters: int) -> None:
-        self.net_s += seconds
-
-
-class TileProgress(TileReport):
-    """Accounting of one tile's evaluations: counters for the ETA, and a Step event for each."""
-
-    def __init__(self, progress, counters: Counters, level: Level, n_levels: int, tile: int, n_tiles: int,
-                 forward_flop: float):
-        super().__init__(level, tile, n_tiles)
-        self.progress, self.counters, self.n_levels = progress, counters, n_levels
-        self.flop = 2 * forward_flop  # forward plus the backward to the input (weights are frozen)
-
-    def count(self, seconds: float, loss: float, iters: int) -> None:
-        c = self.counters
-        c.net_s += seconds
-        c.net_flop += self.flop
-        c.work_done += self.flop
-        if self.evals <= iters:
-            self.progress(Step(self.level.index, self.n_levels, self.tile, self.n_tiles, self.evals, iters, loss,
-                               c.work_done, c.work_total))

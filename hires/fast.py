@@ -17,7 +17,7 @@ import torch
 
 from hires import io, magenta
 from hires.canvas import path_of, release, trim
-from hires.config import check_weight
+from hires.config import builtin_mix
 from hires.errors import OptionError
 from hires.stats import Stats
 from hires.tiles import ALIGN, Tile, grid, take
@@ -61,22 +61,6 @@ def style_bottleneck(styles, content=None, strength: float = 1.0, recolour=None,
                          device)
         mixed = strength * mixed + (1.0 - strength) * own
     return mixed
-
-
-def builtin_mix(spec: str) -> dict[int, float]:
-    """'19' or '3:0.7,19:0.3' -> {index: weight} (the OptionError names --builtin-style)."""
-    mix: dict[int, float] = {}
-    for part in str(spec).split(","):
-        idx, _, weight = part.strip().partition(":")
-        try:
-            k, w = int(idx), check_weight(weight, spec, "--builtin-style") if weight else 1.0
-        except (ValueError, OptionError):
-            k, w = -1, 0.0
-        if not 0 <= k < magenta.N_BUILTIN or w <= 0:
-            raise OptionError(f"--builtin-style: {spec!r} is not a style 0-{magenta.N_BUILTIN - 1} or a blend "
-                              "such as 3:0.7,19:0.3")
-        mix[k] = mix.get(k, 0.0) + w
-    return mix
 
 
 class Stylist:

@@ -2,7 +2,7 @@
 resume state, the temporary output a killed run left, and what is removed when it ends.
 
 hires deletes only what it made: files inside its own marked work folder (``checkpoints``), and
-a temporary output whose name is the exact pattern ``io.partial_path`` makes beside the output.
+a temporary output whose name is the exact pattern ``output.partial_path`` makes beside the output.
 The work state is written by an earlier run and may have been edited: a recorded temporary
 output that is not of that pattern is ignored with a warning, never deleted.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from hires import io
 from hires.checkpoints import Checkpoints, WorkFolder, work_folder_path
+from hires.output import is_partial_of
 from hires.progress import Note
 
 
@@ -50,7 +50,7 @@ def _start(checkpoints: Checkpoints, output: Path | None, fresh: bool, progress)
         checkpoints.clear()
     partial = checkpoints.partial_output()
     if partial is not None:
-        if output is not None and io.is_partial_of(partial, output):
+        if output is not None and is_partial_of(partial, output):
             partial.unlink(missing_ok=True)
         else:  # not a name hires makes for this output: someone else's file, left alone
             progress(Note(f"warning: the work folder's state names {str(partial)!r} as a temporary output, "

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hires import config
 from hires.errors import WeightsError
 
 MODELS = Path(__file__).parent / "models"
@@ -218,7 +219,7 @@ Transformer.norm_strides, Transformer.receptive_radius = NORM_STRIDES, RECEPTIVE
 
 # ---------------------------------------------------------------- the 26-style network
 
-N_BUILTIN = 26
+N_BUILTIN = config.N_BUILTIN
 MULTI_RESIDUAL_BLOCKS = 6
 
 

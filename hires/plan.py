@@ -9,7 +9,6 @@ Memory model (bytes), checked against measured peak RSS in benchmarks/:
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 
 from hires.config import Settings, parse_memory
@@ -132,7 +131,7 @@ class Plan:
     height: int
     budget: int
     levels: list[LevelPlan]
-    # this machine's TileCost of each optimised level, by level index; see measure_costs
+    # this machine's TileCost of each optimised level, by level index; see hires.probe
     costs: dict | None = None
     notes: list[str] = field(default_factory=list)   # advice shown with the plan
     network: str = "hybrid"                           # the feature network the levels' layers belong to
@@ -145,6 +144,19 @@ class Plan:
     @property
     def flop(self) -> float:
         return sum(lp.flop for lp in self.levels)
+
+    @property
+    def eval_px(self) -> float:
+        """Pixels the network is evaluated on (each tile region, per evaluation and its two set-up
+        forwards, every pass), a measure of time that FLOP misses: the hybrid network's MobileNetV2
+        layers are few FLOP per pixel but memory-bound, so a 14-minute print was 17.5 TFLOP."""
+        return sum((2 + lp.level.iterations) * t.shape[0] * t.shape[1]
+                   for lp in self.levels if lp.flop for tiles in lp.passes for t in tiles)
+
+    @property
+    def long(self) -> bool:
+        """Worth the few seconds of a time estimate: about five minutes or more on 2 cores."""
+        return self.flop > LONG_RENDER_FLOP or self.eval_px > LONG_RENDER_EVAL_PX
 
     def worker_bytes(self, settings: Settings) -> int:
         """Memory a cluster worker needs to refine the largest tile of any level: the process's
@@ -167,14 +179,6 @@ class Plan:
             return 0.0
         return sum(fast.stage_seconds(w, h, self.budget, self.paint_rate) for w, h in lp.paint)
 
-    def calibrate(self, settings: Settings) -> None:
-        """Time this machine at each network depth of the plan (see measure_costs), and the fast
-        network when a level paints the multi-scale start."""
-        self.costs = measure_costs(settings, self.levels)
-        if any(lp.paint for lp in self.levels):
-            from hires import fast
-            from hires.engine import pick_device
-            self.paint_rate = fast.measure_rate(pick_device(settings.device))
 
     @property
     def est_seconds(self) -> float | None:
@@ -187,6 +191,9 @@ class Plan:
                 "est_seconds": self.est_seconds, "notes": self.notes,
                 "levels": [dict(lp.as_dict(), est_seconds=self.level_seconds(lp)) for lp in self.levels]}
 
+
+LONG_RENDER_FLOP = 20e12      # about five minutes of VGG layers on 2 cores
+LONG_RENDER_EVAL_PX = 200e6   # about five minutes of the hybrid's fine layers (relu1_1, mb3) on 2 cores
 
 DISK_GAIN = 0.85  # disk-backed buffers only when they cut the level's work by 15% or more
 
@@ -274,7 +281,7 @@ def _staggered(lp: LevelPlan, coarser: list[LevelPlan]) -> LevelPlan:
 
 
 def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tuple[int, int]] = (),
-              calibrate: bool = False) -> Plan:
+) -> Plan:
     """Plan every level of a ``width`` x ``height`` render within ``settings.memory``."""
     from hires.nets import resolve_network
     budget = parse_memory(settings.memory)
@@ -291,8 +298,6 @@ def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tup
         if above:
             levels[above[0]] = replace(levels[above[0]], paint=tuple(stage_sizes(width, height, settings.fast_size)))
     plan = Plan(width, height, budget, levels, network=network)
-    if calibrate:
-        plan.calibrate(settings)
     return plan
 
 
@@ -318,84 +323,10 @@ class TileCost:
         return tiles + lp.shapes * self.setup + style
 
 
-PROBE_EVALS = 3
 
 
-class _Probe:
-    """One tile refined by the engine, as a render refines it, and timed.  Its style targets come
-    from an image half its size, so that its first run meets its shape new, as a render's first
-    tile of each shape does, statistics pass included."""
-
-    def __init__(self, engine, level: Level, h: int, w: int, rng):
-        import numpy as np
-
-        from hires.stats import make_target
-        self.engine = engine
-        self.image = rng.random((h, w, 3), dtype=np.float32)
-        self.level = Level(0, w, h, 1, level.style_layers, level.content_layer)
-        small = self.image[: max(h // 2, 32), : max(w // 2, 32)]
-        stats = engine.stats_pass(small, self.level.layers, self.level.deepest,
-                                  grid(small.shape[1], small.shape[0], max(small.shape[:2]), 0, 0))
-        self.targets = {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()}
-
-    def run(self, evals: int) -> float:
-        """Seconds to refine the tile with ``evals`` evaluations."""
-        from hires.canvas import Buffers
-        from hires.engine import Counters, PassContext
-        h, w = self.image.shape[:2]
-        t = time.perf_counter()
-        self.engine.refine(self.image.copy(), self.image, self.targets, replace(self.level, iterations=evals),
-                           grid(w, h, max(w, h), 0, 0), PassContext(Buffers(None, False), Counters()))
-        return time.perf_counter() - t
 
 
-def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = MAX_TILE + 128) -> dict[int, TileCost]:
-    """The TileCost of each optimised level of ``levels`` (by level index), timed on this machine
-    with the engine itself, so losses, optimiser, statistics and blending are in the figure, not only
-    the convolutions.  The probe refines a tile shaped like the level's largest tile region, with
-    its layers, optimiser and precision (at most ``max_side`` px a side): the cost per FLOP depends
-    on the tile's size (a 384 px probe ran faster per FLOP than the 500-900 px tiles of a 6000x4500
-    render, whose activations no longer fit the cache), and a fixed per-tile part weighs more at 10
-    evaluations a tile than at 150.  Two runs, 1 and 1 + PROBE_EVALS evaluations, separate the two
-    (after one more, whose extra time is the set-up every new tile shape pays: oneDNN primitives,
-    first-touch memory).  About 3-20 s a level."""
-    import numpy as np
-
-    from hires.engine import Engine
-    from hires import costcache
-    cached, found = costcache.load(), {}
-    # the hybrid network computes every layer (VGG19's as the random one does, at the same cost)
-    engine = Engine(settings.replace(network="hybrid", seamless=False, second_pass=False))
-    rng = np.random.default_rng(0)
-    # what the first refine of a process pays once (libraries' own set-up), paid here, so that
-    # the first probe's set-up is that of a new tile shape only: counted once per shape, a one-off
-    # cost made the 2 GiB print's 1500 px level (12 tiles) 18% over its time
-    warmed = False
-    out = {}
-    for lp in levels:
-        if not lp.flop:  # a fast level optimises nothing: no probe
-            continue
-        lv = lp.level
-        engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
-        precision = engine.use_level(lv)                       # and its arithmetic
-        h, w = (min(n, max_side) for n in lp.largest_region)
-        entry = costcache.key(",".join(lv.layers), lp.optimizer, precision, settings.pooling, f"{w}x{h}")
-        if entry in cached:  # measured before on this machine: the plan answers at once
-            out[lv.index] = TileCost(*cached[entry])
-            continue
-        if not warmed:
-            _Probe(engine, Level(0, 64, 64, 1, ("relu1_1",), "relu1_1"), 64, 64, rng).run(2)
-            warmed = True
-        probe = _Probe(engine, lv, h, w, rng)
-        first = probe.run(1)
-        one, more = probe.run(1), probe.run(1 + PROBE_EVALS)
-        gflop = h * w * flops_per_pixel(lv.layers) / 1e9
-        per_eval = max(more - one, 0.0) / PROBE_EVALS
-        out[lv.index] = TileCost(max(one - per_eval, 0.0) / gflop, per_eval / gflop, max(first - one, 0.0))
-        found[entry] = (out[lv.index].fixed, out[lv.index].per_eval, out[lv.index].setup)
-    if found:
-        costcache.save(found)
-    return out
 
 
 def describe(plan: Plan) -> list[str]:

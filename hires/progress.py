@@ -1,5 +1,5 @@
-"""Typed progress events.  The core calls a callback with these; the CLI renders them (a rich bar,
-or one JSON object per line for scripts with ``--json-progress``).
+"""Typed progress events, and their renderers.  The core calls a callback with these; the CLI and
+batch render them (a rich bar, or one JSON object per line for scripts with ``--json-progress``).
 
 Each event class names itself in ``kind``: the ``event`` field of its JSON line.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -139,3 +140,74 @@ class JsonLines:
                 "eta_s": None if self.eta is None else round(self.eta, 1), **dataclasses.asdict(event)}
         self.stream.write(json.dumps(line, default=str) + "\n")
         self.stream.flush()
+
+
+# ---------------------------------------------------------------- renderers (the CLI's and batch's)
+
+class RichProgress:
+    """Renders core progress events: one overall bar with ETA, plus the level/tile/iteration."""
+
+    def __init__(self, console, quiet: bool):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        self.console, self.quiet = console, quiet
+        self.bar = None if quiet else Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+        self.task = None
+        self.level = ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.task is not None:
+            self.bar.stop()
+
+    def __call__(self, event) -> None:
+        if isinstance(event, Note):
+            if not self.quiet:
+                self.console.print(event.text)
+        elif isinstance(event, LevelStarted):
+            self.level = f"level {event.level + 1}/{event.n_levels} {event.width}x{event.height}"
+            if not self.quiet:
+                self.console.print(f"{self.level}: {event.n_tiles} tile(s), {event.iterations} iterations, "
+                                   f"layers {', '.join(event.layers)}")
+        elif isinstance(event, Step) and self.bar:
+            if self.task is None:  # start on the first step, so early errors print no bar
+                self.bar.start()
+                self.task = self.bar.add_task("", total=event.work_total)
+            self.bar.update(self.task, total=event.work_total, completed=min(event.work_done, event.work_total),
+                            description=f"{self.level} tile {event.tile}/{event.n_tiles} "
+                                        f"it {event.iteration}/{event.iterations} loss {event.loss:.4g}")
+
+
+class SilentProgress:
+    """--quiet: nothing but errors (which main prints)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def __call__(self, event) -> None:
+        pass
+
+
+class JsonProgress(SilentProgress):
+    def __init__(self):
+        self.lines = JsonLines(sys.stderr)
+        self.failed = False
+
+    def __call__(self, event) -> None:
+        self.failed = self.failed or isinstance(event, Failed)
+        self.lines(event)
+
+
+def make_progress(kind: str, console):
+    """The progress callback (a context manager) for ``kind``: rich, quiet or json."""
+    if kind == "json":
+        return JsonProgress()
+    if kind == "quiet":
+        return SilentProgress()
+    return RichProgress(console, False)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hires import io
+from hires import io, output
 from hires.canvas import release
 from hires.errors import OutputError
 from hires.progress import Snapshot
@@ -61,7 +61,7 @@ class Snapshots:
         path = self.folder / f"{self.stem}-{self.key}-{tag}.jpg"
         tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}.jpg")
         try:
-            out = io.release_while_written((im * 255.0 + 0.5).cast("uchar").copy(interpretation="srgb"), canvas)
+            out = output.release_while_written((im * 255.0 + 0.5).cast("uchar").copy(interpretation="srgb"), canvas)
             out.jpegsave(str(tmp), Q=90)
             os.replace(tmp, path)
         except Exception as e:  # a preview never stops a render: say so and go on

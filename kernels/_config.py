@@ -12,10 +12,15 @@ FASTMATH = False
 PARALLEL = True
 CACHE = os.environ.get("HIRES_NUMBA_CACHE", "1") == "1"
 
-# The Gram kernel calls BLAS from numba's worker threads.  Under the OpenMP layer OpenBLAS
-# detects the parallel region and warns that it may hang; the workqueue layer has no OpenMP.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+
+def prefer_workqueue() -> None:
+    """numba's threading layer for this process: workqueue, unless NUMBA_THREADING_LAYER says
+    otherwise.  The Gram kernel calls BLAS from numba's worker threads; under the OpenMP layer
+    OpenBLAS detects the parallel region and warns that it may hang, and the workqueue layer has no
+    OpenMP.  Process-wide, so hires calls it where a render starts (``hires.process``), never on
+    import; numba reads it at its first parallel launch, so later calls change nothing."""
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
 
 
 def n_threads() -> int:

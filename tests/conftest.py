@@ -3,6 +3,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hires import process
+
+# the tests drive the engine and kernels directly, in the process settings a render runs with
+process.tune_for_rendering()
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 BUNDLED = ROOT / "hires" / "data"

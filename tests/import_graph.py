@@ -48,7 +48,9 @@ def graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     for name, path in mods.items():
         tree = ast.parse(path.read_text(), str(path))
         top[name], deferred[name] = set(), set()
-        for node in tree.body:  # module level, including under `if TYPE_CHECKING` / try blocks
+        for node in tree.body:  # module level, including try blocks; `if TYPE_CHECKING:` runs nothing
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
             for sub in ast.walk(node) if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) else ():
                 top[name] |= _targets(sub, name, known)
         for node in ast.walk(tree):

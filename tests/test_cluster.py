@@ -108,7 +108,7 @@ def test_cluster_render_equals_the_in_process_render(client, one_thread, content
 def test_cluster_seams_match_the_sequential_render(client, content_path, style_path, monkeypatch):
     """Colour order against the row-major order of a sequential pass: the cuts are as invisible
     (gradient band ratio within 5% of 1, and no further from 1 than the sequential's + 0.02)."""
-    from tests.test_tiled import seam_ratio
+    from helpers import seam_ratio
     kw = dict(RENDER, size="384x384", tile_size=96, iterations=(20, 12), style_layers=("relu1_1", "relu2_1", "relu3_1"),
               content_layer="relu3_1", base_size=128)
     there = hires.render(content_path, style_path, scheduler=client, **kw)
@@ -160,8 +160,8 @@ def test_batch_on_a_cluster_reports_like_the_local_batch(tmp_path):
 
     import pyvips
 
-    from tests.test_production import _batch_file
-    jobs = _batch_file(tmp_path)
+    from helpers import batch_file
+    jobs = batch_file(tmp_path)
     report = tmp_path / "report.json"
     cmd = [sys.executable, "-m", "hires.cli", "batch", str(jobs), "--report", str(report), "--quiet"]
     first = subprocess.run(cmd + ["--scheduler", "local:2"], capture_output=True, text=True)

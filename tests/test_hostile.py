@@ -21,7 +21,7 @@ import pyvips
 import torch
 
 import hires
-from hires import cli, io, losses, nets
+from hires import cli, io, losses, nets, output
 from hires.engine import Engine
 from hires.errors import InputError, NumericalError, OutputError, WeightsError
 
@@ -193,7 +193,7 @@ def test_a_float_image_of_other_bands_is_one_line(tmp_path):
 
 def _appear_during(monkeypatch, path: Path, make):
     """Make ``make(path)`` happen while the next render runs (after its checks, before its write)."""
-    real = io.save_image
+    real = output.save_image
 
     def save(*a, **kw):
         make(path)
@@ -241,13 +241,13 @@ def test_publish_without_hard_links_still_never_replaces(tmp_path, monkeypatch):
         raise PermissionError(1, "Operation not permitted")
     monkeypatch.setattr(os, "link", no_links)
     arr = np.full((8, 8, 3), 0.5, np.float32)
-    io.save_image(arr, tmp_path / "a.png")
+    output.save_image(arr, tmp_path / "a.png")
     assert pyvips.Image.new_from_file(str(tmp_path / "a.png")).avg() > 100
     (tmp_path / "b.png").write_bytes(b"mine")
-    real = io.check_output_path
+    real = output.check_output_path
     monkeypatch.setattr(io, "check_output_path", lambda p, overwrite=False: real(p, True))  # (it appeared late)
     with pytest.raises(OutputError, match="appeared"):
-        io.save_image(arr, tmp_path / "b.png")
+        output.save_image(arr, tmp_path / "b.png")
     assert (tmp_path / "b.png").read_bytes() == b"mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
 
@@ -391,8 +391,8 @@ def test_a_crafted_pickle_is_one_line_of_hires_own(tmp_path, capfd):
     (["--style-scale", "1e9"], "--style-scale"),                          # row 11
     (["--memory", "1"], "--memory"),                                      # row 12
     (["--memory", "1", "--method", "fast"], "--memory"),
-    (["--print-size", "0x0cm", "--method", "fast"], "--size"),            # row 13
-    (["--print-size", "3x2cm", "--dpi", "0.001", "--method", "fast"], "--dpi"),
+    (["--size", "0x0cm", "--method", "fast"], "--size"),                  # row 13
+    (["--size", "3x2cm", "--dpi", "0.001", "--method", "fast"], "--dpi"),
     (["--dpi", "1e308"], "--dpi"),                                        # row 17
     (["--work-dir", "new/deep"], "--work-dir"),                           # row 16
 ])
@@ -488,5 +488,5 @@ def test_a_file_at_the_temporary_name_is_not_hires_to_remove(tmp_path):
     theirs = tmp_path / ".o.partial-1-abcdef12.png"
     theirs.write_bytes(b"not hires'")
     with pytest.raises(OutputError, match="could not write"):
-        io.save_image(np.full((8, 8, 3), 0.5, np.float32), tmp_path / "o.png", tmp=theirs)
+        output.save_image(np.full((8, 8, 3), 0.5, np.float32), tmp_path / "o.png", tmp=theirs)
     assert theirs.read_bytes() == b"not hires'" and not (tmp_path / "o.png").exists()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import pyvips
 
-from hires import io
+from hires import io, output
 from hires.errors import InputError, OptionError, OutputError
 
 
@@ -101,7 +101,7 @@ def test_shrink_on_load_does_not_decode_full_size(tmp_path):
 @pytest.mark.parametrize("ext,depth", [(".tif", 8), (".tif", 16), (".png", 8), (".png", 16)])
 def test_written_files_have_depth_dpi_and_icc(tmp_path, ext, depth):
     a = gradient()
-    out = io.save_image(a, tmp_path / f"o{ext}", bit_depth=depth, dpi=240)
+    out = output.save_image(a, tmp_path / f"o{ext}", bit_depth=depth, dpi=240)
     r = pyvips.Image.new_from_file(str(out))
     assert r.format == ("ushort" if depth == 16 else "uchar")
     assert (r.width, r.height, r.bands) == (60, 40, 3)
@@ -113,8 +113,8 @@ def test_written_files_have_depth_dpi_and_icc(tmp_path, ext, depth):
 
 def test_jpeg_quality_and_dpi(tmp_path):
     a = gradient(200, 200) + np.random.default_rng(0).random((200, 200, 3)).astype(np.float32) * 0.2
-    lo = io.save_image(np.clip(a, 0, 1), tmp_path / "lo.jpg", quality=30, dpi=72)
-    hi = io.save_image(np.clip(a, 0, 1), tmp_path / "hi.jpg", quality=95, dpi=72)
+    lo = output.save_image(np.clip(a, 0, 1), tmp_path / "lo.jpg", quality=30, dpi=72)
+    hi = output.save_image(np.clip(a, 0, 1), tmp_path / "hi.jpg", quality=95, dpi=72)
     assert lo.stat().st_size < hi.stat().st_size
     r = pyvips.Image.new_from_file(str(hi))
     assert r.get_typeof("icc-profile-data") != 0 and r.xres * 25.4 == pytest.approx(72, rel=1e-2)
@@ -122,7 +122,7 @@ def test_jpeg_quality_and_dpi(tmp_path):
 
 def test_16_bit_jpeg_is_refused(tmp_path):
     with pytest.raises(OptionError):
-        io.save_image(gradient(), tmp_path / "x.jpg", bit_depth=16)
+        output.save_image(gradient(), tmp_path / "x.jpg", bit_depth=16)
 
 
 def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
@@ -136,7 +136,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pyvips.Image, "pngsave", broken)
     with pytest.raises(OutputError):
-        io.save_image(gradient(), out)
+        output.save_image(gradient(), out)
     assert out.read_bytes() == b"previous render"
     assert sorted(os.listdir(tmp_path)) == ["o.png"]
 
@@ -155,9 +155,9 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(InputError, match="corrupt"):
         io.load_image(tmp_path / "trunc.jpg")
     with pytest.raises(OutputError, match="does not exist"):
-        io.check_output_path(tmp_path / "nope" / "o.png")
+        output.check_output_path(tmp_path / "nope" / "o.png")
     with pytest.raises(OutputError, match="extension"):
-        io.check_output_path(tmp_path / "o.bmpx")
+        output.check_output_path(tmp_path / "o.bmpx")
 
 
 def test_wrapped_resize_keeps_a_periodic_image_periodic(rng):
@@ -197,7 +197,7 @@ def test_a_disk_backed_canvas_is_read_without_becoming_resident(tmp_path, what):
     side = 4096
     canvas = _disk_canvas(tmp_path / "canvas.f32", side)
     if what == "write":
-        growth = _peak_growth(lambda: io.save_image(canvas, tmp_path / "out.tif"))
+        growth = _peak_growth(lambda: output.save_image(canvas, tmp_path / "out.tif"))
         back = io.load_image(tmp_path / "out.tif")
         np.testing.assert_allclose(back, np.asarray(canvas), atol=0.5 / 255 + 1e-6)
         assert growth < canvas.nbytes / 2, f"{growth / 2**20:.0f} MiB of a {canvas.nbytes / 2**20:.0f} MiB canvas"

@@ -57,7 +57,8 @@ def test_the_wheel_carries_the_weights_and_the_licence(tmp_path):
 
 import hires  # noqa: E402
 from hires import fast, io  # noqa: E402
-from hires.pipeline import fast_start, make_job  # noqa: E402
+from hires.fastrender import fast_start  # noqa: E402
+from hires.request import make_job  # noqa: E402
 from hires.config import Settings  # noqa: E402
 from hires.pyramid import Level  # noqa: E402
 

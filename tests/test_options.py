@@ -83,3 +83,36 @@ def test_named_size_in_a_plan(content_path, style_path, capsys):
                      "--no-calibrate"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert (plan["width"], plan["height"]) == (3508, 2480)
+
+
+def test_old_spellings_are_accepted_everywhere(tmp_path):
+    from hires.config import Settings
+    from hires.presets import load_toml
+    assert Settings().replace(match_colours=False).match_colors is False
+    toml = tmp_path / "s.toml"
+    toml.write_text("match_colours = false\n")
+    assert load_toml(toml).match_colors is False
+
+
+def test_render_help_groups_its_options_with_meaningful_metavars():
+    import contextlib
+    import dataclasses
+    import io
+
+    from hires.cli import build_parser
+    from hires.config import GROUPS, Settings
+    from hires.presets import preset_names
+    assert sorted(n for names in GROUPS.values() for n in names) == sorted(f.name for f in dataclasses.fields(Settings))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        build_parser().parse_args(["render", "--help"])
+    helptext = out.getvalue()
+    for group in ("output:", "style:", "schedule:", "memory and tiles:", "production:", "presets:"):
+        assert group in helptext
+    assert "--base-size PX" in helptext and "--memory SIZE" in helptext and "BASE_SIZE" not in helptext
+    assert all(name in helptext for name in preset_names())  # the --preset help lists every preset
+
+
+def test_init_auto_is_accepted_as_its_new_name():
+    from hires.config import Settings
+    assert Settings(init="auto").init == "fast" == Settings().init

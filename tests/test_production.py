@@ -14,10 +14,12 @@ import pytest
 import pyvips
 
 from hires.checkpoints import WorkFolder
-from hires.config import parse_size, presets
+from hires.config import parse_size
+from hires.presets import presets
 from hires.errors import OutputError
 
 from conftest import data
+from helpers import batch_file
 
 # a small tiled render: 2 tiles at the base level, 6 at the next, shallow layers so it is quick
 RENDER = ["--size", "192x128", "--base-size", "96", "--tile-size", "64", "--iterations", "4,3",
@@ -156,42 +158,8 @@ def test_json_progress_reports_an_error_as_json(tmp_path):
 
 # ---------------------------------------------------------------- batch
 
-def _batch_file(folder: Path) -> Path:
-    content = data("contents/chelsea.png", "chelsea.png")
-    style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
-    (folder / "in").mkdir()
-    (folder / "in" / "photo.png").write_bytes(content.read_bytes())
-    text = f"""
-[defaults]
-style = ["{style}:1.0"]
-method = "fast"
-fast_size = 128
-size = "160x120"
-
-[[job]]
-name = "first"
-content = "in/photo.png"
-output = "out/first.png"
-
-[[job]]
-name = "broken"
-content = "in/missing.png"
-output = "out/broken.png"
-
-[[job]]
-name = "third"
-content = "in/photo.png"
-output = "out/third.jpg"
-strength = 0.5
-"""
-    (folder / "out").mkdir()
-    path = folder / "jobs.toml"
-    path.write_text(text)
-    return path
-
-
 def test_batch_runs_the_rest_reports_and_skips_on_rerun(tmp_path):
-    jobs = _batch_file(tmp_path)
+    jobs = batch_file(tmp_path)
     report = tmp_path / "report.json"
     cmd = [sys.executable, "-m", "hires.cli", "batch", str(jobs), "--report", str(report), "--quiet"]
     first = subprocess.run(cmd, capture_output=True, text=True)
@@ -217,7 +185,7 @@ def test_batch_runs_the_rest_reports_and_skips_on_rerun(tmp_path):
 
 
 def test_batch_changed_job_is_not_skipped_and_never_overwrites(tmp_path):
-    jobs = _batch_file(tmp_path)
+    jobs = batch_file(tmp_path)
     cmd = [sys.executable, "-m", "hires.cli", "batch", str(jobs), "--quiet"]
     subprocess.run(cmd, capture_output=True, text=True)
     jobs.write_text(jobs.read_text().replace("strength = 0.5", "strength = 0.25"))
@@ -284,7 +252,7 @@ def test_presets_command_lists_them(capsys):
 
 
 def test_pyramid_tiff(tmp_path):
-    from hires.io import save_image
+    from hires.output import save_image
     img = np.random.default_rng(0).random((600, 800, 3), dtype=np.float32)
     save_image(img, tmp_path / "p.tif", pyramid=True)
     save_image(img, tmp_path / "flat.tif")
@@ -313,7 +281,7 @@ def test_seamless_size_that_cannot_wrap_is_one_line_with_a_size_that_can(tmp_pat
 
 
 def test_batch_report_never_replaces_a_file_hires_did_not_write(tmp_path):
-    jobs = _batch_file(tmp_path)
+    jobs = batch_file(tmp_path)
     report = tmp_path / "notes.json"
     report.write_text('{"mine": true}\n')
     res = subprocess.run([sys.executable, "-m", "hires.cli", "batch", str(jobs), "--report", str(report), "--quiet"],

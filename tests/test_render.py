@@ -10,7 +10,8 @@ from hires.canvas import Buffers
 from hires.config import Settings
 from hires.engine import Engine
 from hires.errors import OptionError
-from hires.pipeline import level_targets, make_job
+from hires.pipeline import level_targets
+from hires.request import make_job
 from hires.plan import make_plan
 
 from conftest import FAST
@@ -95,14 +96,14 @@ def test_several_styles_mix_their_statistics(content_path, style_path):
 
 
 def test_style_scale_sets_style_image_size(content_path, style_path):
-    from hires.pipeline import _style_size
+    from hires.request import style_size
     job = make_job(content_path, style_path, None, "600x400", False)
-    assert _style_size(job, (1280, 1014), 600, 400, Settings()) == (600, 475)
-    assert _style_size(job, (1280, 1014), 600, 400, Settings(style_scale=0.5)) == (300, 238)
+    assert style_size(job, (1280, 1014), 600, 400, Settings()) == (600, 475)
+    assert style_size(job, (1280, 1014), 600, 400, Settings(style_scale=0.5)) == (300, 238)
     tex = make_job(None, style_path, None, "2000x2000", True)
     # a texture example keeps its own scale at the finest level and shrinks with coarser levels
-    assert _style_size(tex, (1280, 1014), 2000, 2000, Settings()) == (1280, 1014)
-    assert _style_size(tex, (1280, 1014), 500, 500, Settings()) == (320, 254)
+    assert style_size(tex, (1280, 1014), 2000, 2000, Settings()) == (1280, 1014)
+    assert style_size(tex, (1280, 1014), 500, 500, Settings()) == (320, 254)
 
 
 def test_preserve_colour_luminance_keeps_content_chroma(content_path, style_path):

@@ -141,7 +141,7 @@ def test_tiled_render_on_cuda(content_path, style_path):
                          + [("ram", "none", "auto"), ("disk", "histogram", "auto")])
 def test_resume_from_every_level_equals_an_uninterrupted_render(tmp_path, content_path, style_path, monkeypatch,
                                                                  colour, canvas, init):
-    # init auto with the fast network at 64 px: level 0 is its stylisation, level 1 refines it
+    # init fast with the fast network at 64 px: level 0 is its stylisation, level 1 refines it
     kw = dict(TINY, preserve_color=colour, canvas=canvas, tile_size=64, bit_depth=16, init=init, fast_size=64)
     clean = tmp_path / "clean.tif"
     hires.render(content_path, style_path, clean, **kw)

@@ -8,7 +8,7 @@ import hires
 from hires import io
 from hires.config import Settings
 from hires.engine import Engine
-from hires.pipeline import EXAMPLE_AT_BASE, make_job, plan_job
+from hires.request import EXAMPLE_AT_BASE, make_job, plan_job
 from hires.seams import wrap_seam_ratio
 
 SMALL = dict(iterations=(30, 10), style_layers=("relu1_1", "relu2_1", "relu3_1"), memory="8GiB")
@@ -120,7 +120,7 @@ def test_mode_gray_writes_one_band_16_bit(tmp_path, texture_path):
 
 def test_gray_needs_every_input_gray(texture_path, gray_example):
     assert io.is_gray(gray_example) and not io.is_gray(texture_path)
-    from hires.pipeline import output_mode
+    from hires.request import output_mode
     both = make_job(None, [gray_example, texture_path], None, "64x64", True)
     assert output_mode(both, Settings()) == "color"
     assert output_mode(make_job(None, gray_example, None, "64x64", True), Settings()) == "gray"

@@ -9,10 +9,11 @@ from hires.config import Settings
 from hires import engine as engine_module
 from hires.engine import Engine
 from hires.canvas import Buffers
-from hires.pipeline import level_targets, make_job, plan_job
+from hires.pipeline import level_targets
+from hires.request import make_job, plan_job
 from hires.plan import auto_margin
 from hires.pyramid import Level
-from hires.seams import band_ratio
+from helpers import seam_ratio
 from hires.tiles import grid, padding
 
 SCHEDULE = dict(base_size=384, iterations=(12,), style_layers=("relu1_1", "relu2_1", "relu3_1"), init="content",
@@ -68,12 +69,6 @@ def test_tiled_render_matches_untiled_render(content_path, style_path, optimizer
     lt = _loss_of(tiled.image, content_path, style_path, s)
     assert lu < 0.7 * start  # both really optimised
     assert 0.6 * lu <= lt <= 1.05 * lu, (start, lu, lt)
-
-
-def seam_ratio(img, cuts, band=8):
-    """Mean gradient magnitude in bands along the cuts over the rest of the image (a blurred
-    cut is below 1, a hard edge above)."""
-    return band_ratio(img, cuts, cuts, band)
 
 
 def step_ratio(img, cuts, between, seg=24, w=6):

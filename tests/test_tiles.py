@@ -8,7 +8,8 @@ import pytest
 
 from hires.config import Settings
 from hires.errors import BudgetError, OptionError
-from hires.plan import TileCost, describe, flops_per_pixel, make_plan, measure_costs
+from hires.plan import TileCost, describe, make_plan
+from hires.probe import measure_costs
 from hires.pyramid import schedule
 from hires.tiles import ALIGN, grid, ownership, take
 
@@ -149,7 +150,7 @@ def test_planner_weighs_reused_memory_against_the_tiles_it_costs():
 
 
 def test_fast_levels_need_no_tile_memory():
-    plan = make_plan(1500, 1125, Settings(memory="1GiB"))  # init auto: 375 and 750 px from the fast network
+    plan = make_plan(1500, 1125, Settings(memory="1GiB"))  # init fast: 375 and 750 px from the fast network
     assert [lp.level.fast for lp in plan.levels] == [True, True, False]
     assert all(lp.flop == 0 and len(lp.tiles) == 1 for lp in plan.levels[:2])
     assert plan.peak_bytes <= 0.9 * (1 << 30)
@@ -171,19 +172,23 @@ def test_time_estimate_is_measured_per_network_depth():
 
 def test_level_time_counts_each_tile_and_each_evaluation():
     """A level's estimate: per tile a fixed part and one part per evaluation, both in proportion
-    to the tile's forward FLOP, and the style images' statistics pass."""
-    s = Settings(memory="4GiB", init="content", iterations=(40, 20, 10))
-    plan = make_plan(3000, 2250, s, [(3000, 2400)])
-    lp = plan.levels[-1]
-    assert lp.style_px == 3000 * 2400 and lp.forward_gflop * (2 + 2 * 10) == pytest.approx(lp.flop / 1e9)
-    fixed_only, evals_only = TileCost(1e-3, 0.0), TileCost(0.0, 1e-3)
-    style = lp.style_px * flops_per_pixel(lp.level.layers) / 1e9 * 1e-3 / 2
-    assert fixed_only.level_seconds(lp) == pytest.approx(lp.forward_gflop * 1e-3 + style)
-    assert evals_only.level_seconds(lp) == pytest.approx(lp.forward_gflop * 1e-3 * 10 * lp.time_factor)
+    to the tile's forward FLOP, and the style images' statistics pass (one forward, half a fixed
+    part).  By hand: relu1_1 is 2 x 3 x 64 x 9 = 3456 FLOP per px, so one 100x100 tile's forward is
+    0.03456 GFLOP, and a 1000x1000 style image's 3.456 GFLOP."""
+    from hires.plan import LevelPlan
+    from hires.pyramid import Level
+    level = Level(0, 100, 100, 10, ("relu1_1",), "relu1_1")
+    lp = LevelPlan(level, 100, 0, 0, [grid(100, 100, 100, 0, 0)], 0.0, 3456e4 * (2 + 2 * 10), style_px=1000 * 1000)
+    assert lp.forward_gflop == pytest.approx(0.03456)
+    assert TileCost(1e-3, 0.0).level_seconds(lp) == pytest.approx(0.03456e-3 + 3.456e-3 / 2)
+    assert TileCost(0.0, 1e-3).level_seconds(lp) == pytest.approx(0.03456e-3 * 10)
+    assert TileCost(0.0, 0.0, setup=2.0).level_seconds(lp) == pytest.approx(2.0)  # one tile shape
+    mapped = LevelPlan(level, 100, 0, 0, [grid(100, 100, 100, 0, 0)], 0.0, 3456e4 * 22, reuse=False)
+    assert TileCost(0.0, 1e-3).level_seconds(mapped) == pytest.approx(0.03456e-3 * 10 * 1.5)  # MAPPED_COST
 
 
 def test_fast_start_covers_the_levels_up_to_the_working_size():
-    levels = schedule(6000, 4500, Settings())  # init auto, fast_size 1024
+    levels = schedule(6000, 4500, Settings())  # init fast, fast_size 1024
     assert [lv.fast for lv in levels] == [True, True, False, False, False]
     assert [lv.iterations for lv in levels[:2]] == [0, 0] and levels[2].iterations == 20
     plan = make_plan(6000, 4500, Settings())
@@ -259,3 +264,14 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
     path.write_text("not json")  # a file not of the cache's form is never replaced
     measure_costs(settings, levels, max_side=64)
     assert path.read_text() == "not json"
+
+
+def test_a_long_render_is_told_by_its_evaluated_pixels_not_only_its_flop():
+    """The hybrid print at 6000x4500 is 17.6 TFLOP (under the VGG threshold) but took 14.6 min: its
+    plan counts the pixels evaluated, (2 + iterations) per tile region px, and calls it long."""
+    from hires.plan import LONG_RENDER_FLOP
+    plan = make_plan(6000, 4500, Settings(network="hybrid"), [(1280, 1014)])
+    assert plan.flop < LONG_RENDER_FLOP and plan.long
+    lp = plan.levels[-1]
+    by_hand = sum(12 * t.shape[0] * t.shape[1] for t in lp.tiles)  # 10 iterations, one pass
+    assert by_hand > 0.5 * plan.eval_px and not make_plan(1024, 768, Settings(network="hybrid")).long

@@ -1,0 +1,94 @@
+"""The last step of every render: the colour options (luminance, the texture's example colours,
+gray), then the output written atomically (``output.save_image`` through a temporary file); and the
+``Result`` a render returns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hires import colour, fast, io, output
+from hires.canvas import Buffers, release
+from hires.checkpoints import Checkpoints
+from hires.config import Settings
+from hires.progress import Writing, ignore
+from hires.engine import LevelReport
+from hires.plan import Plan
+from hires.request import Job, style_size
+
+@dataclass
+class Result:
+    """What a render produced and what it cost."""
+    image: np.ndarray | None     # float32 (H, W, 3) in [0, 1]; None when the canvas was disk-backed
+    output: Path | None
+    network: str
+    plan: Plan | None            # None for --method fast
+    levels: list[LevelReport]
+    wall_s: float
+    net_s: float
+    net_gflop: float
+    fast: fast.FastReport | None = None
+    cluster: list[dict] | None = None   # with --scheduler: per statistics pass and colour, what the cluster did
+
+
+STRIP = 256  # rows per strip when a full-size buffer is processed piecewise
+
+
+def to_gray(canvas: np.ndarray) -> None:
+    """Every pixel of a canvas (RAM or disk) to its luminance, in strips."""
+    for y in range(0, canvas.shape[0], STRIP):
+        colour.to_gray(canvas[y:y + STRIP])
+        release(canvas)
+
+
+def examples_at(job: Job, s: Settings, width: int, height: int) -> tuple[list[np.ndarray], list[float]]:
+    """A texture's examples at the size they have at a level of ``width`` x ``height``, and their
+    weights."""
+    images = []
+    for path, _ in job.styles:
+        ew, eh = style_size(job, io.image_size(path, "example"), width, height, s)
+        images.append(io.load_image(path, size=(ew, eh), what="example"))
+    return images, [weight for _, weight in job.styles]
+
+
+def match_examples(canvas: np.ndarray, job: Job, s: Settings) -> None:
+    """Give a texture the colour mean and covariance of its examples (mixed by weight), each read
+    at the size it has at the finest level, so at the scale its pixels appear in the output."""
+    images, weights = examples_at(job, s, job.width, job.height)
+    target = colour.mix_stats([colour.colour_stats(ex) for ex in images], weights)
+    transform = colour.histogram_transform(colour.colour_stats(canvas, after_strip=lambda: release(canvas)), target)
+    for y in range(0, canvas.shape[0], STRIP):
+        canvas[y:y + STRIP] = transform(canvas[y:y + STRIP])
+        release(canvas)
+
+
+def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers, checkpoints: Checkpoints | None = None,
+           progress=ignore) -> Path | None:
+    """Apply the luminance option (strip by strip, the content in a buffer the plan allows) and
+    write the output atomically."""
+    if s.preserve_color == "luminance":
+        content = io.load_image(job.content, size=(job.width, job.height), what="content",
+                                out=buffers.empty("content-final", canvas.shape))
+        for y in range(0, canvas.shape[0], STRIP):  # in strips: no full-size temporaries
+            canvas[y:y + STRIP] = colour.preserve_luminance(canvas[y:y + STRIP], content[y:y + STRIP])
+            release(canvas, content)
+        buffers.discard(content)
+    if job.texture and s.match_colors:
+        match_examples(canvas, job, s)
+    if s.mode == "gray":
+        to_gray(canvas)
+    if job.output is None:
+        return None
+    tmp = output.partial_path(job.output)
+    if checkpoints is not None:  # a run killed while writing: the next run removes the file it made
+        checkpoints.remember_partial_output(tmp)
+    progress(Writing(str(job.output)))
+    # (a disk-backed canvas is written from its memmap, a window at a time: output.release_while_written);
+    # a file that appeared at the output during the render is replaced only with --overwrite
+    out = output.save_image(canvas, job.output, s.bit_depth, s.dpi, s.quality, overwrite=job.overwrite,
+                        pyramid=s.pyramid, tmp=tmp, gray=s.mode == "gray")
+    if checkpoints is not None:
+        checkpoints.remember_partial_output(None)
+    return out

@@ -1,0 +1,107 @@
+"""The planner's speed measurement on this machine: a tile refined by the engine itself, per level
+depth, optimiser, precision and tile shape (cached per machine in ``hires.costcache``), and the fast
+network's rate when a level paints the multi-scale start.  It uses the engine and feeds the plan
+(``calibrate``); the plan itself imports no engine.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from hires.config import Settings
+from hires.layers import flops_per_pixel
+from hires.plan import MAX_TILE, LevelPlan, Plan, TileCost
+from hires.pyramid import Level
+from hires.tiles import grid
+
+
+def calibrate(plan: Plan, settings: Settings) -> Plan:
+    """Time this machine at each network depth of ``plan`` (measure_costs), and the fast network
+    when a level paints the multi-scale start; returns the plan, its estimates filled in."""
+    plan.costs = measure_costs(settings, plan.levels)
+    if any(lp.paint for lp in plan.levels):
+        from hires import fast
+        from hires.engine import pick_device
+        plan.paint_rate = fast.measure_rate(pick_device(settings.device))
+    return plan
+
+
+PROBE_EVALS = 3
+
+
+class _Probe:
+    """One tile refined by the engine, as a render refines it, and timed.  Its style targets come
+    from an image half its size, so that its first run meets its shape new, as a render's first
+    tile of each shape does, statistics pass included."""
+
+    def __init__(self, engine, level: Level, h: int, w: int, rng):
+        import numpy as np
+
+        from hires.stats import make_target
+        self.engine = engine
+        self.image = rng.random((h, w, 3), dtype=np.float32)
+        self.level = Level(0, w, h, 1, level.style_layers, level.content_layer)
+        small = self.image[: max(h // 2, 32), : max(w // 2, 32)]
+        stats = engine.stats_pass(small, self.level.layers, self.level.deepest,
+                                  grid(small.shape[1], small.shape[0], max(small.shape[:2]), 0, 0))
+        self.targets = {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()}
+
+    def run(self, evals: int) -> float:
+        """Seconds to refine the tile with ``evals`` evaluations."""
+        from hires.canvas import Buffers
+        from hires.engine import Counters, PassContext
+        h, w = self.image.shape[:2]
+        t = time.perf_counter()
+        self.engine.refine(self.image.copy(), self.image, self.targets, replace(self.level, iterations=evals),
+                           grid(w, h, max(w, h), 0, 0), PassContext(Buffers(None, False), Counters()))
+        return time.perf_counter() - t
+
+
+def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = MAX_TILE + 128) -> dict[int, TileCost]:
+    """The TileCost of each optimised level of ``levels`` (by level index), timed on this machine
+    with the engine itself, so losses, optimiser, statistics and blending are in the figure, not only
+    the convolutions.  The probe refines a tile shaped like the level's largest tile region, with
+    its layers, optimiser and precision (at most ``max_side`` px a side): the cost per FLOP depends
+    on the tile's size (a 384 px probe ran faster per FLOP than the 500-900 px tiles of a 6000x4500
+    render, whose activations no longer fit the cache), and a fixed per-tile part weighs more at 10
+    evaluations a tile than at 150.  Two runs, 1 and 1 + PROBE_EVALS evaluations, separate the two
+    (after one more, whose extra time is the set-up every new tile shape pays: oneDNN primitives,
+    first-touch memory).  About 3-20 s a level."""
+    import numpy as np
+
+    from hires import costcache, process
+    from hires.engine import Engine
+    process.tune_for_rendering()  # the probe measures the process as a render runs it
+    cached, found = costcache.load(), {}
+    # the hybrid network computes every layer (VGG19's as the random one does, at the same cost)
+    engine = Engine(settings.replace(network="hybrid", seamless=False, second_pass=False))
+    rng = np.random.default_rng(0)
+    # what the first refine of a process pays once (libraries' own set-up), paid here, so that
+    # the first probe's set-up is that of a new tile shape only: counted once per shape, a one-off
+    # cost made the 2 GiB print's 1500 px level (12 tiles) 18% over its time
+    warmed = False
+    out = {}
+    for lp in levels:
+        if not lp.flop:  # a fast level optimises nothing: no probe
+            continue
+        lv = lp.level
+        engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
+        precision = engine.use_level(lv)                       # and its arithmetic
+        h, w = (min(n, max_side) for n in lp.largest_region)
+        entry = costcache.key(",".join(lv.layers), lp.optimizer, precision, settings.pooling, f"{w}x{h}")
+        if entry in cached:  # measured before on this machine: the plan answers at once
+            out[lv.index] = TileCost(*cached[entry])
+            continue
+        if not warmed:
+            _Probe(engine, Level(0, 64, 64, 1, ("relu1_1",), "relu1_1"), 64, 64, rng).run(2)
+            warmed = True
+        probe = _Probe(engine, lv, h, w, rng)
+        first = probe.run(1)
+        one, more = probe.run(1), probe.run(1 + PROBE_EVALS)
+        gflop = h * w * flops_per_pixel(lv.layers) / 1e9
+        per_eval = max(more - one, 0.0) / PROBE_EVALS
+        out[lv.index] = TileCost(max(one - per_eval, 0.0) / gflop, per_eval / gflop, max(first - one, 0.0))
+        found[entry] = (out[lv.index].fixed, out[lv.index].per_eval, out[lv.index].setup)
+    if found:
+        costcache.save(found)
+    return out

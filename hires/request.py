@@ -1,0 +1,294 @@
+"""What the user asked, resolved and checked: a render or texture job (inputs decoded small,
+sizes, output path, styles and their weights), its run options, the network ``auto`` stands for,
+the size of each style image at each level, the texture's start, the work key, and the plan.  The
+CLI, batch files and the Python API all build their jobs here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+
+from hires import io
+from hires.config import Settings, check_weight, coerce_value, flag, parse_memory, parse_size, parse_style
+from hires.errors import InputError, OptionError
+from hires.output import check_output_path
+from hires.pyramid import schedule
+from hires.plan import Plan, make_plan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    content: Path | None
+    styles: list[tuple[Path, float]]
+    width: int
+    height: int
+    output: Path | None
+    texture: bool
+    overwrite: bool = False      # the output may replace a file at its path (else never, even at the end)
+
+
+@dataclass
+class RunOptions:
+    """How a render runs, as opposed to what it makes (Settings): none of these changes the result,
+    so none is part of the key that decides whether checkpoints may be resumed."""
+    fresh: bool = False              # ignore the checkpoints of an interrupted run
+    keep_work: bool = False          # keep the work folder after a successful write
+    snapshots: str | None = None     # folder for downscaled previews
+    snapshot_size: int = 1024        # their long side in px
+    snapshot_every: int = 8          # a preview every this many tiles of a tiled level
+    scheduler: object = None         # a Dask cluster for the tiles: local:N, tcp://HOST:PORT or a Client
+
+    def __post_init__(self):  # the API's keywords: checked like every other way in
+        checked = run_options_from({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        self.__dict__.update(checked.__dict__)
+
+
+RUN_FIELDS = {f.name for f in dataclasses.fields(RunOptions)}
+
+
+_RUN_HINTS = typing.get_type_hints(RunOptions)
+
+
+RUN_LIMITS = {"snapshot_size": (lambda v: 16 <= v <= 65536, "between 16 and 65536 px"),
+              "snapshot_every": (lambda v: 1 <= v <= 1_000_000, "a whole number of tiles, 1 or more")}
+
+
+def run_options_from(values: dict, prefix: str = "", label=None) -> RunOptions:
+    """RunOptions from CLI, TOML or API values, through the same coercion as Settings (real
+    booleans only, numbers in range); errors name ``prefix`` (a file and job) and the key (or
+    ``label(name)``, a flag)."""
+    out = RunOptions.__new__(RunOptions)
+    for f in dataclasses.fields(RunOptions):
+        value = values.get(f.name, f.default)
+        if f.name == "scheduler":  # a spec string, or an API user's own Client (cluster.connect checks it)
+            if not (value is None or isinstance(value, str) or hasattr(value, "submit")):
+                raise OptionError(f"{prefix}{label(f.name) if label else f.name}: {value!r} is not local:N or a "
+                                  "scheduler address such as tcp://host:8786")
+        else:
+            value = coerce_value(_RUN_HINTS[f.name], value, prefix + (label(f.name) if label else f.name),
+                                 check=RUN_LIMITS.get(f.name))
+        out.__dict__[f.name] = value
+    return out
+
+
+def split_options(overrides: dict) -> tuple[RunOptions, dict]:
+    """API keywords: RunOptions fields, and the rest (Settings fields)."""
+    run_kw = {k: overrides.pop(k) for k in list(overrides) if k in RUN_FIELDS}
+    return run_options_from(run_kw), overrides
+
+
+def _styles(style, what: str, optional: bool = False, budget: int | None = None) -> list[tuple[Path, float]]:
+    specs = [style] if isinstance(style, (str, Path, tuple)) else list(style or [])
+    if not specs and not optional:
+        raise OptionError(f"{what}: give at least one image" + ("" if what == "example" else
+                          " (or, with --method fast, --builtin-style N)"))
+    out = []
+    for spec in specs:
+        path, weight = spec if isinstance(spec, tuple) else parse_style(str(spec))
+        io.check_decodes(path, what, budget)
+        out.append((Path(path), check_weight(weight, spec)))
+    return out
+
+
+def make_job(content, style, output, size, texture: bool, overwrite: bool = False, dpi: float = 300.0,
+             styles_optional: bool = False, memory: str | int | None = None) -> Job:
+    """The inputs checked (each decoded once, small; refused before decoding when its decoder
+    would not fit ``memory``), the size resolved, the output path checked."""
+    budget = parse_memory(memory) if memory is not None else None
+    content_path = None
+    if not texture:
+        content_path = Path(content)
+        cw, ch = io.check_decodes(content_path, "content", budget)
+    styles = _styles(style, "example" if texture else "--style", styles_optional, budget)
+    if size is None:
+        if texture:
+            raise OptionError("--size: a texture needs a size, e.g. --size 2048x2048")
+        width, height = cw, ch
+    else:
+        width, height = parse_size(size, dpi=dpi)
+    out = check_output_path(output, overwrite) if output is not None else None
+    return Job(content_path, styles, width, height, out, texture, bool(overwrite))
+
+
+def builtin_only(settings: Settings) -> bool:
+    """A fast render with a built-in style needs no style image."""
+    return settings.method == "fast" and settings.builtin_style is not None
+
+
+def with_network(settings: Settings) -> Settings:
+    """``settings`` with ``network = auto`` resolved (vgg19 when its weights are found, else hybrid),
+    so that every level, the plan and the work key name the network the render uses."""
+    from hires.nets import resolve_network
+    return settings.replace(network=resolve_network(settings.network, settings.weights))
+
+
+def output_mode(job: Job, settings: Settings) -> str:
+    """``color`` or ``gray``: ``auto`` is gray when every input image is (a gray example gives a gray
+    texture, not the random network's colour speckle)."""
+    if settings.mode != "auto":
+        return settings.mode
+    inputs = [p for p, _ in job.styles] + ([job.content] if job.content else [])
+    return "gray" if all(io.is_gray(p) for p in inputs) else "color"
+
+
+# A texture's whole-frame level is sized so the example appears there at about this long side: its
+# largest structures (a brick, a plank: up to about a quarter of a typical example) are then
+# 64 px, inside the deepest layer's receptive field (relu5_1: about 200 px) and 16x16 cells of it,
+# while the frame holds as many repeats as the finished texture will
+EXAMPLE_AT_BASE = 256
+
+
+def texture_settings(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> Settings:
+    """A texture starts from noise, at a whole-frame level no larger than ``base_size`` and no
+    larger than needed to show the example at about EXAMPLE_AT_BASE px (coarser is cheaper, and a
+    level where the example is smaller than that cannot lay its structures out anyway)."""
+    example_long = max(max(w, h) for w, h in natives) * settings.example_scale
+    ideal = math.ceil(max(job.width, job.height) * EXAMPLE_AT_BASE / example_long)
+    return settings.replace(init="noise", base_size=max(64, min(settings.base_size, ideal)))
+
+
+def example_coverage(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> str | None:
+    """A note when the examples are too large (at ``example_scale``) to repeat in the texture, or so
+    small at the whole-frame level that their structures are laid out only by the tiled levels."""
+    out_long = max(job.width, job.height)
+    example_long = max(max(w, h) for w, h in natives) * settings.example_scale
+    repeats = out_long / example_long
+    base = schedule(job.width, job.height, settings)[0]
+    base_long = max(base.width, base.height)
+    at_base = example_long * base_long / out_long
+    if repeats < 2:
+        return (f"the example spans {example_long:.0f} px at --example-scale {settings.example_scale:g}, "
+                f"{1 / repeats:.2g}x the texture's {out_long} px: it will hardly repeat; a smaller "
+                "--example-scale shows more of it")
+    if at_base < EXAMPLE_AT_BASE / 2:
+        return (f"the example is {at_base:.0f} px at the {base_long} px whole-frame level, too small there to lay "
+                f"out its largest structures ({repeats:.0f} repeats across); --example-scale "
+                f"{settings.example_scale * EXAMPLE_AT_BASE / at_base:.2g} (larger features) or a larger "
+                "--base-size (slower) gives them room")
+    return None
+
+
+def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
+    settings = with_network(settings)
+    natives = [io.image_size(p, "style") for p, _ in job.styles]
+    if job.texture:
+        settings = texture_settings(job, settings, natives)
+    check_sizes(job, settings, natives)
+    sizes = [style_size(job, wh, job.width, job.height, settings) for wh in natives]
+    plan = make_plan(job.width, job.height, settings, sizes)
+    if calibrate:
+        from hires import probe
+        probe.calibrate(plan, settings)
+    if job.texture:
+        plan.notes = [n for n in [example_coverage(job, settings, natives)] if n]
+    return plan
+
+
+def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> None:
+    """Refuse, before any work, a level or style image whose deepest used layer would be smaller
+    than 2x2 (the network's 3x3 convolutions cannot pad a 1 px map)."""
+    what = "example" if job.texture else "--style"
+    if job.texture and settings.seamless:
+        check_seamless_size(job.width, job.height, settings)
+    for lv in schedule(job.width, job.height, settings):
+        stride = lv.stride
+        if min(lv.width, lv.height) < 2 * stride:
+            raise OptionError(
+                f"--size: {job.width}x{job.height} is {lv.width}x{lv.height} px at level {lv.index}, "
+                f"{lv.width // stride}x{lv.height // stride} at {lv.deepest}, and the network needs 2x2 there; "
+                f"give a short side of at least {-(-2 * stride * min(job.width, job.height) // min(lv.width, lv.height))} "
+                f"px or fewer --style-layers")
+        for (path, _), native in zip(job.styles, natives):
+            sw, sh = style_size(job, native, lv.width, lv.height, settings)
+            if min(sw, sh) < 2 * stride:
+                scale = "example_scale" if job.texture else "style_scale"
+                need = getattr(settings, scale) * 2 * stride / min(sw, sh)
+                raise InputError(
+                    f"{what}: {str(path)!r} ({native[0]}x{native[1]} px) is {sw}x{sh} px at level {lv.index}, "
+                    f"{sw // stride}x{sh // stride} at {lv.deepest}, and the network needs 2x2 there; "
+                    f"use an image less thin or small, or raise --{flag(scale)} to {need:.3g}")
+
+
+def _tiles_seamlessly(width: int, height: int, settings: Settings, axis: int) -> bool:
+    """Every level's size along ``axis`` (0 width, 1 height) is a multiple of the stride of its
+    deepest layer, so the feature maps wrap exactly where the pixels do."""
+    return all((lv.width, lv.height)[axis] % lv.stride == 0
+               for lv in schedule(width, height, settings))
+
+
+def check_seamless_size(width: int, height: int, settings: Settings) -> None:
+    """Refuse, with the nearest sizes that work, a seamless texture whose levels would not wrap
+    exactly (a level side not a multiple of its deepest layer's stride)."""
+    if _tiles_seamlessly(width, height, settings, 0) and _tiles_seamlessly(width, height, settings, 1):
+        return
+    near = []
+    for axis, n in ((0, width), (1, height)):
+        for d in range(0, n):
+            ok = [c for c in (n - d, n + d) if c > 0 and _tiles_seamlessly(
+                *((c, height) if axis == 0 else (width, c)), settings, axis)]
+            if ok:
+                near.append(ok[0])
+                break
+    bad = next(lv for lv in schedule(width, height, settings)
+               if lv.width % lv.stride or lv.height % lv.stride)
+    raise OptionError(
+        f"--size: a seamless {width}x{height} texture is {bad.width}x{bad.height} px at level {bad.index}, not a "
+        f"multiple of {bad.stride} (the stride of its deepest layer), so it cannot wrap exactly; "
+        f"use {near[0]}x{near[1]} (or a power of two such as 1024x1024)")
+
+
+def style_size(job: Job, native: tuple[int, int], width: int, height: int, settings: Settings):
+    """Size of a style image at a level of ``width`` x ``height``.
+
+    Render: the style's long side is ``style_scale`` x the level's (so strokes keep their size
+    relative to the picture at every level), but never more than its own: a painting upsampled is
+    the statistics of an interpolation blur, and a print's fine levels then paint blur (at a 6000 px
+    level a 1280 px painting was 4.7x upsampled).  At the levels where the painting would be
+    upsampled its own pixels are the target, so they add its finest brushwork at its own pixel
+    scale (docs/networks.md).  Texture: one example px is one output px at the finest level, times
+    ``example_scale``, so the coarser levels see the example shrunk alike.
+    """
+    nw, nh = native
+    if job.texture:
+        f = settings.example_scale * max(width, height) / max(job.width, job.height)
+    else:
+        f = min(settings.style_scale * max(width, height) / max(nw, nh), 1.0)
+    return max(16, round(nw * f)), max(16, round(nh * f))
+
+
+def work_key(job: Job, settings: Settings, network: str) -> str:
+    h = hashlib.sha256()
+    for p in [job.content, *(p for p, _ in job.styles)]:
+        if p is not None:
+            st = Path(p).stat()
+            h.update(f"{Path(p).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(json.dumps([job.width, job.height, [w for _, w in job.styles], network,
+                         dataclasses.asdict(settings)], default=str, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+TEXTURE_SIZE = "512x512"  # a texture's size when neither the job nor its preset gives one
+
+
+def requested_size(size, preset: str | None, texture: bool):
+    """The size asked (CLI ``--size``, a job's ``size`` or ``print_size``), else the preset's, else a
+    texture's default; None for a render: the content's own size."""
+    from hires.presets import preset_table
+    if size:
+        return size
+    preset_size = preset_table(preset).get("size") if preset else None
+    return preset_size or (TEXTURE_SIZE if texture else None)
+
+
+def default_output(source) -> str:
+    """``NAME-hires.png`` for an input ``NAME.ext`` (a style spec's weight dropped)."""
+    return f"{Path(parse_style(str(source))[0]).stem}-hires.png"

@@ -1,0 +1,47 @@
+"""Helpers shared by several test modules (one place, not imported from one test module into another)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import data
+from hires.seams import band_ratio
+
+
+def seam_ratio(img, cuts, band=8):
+    """Mean gradient magnitude in bands along the cuts over the rest of the image (a blurred
+    cut is below 1, a hard edge above)."""
+    return band_ratio(img, cuts, cuts, band)
+
+
+def batch_file(folder: Path) -> Path:
+    content = data("contents/chelsea.png", "chelsea.png")
+    style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
+    (folder / "in").mkdir()
+    (folder / "in" / "photo.png").write_bytes(content.read_bytes())
+    text = f"""
+[defaults]
+style = ["{style}:1.0"]
+method = "fast"
+fast_size = 128
+size = "160x120"
+
+[[job]]
+name = "first"
+content = "in/photo.png"
+output = "out/first.png"
+
+[[job]]
+name = "broken"
+content = "in/missing.png"
+output = "out/broken.png"
+
+[[job]]
+name = "third"
+content = "in/photo.png"
+output = "out/third.jpg"
+strength = 0.5
+"""
+    (folder / "out").mkdir()
+    path = folder / "jobs.toml"
+    path.write_text(text)
+    return path
