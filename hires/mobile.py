@@ -16,6 +16,8 @@ Two departures from the predictor, both for synthesis:
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,11 +38,13 @@ class MobileFeatures(nn.Module):
         for n in range(MOBILE_DEEPEST + 1):
             src = predictor.blocks[n]
             block = nn.ModuleDict()
+            # copies: the predictor is shared (magenta.networks is cached), and an engine may move
+            # its network to another dtype or device (the float64 gradient test does)
             if "expand" in src:
-                block["expand"] = src["expand"]
+                block["expand"] = copy.deepcopy(src["expand"])
             if n < MOBILE_DEEPEST:
                 block["depthwise"] = _stride_one(src["depthwise"])
-                block["project"] = src["project"]
+                block["project"] = copy.deepcopy(src["project"])
             self.blocks.append(block)
         self.strides = [s for s in magenta.STRIDES[:MOBILE_DEEPEST]]
         # the blur of each stride-2 step (the stem's first), by the channels it blurs

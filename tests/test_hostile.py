@@ -198,7 +198,7 @@ def _appear_during(monkeypatch, path: Path, make):
     def save(*a, **kw):
         make(path)
         return real(*a, **kw)
-    monkeypatch.setattr(io, "save_image", save)
+    monkeypatch.setattr(output, "save_image", save)
 
 
 @pytest.mark.parametrize("method", ["optimise", "fast"])
@@ -245,7 +245,7 @@ def test_publish_without_hard_links_still_never_replaces(tmp_path, monkeypatch):
     assert pyvips.Image.new_from_file(str(tmp_path / "a.png")).avg() > 100
     (tmp_path / "b.png").write_bytes(b"mine")
     real = output.check_output_path
-    monkeypatch.setattr(io, "check_output_path", lambda p, overwrite=False: real(p, True))  # (it appeared late)
+    monkeypatch.setattr(output, "check_output_path", lambda p, overwrite=False: real(p, True))  # (it appeared late)
     with pytest.raises(OutputError, match="appeared"):
         output.save_image(arr, tmp_path / "b.png")
     assert (tmp_path / "b.png").read_bytes() == b"mine"

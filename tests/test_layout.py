@@ -52,3 +52,9 @@ def test_the_engine_and_the_dask_runner_both_implement_the_tile_runner_interface
         want = list(inspect.signature(getattr(TileRunner, name)).parameters)
         for cls in (Engine, DaskRunner):
             assert list(inspect.signature(getattr(cls, name)).parameters) == want, (cls, name)
+
+
+def test_every_test_marked_slow_exists():
+    from conftest import SLOW
+    text = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    assert all(f"def {name}(" in text for name in SLOW), [n for n in SLOW if f"def {n}(" not in text]

@@ -219,7 +219,7 @@ def test_print_size_pixels_and_physical_size_in_the_tiff(tmp_path):
     content = data("contents/chelsea.png", "chelsea.png")
     style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
     res = subprocess.run([sys.executable, "-m", "hires.cli", "render", str(content), "-s", str(style),
-                          "--print-size", "30x40cm", "--method", "fast", "--fast-size", "128", "--quiet",
+                          "--print-size", "30x40cm", "--method", "fast", "--fast-size", "128", "--no-multiscale", "--quiet",
                           "-o", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     im = pyvips.Image.new_from_file(str(out))

@@ -243,7 +243,7 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
     numbers, count as missing and are measured again."""
     import json
 
-    from hires import costcache, plan as plan_module
+    from hires import costcache, probe
     settings = Settings(memory="4GiB", init="content")
     levels = make_plan(1000, 750, settings).levels
     first = measure_costs(settings, levels, max_side=64)
@@ -253,7 +253,7 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
     def no_probe(*a, **kw):
         raise AssertionError("probed although cached")
     with monkeypatch.context() as m:
-        m.setattr(plan_module._Probe, "run", no_probe)
+        m.setattr(probe._Probe, "run", no_probe)
         again = measure_costs(settings, levels, max_side=64)
     assert again == first
     for bad in ("not json", json.dumps({k: [float("nan"), 1, 1] for k in json.loads(path.read_text())})):
