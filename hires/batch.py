@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hires.canvas import peak_rss_bytes, reset_peak_rss
-from hires.config import Settings, coerce_flag, parse_style, read_toml, settings_from_mapping
+from hires.coercion import coerce_flag
+from hires.config import Settings, parse_style, read_toml, settings_from_mapping
 from hires.errors import HiresError, OptionError
 from hires.presets import load_preset
 from hires.request import RUN_FIELDS, RunOptions, builtin_only, default_output, requested_size, run_options_from

@@ -18,7 +18,8 @@ import numpy as np
 from hires import colour, detail, fast, io, lifecycle, output, probe, process
 from hires.canvas import Buffers, path_of, release
 from hires.checkpoints import Checkpoints, WorkFolder
-from hires.config import Settings, coerce_flag, parse_memory
+from hires.coercion import coerce_flag
+from hires.config import Settings, parse_memory
 from hires.errors import HiresError, OptionError
 from hires.progress import Done, Failed, LevelStarted, Note, PlanReady, ignore
 from hires.pyramid import Level

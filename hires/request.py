@@ -16,7 +16,8 @@ from pathlib import Path
 
 
 from hires import io
-from hires.config import Settings, check_weight, coerce_value, flag, parse_memory, parse_size, parse_style
+from hires.coercion import coerce_value
+from hires.config import Settings, check_weight, flag, parse_memory, parse_size, parse_style
 from hires.errors import InputError, OptionError
 from hires.output import check_output_path
 from hires.pyramid import schedule
