@@ -113,8 +113,8 @@ def _shared(value):
     return value
 
 
-def _tile_stats_task(settings, image_region: np.ndarray, tile, layers, deepest, canvas_hw):
-    return worker_engine(settings).tile_stats(image_region, tile, layers, deepest, canvas_hw)
+def _tile_stats_task(settings, image_region: np.ndarray, tile, layers, canvas_hw):
+    return worker_engine(settings).tile_stats(image_region, tile, layers, canvas_hw)
 
 
 def _refine_task(settings, job, tile, region: np.ndarray, content: np.ndarray | None):
@@ -145,7 +145,7 @@ class DaskRunner:
     def _submit(self, fn, *args, key: str):
         return self.client.submit(fn, *args, key=key, retries=RETRIES, pure=False)
 
-    def tile_stats_runs(self, image: np.ndarray, layers, deepest: str, tiles):
+    def tile_stats_runs(self, image: np.ndarray, layers, tiles):
         """(tile index, tile_stats result) for each tile, computed on the workers at once."""
         distributed = _distributed()
         pass_id = uuid.uuid4().hex[:8]
@@ -155,7 +155,7 @@ class DaskRunner:
         for tile in tiles:
             region = take(image, tile.region)
             entry["bytes_sent"] += region.nbytes
-            futures[self._submit(_tile_stats_task, self.settings, region, tile, tuple(layers), deepest,
+            futures[self._submit(_tile_stats_task, self.settings, region, tile, tuple(layers),
                                  image.shape[:2], key=f"tile-stats-{pass_id}-{tile.index}")] = tile.index
         for fut in distributed.as_completed(futures):
             result = fut.result()

@@ -97,7 +97,7 @@ class TileRunner(Protocol):
     ``hires.cluster.DaskRunner`` (a colour's tiles at once on workers), with the same results.
     Both yield (tile index or tile, result) pairs as tiles finish, in any order."""
 
-    def tile_stats_runs(self, image: np.ndarray, layers, deepest: str,
+    def tile_stats_runs(self, image: np.ndarray, layers,
                         tiles: list[Tile]) -> Iterator[tuple[int, tuple[dict, float, float]]]:
         """(tile index, (its Gram sums per layer, network seconds, FLOP)) for each of ``tiles``."""
 
@@ -207,7 +207,7 @@ class Engine:
 
     # ------------------------------------------------------------ network passes
 
-    def tile_stats(self, region: np.ndarray, tile: Tile, layers, deepest: str,
+    def tile_stats(self, region: np.ndarray, tile: Tile, layers,
                    canvas_hw: tuple[int, int]) -> tuple[dict[str, Stats], float, float]:
         """The Gram sums of one tile's owned positions (``region``: the tile's region of the image),
         the network seconds and FLOP they took."""
@@ -225,12 +225,12 @@ class Engine:
             stats[name].add(f, weights[LAYER_STRIDE[name]])
         return stats, seconds, flop
 
-    def stats_pass(self, image: np.ndarray, layers, deepest: str, tiles: list[Tile],
+    def stats_pass(self, image: np.ndarray, layers, tiles: list[Tile],
                    counters: Counters | None = None, executor=None, starts: dict | None = None) -> dict[str, Stats]:
         """Whole-image Gram sums of ``image`` at ``layers``: each tile's sums (on ``executor``'s
         workers when given), added up in tile order.  ``starts``, when given, receives each tile's
         own sums (in float32: a level's worth of them is held through its pass)."""
-        runs = (executor or self).tile_stats_runs(image, layers, deepest, tiles)
+        runs = (executor or self).tile_stats_runs(image, layers, tiles)
         stats: dict[str, Stats] = {}
         # the runs first: zip then asks them once more after the last tile, so they run to their end
         # (a cluster's runs log the pass there); tiles first would stop before asking
@@ -245,10 +245,10 @@ class Engine:
                                       for name, st in tile_stats.items()}
         return stats
 
-    def tile_stats_runs(self, image: np.ndarray, layers, deepest: str, tiles: list[Tile]):
+    def tile_stats_runs(self, image: np.ndarray, layers, tiles: list[Tile]):
         """(tile index, tile_stats result) for each tile, in process, one tile at a time."""
         for tile in tiles:
-            yield tile.index, self.tile_stats(take(image, tile.region), tile, layers, deepest, image.shape[:2])
+            yield tile.index, self.tile_stats(take(image, tile.region), tile, layers, image.shape[:2])
             release(image)
             trim()
 
@@ -256,7 +256,7 @@ class Engine:
                    tiles: list[Tile] | None = None) -> float:
         """The whole-image style loss of ``image`` (mean over the level's style layers)."""
         tiles = tiles or grid(image.shape[1], image.shape[0], max(image.shape[:2]), 0, 0, self.s.seamless)
-        stats = self.stats_pass(image, level.style_layers, level.deepest, tiles)
+        stats = self.stats_pass(image, level.style_layers, tiles)
         total = 0.0
         for name in level.style_layers:
             g, _ = stats[name].gram_mean()
@@ -303,7 +303,7 @@ class Engine:
         H, W = canvas.shape[:2]
         runner: TileRunner = ctx.executor or self
         starts: dict = {}
-        glob = self.stats_pass(canvas, level.style_layers, level.deepest, tiles, ctx.counters, ctx.executor, starts)
+        glob = self.stats_pass(canvas, level.style_layers, tiles, ctx.counters, ctx.executor, starts)
         wsum = ctx.buffers.zeros("weights", canvas.shape[:2])
         stats_key = fingerprint(glob)
         colours = colour_groups(tiles, W, H)

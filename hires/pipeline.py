@@ -357,7 +357,7 @@ def level_targets(engine: Engine, job: Job, s: Settings, lp: LevelPlan, buffers:
         # example itself is not tileable, so its grid never wraps
         return grid(img.shape[1], img.shape[0], max(lp.tile, STATS_TILE), lp.overlap, lp.margin, False)
 
-    return style_targets(engine, images(), lv.layers, lv.deepest, stats_grid)
+    return style_targets(engine, images(), lv.layers, stats_grid)
 
 
 def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job, colour_ref=None) -> np.ndarray:

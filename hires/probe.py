@@ -42,7 +42,7 @@ class _Probe:
         self.image = rng.random((h, w, 3), dtype=np.float32)
         self.level = Level(0, w, h, 1, level.style_layers, level.content_layer)
         small = self.image[: max(h // 2, 32), : max(w // 2, 32)]
-        stats = engine.stats_pass(small, self.level.layers, self.level.deepest,
+        stats = engine.stats_pass(small, self.level.layers,
                                   grid(small.shape[1], small.shape[0], max(small.shape[:2]), 0, 0))
         self.targets = {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()}
 

@@ -27,9 +27,14 @@ class Level:
         return max((*self.style_layers, self.content_layer), key=_depth)
 
     @property
+    def coarsest(self) -> str:
+        """The level's layer of the largest stride (its smallest map)."""
+        return max(self.layers, key=lambda n: (LAYERS[n].stride, _depth(n)))
+
+    @property
     def stride(self) -> int:
         """The largest stride among the level's layers: its sizes and tile origins align to it."""
-        return max(LAYERS[n].stride for n in self.layers)
+        return LAYERS[self.coarsest].stride
 
     @property
     def radius(self) -> int:

@@ -205,7 +205,7 @@ def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) ->
         if min(lv.width, lv.height) < 2 * stride:
             raise OptionError(
                 f"--size: {job.width}x{job.height} is {lv.width}x{lv.height} px at level {lv.index}, "
-                f"{lv.width // stride}x{lv.height // stride} at {lv.deepest}, and the network needs 2x2 there; "
+                f"{lv.width // stride}x{lv.height // stride} at {lv.coarsest}, and the network needs 2x2 there; "
                 f"give a short side of at least {-(-2 * stride * min(job.width, job.height) // min(lv.width, lv.height))} "
                 f"px or fewer --style-layers")
         for (path, _), native in zip(job.styles, natives):
@@ -215,7 +215,7 @@ def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) ->
                 need = getattr(settings, scale) * 2 * stride / min(sw, sh)
                 raise InputError(
                     f"{what}: {str(path)!r} ({native[0]}x{native[1]} px) is {sw}x{sh} px at level {lv.index}, "
-                    f"{sw // stride}x{sh // stride} at {lv.deepest}, and the network needs 2x2 there; "
+                    f"{sw // stride}x{sh // stride} at {lv.coarsest}, and the network needs 2x2 there; "
                     f"use an image less thin or small, or raise --{flag(scale)} to {need:.3g}")
 
 

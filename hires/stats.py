@@ -63,7 +63,7 @@ def make_target(gram: np.ndarray, mean: np.ndarray, device="cpu", dtype=torch.fl
                        float(np.sum(mean64 ** 2)) + 1e-8)
 
 
-def style_targets(engine, images, layers, deepest: str, grid_of) -> dict[str, LayerTarget]:
+def style_targets(engine, images, layers, grid_of) -> dict[str, LayerTarget]:
     """Per-layer style statistics of weighted style images, mixed by weight, on the engine's device.
 
     ``images`` yields (name, weight, image) with image float32 (h, w, 3); ``grid_of(image)`` gives
@@ -71,7 +71,7 @@ def style_targets(engine, images, layers, deepest: str, grid_of) -> dict[str, La
     mixed: dict[str, list] = {}
     total = 0.0
     for name, weight, img in images:
-        stats = engine.stats_pass(img, layers, deepest, grid_of(img))
+        stats = engine.stats_pass(img, layers, grid_of(img))
         for layer, st in stats.items():
             if st.count <= 0:  # the planner refuses such images up front; this is the last guard
                 raise InputError(f"style: {name!r} is too small ({img.shape[1]}x{img.shape[0]} px) for layer "

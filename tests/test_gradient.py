@@ -70,7 +70,7 @@ def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path
     assert x0.std() > 0.05 and style.std() > 0.05
     whole = grid(W, H, max(W, H), 0, 0, seamless)
     targets = {n: make_target(*st.gram_mean(), dtype=torch.float64)
-               for n, st in engine.stats_pass(style, level.layers, level.deepest,
+               for n, st in engine.stats_pass(style, level.layers,
                                               grid(style.shape[1], style.shape[0], 512, 0, 0)).items()}
 
     # the whole image, independently of the tile machinery
@@ -88,7 +88,7 @@ def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path
     tiles = grid(W, H, 48, 4, auto_margin(level), seamless)
     assert len(tiles) >= 9 and auto_margin(level) >= level.radius
     for grid_ in (whole, tiles):
-        glob = engine.stats_pass(x0, level.style_layers, level.deepest, grid_)
+        glob = engine.stats_pass(x0, level.style_layers, grid_)
         total = np.zeros_like(want)
         cover = np.zeros((H, W), int)
         per_tile = []

@@ -30,11 +30,11 @@ def test_tiled_statistics_equal_whole_image_statistics(content_path, seamless):
     layers = ["relu1_1", "relu2_1", "relu3_1"]
     margin = auto_margin(Level(0, 300, 200, 1, tuple(layers), "relu3_1"))
     assert margin < 48
-    whole = engine.stats_pass(img, layers, "relu3_1", grid(300, 200, 300, 0, 0, seamless))
+    whole = engine.stats_pass(img, layers, grid(300, 200, 300, 0, 0, seamless))
     tiles = grid(300, 200, 64, 4, margin, seamless)
     # wrapped tiles always have context; a photo's edge tiles reflect at the frame
     assert {padding(t, 300, 200) for t in tiles} == ({"zeros"} if seamless else {"zeros", "reflect"})
-    tiled = engine.stats_pass(img, layers, "relu3_1", tiles)
+    tiled = engine.stats_pass(img, layers, tiles)
     for name in layers:
         assert tiled[name].count == pytest.approx(whole[name].count, rel=1e-6)
         np.testing.assert_allclose(tiled[name].gram, whole[name].gram, rtol=1e-4, atol=1e-4 * np.abs(whole[name].gram).max())
@@ -109,7 +109,7 @@ def per_tile_statistics(monkeypatch):
         return real_refine(self, canvas, *a, **kw)
 
     def objective(self, tile, job, content):
-        own = self.stats_pass(current["canvas"], job.level.style_layers, job.level.deepest, [tile])
+        own = self.stats_pass(current["canvas"], job.level.style_layers, [tile])
         return real_objective(self, tile, dataclasses.replace(job, glob=own, starts=None), content)
 
     monkeypatch.setattr(Engine, "refine", refine)
@@ -223,9 +223,9 @@ def test_seamless_example_statistics_equal_the_whole_example(texture_path, monke
     seen = []
     real_pass = Engine.stats_pass
 
-    def stats_pass(self, image, layers, deepest, tiles, counters=None):
+    def stats_pass(self, image, layers, tiles, counters=None):
         seen.append((len(tiles), {padding(t, image.shape[1], image.shape[0]) for t in tiles}))
-        return real_pass(self, image, layers, deepest, tiles, counters)
+        return real_pass(self, image, layers, tiles, counters)
     monkeypatch.setattr(Engine, "stats_pass", stats_pass)
     monkeypatch.setattr(lp, "tile", 96)
     tiled = level_targets(engine, job, settings, lp, Buffers(None, False))
@@ -290,7 +290,7 @@ def test_every_tile_is_refined_against_its_sums_in_the_pass_statistics(style_pat
     engine = Engine(Settings(network="random", precision="fp32"))
     style = io.load_image(style_path, long_side=96)
     level = Level(0, 128, 64, 1, ("relu1_1", "relu2_1"), "relu2_1")
-    stats = engine.stats_pass(style, level.layers, level.deepest, grid(style.shape[1], style.shape[0], 512, 0, 0))
+    stats = engine.stats_pass(style, level.layers, grid(style.shape[1], style.shape[0], 512, 0, 0))
     targets = {n: make_target(*st.gram_mean()) for n, st in stats.items()}
     canvas = (0.5 + 0.1 * np.random.default_rng(0).standard_normal((64, 128, 3))).astype(np.float32)
     tiles = grid(128, 64, 64, 8, 8)
@@ -303,7 +303,7 @@ def test_every_tile_is_refined_against_its_sums_in_the_pass_statistics(style_pat
         return obj
     engine.objective = objective
     expected = {}
-    engine.stats_pass(canvas, level.style_layers, level.deepest, tiles, starts=expected)
+    engine.stats_pass(canvas, level.style_layers, tiles, starts=expected)
     engine.refine(canvas.copy(), None, targets, level, tiles, PassContext(Buffers(None, False), Counters()))
     assert sorted(seen) == [t.index for t in tiles]
     for index, (start, obj) in seen.items():
