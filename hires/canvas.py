@@ -33,6 +33,12 @@ class Buffers:
         sub.files, sub.folders = self.files, self.folders  # one record for the whole render
         return sub
 
+    def on_disk(self) -> "Buffers":
+        """These buffers' folder, always disk-backed (the same record of what was made)."""
+        sub = Buffers(self.folder, True)
+        sub.files, sub.folders = self.files, self.folders
+        return sub
+
     def empty(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         if not self.disk:
             return np.empty(shape, np.float32)

@@ -21,6 +21,7 @@ from hires.config import builtin_mix
 from hires.errors import OptionError
 from hires.stats import Stats
 from hires.tiles import ALIGN, Tile, grid, take
+from hires.tilestates import TileStates
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,11 @@ BYTES_PER_PX = 500
 # arbitrary one in the same one-pass measurement at 1024x1024, so 500 x 429 / 301
 BUILTIN_BYTES_PER_PX = 720
 MMAP_THRESHOLD = 16 << 20
+# the tiles' kept states (hires.tilestates), bytes per image px: the arbitrary network's largest is
+# 8 channels at full size before its last norm (32 B/px), with the tiles' context margins about 44;
+# they may take this share of what the budget leaves beside the images, the rest going to the tiles
+STATE_BYTES_PER_PX = 44
+STATE_SHARE = 0.3
 FIXED_BYTES = 400 << 20     # interpreter, torch, numba, libvips and the two networks (measured ~340 MiB)
 
 
@@ -101,25 +107,45 @@ def bytes_per_px(builtin: bool) -> int:
     return BUILTIN_BYTES_PER_PX if builtin else BYTES_PER_PX
 
 
-def tile_for(budget: int, width: int, height: int, buffers_bytes: int, per_px: int = BYTES_PER_PX) -> int:
-    """The largest tile (a multiple of ALIGN) whose region fits what the budget leaves."""
+@dataclass(frozen=True)
+class Tiling:
+    """How the transformer runs over an image inside a budget: the tile, and the RAM its tiles'
+    kept states may take (hires.tilestates; beyond it they go to disk where there is a folder)."""
+    tile: int
+    room: float
+
+
+def tiling(budget: int, width: int, height: int, buffers_bytes: int, per_px: int = BYTES_PER_PX) -> Tiling:
+    """The largest tile (a multiple of ALIGN) whose region fits what the budget leaves beside
+    ``buffers_bytes`` of images held and the tiles' kept states (up to STATE_SHARE of that room)."""
     room = budget * 0.9 - FIXED_BYTES - buffers_bytes
+    if _side(room, per_px) >= max(width, height) or width * height * per_px <= room:
+        return Tiling(max(width, height), 0.0)
+    keep = min(STATE_BYTES_PER_PX * width * height, STATE_SHARE * max(room, 0.0))
+    return Tiling(max(_side(room - keep, per_px), 4 * ALIGN), keep)
+
+
+def _side(room: float, per_px: int) -> int:
     side = int((max(room, 0) / per_px) ** 0.5) - 2 * MARGIN
-    side = side // ALIGN * ALIGN
-    if side >= max(width, height) or width * height * per_px <= room:
-        return max(width, height)
-    return max(side, 4 * ALIGN)
+    return side // ALIGN * ALIGN
 
 
 @dataclass
 class FastReport:
     tiles: int
-    passes: int
+    passes: int         # sweeps over the tiles: one per CIN layer's statistics, then the one that writes
+    work: float = 1.0   # the network steps run, in whole passes over the tiles (1.0: every tile ran once)
+    spilled: int = 0    # tile states kept on disk
 
 
 class TiledTransformer:
     """A CIN network (the arbitrary transformer, or the 26-style one with ``network``) over an
-    image of any size, tile by tile, with exact whole-image instance norm."""
+    image of any size, tile by tile, with exact whole-image instance norm.
+
+    Layer k's statistics are gathered over every tile's owned positions with the earlier layers'
+    statistics fixed; each tile then waits at layer k, its state kept (hires.tilestates: in RAM up
+    to ``room`` bytes, then in ``buffers``' folder), and resumes from there for layer k + 1, so the
+    network runs about once per tile rather than once per layer."""
 
     def __init__(self, code: torch.Tensor, device="cpu", network: magenta.CINNetwork | None = None):
         self.net = network if network is not None else magenta.networks()[1]
@@ -128,37 +154,50 @@ class TiledTransformer:
         with torch.no_grad():
             self.params = self.net.style_params(code.to(device))
 
-    def __call__(self, content: np.ndarray, out: np.ndarray, tile: int) -> FastReport:
+    def __call__(self, content: np.ndarray, out: np.ndarray, tile: int, room: float = float("inf"),
+                 buffers=None) -> FastReport:
         """Stylise float32 (H, W, 3) ``content`` (H, W multiples of 4) into ``out`` (RAM or memmap)."""
         H, W = content.shape[:2]
         if H % 4 or W % 4:
             raise ValueError(f"the transformer needs sizes in multiples of 4, got {W}x{H}")
         tiles = grid(W, H, tile, 0, MARGIN, False)
-        stats: list = [None] * len(self.params)
-        if len(tiles) > 1:
-            for k in range(len(self.params)):
-                stats[k] = self._layer_stats(content, tiles, stats, k)
-        for t in tiles:
-            y = self._run(content, t, stats)
+        n = len(self.params)
+        stats: list = [None] * n
+        kept = TileStates(len(tiles), room if len(tiles) > 1 else 0.0, buffers)
+        self._steps = 0
+        for k in range(n if len(tiles) > 1 else 0):
+            stats[k] = self._layer_stats(content, tiles, stats, kept, k)
+        for i, t in enumerate(tiles):
+            y = self._advance(content, t, kept, i, n, stats)[0].permute(1, 2, 0).cpu().numpy()
+            kept.drop(i)
             cy0, cy1, cx0, cx1 = t.core
             ry0, rx0 = t.region[0], t.region[2]
             out[cy0:cy1, cx0:cx1] = y[cy0 - ry0:cy1 - ry0, cx0 - rx0:cx1 - rx0]
+            del y
             release(out, content)
             trim()
-        return FastReport(len(tiles), len(self.params) + 1 if len(tiles) > 1 else 1)
+        passes = n + 1 if len(tiles) > 1 else 1
+        return FastReport(len(tiles), passes, self._steps / ((n + 1) * len(tiles)), kept.on_disk)
 
-    def _run(self, content, t: Tile, stats, stop=None):
-        x = to_nchw(take(content, t.region), self.device)
+    def _advance(self, content, t: Tile, kept: TileStates, i: int, k: int, stats):
+        """Tile ``i``'s state before norm ``k`` (its output when k is the last), from what was kept."""
+        start, state = kept.get(i)
         with torch.no_grad():
-            y = self.net(x, params=self.params, stats=stats, stop=stop)
-        return y if stop is not None else y[0].permute(1, 2, 0).cpu().numpy()
+            if state is None:
+                state = self.net.begin(to_nchw(take(content, t.region), self.device))
+                self._steps += 1
+            else:
+                state = tuple(None if p is None else p.to(self.device) for p in state)
+            self._steps += k - start
+            return self.net.resume(state, start, k, self.params, stats)
 
-    def _layer_stats(self, content, tiles: list[Tile], stats, k: int):
+    def _layer_stats(self, content, tiles: list[Tile], stats, kept: TileStates, k: int):
         """(mean, var) of CIN layer k's input over the whole image, from every tile's core."""
         s = self.net.norm_strides[k]
         acc = None
-        for t in tiles:
-            h = self._run(content, t, stats, stop=k)
+        for i, t in enumerate(tiles):
+            state = self._advance(content, t, kept, i, k, stats)
+            h = state[1]
             if acc is None:
                 acc = Stats.empty(h.shape[1])
             wmap = np.zeros(h.shape[2:], np.float32)
@@ -166,7 +205,8 @@ class TiledTransformer:
             ry0, rx0 = t.region[0], t.region[2]
             wmap[(cy0 - ry0) // s:(cy1 - ry0) // s, (cx0 - rx0) // s:(cx1 - rx0) // s] = 1.0
             acc.add(h, wmap)
-            del h
+            kept.put(i, k, state)
+            del h, state
             release(content)
             trim()
         mean = acc.mean / acc.count
@@ -221,7 +261,8 @@ def cascade(stylist: Stylist, content_at, sizes: list[tuple[int, int]], buffers,
             del up
         result = buffers.empty(f"stage{k}", (h, w, 3))
         held = sum(a.nbytes for a in (x, result, first) if a is not None and path_of(a) is None)
-        report = runner(x, result, tile_for(budget, w, h, held, stylist.bytes_per_px))
+        t = tiling(budget, w, h, held, stylist.bytes_per_px)
+        report = runner(x, result, t.tile, t.room, buffers)
         buffers.discard(x)
         del x
         if progress is not None:
@@ -241,20 +282,23 @@ def cascade(stylist: Stylist, content_at, sizes: list[tuple[int, int]], buffers,
     return prev, report
 
 
-# the tiled transformer's work in whole-network passes: one statistics pass per CIN layer, each
-# running the network up to that layer (the FLOP share up to the 13 layers' inputs sums to 7.2: the
-# contract convs are 11% of the network, each residual conv 6%, the expand convs 12%, 12% and 5%),
-# then the pass that writes.  Measured: 6000x4500 in 35 tiles took 9.0 untiled passes' time
-# (benchmarks/results/fast_6000x4500.json), the rest being the tiles' context margins
-TILED_PASSES = 8.2
+# the tiled transformer's time in untiled passes over its tiles' regions: each tile runs once, its
+# states kept between the statistics passes: measured 1.05 at 4096x3072 in 4 tiles and 1.18 at
+# 6000x4500 in 12 (4 GiB), 1.75 at 6000x4500 in 48 tiles with the states on disk (2 GiB, the images
+# in RAM); before the states were kept, 9.0 (benchmarks/results/fast_6000x4500.json)
+TILED_PASSES = 1.15
+SPILLED_PASSES = 1.75
 
 
 def stage_seconds(width: int, height: int, budget: int, rate: float, per_px: int = BYTES_PER_PX) -> float:
     """Estimated seconds of the transformer over a ``width`` x ``height`` stage of the cascade, at
     ``rate`` seconds per px of an untiled pass (measure_rate), tiled as the cascade tiles it."""
-    tiles = grid(width, height, tile_for(budget, width, height, 3 * width * height * 12, per_px), 0, MARGIN, False)
+    t = tiling(budget, width, height, 3 * width * height * 12, per_px)
+    tiles = grid(width, height, t.tile, 0, MARGIN, False)
     px = sum(t.shape[0] * t.shape[1] for t in tiles)
-    return px * rate * (TILED_PASSES if len(tiles) > 1 else 1.0)
+    if len(tiles) == 1:
+        return px * rate
+    return px * rate * (TILED_PASSES if STATE_BYTES_PER_PX * width * height <= t.room else SPILLED_PASSES)
 
 
 def measure_rate(device="cpu", side: int = 512) -> float:

@@ -34,7 +34,8 @@ def fast_start(lv: Level | None, job: Job, settings: Settings, colour_ref=None) 
     ww, wh = fast.working_size(job.width, job.height, settings.fast_size)
     x = io.load_image(job.content, size=(ww, wh), what="content")
     y = np.empty_like(x)
-    stylist.runner()(x, y, fast.tile_for(parse_memory(settings.memory), ww, wh, x.nbytes * 2, stylist.bytes_per_px))
+    t = fast.tiling(parse_memory(settings.memory), ww, wh, x.nbytes * 2, stylist.bytes_per_px)
+    stylist.runner()(x, y, t.tile, t.room)
     return y if lv is None or (ww, wh) == (lv.width, lv.height) else io.resize(y, lv.width, lv.height)
 
 
@@ -88,10 +89,11 @@ def fast_plan(job: Job, s: Settings) -> FastPlan:
     ram_bytes += 2 * job.width * job.height * 12 if (ww, wh) != (job.width, job.height) else 0
     disk = fast.FIXED_BYTES + ram_bytes > 0.6 * budget
     per_px = fast.bytes_per_px(s.builtin_style is not None)
-    tile = fast.tile_for(budget, ww, wh, 0 if disk else ram_bytes, per_px)
+    tiling = fast.tiling(budget, ww, wh, 0 if disk else ram_bytes, per_px)
+    tile = tiling.tile
     tiles = fast.grid(ww, wh, tile, 0, fast.MARGIN, False)
     region = max(t.shape[0] * t.shape[1] for t in tiles)
-    peak = fast.FIXED_BYTES + (0 if disk else ram_bytes) + region * per_px
+    peak = fast.FIXED_BYTES + (0 if disk else ram_bytes) + region * per_px + tiling.room
     if peak > budget:  # as for the optimised method: refused before any work
         raise BudgetError(f"--memory: {s.memory} is too small for --method fast at {job.width}x{job.height}; it "
                           f"needs about {peak / 2**30:.2f} GiB even with the smallest tiles; raise --memory")

@@ -130,35 +130,32 @@ def instance_norm(x, params, stats=None):
 
 class CINNetwork(nn.Module):
     """A feed-forward network whose instance norms take their (gamma, beta) from a style code and
-    can take their statistics from outside (hires.fast runs it tile by tile).  Subclasses give
-    ``norms()``, ``style_params(code)``, ``_body(x, norm)``, ``norm_strides`` (input px per
-    position of each norm's map) and ``receptive_radius`` (how far an output pixel sees)."""
+    can take their statistics from outside (hires.fast runs it tile by tile).
+
+    The network is a chain of steps between its norm layers, so a tiled run can stop a tile at a
+    norm, keep its state and resume it once the layer's whole-image statistics are known.  A
+    state is ``(skip, pre)``: ``pre`` the input of the next norm, ``skip`` what a residual block
+    adds back (or None).  Subclasses give ``norms()``, ``style_params(code)``, ``begin(x)`` (the
+    state before norm 0), ``after_norm(k, state, normalise)`` (the state before norm k + 1, or the
+    output image after the last), ``norm_strides`` (input px per position of each norm's map) and
+    ``receptive_radius`` (how far an output pixel sees)."""
 
     norm_strides: list[int]
     receptive_radius: int
 
-    def forward(self, x: torch.Tensor, code: torch.Tensor | None = None, params=None, stats=None,
-                stop: int | None = None) -> torch.Tensor:
-        """The stylised image of ``x``, or with ``stop=k`` the input of norm layer k (before it
-        normalises).  ``stats[k]`` = (mean, var) of norm layer k over the whole image replaces the
-        tile's own statistics: the tiled runner (hires.fast) gathers them pass by pass."""
+    def forward(self, x: torch.Tensor, code: torch.Tensor | None = None, params=None, stats=None) -> torch.Tensor:
+        """The stylised image of ``x``.  ``stats[k]`` = (mean, var) of norm layer k over the whole
+        image replaces the input's own statistics (hires.fast gathers them tile by tile)."""
         params = params if params is not None else self.style_params(code)
         stats = stats if stats is not None else [None] * len(params)
+        return self.resume(self.begin(x), 0, len(params), params, stats)
+
+    def resume(self, state, start: int, stop: int, params, stats):
+        """Run ``state`` (the state before norm ``start``) through norms start..stop-1."""
         norms = self.norms()
-        k = 0
-
-        def norm(h):
-            nonlocal k
-            if stop == k:
-                raise _Stop(h)
-            out = norms[k](h, params[k], stats[k])
-            k += 1
-            return out
-
-        try:
-            return self._body(x, norm)
-        except _Stop as s:
-            return s.value
+        for k in range(start, stop):
+            state = self.after_norm(k, state, lambda h, k=k: norms[k](h, params[k], stats[k]))
+        return state
 
 
 def _reflect(h, pad: int):
@@ -197,18 +194,30 @@ class Transformer(CINNetwork):
         """(gamma, beta) of every CIN layer, in order, for a (1, 100) bottleneck."""
         return [n.params(bottleneck) for n in self.norms()]
 
-    def _body(self, x, norm):
+    def begin(self, x):
         h = x
         for conv, pad in zip(self.contract, (4, 1, 1)):
-            h = F.relu(conv(F.pad(h, (pad,) * 4, mode="reflect")))
-        for r in range(RESIDUAL_BLOCKS):
-            c1, c2 = self.res_convs[2 * r], self.res_convs[2 * r + 1]
-            y = F.relu(norm(c1(F.pad(h, (1,) * 4, mode="reflect"))))
-            h = h + norm(c2(F.pad(y, (1,) * 4, mode="reflect")))
-        for i in range(2):
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
-            h = F.relu(norm(self.expand_convs[i](F.pad(h, (1,) * 4, mode="reflect"))))
-        return torch.sigmoid(norm(self.expand_convs[2](F.pad(h, (4,) * 4, mode="reflect"))))
+            h = F.relu(conv(_reflect(h, pad)))
+        return h, self.res_convs[0](_reflect(h, 1))
+
+    def after_norm(self, k, state, norm):
+        """Norms 0..9 are the residual blocks' two convs, 10..12 the expand convs."""
+        h, pre = state
+        last = 2 * RESIDUAL_BLOCKS
+        if k < last and k % 2 == 0:  # inside block k // 2
+            return h, self.res_convs[k + 1](_reflect(F.relu(norm(pre)), 1))
+        if k < last - 1:  # the end of a block: the next block's first conv
+            h = h + norm(pre)
+            return h, self.res_convs[k + 1](_reflect(h, 1))
+        if k == last - 1:
+            h = F.interpolate(h + norm(pre), scale_factor=2, mode="nearest")
+            return None, self.expand_convs[0](_reflect(h, 1))
+        if k == last:
+            h = F.interpolate(F.relu(norm(pre)), scale_factor=2, mode="nearest")
+            return None, self.expand_convs[1](_reflect(h, 1))
+        if k == last + 1:
+            return None, self.expand_convs[2](_reflect(F.relu(norm(pre)), 4))
+        return torch.sigmoid(norm(pre))
 
 
 # the scale (input px per position) of each CIN layer's map: ten residual convs at 1/4, then 1/2, 1, 1
@@ -276,18 +285,32 @@ class MultiStyleTransformer(CINNetwork):
     def style_params(self, weights: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [n.params(weights) for n in self.cins]
 
-    def _body(self, x, norm):
-        c = self.convs
-        h = x
-        for i, pad in enumerate((4, 1, 1)):
-            h = F.relu(norm(c[i](_reflect(h, pad))))
-        for r in range(MULTI_RESIDUAL_BLOCKS):
-            y = F.relu(norm(c[3 + 2 * r](_reflect(h, 1))))
-            h = h + norm(c[4 + 2 * r](_reflect(y, 1)))
-        for i in (15, 16):
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
-            h = F.relu(norm(c[i](_reflect(h, 1))))
-        return torch.sigmoid(norm(c[17](_reflect(h, 4))))
+    def begin(self, x):
+        return None, self.convs[0](_reflect(x, 4))
+
+    def after_norm(self, k, state, norm):
+        """Norms 0..2 are the contract convs, 3..14 the residual blocks' two convs, 15..17 expand."""
+        c, (h, pre) = self.convs, state
+        last = 3 + 2 * MULTI_RESIDUAL_BLOCKS
+        if k < 2:
+            return None, c[k + 1](_reflect(F.relu(norm(pre)), 1))
+        if k == 2:
+            h = F.relu(norm(pre))
+            return h, c[k + 1](_reflect(h, 1))
+        if k < last and k % 2 == 1:  # inside block (k - 3) // 2
+            return h, c[k + 1](_reflect(F.relu(norm(pre)), 1))
+        if k < last - 1:  # the end of a block: the next block's first conv
+            h = h + norm(pre)
+            return h, c[k + 1](_reflect(h, 1))
+        if k == last - 1:
+            h = F.interpolate(h + norm(pre), scale_factor=2, mode="nearest")
+            return None, c[k + 1](_reflect(h, 1))
+        if k == last:
+            h = F.interpolate(F.relu(norm(pre)), scale_factor=2, mode="nearest")
+            return None, c[k + 1](_reflect(h, 1))
+        if k == last + 1:
+            return None, c[k + 1](_reflect(F.relu(norm(pre)), 4))
+        return torch.sigmoid(norm(pre))
 
 
 def builtin_weights(mix: dict[int, float]) -> torch.Tensor:
@@ -297,11 +320,6 @@ def builtin_weights(mix: dict[int, float]) -> torch.Tensor:
     for k, w in mix.items():
         v[0, k] = w / total
     return v
-
-
-class _Stop(Exception):
-    def __init__(self, value):
-        self.value = value
 
 
 @lru_cache(maxsize=1)

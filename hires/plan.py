@@ -233,7 +233,7 @@ def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool, reus
 
     if level.fast:
         # the feed-forward network's result, resampled: nothing is optimised, and the network
-        # tiles itself inside the budget (fast.tile_for)
+        # tiles itself inside the budget (fast.tiling)
         tiles = grid(W, H, max(W, H), overlap, margin, s.seamless)
         return LevelPlan(level, max(W, H), margin, overlap, [tiles], base, 0.0, disk, reuse=reuse, optimizer=optimizer)
     if s.tile_size:

@@ -78,10 +78,34 @@ def test_tiled_instance_norm_equals_the_whole_frame(content_path, style_path):
     per_tile = np.zeros_like(content)
     runner = fast.TiledTransformer(b)
     for t in fast.grid(256, 192, 96, 0, fast.MARGIN, False):
-        y = runner._run(content, t, [None] * 13)
+        with torch.no_grad():
+            y = runner.net(fast.to_nchw(fast.take(content, t.region), "cpu"), params=runner.params)
+        y = y[0].permute(1, 2, 0).numpy()
         cy0, cy1, cx0, cx1 = t.core
         per_tile[cy0:cy1, cx0:cx1] = y[cy0 - t.region[0]:cy1 - t.region[0], cx0 - t.region[2]:cx1 - t.region[2]]
     assert np.abs(per_tile - whole).max() > 1e-2
+
+
+def test_tiles_resume_where_they_stopped_in_ram_on_disk_or_from_their_input(tmp_path, content_path, style_path):
+    """Each tile's state is kept between the statistics passes, so the network runs once per tile
+    (work 1.0) instead of once per layer; kept on disk when RAM has no room (the files go with the
+    run), or, with neither, each tile runs again from its input: every way equals the whole frame."""
+    from hires.canvas import Buffers
+    b = fast.style_bottleneck([(style_path, 1.0)])
+    content = io.load_image(content_path, size=(256, 192))
+    whole = np.zeros_like(content)
+    fast.TiledTransformer(b)(content, whole, 256)
+    outs = {name: np.zeros_like(content) for name in ("ram", "disk", "none")}
+    ram = fast.TiledTransformer(b)(content, outs["ram"], 96)
+    buffers = Buffers(tmp_path / "states", False)
+    disk = fast.TiledTransformer(b)(content, outs["disk"], 96, room=0, buffers=buffers)
+    none = fast.TiledTransformer(b)(content, outs["none"], 96, room=0)
+    assert ram.work == 1.0 and ram.spilled == 0
+    assert disk.work == 1.0 and disk.spilled >= 13 * disk.tiles and buffers.files == []
+    assert none.work > 5 and none.spilled == 0
+    assert list((tmp_path / "states").iterdir()) == []
+    for out in outs.values():
+        np.testing.assert_allclose(out, whole, atol=1e-4)
 
 
 def test_strength_interpolates_in_bottleneck_space(content_path, style_path):
