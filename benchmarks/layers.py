@@ -78,34 +78,36 @@ def conv_row(name: str, cin: int, cout: int, stride: int, side: int, path: str, 
             "forward_gflops": flop / fwd / 1e9, "backward_gflops": flop / bwd / 1e9}
 
 
-def evaluation_profile(side: int, path: str, repeats: int, heap: bool) -> dict:
-    """One finest-level loss evaluation (relu1_1 + relu2_1 style, 1 tile of ``side`` px) timed
-    whole, and split by op with torch's profiler; with ``heap``, inside ``reuse_memory`` (freed
-    blocks kept and reused, as the engine runs them), else every large block mapped afresh (as
-    the engine did before: page faults on first touch)."""
+def evaluation_profile(side: int, path: str, repeats: int, heap: bool, network: str = "random",
+                       layers: tuple[str, ...] = ("relu1_1", "relu2_1")) -> dict:
+    """One finest-level loss evaluation (Gram style losses at ``layers`` of ``network``, one tile of
+    ``side`` px, zero padding as inside a print) timed whole, and split by op with torch's profiler;
+    with ``heap``, inside ``reuse_memory`` (freed blocks kept and reused, as the engine runs them),
+    else every large block mapped afresh (as the engine did before: page faults on first touch)."""
     import contextlib
 
+    from hires import layers as table
     from hires.canvas import return_memory_promptly, reuse_memory
     from hires.losses import LayerStyleLoss, TileObjective
-    from hires.nets import random_network
-    from hires.plan import flops_per_pixel
+    from hires.nets import hybrid_network, random_network
     from hires.stats import Stats, make_target
 
     dtype = PATHS[path][0]
-    net = random_network()
+    net = hybrid_network() if network == "hybrid" else random_network()
     if path == "fp32_nchw":
         net.to(memory_format=torch.contiguous_format)
     net.set_precision("bf16" if dtype == torch.bfloat16 else "fp32")
-    layers = ["relu1_1", "relu2_1"]
+    net.set_padding("zeros")
+    x0 = torch.rand(1, 3, side, side)
+    with torch.no_grad():
+        shapes = {n: f.shape for n, f in net(x0, list(layers)).items()}
     style = {}
-    for name, ch, stride in (("relu1_1", 64, 1), ("relu2_1", 128, 2)):
-        n = (side // stride) ** 2
-        w = torch.ones(n, 1)
+    for name, (_, ch, h, w) in shapes.items():
+        n = h * w
         glob = Stats(np.eye(ch) * n, np.zeros(ch), n)
         target = make_target(np.eye(ch) * 0.5, np.zeros(ch))
-        style[name] = LayerStyleLoss(glob, target, w, float(n))
-    objective = TileObjective(net, layers, style)
-    x0 = torch.rand(1, 3, side, side)
+        style[name] = LayerStyleLoss(glob, target, torch.ones(n, 1), float(n))
+    objective = TileObjective(net, list(layers), style)
     x = x0.clone().requires_grad_(True)
 
     def evaluate():
@@ -115,13 +117,14 @@ def evaluation_profile(side: int, path: str, repeats: int, heap: bool) -> dict:
     return_memory_promptly()
     with reuse_memory() if heap else contextlib.nullcontext():
         seconds = best_of(evaluate, repeats)
-    flop = 2 * flops_per_pixel("relu2_1") * side * side
+    flop = 2 * table.flops_per_pixel(layers) * side * side
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof, \
             reuse_memory() if heap else contextlib.nullcontext():
         evaluate()
     ops = sorted(((e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages()), key=lambda r: -r[1])
     total = sum(s for _, s in ops)
-    return {"side": side, "path": path, "memory": "heap" if heap else "mapped", "evaluation_s": seconds,
+    return {"side": side, "path": path, "network": network, "layers": list(layers),
+            "memory": "heap" if heap else "mapped", "evaluation_s": seconds,
             "achieved_gflops": flop / seconds / 1e9,
             "ops": [{"op": k, "self_s": round(s, 4), "share": round(s / total, 3)} for k, s in ops[:12]]}
 
@@ -132,18 +135,24 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--paths", default=",".join(PATHS))
     ap.add_argument("--name", default="layers")
+    ap.add_argument("--network", default="random", choices=("random", "hybrid"),
+                    help="the network of the evaluation profiles (hybrid: at its finest levels' layers)")
+    ap.add_argument("--layers", help="the evaluation's style layers (default: relu1_1,relu2_1 for random, "
+                                     "relu1_1,mb3 for hybrid)")
+    ap.add_argument("--no-convs", action="store_true", help="only the evaluation profiles")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # side,path,heap,repeats: one evaluation profile as JSON
     args = ap.parse_args()
+    chosen = tuple((args.layers or ("relu1_1,mb3" if args.network == "hybrid" else "relu1_1,relu2_1")).split(","))
     if args.one:
         side, path, heap, repeats = args.one.split(",")
-        print(json.dumps(evaluation_profile(int(side), path, int(repeats), bool(int(heap)))))
+        print(json.dumps(evaluation_profile(int(side), path, int(repeats), bool(int(heap)), args.network, chosen)))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     paths = args.paths.split(",")
     rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
     print(f"matmul: fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s", flush=True)
     rows = []
-    for side in sizes:
+    for side in sizes if not args.no_convs else ():
         for name, cin, cout, stride in CONVS:
             for path in paths:
                 r = conv_row(name, cin, cout, stride, side, path, args.repeats)
@@ -154,7 +163,8 @@ def main() -> None:
     for side in sizes:
         for path, heap in [(p, h) for p in paths for h in (False, True)]:
             # each in a fresh process: the heap a previous configuration left behind changes the next
-            one = subprocess.run([sys.executable, __file__, "--one", f"{side},{path},{int(heap)},{args.repeats}"],
+            one = subprocess.run([sys.executable, __file__, "--one", f"{side},{path},{int(heap)},{args.repeats}",
+                                  "--network", args.network, "--layers", ",".join(chosen)],
                                  capture_output=True, text=True, check=True)
             e = json.loads(one.stdout.strip().splitlines()[-1])
             evaluations.append(e)
