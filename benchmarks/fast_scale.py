@@ -5,7 +5,9 @@
 Three renders of the forest photo with The Starry Night, each in a child process so its peak RSS
 (getrusage of the child) is the render's own: 6000x4500 inside --memory 1GiB with the transformer at
 its default working size and then resampled, 6000x4500 with the transformer at the full output size
-(--fast-size 0: tiled, with exact whole-image instance norm), and 533x400.  Crops of the two print
+(--fast-size 0: tiled, with exact whole-image instance norm; ``work`` is the network steps run in
+passes over the tiles, 1.0 when every tile's state was kept between the statistics passes, and
+``spilled`` the states kept on disk), and 533x400.  Crops of the two print
 renders go to benchmarks/results/gallery/.
 """
 from __future__ import annotations
@@ -27,7 +29,8 @@ a = json.loads(sys.argv[1])
 res = hires.render(a["content"], a["style"], a["output"], size=a["size"], memory=a["memory"], method="fast",
                    fast_size=a["fast_size"], overwrite=True)
 print(json.dumps({"RESULT": {"wall_s": res.wall_s, "net_s": res.net_s, "tiles": res.fast.tiles,
-                             "passes": res.fast.passes}}), flush=True)
+                             "passes": res.fast.passes, "work": res.fast.work, "spilled": res.fast.spilled}}),
+      flush=True)
 """
 
 

@@ -26,7 +26,7 @@ def calibrate(plan: Plan, settings: Settings) -> Plan:
     return plan
 
 
-PROBE_EVALS = 3
+PROBE_EVALS = 4
 
 
 class _Probe:
@@ -46,15 +46,16 @@ class _Probe:
                                   grid(small.shape[1], small.shape[0], max(small.shape[:2]), 0, 0))
         self.targets = {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()}
 
-    def run(self, evals: int) -> float:
-        """Seconds to refine the tile with ``evals`` evaluations."""
+    def run(self, evals: int) -> tuple[float, float]:
+        """Seconds to refine the tile with ``evals`` evaluations, and the seconds of those evaluations."""
         from hires.canvas import Buffers
         from hires.engine import Counters, PassContext
         h, w = self.image.shape[:2]
+        counters = Counters()
         t = time.perf_counter()
         self.engine.refine(self.image.copy(), self.image, self.targets, replace(self.level, iterations=evals),
-                           grid(w, h, max(w, h), 0, 0), PassContext(Buffers(None, False), Counters()))
-        return time.perf_counter() - t
+                           grid(w, h, max(w, h), 0, 0), PassContext(Buffers(None, False), counters))
+        return time.perf_counter() - t, counters.net_s
 
 
 def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = MAX_TILE + 128) -> dict[int, TileCost]:
@@ -64,9 +65,9 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = M
     its layers, optimiser and precision (at most ``max_side`` px a side): the cost per FLOP depends
     on the tile's size (a 384 px probe ran faster per FLOP than the 500-900 px tiles of a 6000x4500
     render, whose activations no longer fit the cache), and a fixed per-tile part weighs more at 10
-    evaluations a tile than at 150.  Two runs, 1 and 1 + PROBE_EVALS evaluations, separate the two
-    (after one more, whose extra time is the set-up every new tile shape pays: oneDNN primitives,
-    first-touch memory).  About 3-20 s a level."""
+    evaluations a tile than at 150.  A run of 1 + PROBE_EVALS evaluations separates the two by the
+    evaluations' own clock, after a run of one whose extra time is the set-up every new tile shape
+    pays (oneDNN primitives, first-touch memory) (_measure).  About 3-15 s a level."""
     import numpy as np
 
     from hires import costcache, process
@@ -122,9 +123,12 @@ SHARED_SHAPE = 0.7
 
 
 def _measure(probe: _Probe, gflop: float) -> TileCost:
-    """The probe's TileCost: its first run pays the shape's set-up; then runs of 1 and 1 + PROBE_EVALS
-    evaluations separate the per-tile and per-evaluation parts."""
-    first = probe.run(1)
-    one, more = probe.run(1), probe.run(1 + PROBE_EVALS)
-    per_eval = max(more - one, 0.0) / PROBE_EVALS
-    return TileCost(max(one - per_eval, 0.0) / gflop, per_eval / gflop, max(first - one, 0.0))
+    """The probe's TileCost: its first run (one evaluation) pays the shape's set-up; a run of
+    1 + PROBE_EVALS evaluations gives the per-evaluation part from the evaluations' own clock and the
+    per-tile part from the rest.  (The difference of a 1- and a 4-evaluation run, as before, read a
+    print's 3000 px level anywhere from 33% under to 32% over.)"""
+    first, _ = probe.run(1)
+    total, evals = probe.run(1 + PROBE_EVALS)
+    per_eval = evals / (1 + PROBE_EVALS)
+    fixed = max(total - evals, 0.0)
+    return TileCost(fixed / gflop, per_eval / gflop, max(first - fixed - per_eval, 0.0))
