@@ -148,6 +148,7 @@ class Counters:
     work_done: float = 0.0
     work_total: float = 1.0
     levels: list[LevelReport] = field(default_factory=list)
+    evals: list[float] = field(default_factory=list)  # each evaluation's seconds (the planner's probe reads them)
 
 
 def to_tensor(a: np.ndarray, device, dtype=torch.float32) -> torch.Tensor:

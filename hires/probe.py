@@ -46,8 +46,8 @@ class _Probe:
                                   grid(small.shape[1], small.shape[0], max(small.shape[:2]), 0, 0))
         self.targets = {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()}
 
-    def run(self, evals: int) -> tuple[float, float]:
-        """Seconds to refine the tile with ``evals`` evaluations, and the seconds of those evaluations."""
+    def run(self, evals: int) -> tuple[float, list[float]]:
+        """Seconds to refine the tile with ``evals`` evaluations, and each evaluation's seconds."""
         from hires.canvas import Buffers
         from hires.engine import Counters, PassContext
         h, w = self.image.shape[:2]
@@ -55,7 +55,7 @@ class _Probe:
         t = time.perf_counter()
         self.engine.refine(self.image.copy(), self.image, self.targets, replace(self.level, iterations=evals),
                            grid(w, h, max(w, h), 0, 0), PassContext(Buffers(None, False), counters))
-        return time.perf_counter() - t, counters.net_s
+        return time.perf_counter() - t, counters.evals
 
 
 def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = MAX_TILE + 128) -> dict[int, TileCost]:
@@ -123,12 +123,14 @@ SHARED_SHAPE = 0.7
 
 
 def _measure(probe: _Probe, gflop: float) -> TileCost:
-    """The probe's TileCost: its first run (one evaluation) pays the shape's set-up; a run of
-    1 + PROBE_EVALS evaluations gives the per-evaluation part from the evaluations' own clock and the
-    per-tile part from the rest.  (The difference of a 1- and a 4-evaluation run, as before, read a
-    print's 3000 px level anywhere from 33% under to 32% over.)"""
+    """The probe's TileCost.  Its first run (one evaluation) pays the shape's set-up; in a run of
+    1 + PROBE_EVALS evaluations the first maps its memory afresh, as each tile's first does, and the
+    rest reuse it: their median is the per-evaluation part, everything else the per-tile part.  (The
+    difference of a 1- and a 4-evaluation run's totals read a print's 3000 px level anywhere from 33%
+    under to 32% over; the mean of all five evaluations read the last level 19% over.)"""
+    import statistics
     first, _ = probe.run(1)
     total, evals = probe.run(1 + PROBE_EVALS)
-    per_eval = evals / (1 + PROBE_EVALS)
-    fixed = max(total - evals, 0.0)
-    return TileCost(fixed / gflop, per_eval / gflop, max(first - fixed - per_eval, 0.0))
+    per_eval = statistics.median(evals[1:]) if len(evals) > 1 else total
+    per_tile = max(total - len(evals) * per_eval, 0.0)
+    return TileCost(per_tile / gflop, per_eval / gflop, max(first - per_tile - per_eval, 0.0))

@@ -62,6 +62,7 @@ class TileProgress(TileReport):
     def count(self, seconds: float, loss: float, iters: int) -> None:
         c = self.counters
         c.net_s += seconds
+        c.evals.append(seconds)
         c.net_flop += self.flop
         c.work_done += self.flop
         if self.evals <= iters:
