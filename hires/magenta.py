@@ -136,9 +136,9 @@ class CINNetwork(nn.Module):
     norm, keep its state and resume it once the layer's whole-image statistics are known.  A
     state is ``(skip, pre)``: ``pre`` the input of the next norm, ``skip`` what a residual block
     adds back (or None).  Subclasses give ``norms()``, ``style_params(code)``, ``begin(x)`` (the
-    state before norm 0), ``after_norm(k, state, normalise)`` (the state before norm k + 1, or the
-    output image after the last), ``norm_strides`` (input px per position of each norm's map) and
-    ``receptive_radius`` (how far an output pixel sees)."""
+    state before norm 0), ``next_conv(k)`` (the convolution after norm k), ``first_block`` and
+    ``blocks`` (the layout ``after_norm`` steps through), ``norm_strides`` (input px per position of
+    each norm's map) and ``receptive_radius`` (how far an output pixel sees)."""
 
     norm_strides: list[int]
     receptive_radius: int
@@ -149,6 +149,39 @@ class CINNetwork(nn.Module):
         params = params if params is not None else self.style_params(code)
         stats = stats if stats is not None else [None] * len(params)
         return self.resume(self.begin(x), 0, len(params), params, stats)
+
+    first_block: int    # the norm index of the first residual block's first conv
+    blocks: int         # residual blocks; then two upsampling convs and the output conv, each normed
+
+    def next_conv(self, k: int) -> nn.Conv2d:
+        """The convolution that follows norm ``k``."""
+        raise NotImplementedError
+
+    def after_norm(self, k: int, state, norm):
+        """The state before norm k + 1 from the state before norm k (``norm`` applies it), or the
+        output image after the last norm: contract convs (ReLU), residual blocks, two nearest x2
+        upsamplings (conv, norm, ReLU), the output conv (norm, sigmoid); reflect padding throughout."""
+        h, pre = state
+        first, last = self.first_block, self.first_block + 2 * self.blocks
+        if k < first - 1:  # a contract conv next
+            return None, self.next_conv(k)(_reflect(F.relu(norm(pre)), 1))
+        if k == first - 1:  # the contract's end: the first block's input
+            h = F.relu(norm(pre))
+            return h, self.next_conv(k)(_reflect(h, 1))
+        if k < last and (k - first) % 2 == 0:  # inside a block
+            return h, self.next_conv(k)(_reflect(F.relu(norm(pre)), 1))
+        if k < last - 1:  # the end of a block: the next block's first conv
+            h = h + norm(pre)
+            return h, self.next_conv(k)(_reflect(h, 1))
+        if k == last - 1:
+            h = F.interpolate(h + norm(pre), scale_factor=2, mode="nearest")
+            return None, self.next_conv(k)(_reflect(h, 1))
+        if k == last:
+            h = F.interpolate(F.relu(norm(pre)), scale_factor=2, mode="nearest")
+            return None, self.next_conv(k)(_reflect(h, 1))
+        if k == last + 1:
+            return None, self.next_conv(k)(_reflect(F.relu(norm(pre)), 4))
+        return torch.sigmoid(norm(pre))
 
     def resume(self, state, start: int, stop: int, params, stats):
         """Run ``state`` (the state before norm ``start``) through norms start..stop-1."""
@@ -200,24 +233,9 @@ class Transformer(CINNetwork):
             h = F.relu(conv(_reflect(h, pad)))
         return h, self.res_convs[0](_reflect(h, 1))
 
-    def after_norm(self, k, state, norm):
+    def next_conv(self, k: int) -> nn.Conv2d:
         """Norms 0..9 are the residual blocks' two convs, 10..12 the expand convs."""
-        h, pre = state
-        last = 2 * RESIDUAL_BLOCKS
-        if k < last and k % 2 == 0:  # inside block k // 2
-            return h, self.res_convs[k + 1](_reflect(F.relu(norm(pre)), 1))
-        if k < last - 1:  # the end of a block: the next block's first conv
-            h = h + norm(pre)
-            return h, self.res_convs[k + 1](_reflect(h, 1))
-        if k == last - 1:
-            h = F.interpolate(h + norm(pre), scale_factor=2, mode="nearest")
-            return None, self.expand_convs[0](_reflect(h, 1))
-        if k == last:
-            h = F.interpolate(F.relu(norm(pre)), scale_factor=2, mode="nearest")
-            return None, self.expand_convs[1](_reflect(h, 1))
-        if k == last + 1:
-            return None, self.expand_convs[2](_reflect(F.relu(norm(pre)), 4))
-        return torch.sigmoid(norm(pre))
+        return self.res_convs[k + 1] if k + 1 < len(self.res_convs) else self.expand_convs[k + 1 - len(self.res_convs)]
 
 
 # the scale (input px per position) of each CIN layer's map: ten residual convs at 1/4, then 1/2, 1, 1
@@ -225,6 +243,7 @@ NORM_STRIDES = [4] * (2 * RESIDUAL_BLOCKS) + [2, 1, 1]
 # how far an output pixel sees: 4 + 1 + 2 (contract), 10 x 4 (residual), 2 + 1 + 4 (expand)
 RECEPTIVE_RADIUS = 54
 Transformer.norm_strides, Transformer.receptive_radius = NORM_STRIDES, RECEPTIVE_RADIUS
+Transformer.first_block, Transformer.blocks = 0, RESIDUAL_BLOCKS
 
 # ---------------------------------------------------------------- the 26-style network
 
@@ -266,6 +285,7 @@ class MultiStyleTransformer(CINNetwork):
 
     norm_strides = [1, 2, 4] + [4] * (2 * MULTI_RESIDUAL_BLOCKS) + [2, 1, 1]
     receptive_radius = 4 + 1 + 2 + 2 * MULTI_RESIDUAL_BLOCKS * 4 + 2 + 1 + 4   # 62
+    first_block, blocks = 3, MULTI_RESIDUAL_BLOCKS
 
     def __init__(self, arrays):
         super().__init__()
@@ -288,29 +308,9 @@ class MultiStyleTransformer(CINNetwork):
     def begin(self, x):
         return None, self.convs[0](_reflect(x, 4))
 
-    def after_norm(self, k, state, norm):
+    def next_conv(self, k: int) -> nn.Conv2d:
         """Norms 0..2 are the contract convs, 3..14 the residual blocks' two convs, 15..17 expand."""
-        c, (h, pre) = self.convs, state
-        last = 3 + 2 * MULTI_RESIDUAL_BLOCKS
-        if k < 2:
-            return None, c[k + 1](_reflect(F.relu(norm(pre)), 1))
-        if k == 2:
-            h = F.relu(norm(pre))
-            return h, c[k + 1](_reflect(h, 1))
-        if k < last and k % 2 == 1:  # inside block (k - 3) // 2
-            return h, c[k + 1](_reflect(F.relu(norm(pre)), 1))
-        if k < last - 1:  # the end of a block: the next block's first conv
-            h = h + norm(pre)
-            return h, c[k + 1](_reflect(h, 1))
-        if k == last - 1:
-            h = F.interpolate(h + norm(pre), scale_factor=2, mode="nearest")
-            return None, c[k + 1](_reflect(h, 1))
-        if k == last:
-            h = F.interpolate(F.relu(norm(pre)), scale_factor=2, mode="nearest")
-            return None, c[k + 1](_reflect(h, 1))
-        if k == last + 1:
-            return None, c[k + 1](_reflect(F.relu(norm(pre)), 4))
-        return torch.sigmoid(norm(pre))
+        return self.convs[k + 1]
 
 
 def builtin_weights(mix: dict[int, float]) -> torch.Tensor:
