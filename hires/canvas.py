@@ -29,14 +29,15 @@ class Buffers:
 
     def for_level(self, name: str, disk: bool) -> "Buffers":
         """Buffers for one level in a subfolder, recorded here too so ``cleanup`` reaches them."""
-        sub = Buffers(self.folder / name if self.folder is not None else None, disk)
-        sub.files, sub.folders = self.files, self.folders  # one record for the whole render
-        return sub
+        return self._sharing(self.folder / name if self.folder is not None else None, disk)
 
     def on_disk(self) -> "Buffers":
         """These buffers' folder, always disk-backed (the same record of what was made)."""
-        sub = Buffers(self.folder, True)
-        sub.files, sub.folders = self.files, self.folders
+        return self._sharing(self.folder, True)
+
+    def _sharing(self, folder: Path | None, disk: bool) -> "Buffers":
+        sub = Buffers(folder, disk)
+        sub.files, sub.folders = self.files, self.folders  # one record for the whole render
         return sub
 
     def empty(self, name: str, shape: tuple[int, ...]) -> np.ndarray:

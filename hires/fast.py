@@ -5,7 +5,9 @@ whole image.  At sizes where the whole frame does not fit, it runs tile by tile 
 context margin of at least its receptive radius, so every owned output pixel is exactly the whole
 frame's): one statistics pass per CIN layer gathers that layer's sums and sums of squares over
 the tiles' owned positions with the numba Gram kernel, with the earlier layers' statistics fixed,
-and a last pass writes the output.  That is the engine's global-Gram idea applied to instance norm.
+and a last pass writes the output; between passes each tile's state is kept (hires.tilestates), so
+a tile resumes at the layer it stopped at and the network runs about once per tile.  That is the
+engine's global-Gram idea applied to instance norm.
 """
 from __future__ import annotations
 
@@ -293,12 +295,13 @@ SPILLED_PASSES = 1.75
 def stage_seconds(width: int, height: int, budget: int, rate: float, per_px: int = BYTES_PER_PX) -> float:
     """Estimated seconds of the transformer over a ``width`` x ``height`` stage of the cascade, at
     ``rate`` seconds per px of an untiled pass (measure_rate), tiled as the cascade tiles it."""
-    t = tiling(budget, width, height, 3 * width * height * 12, per_px)
-    tiles = grid(width, height, t.tile, 0, MARGIN, False)
+    layout = tiling(budget, width, height, 3 * width * height * 12, per_px)
+    tiles = grid(width, height, layout.tile, 0, MARGIN, False)
     px = sum(t.shape[0] * t.shape[1] for t in tiles)
     if len(tiles) == 1:
         return px * rate
-    return px * rate * (TILED_PASSES if STATE_BYTES_PER_PX * width * height <= t.room else SPILLED_PASSES)
+    kept_in_ram = STATE_BYTES_PER_PX * width * height <= layout.room
+    return px * rate * (TILED_PASSES if kept_in_ram else SPILLED_PASSES)
 
 
 def measure_rate(device="cpu", side: int = 512) -> float:

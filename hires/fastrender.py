@@ -89,11 +89,11 @@ def fast_plan(job: Job, s: Settings) -> FastPlan:
     ram_bytes += 2 * job.width * job.height * 12 if (ww, wh) != (job.width, job.height) else 0
     disk = fast.FIXED_BYTES + ram_bytes > 0.6 * budget
     per_px = fast.bytes_per_px(s.builtin_style is not None)
-    tiling = fast.tiling(budget, ww, wh, 0 if disk else ram_bytes, per_px)
-    tile = tiling.tile
+    layout = fast.tiling(budget, ww, wh, 0 if disk else ram_bytes, per_px)
+    tile = layout.tile
     tiles = fast.grid(ww, wh, tile, 0, fast.MARGIN, False)
     region = max(t.shape[0] * t.shape[1] for t in tiles)
-    peak = fast.FIXED_BYTES + (0 if disk else ram_bytes) + region * per_px + tiling.room
+    peak = fast.FIXED_BYTES + (0 if disk else ram_bytes) + region * per_px + layout.room
     if peak > budget:  # as for the optimised method: refused before any work
         raise BudgetError(f"--memory: {s.memory} is too small for --method fast at {job.width}x{job.height}; it "
                           f"needs about {peak / 2**30:.2f} GiB even with the smallest tiles; raise --memory")

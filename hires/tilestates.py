@@ -33,7 +33,7 @@ class TileStates:
 
     def put(self, i: int, k: int, state: tuple) -> None:
         """Keep tile ``i``'s state before norm ``k`` (replacing what it had) if there is room."""
-        size = sum(p.numel() * p.element_size() for p in state if p is not None)
+        size = self._ram_bytes(state)
         freed = self._ram_bytes(self.kept[i][1])
         if self.ram - freed + size <= self.room:
             self.drop(i)
