@@ -41,8 +41,13 @@ def machine() -> str:
     return f"{model}|{torch.backends.cpu.get_cpu_capability()}|torch {torch.__version__}|{os.cpu_count()} cpus"
 
 
+# the meaning of an entry's numbers: seconds per GFLOP of hires.layers' cost model, which counts
+# the Gram products since version 2 (and the anti-aliased steps as one convolution)
+MODEL = "costs 2"
+
+
 def key(*parts) -> str:
-    return "|".join([machine(), *map(str, parts)])
+    return "|".join([machine(), MODEL, *map(str, parts)])
 
 
 def load() -> dict[str, tuple[float, float, float]]:

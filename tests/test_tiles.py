@@ -66,14 +66,14 @@ def test_schedule_levels_double_and_get_shallower():
 
 
 def test_hybrid_schedule_keeps_colour_and_small_shapes_at_the_fine_levels():
-    """The hybrid's levels drop mb13, mb6, then relu2_1 (its costliest layer), keeping relu1_1 and mb3;
+    """The hybrid's levels drop mb13, relu2_1 (its costliest layer), then mb6, keeping relu1_1 and mb3;
     the content layer follows the deepest kept (mb10, then no deeper than the style layers)."""
     levels = schedule(6000, 4500, Settings(init="content", network="hybrid"))
     assert [lv.style_layers for lv in levels] == [
         ("relu1_1", "relu2_1", "mb3", "mb6", "mb13"), ("relu1_1", "relu2_1", "mb3", "mb6"),
-        ("relu1_1", "relu2_1", "mb3"), ("relu1_1", "mb3"), ("relu1_1", "mb3")]
-    assert [lv.content_layer for lv in levels] == ["mb10", "mb6", "mb3", "mb3", "mb3"]
-    assert [lv.stride for lv in levels] == [16, 8, 4, 4, 4] and levels[0].radius == 148
+        ("relu1_1", "mb3", "mb6"), ("relu1_1", "mb3"), ("relu1_1", "mb3")]
+    assert [lv.content_layer for lv in levels] == ["mb10", "mb6", "mb6", "mb3", "mb3"]
+    assert [lv.stride for lv in levels] == [16, 8, 8, 4, 4] and levels[0].radius == 148
     with pytest.raises(OptionError, match="need --network hybrid"):
         schedule(600, 400, Settings(network="random", style_layers=("relu1_1", "mb3")))
 
@@ -173,18 +173,18 @@ def test_time_estimate_is_measured_per_network_depth():
 def test_level_time_counts_each_tile_and_each_evaluation():
     """A level's estimate: per tile a fixed part and one part per evaluation, both in proportion
     to the tile's forward FLOP, and the style images' statistics pass (one forward, half a fixed
-    part).  By hand: relu1_1 is 2 x 3 x 64 x 9 = 3456 FLOP per px, so one 100x100 tile's forward is
-    0.03456 GFLOP, and a 1000x1000 style image's 3.456 GFLOP."""
+    part).  By hand: relu1_1 is 2 x 3 x 64 x 9 = 3456 FLOP per px and its Gram 2 x 64 x 64 = 8192, so
+    one 100x100 tile's forward is 0.11648 GFLOP, and a 1000x1000 style image's 11.648 GFLOP."""
     from hires.plan import LevelPlan
     from hires.pyramid import Level
     level = Level(0, 100, 100, 10, ("relu1_1",), "relu1_1")
-    lp = LevelPlan(level, 100, 0, 0, [grid(100, 100, 100, 0, 0)], 0.0, 3456e4 * (2 + 2 * 10), style_px=1000 * 1000)
-    assert lp.forward_gflop == pytest.approx(0.03456)
-    assert TileCost(1e-3, 0.0).level_seconds(lp) == pytest.approx(0.03456e-3 + 3.456e-3 / 2)
-    assert TileCost(0.0, 1e-3).level_seconds(lp) == pytest.approx(0.03456e-3 * 10)
+    lp = LevelPlan(level, 100, 0, 0, [grid(100, 100, 100, 0, 0)], 0.0, 11648e4 * (2 + 2 * 10), style_px=1000 * 1000)
+    assert lp.forward_gflop == pytest.approx(0.11648)
+    assert TileCost(1e-3, 0.0).level_seconds(lp) == pytest.approx(0.11648e-3 + 11.648e-3 / 2)
+    assert TileCost(0.0, 1e-3).level_seconds(lp) == pytest.approx(0.11648e-3 * 10)
     assert TileCost(0.0, 0.0, setup=2.0).level_seconds(lp) == pytest.approx(2.0)  # one tile shape
-    mapped = LevelPlan(level, 100, 0, 0, [grid(100, 100, 100, 0, 0)], 0.0, 3456e4 * 22, reuse=False)
-    assert TileCost(0.0, 1e-3).level_seconds(mapped) == pytest.approx(0.03456e-3 * 10 * 1.5)  # MAPPED_COST
+    mapped = LevelPlan(level, 100, 0, 0, [grid(100, 100, 100, 0, 0)], 0.0, 11648e4 * 22, reuse=False)
+    assert TileCost(0.0, 1e-3).level_seconds(mapped) == pytest.approx(0.11648e-3 * 10 * 1.5)  # MAPPED_COST
 
 
 def test_fast_start_covers_the_levels_up_to_the_working_size():
