@@ -12,6 +12,7 @@ engine's global-Gram idea applied to instance norm.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -292,19 +293,29 @@ TILED_PASSES = 1.15
 SPILLED_PASSES = 1.75
 
 
+# the transformer's seconds per px grow with its tile's side (its activations outgrow the caches):
+# over the 512 px rate measure_rate gives, 1.3x at 1024 px, 1.6x at 1728, 2.0x at 2080 on this
+# machine; the cascade's largest stages run 1700-2100 px tiles, where the 512 px rate alone read
+# a print's multi-scale start at 34 s against 59 s measured
+RATE_SIDE = 512
+SIDE_EXPONENT = 0.4
+
+
 def stage_seconds(width: int, height: int, budget: int, rate: float, per_px: int = BYTES_PER_PX) -> float:
     """Estimated seconds of the transformer over a ``width`` x ``height`` stage of the cascade, at
-    ``rate`` seconds per px of an untiled pass (measure_rate), tiled as the cascade tiles it."""
+    ``rate`` seconds per px of an untiled RATE_SIDE px pass (measure_rate), tiled as the cascade tiles it."""
     layout = tiling(budget, width, height, 3 * width * height * 12, per_px)
     tiles = grid(width, height, layout.tile, 0, MARGIN, False)
     px = sum(t.shape[0] * t.shape[1] for t in tiles)
+    side = max(math.sqrt(max(t.shape[0] * t.shape[1] for t in tiles)), RATE_SIDE)
+    rate *= (side / RATE_SIDE) ** SIDE_EXPONENT
     if len(tiles) == 1:
         return px * rate
     kept_in_ram = STATE_BYTES_PER_PX * width * height <= layout.room
     return px * rate * (TILED_PASSES if kept_in_ram else SPILLED_PASSES)
 
 
-def measure_rate(device="cpu", side: int = 512) -> float:
+def measure_rate(device="cpu", side: int = RATE_SIDE) -> float:
     """Seconds per px of one untiled pass of the transformer on this machine (after a warm-up)."""
     import time
     runner = TiledTransformer(torch.zeros(1, magenta.BOTTLENECK), device)

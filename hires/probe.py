@@ -26,7 +26,11 @@ def calibrate(plan: Plan, settings: Settings) -> Plan:
     return plan
 
 
-PROBE_EVALS = 4
+# evaluations of the timed run after its first: on a shared 2-core machine one evaluation's time
+# flips between two speeds (0.50 and 0.72 s for the same 944 px tile, seconds apart), so that a
+# median of four read one probe shape anywhere from 0.031 to 0.044 s/GFLOP in five runs; the mean
+# of eight averages over both, as a level of minutes does
+PROBE_EVALS = 8
 
 
 class _Probe:
@@ -125,12 +129,13 @@ SHARED_SHAPE = 0.7
 def _measure(probe: _Probe, gflop: float) -> TileCost:
     """The probe's TileCost.  Its first run (one evaluation) pays the shape's set-up; in a run of
     1 + PROBE_EVALS evaluations the first maps its memory afresh, as each tile's first does, and the
-    rest reuse it: their median is the per-evaluation part, everything else the per-tile part.  (The
+    rest reuse it: their mean is the per-evaluation part, everything else the per-tile part.  (The
     difference of a 1- and a 4-evaluation run's totals read a print's 3000 px level anywhere from 33%
-    under to 32% over; the mean of all five evaluations read the last level 19% over.)"""
+    under to 32% over; the mean of all five evaluations, the first's included, read the last level
+    19% over; see PROBE_EVALS for why not their median.)"""
     import statistics
     first, _ = probe.run(1)
     total, evals = probe.run(1 + PROBE_EVALS)
-    per_eval = statistics.median(evals[1:]) if len(evals) > 1 else total
+    per_eval = statistics.fmean(evals[1:]) if len(evals) > 1 else total
     per_tile = max(total - len(evals) * per_eval, 0.0)
     return TileCost(per_tile / gflop, per_eval / gflop, max(first - per_tile - per_eval, 0.0))
