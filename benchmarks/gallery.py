@@ -5,6 +5,7 @@
     python benchmarks/gallery.py builtin      # the 26 built-in styles on one photo, numbered
     python benchmarks/gallery.py print_crops  # the same full-resolution crops of three 6000x4500 renders
     python benchmarks/gallery.py print_compare  # the print before issue 23, the multi-scale start, the default
+    python benchmarks/gallery.py print_speedups  # the default before and after the fine levels' speed-ups
     python benchmarks/gallery.py textures     # three examples beside a 2x2 repeat of their seamless
                                               # 1024 px textures; one example at three --example-scale
 
@@ -131,15 +132,30 @@ PRINTS = [("random_vgg", None), ("multiscale_fast_only", "print_6000x4500_fast_m
           ("default", "print_6000x4500.tif")]
 
 
+# the default print before the speed-ups of 2026-12-01's second stop (relu2_1 at the 1500 px level,
+# MobileNetV2's stride-2 steps as two convolutions): the AVX2 4 GiB run of 14b55bf, kept under this name
+SPEEDUPS = [("before", "print_6000x4500_before_speedups.tif"), ("default", "print_6000x4500.tif")]
+
+
 def print_compare() -> None:
     """The same 512 px windows (BEFORE) of the 6000x4500 forest print with The Starry Night: before
     issue 23 (random VGG19), the multi-scale fast start alone (``print_scale.py --set
     'method="fast"' --name print_6000x4500_fast_multiscale``) and the default now (print_scale.py),
     side by side in print_compare_N_at_XxY.jpg."""
+    _side_by_side(PRINTS, "print_compare")
+
+
+def print_speedups() -> None:
+    """The default print before the level and network speed-ups (SPEEDUPS) beside the default now,
+    at the same windows: print_speedups_N_at_XxY.jpg."""
+    _side_by_side(SPEEDUPS, "print_speedups")
+
+
+def _side_by_side(prints, stem: str) -> None:
     import pyvips
     for i, (cx, cy) in enumerate(BEFORE):
         row = []
-        for name, tif in PRINTS:
+        for name, tif in prints:
             if tif is None:
                 row.append(pyvips.Image.new_from_file(str(OUT / f"print_6000x4500_random_vgg_crop{i}_at_{cx}x{cy}.png")))
                 continue
@@ -149,7 +165,7 @@ def print_compare() -> None:
             row.append(im.crop(cx - 256, cy - 256, 512, 512))
         row = [r.extract_band(0, n=3) if r.bands > 3 else r for r in row]
         pyvips.Image.arrayjoin(row, across=len(row), shim=16, background=[255, 255, 255]).jpegsave(
-            str(OUT / f"print_compare_{i}_at_{cx}x{cy}.jpg"), Q=92)
+            str(OUT / f"{stem}_{i}_at_{cx}x{cy}.jpg"), Q=92)
 
 
 TEXTURES = ["textures/stone_bricks_ambientcg_bricks102.jpg", "textures/bark_ambientcg_bark014.jpg",
@@ -220,6 +236,8 @@ def main() -> None:
         return compare(reuse_random="--reuse-random" in sys.argv)
     if sys.argv[1:] == ["print_compare"]:
         return print_compare()
+    if sys.argv[1:] == ["print_speedups"]:
+        return print_speedups()
     if sys.argv[1:] == ["print_crops"]:
         return print_crops()
     if sys.argv[1:] == ["builtin"]:
