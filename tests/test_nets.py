@@ -241,3 +241,29 @@ def test_auto_precision_is_bf16_only_at_adam_levels(monkeypatch):
     assert [forced.level_precision(lv) for lv in (coarse, fine)] == ["bf16", "bf16"]
     plain = engine.Engine(Settings(network="random", precision="fp32"))
     assert [plain.level_precision(lv) for lv in (coarse, fine)] == ["fp32", "fp32"]
+
+
+def test_mobile_stride_two_steps_are_the_pretrained_convolution_then_the_binomial_blur():
+    """Each anti-aliased stride-2 step of MobileNetV2 (run as one 5x5 convolution at stride 2) is the
+    pretrained 3x3 convolution at stride 1, then a [1, 2, 1]^2 / 16 blur of each channel sampled
+    every second pixel: against that in float64 (the merged kernel is stored in float32), everywhere
+    but the frame's border row (padded differently)."""
+    import torch.nn.functional as F
+
+    from hires.mobile import MobileFeatures
+    net = MobileFeatures().double()
+    net.set_padding("zeros")
+    blur = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
+    blur = (blur.outer(blur) / 16)[None, None]
+    convs = [net.stem] + [net.blocks[n]["depthwise"] for n, s in enumerate(net.strides) if s == 2]
+    assert len(convs) == len(net.steps) == 4
+    gen = torch.Generator().manual_seed(0)
+    for conv, step in zip(convs, net.steps):
+        x = torch.rand(1, conv.in_channels, 40, 36, generator=gen, dtype=torch.float64)
+        c = conv.out_channels
+        ref = F.conv2d(F.conv2d(x, conv.weight, conv.bias, padding=1, groups=conv.groups),
+                       blur.expand(c, 1, 3, 3), stride=2, padding=1, groups=c)
+        got = step(x)
+        assert got.shape == ref.shape == (1, c, 20, 18)
+        assert torch.allclose(got[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1], rtol=1e-6, atol=1e-6)
+        assert not torch.allclose(got, F.conv2d(x, conv.weight, conv.bias, stride=2, padding=1, groups=conv.groups))
