@@ -70,6 +70,13 @@ def machine() -> dict:
     return out
 
 
+def open_8bit(path):
+    """An image file (a 16-bit TIFF included) as pyvips 8-bit values, for crops and comparisons."""
+    import pyvips
+    im = pyvips.Image.new_from_file(str(path))
+    return im if im.format == "uchar" else (im / 257).cast("uchar")
+
+
 def write_json(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, SHARED, data, write_json  # noqa: E402
+from _common import RESULTS, SHARED, data, open_8bit, write_json  # noqa: E402
 
 import hires  # noqa: E402
 from hires import io, output  # noqa: E402
@@ -118,8 +118,7 @@ def print_crops() -> None:
                  data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg"), fast_tif,
                  size="6000x4500", method="fast", memory="1GiB", overwrite=True)
     sources = [fast_tif, RESULTS / "print_6000x4500.tif", RESULTS / "print_6000x4500_from_photo.tif"]
-    images = [pyvips.Image.new_from_file(str(p)) for p in sources]
-    images = [im if im.format == "uchar" else (im / 257).cast("uchar") for im in images]
+    images = [open_8bit(p) for p in sources]
     for i, (x, y) in enumerate(WINDOWS):
         row = [im.crop(x, y, 512, 512) for im in images]
         strip = pyvips.Image.arrayjoin(row, across=3, shim=16, background=[255, 255, 255])
@@ -156,12 +155,10 @@ def cpu_kinds() -> None:
     """The default print on AVX-512 beside the same print on AVX2 (print_scale.py and its
     ``--name print_6000x4500_avx2`` run) at BEFORE's windows, print_avx512_vs_avx2_N_at_XxY.jpg, and
     their difference over the whole print (printed, and written to print_avx512_vs_avx2.json)."""
-    import pyvips
     pair = [("avx512", "print_6000x4500.tif"), ("avx2", "print_6000x4500_avx2.tif")]
     _side_by_side(pair, "print_avx512_vs_avx2")
-    a, b = (pyvips.Image.new_from_file(str(RESULTS / tif)) for _, tif in pair)
-    unit = 257 if a.format == "ushort" else 1  # the difference in 1/255 steps, whatever the depth
-    diff = (a.extract_band(0, n=3).cast("int") - b.extract_band(0, n=3).cast("int")).abs() / unit
+    a, b = (open_8bit(RESULTS / tif) for _, tif in pair)
+    diff = (a.extract_band(0, n=3).cast("int") - b.extract_band(0, n=3).cast("int")).abs()  # in 1/255 steps
     mean = diff.avg()
     over = ((diff > 16).bandor() / 255).avg()  # the share of pixels with a channel more than 16/255 apart
     out = {"mean_abs_diff_of_255": round(float(mean), 2), "share_over_16_of_255": round(float(over), 4)}
@@ -177,9 +174,7 @@ def _side_by_side(prints, stem: str) -> None:
             if tif is None:
                 row.append(pyvips.Image.new_from_file(str(OUT / f"print_6000x4500_random_vgg_crop{i}_at_{cx}x{cy}.png")))
                 continue
-            im = pyvips.Image.new_from_file(str(RESULTS / tif))
-            if im.format != "uchar":
-                im = (im / 257).cast("uchar")
+            im = open_8bit(RESULTS / tif)
             row.append(im.crop(cx - 256, cy - 256, 512, 512))
         row = [r.extract_band(0, n=3) if r.bands > 3 else r for r in row]
         pyvips.Image.arrayjoin(row, across=len(row), shim=16, background=[255, 255, 255]).jpegsave(

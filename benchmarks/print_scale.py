@@ -17,18 +17,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, data, machine, matmul_gflops, run_render, write_json  # noqa: E402
+from _common import RESULTS, data, machine, matmul_gflops, open_8bit, run_render, write_json  # noqa: E402
 
 
 def crops(tif: Path, plan: dict, name: str) -> list[str]:
     """Full-resolution 512 px crops centred on tile corners (two of the last level, one of the level
     before, scaled to the output) and a 1200 px whole view."""
-    import pyvips
     out = RESULTS / "gallery"
     out.mkdir(parents=True, exist_ok=True)
-    im = pyvips.Image.new_from_file(str(tif))
-    if im.format != "uchar":
-        im = (im / 257).cast("uchar")
+    im = open_8bit(tif)
     last = plan["levels"][-1]
     tile, shift = last["tile"], last.get("shift", 0)  # (a seamless level's grid may be shifted)
     corners = [(shift + tile, shift + tile), (shift + 2 * tile, shift + 3 * tile)]

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, SHARED, machine, matmul_gflops, run_render, write_json  # noqa: E402
+from _common import RESULTS, SHARED, machine, matmul_gflops, open_8bit, run_render, write_json  # noqa: E402
 from print_scale import crops, seam_ratios  # noqa: E402
 
 EXAMPLE = SHARED / "textures" / "mossy_rock_ambientcg_rock053.jpg"
@@ -39,10 +39,7 @@ def read_pixels(tif: Path):
 
 def wrap_crop(tif: Path, name: str, side: int = 512) -> str:
     """A full-resolution crop where the texture wraps: rolled by half, its corners meet in the middle."""
-    import pyvips
-    im = pyvips.Image.new_from_file(str(tif))
-    if im.format != "uchar":
-        im = (im / 257).cast("uchar")
+    im = open_8bit(tif)
     rolled = im.wrap(x=im.width // 2, y=im.height // 2)
     side = min(side, im.width, im.height)
     file = f"{name}_wrapped_corner.png"
