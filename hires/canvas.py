@@ -40,23 +40,20 @@ class Buffers:
         sub.files, sub.folders = self.files, self.folders  # one record for the whole render
         return sub
 
-    def empty(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
-        """A level buffer of float32 (or ``dtype``: the content target is float16, see
-        hires.plan.CANVAS_BYTES_PER_PX)."""
-        dtype = np.dtype(dtype)
+    def empty(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         if not self.disk:
-            return np.empty(shape, dtype)
+            return np.empty(shape, np.float32)
         if self.folder is None:
             raise ValueError("disk-backed buffers need a folder")
         missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folders.extend(missing)
-        path = self.folder / f"{name}.f{8 * dtype.itemsize}"
+        path = self.folder / f"{name}.f32"
         if path not in self.files:
             if path.exists():  # not ours: never overwrite it
                 raise FileExistsError(f"{path} exists and was not made by this render")
             self.files.append(path)
-        return np.memmap(path, dtype, mode="w+", shape=shape)
+        return np.memmap(path, np.float32, mode="w+", shape=shape)
 
     def zeros(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         a = self.empty(name, shape)

@@ -27,7 +27,7 @@ from hires.tiles import grid
 from hires.engine import Counters, Engine, LevelReport, PassContext, pick_device
 from hires.fastrender import fast_start, paint, recolour, run_fast
 from hires.finishing import STRIP, Result, finish, to_gray, examples_at
-from hires.plan import CONTENT_DTYPE, LevelPlan, Plan, describe
+from hires.plan import LevelPlan, Plan, describe
 from hires.request import (Job, RunOptions, builtin_only, make_job, output_mode, plan_job, split_options, style_size,
                            texture_settings, with_network, work_key)
 from hires.snapshots import Snapshots
@@ -235,7 +235,7 @@ def run_level(state: RenderState, lp: LevelPlan) -> None:
     fast_started = any(p.level.fast for p in state.plan.levels[:lv.index])  # (also after a resume)
     if state.job.content and not fast_started:
         content = io.load_image(state.job.content, size=(lv.width, lv.height), what="content",
-                                out=buffers.empty("content", shape, CONTENT_DTYPE))
+                                out=buffers.empty("content", shape))
     targets = level_targets(engine, state.job, s, lp, buffers, state.colour_ref)
     canvas, content = level_start(state, lv, canvas, content, buffers, fast_started)
     for i, tiles in enumerate(lp.passes):
@@ -286,7 +286,7 @@ def painted_content(state: RenderState, canvas: np.ndarray, coarser: tuple[int, 
     detail beyond the coarser level's size (``coarser``: (h, w)) is added to ``canvas``, so the level
     starts from the coarser level's result with the painting's finer strokes; without it, a copy of
     the start."""
-    content = buffers.empty("content", canvas.shape, CONTENT_DTYPE)
+    content = buffers.empty("content", canvas.shape)
     if not state.settings.multiscale or coarser is None:
         for y in range(0, canvas.shape[0], STRIP):
             content[y:y + STRIP] = canvas[y:y + STRIP]
@@ -364,10 +364,9 @@ def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job, colour
     if content is not None and settings.init == "fast":
         return fast_start(lv, job, settings, colour_ref)
     if content is not None and settings.init == "content":
-        # the photo itself, in float32: the content target is held in float16 (plan.CONTENT_DTYPE)
-        return io.load_image(job.content, size=(lv.width, lv.height), what="content")
+        return np.array(content)
     if content is not None:
-        mean = content.reshape(-1, 3).mean(0, dtype=np.float64).astype(np.float32)
+        mean = content.reshape(-1, 3).mean(0)
     else:  # texture: start from the examples' mean colour
         mean = np.zeros(3, np.float32)
         total = sum(w for _, w in job.styles)

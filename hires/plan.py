@@ -2,8 +2,7 @@
 
 Memory model (bytes), checked against measured peak RSS in benchmarks/:
   fixed     interpreter, torch, numba, libvips and the network weights
-  canvases  per level pixel: canvas (blended in place) and its weight map in float32, the content
-            target in float16 (its rounding, 2^-12 at most, is a sixteenth of an 8-bit step)
+  canvases  per level pixel: canvas (blended in place), its weight map, the content image
   styles    the style images at the level's scale
   tile      activations autograd keeps per tile pixel (sum over layers of channels / stride^2 x 4)
             times a factor for gradients and backward temporaries, plus the L-BFGS history
@@ -23,8 +22,7 @@ from hires.tiles import ALIGN, Tile, cut_fractions, grid, stagger
 MiB = 1 << 20
 FIXED_BYTES = 640 * MiB  # ~430 MiB after imports, random net and numba kernels, plus the transients of
 #                         statistics passes and resizes that peak RSS showed (3.79 GiB measured, 3.49 planned)
-CONTENT_DTYPE = "float16"
-CANVAS_BYTES_PER_PX = 4 * (3 + 1) + 2 * 3
+CANVAS_BYTES_PER_PX = 4 * (3 + 1 + 3)
 # bytes a tile's optimisation holds per byte of the activations autograd keeps: the backward's own
 # tensors and the loss's feature copies when every large block is mapped afresh (measured ~0.9-1.0
 # for the network alone) ...
