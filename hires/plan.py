@@ -111,8 +111,9 @@ class LevelPlan:
     @property
     def cost(self) -> float:
         """What the planner minimises per FLOP: the time, with disk buffers taken only when they save
-        15% (DISK_GAIN; in time they cost next to nothing where the page cache holds them: the 2 GiB
-        print's disk-backed level took 365 s against 370 estimated without a penalty)."""
+        5% (DISK_GAIN; in time they cost next to nothing where the page cache holds them: the 2 GiB
+        print's disk-backed level took 365 s against 370 estimated without a penalty, and another
+        22.3 s per planned TFLOP against 22.2-23.8 for the same level with RAM buffers)."""
         return self.time_factor / (DISK_GAIN if self.disk else 1.0)
 
     def as_dict(self) -> dict:
@@ -195,7 +196,9 @@ class Plan:
 LONG_RENDER_FLOP = 20e12      # about five minutes of VGG layers on 2 cores
 LONG_RENDER_EVAL_PX = 200e6   # about five minutes of the hybrid's fine layers (relu1_1, mb3) on 2 cores
 
-DISK_GAIN = 0.85  # disk-backed buffers only when they cut the level's work by 15% or more
+# disk-backed buffers only when they cut the level's work by 5% or more: a margin for disks and page
+# caches slower than this machine's, where they measured no slower per FLOP than RAM (docs/measurements.md)
+DISK_GAIN = 0.95
 
 
 def plan_level(level: Level, settings: Settings, budget: int, style_px: int) -> LevelPlan:

@@ -215,3 +215,21 @@ def test_the_engine_reuses_memory_only_where_the_plan_says(monkeypatch, reuse):
     out = e.optimise(lambda x: (x ** 2).sum(), x0, torch.ones_like(x0), 3, lambda *a: None, reuse)
     assert out.shape == x0.shape and float(out.sum()) < float(x0.sum())
     assert (len(entered) >= 3) if reuse else not entered  # once per evaluation (L-BFGS adds its first)
+
+
+def test_a_level_allocates_the_canvas_bytes_the_plan_counts(monkeypatch, content_path, style_path):
+    """The memory model's full-size buffers per level pixel (plan.CANVAS_BYTES_PER_PX) are what a
+    level allocates: its canvas, weight map and content target."""
+    from hires import plan
+    made = []
+    real = Buffers.empty
+
+    def spy(self, name, shape):
+        a = real(self, name, shape)
+        made.append((name, shape[:2], a.nbytes))
+        return a
+    monkeypatch.setattr(Buffers, "empty", spy)
+    hires.render(content_path, style_path, size="128x96", **dict(FAST, iterations=(4, 2)))
+    level = [(name, nbytes) for name, hw, nbytes in made if hw == (96, 128) and name != "style"]
+    assert sorted(name for name, _ in level) == ["canvas", "content", "weights"]
+    assert sum(nbytes for _, nbytes in level) == plan.CANVAS_BYTES_PER_PX * 96 * 128
