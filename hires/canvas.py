@@ -8,11 +8,14 @@ whole canvas.
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 from pathlib import Path
 
 import numpy as np
+
+from hires.errors import OutputError
 
 
 class Buffers:
@@ -49,11 +52,25 @@ class Buffers:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folders.extend(missing)
         path = self.folder / f"{name}.f32"
-        if path not in self.files:
-            if path.exists():  # not ours: never overwrite it
-                raise FileExistsError(f"{path} exists and was not made by this render")
+        ours = path in self.files
+        try:
+            fh = open(path, "r+b" if ours else "xb")  # "x": a file that is not ours is never opened
+        except FileExistsError:
+            raise FileExistsError(f"{path} exists and was not made by this render") from None
+        with fh:
+            try:
+                _reserve(fh, 4 * int(np.prod(shape)))
+            except OSError as e:
+                fh.close()
+                if ours:
+                    self.files.remove(path)
+                path.unlink(missing_ok=True)
+                raise OutputError(f"--work-dir: no room for a {4 * int(np.prod(shape)) / 2**20:.0f} MiB level "
+                                  f"buffer in {str(self.folder)!r} ({e.strerror or e}); free some disk space, "
+                                  "give another --work-dir or raise --memory") from None
+        if not ours:
             self.files.append(path)
-        return np.memmap(path, np.float32, mode="w+", shape=shape)
+        return np.memmap(path, np.float32, mode="r+", shape=shape)
 
     def zeros(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         a = self.empty(name, shape)
@@ -83,6 +100,19 @@ class Buffers:
                 pass
         self.files.clear()
         self.folders.clear()
+
+
+def _reserve(fh, nbytes: int) -> None:
+    """The file zeroed and ``nbytes`` long, its disk blocks allocated now: pages of a memmap written
+    on a full disk would kill the process with SIGBUS, with no error to report.  Where the file
+    system cannot allocate ahead (or the OS has no posix_fallocate) the file is left sparse."""
+    fh.truncate(0)
+    try:
+        os.posix_fallocate(fh.fileno(), 0, nbytes)
+    except (AttributeError, OSError) as e:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        fh.truncate(nbytes)
 
 
 def path_of(arr: np.ndarray) -> Path | None:

@@ -490,3 +490,19 @@ def test_a_file_at_the_temporary_name_is_not_hires_to_remove(tmp_path):
     with pytest.raises(OutputError, match="could not write"):
         output.save_image(np.full((8, 8, 3), 0.5, np.float32), tmp_path / "o.png", tmp=theirs)
     assert theirs.read_bytes() == b"not hires'" and not (tmp_path / "o.png").exists()
+
+
+def test_disk_buffers_with_no_room_are_said_as_such_before_anything_is_written(full_disk):
+    """A memmap written on a full disk would die of SIGBUS: the buffer's blocks are allocated when it
+    is made, and no room is a one-line error that leaves nothing behind."""
+    from hires.canvas import Buffers
+    from hires.errors import OutputError
+    buffers = Buffers(full_disk / "level4", True)
+    small = buffers.zeros("weights", (256, 256))           # 256 KiB: fits
+    assert small.shape == (256, 256) and not small.any()
+    with pytest.raises(OutputError, match="no room for a 3 MiB level buffer"):
+        buffers.empty("canvas", (512, 512, 3))              # 3 MiB on a 2 MiB file system
+    assert [p.name for p in (full_disk / "level4").iterdir()] == ["weights.f32"]
+    del small
+    buffers.cleanup()
+    assert list(full_disk.iterdir()) == []
