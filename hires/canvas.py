@@ -52,22 +52,21 @@ class Buffers:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folders.extend(missing)
         path = self.folder / f"{name}.f32"
-        ours = path in self.files
+        ours, nbytes = path in self.files, 4 * int(np.prod(shape))
         try:
             fh = open(path, "r+b" if ours else "xb")  # "x": a file that is not ours is never opened
         except FileExistsError:
             raise FileExistsError(f"{path} exists and was not made by this render") from None
-        with fh:
-            try:
-                _reserve(fh, 4 * int(np.prod(shape)))
-            except OSError as e:
-                fh.close()
-                if ours:
-                    self.files.remove(path)
-                path.unlink(missing_ok=True)
-                raise OutputError(f"--work-dir: no room for a {4 * int(np.prod(shape)) / 2**20:.0f} MiB level "
-                                  f"buffer in {str(self.folder)!r} ({e.strerror or e}); free some disk space, "
-                                  "give another --work-dir or raise --memory") from None
+        try:
+            with fh:
+                _reserve(fh, nbytes)
+        except OSError as e:
+            if ours:
+                self.files.remove(path)
+            path.unlink(missing_ok=True)  # ours either way: made here, or made by this render before
+            raise OutputError(f"--work-dir: no room for a {nbytes / 2**20:.0f} MiB level buffer in "
+                              f"{str(self.folder)!r} ({e.strerror or e}); free some disk space, "
+                              "give another --work-dir or raise --memory") from None
         if not ours:
             self.files.append(path)
         return np.memmap(path, np.float32, mode="r+", shape=shape)
@@ -107,12 +106,14 @@ def _reserve(fh, nbytes: int) -> None:
     on a full disk would kill the process with SIGBUS, with no error to report.  Where the file
     system cannot allocate ahead (or the OS has no posix_fallocate) the file is left sparse."""
     fh.truncate(0)
-    try:
-        os.posix_fallocate(fh.fileno(), 0, nbytes)
-    except (AttributeError, OSError) as e:
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise
-        fh.truncate(nbytes)
+    if hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fh.fileno(), 0, nbytes)
+            return
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+    fh.truncate(nbytes)
 
 
 def path_of(arr: np.ndarray) -> Path | None:
