@@ -7,6 +7,7 @@
     python benchmarks/gallery.py print_compare  # the print before issue 23, the multi-scale start, the default
     python benchmarks/gallery.py print_speedups  # the default before and after the fine levels' speed-ups
     python benchmarks/gallery.py cpu_kinds    # the default print on AVX-512 beside AVX2, and their difference
+    python benchmarks/gallery.py cpu_kinds print_6000x4500_amx_rerun print_6000x4500_avx2_xeon print_amx_vs_avx2_xeon
     python benchmarks/gallery.py textures     # three examples beside a 2x2 repeat of their seamless
                                               # 1024 px textures; one example at three --example-scale
 
@@ -151,19 +152,22 @@ def print_speedups() -> None:
     _side_by_side(SPEEDUPS, "print_speedups")
 
 
-def cpu_kinds() -> None:
-    """The default print on AVX-512 beside the same print on AVX2 (print_scale.py and its
-    ``--name print_6000x4500_avx2`` run) at BEFORE's windows, print_avx512_vs_avx2_N_at_XxY.jpg, and
-    their difference over the whole print (printed, and written to print_avx512_vs_avx2.json)."""
-    pair = [("avx512", "print_6000x4500.tif"), ("avx2", "print_6000x4500_avx2.tif")]
-    _side_by_side(pair, "print_avx512_vs_avx2")
+def cpu_kinds(native: str = "print_6000x4500", restricted: str = "print_6000x4500_avx2",
+              stem: str = "print_avx512_vs_avx2") -> None:
+    """The default print on the machine's own instruction set beside the same print restricted to
+    AVX2 (print_scale.py and its ``--name print_6000x4500_avx2`` run; other result names with
+    ``cpu_kinds NATIVE RESTRICTED STEM``) at BEFORE's windows, STEM_N_at_XxY.jpg, and their
+    difference over the whole print (printed, and written to STEM.json)."""
+    pair = [("native", f"{native}.tif"), ("avx2", f"{restricted}.tif")]
+    _side_by_side(pair, stem)
     a, b = (open_8bit(RESULTS / tif) for _, tif in pair)
     diff = (a.extract_band(0, n=3).cast("int") - b.extract_band(0, n=3).cast("int")).abs()  # in 1/255 steps
     mean = diff.avg()
     over = ((diff > 16).bandor() / 255).avg()  # the share of pixels with a channel more than 16/255 apart
-    out = {"mean_abs_diff_of_255": round(float(mean), 2), "share_over_16_of_255": round(float(over), 4)}
+    out = {"native": native, "restricted": restricted, "mean_abs_diff_of_255": round(float(mean), 2),
+           "share_over_16_of_255": round(float(over), 4)}
     print(out)
-    write_json("print_avx512_vs_avx2.json", out)
+    write_json(f"{stem}.json", out)
 
 
 def _side_by_side(prints, stem: str) -> None:
@@ -251,8 +255,8 @@ def main() -> None:
         return print_compare()
     if sys.argv[1:] == ["print_speedups"]:
         return print_speedups()
-    if sys.argv[1:] == ["cpu_kinds"]:
-        return cpu_kinds()
+    if sys.argv[1:2] == ["cpu_kinds"] and len(sys.argv) in (2, 5):
+        return cpu_kinds(*sys.argv[2:])
     if sys.argv[1:] == ["print_crops"]:
         return print_crops()
     if sys.argv[1:] == ["builtin"]:
