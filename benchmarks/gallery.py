@@ -255,7 +255,9 @@ def main() -> None:
         return print_compare()
     if sys.argv[1:] == ["print_speedups"]:
         return print_speedups()
-    if sys.argv[1:2] == ["cpu_kinds"] and len(sys.argv) in (2, 5):
+    if sys.argv[1:2] == ["cpu_kinds"]:
+        if len(sys.argv) not in (2, 5):  # not on to the default gallery, which rewrites gallery.json
+            sys.exit("usage: gallery.py cpu_kinds [NATIVE RESTRICTED STEM]")
         return cpu_kinds(*sys.argv[2:])
     if sys.argv[1:] == ["print_crops"]:
         return print_crops()
