@@ -43,12 +43,27 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(scope="session")
+def _session_cost_cache(tmp_path_factory):
+    """One tile-cost cache for the whole run, as a user's machine keeps one: a render or plan in a
+    test probes a tile shape the first time it meets it, not in every test (the probes took about
+    a tenth of the suite).  Costs only set estimates, never what is rendered."""
+    return tmp_path_factory.mktemp("hires-cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolate(tmp_path, monkeypatch):
+def _isolate(tmp_path, monkeypatch, _session_cost_cache):
     """No test sees real weights or writes into the user's torch or hires cache."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.setenv("HIRES_CACHE_DIR", str(tmp_path / "hires-cache"))  # measured tile costs
+    monkeypatch.setenv("HIRES_CACHE_DIR", str(_session_cost_cache))  # measured tile costs
     monkeypatch.delenv("HIRES_WEIGHTS", raising=False)
+
+
+@pytest.fixture
+def fresh_cost_cache(tmp_path, monkeypatch):
+    """An empty tile-cost cache of the test's own, for tests of measuring and caching itself."""
+    monkeypatch.setenv("HIRES_CACHE_DIR", str(tmp_path / "hires-cache"))
+    return tmp_path / "hires-cache"
 
 
 FAST = dict(base_size=64, iterations=(6,), style_layers=("relu1_1", "relu2_1", "relu3_1"),

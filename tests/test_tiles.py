@@ -156,7 +156,7 @@ def test_fast_levels_need_no_tile_memory():
     assert plan.peak_bytes <= 0.9 * (1 << 30)
 
 
-def test_time_estimate_is_measured_per_network_depth():
+def test_time_estimate_is_measured_per_network_depth(fresh_cost_cache):
     settings = Settings(memory="4GiB", init="content")
     plan = make_plan(3000, 2250, settings)
     costs = measure_costs(settings, plan.levels, max_side=64)
@@ -237,7 +237,7 @@ def test_seamless_levels_cut_away_from_the_coarser_levels_cuts():
         assert sorted(t.shape for t in lp.tiles) == sorted(t.shape for t in grid(W, H, lp.tile, lp.overlap, lp.margin, True))
 
 
-def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkeypatch):
+def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkeypatch, fresh_cost_cache):
     """The probe's results are kept in the user's cache folder (issue 25): a second plan on this
     machine measures nothing; an unreadable file, or entries that are not finite non-negative
     numbers, count as missing and are measured again."""
