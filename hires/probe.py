@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from hires.config import Settings
 from hires.layers import flops_per_pixel
-from hires.plan import MAX_TILE, LevelPlan, Plan, TileCost
+from hires.plan import LevelPlan, Plan, TileCost
 from hires.pyramid import Level
 from hires.tiles import grid
 
@@ -31,6 +31,13 @@ def calibrate(plan: Plan, settings: Settings) -> Plan:
 # median of four read one probe shape anywhere from 0.031 to 0.044 s/GFLOP in five runs; the mean
 # of eight averages over both, as a level of minutes does
 PROBE_EVALS = 8
+
+# pixels of the probe's tile at most.  The seconds per GFLOP are those of the level's own tiles from
+# about 512 px a side, where the activations no longer fit the cache (a 384 px probe ran faster per
+# FLOP than the 500-900 px tiles of a 6000x4500 print), and they change no more than this machine's
+# noise from 512 to 960 px (benchmarks/probe_size.py); a probe at 640 px, not 960, halves a cold plan's
+# time, and a fixed per-tile part still weighs as it does in the level (it scales with the FLOP)
+PROBE_PX = 640 * 640
 
 
 class _Probe:
@@ -62,16 +69,16 @@ class _Probe:
         return time.perf_counter() - t, counters.evals
 
 
-def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = MAX_TILE + 128) -> dict[int, TileCost]:
+def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PROBE_PX) -> dict[int, TileCost]:
     """The TileCost of each optimised level of ``levels`` (by level index), timed on this machine
     with the engine itself, so losses, optimiser, statistics and blending are in the figure, not only
     the convolutions.  The probe refines a tile shaped like the level's largest tile region, with
-    its layers, optimiser and precision (at most ``max_side`` px a side): the cost per FLOP depends
-    on the tile's size (a 384 px probe ran faster per FLOP than the 500-900 px tiles of a 6000x4500
-    render, whose activations no longer fit the cache), and a fixed per-tile part weighs more at 10
-    evaluations a tile than at 150.  A run of 1 + PROBE_EVALS evaluations separates the two by the
-    evaluations' own clock, after a run of one whose extra time is the set-up every new tile shape
-    pays (oneDNN primitives, first-touch memory) (_measure).  About 3-15 s a level."""
+    its layers, optimiser and precision, scaled down to at most ``max_px`` pixels (probe_shape).
+    A tile's time has a fixed part (its statistics and content forwards, the loss's set-up) that
+    weighs more at 10 evaluations a tile than at 150; a run of 1 + PROBE_EVALS evaluations
+    separates it from the evaluations by their own clock, after a run of one whose extra time is
+    the set-up every new tile shape pays (oneDNN primitives, first-touch memory) (_measure).
+    About 3-8 s a level."""
     import numpy as np
 
     from hires import costcache, process
@@ -92,26 +99,39 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_side: int = M
         lv = lp.level
         engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
         precision = engine.use_level(lv)                       # and its arithmetic
-        h, w = (min(n, max_side) for n in _probe_shape(lp, levels))
-        alike = (lv.layers, lp.optimizer, precision, h, w)
+        region = _probe_region(lp, levels)
+        alike = (lv.layers, lp.optimizer, precision, region)
         if alike in probed:
             out[lv.index] = probed[alike]
             continue
-        entry = costcache.key(",".join(lv.layers), lp.optimizer, precision, settings.pooling, f"{w}x{h}")
+        entry = costcache.key(",".join(lv.layers), lp.optimizer, precision, settings.pooling, f"{region[1]}x{region[0]}")
         if entry in cached:  # measured before on this machine: the plan answers at once
             out[lv.index] = probed[alike] = TileCost(*cached[entry])
             continue
         if not warmed:
             _Probe(engine, Level(0, 64, 64, 1, ("relu1_1",), "relu1_1"), 64, 64, rng).run(2)
             warmed = True
-        out[lv.index] = probed[alike] = _measure(_Probe(engine, lv, h, w, rng), h * w * flops_per_pixel(lv.layers) / 1e9)
+        h, w = probe_shape(region, max_px)
+        cost = _measure(_Probe(engine, lv, h, w, rng), h * w * flops_per_pixel(lv.layers) / 1e9)
+        # the set-up grows with the shape's pixels (0.21 s at 512 px, 1.17 s at 960 px, one run)
+        out[lv.index] = probed[alike] = replace(cost, setup=cost.setup * region[0] * region[1] / (h * w))
         found[entry] = (out[lv.index].fixed, out[lv.index].per_eval, out[lv.index].setup)
     if found:
         costcache.save(found)
     return out
 
 
-def _probe_shape(lp: LevelPlan, levels: list[LevelPlan]) -> tuple[int, int]:
+def probe_shape(region: tuple[int, int], max_px: int = PROBE_PX) -> tuple[int, int]:
+    """(h, w) of the probe for a tile ``region`` (h, w): the region itself, or scaled to ``max_px``
+    pixels with its proportions (sides in multiples of 16, at least 32)."""
+    h, w = region
+    scale = min(1.0, (max_px / (h * w)) ** 0.5)
+    if scale == 1.0:
+        return h, w
+    return tuple(max(32, int(n * scale) // 16 * 16) for n in (h, w))
+
+
+def _probe_region(lp: LevelPlan, levels: list[LevelPlan]) -> tuple[int, int]:
     """The tile region a level is probed at: its largest, or that of the level with the most work
     among those with its layers and optimiser whose regions are within SHARED_SHAPE of its own in
     px (a print's last two levels at 4 GiB, 912 and 816 px): one probe less, seconds sooner."""

@@ -159,7 +159,7 @@ def test_fast_levels_need_no_tile_memory():
 def test_time_estimate_is_measured_per_network_depth(fresh_cost_cache):
     settings = Settings(memory="4GiB", init="content")
     plan = make_plan(3000, 2250, settings)
-    costs = measure_costs(settings, plan.levels, max_side=64)
+    costs = measure_costs(settings, plan.levels, max_px=64 * 64)
     assert set(costs) == {lp.level.index for lp in plan.levels if lp.flop}
     assert {lp.optimizer for lp in plan.levels} == {"lbfgs", "adam"}  # 150/40/20 and 10 iterations
     assert all(c.fixed >= 0 and c.per_eval > 0 for c in costs.values())
@@ -237,6 +237,32 @@ def test_seamless_levels_cut_away_from_the_coarser_levels_cuts():
         assert sorted(t.shape for t in lp.tiles) == sorted(t.shape for t in grid(W, H, lp.tile, lp.overlap, lp.margin, True))
 
 
+def test_the_probe_is_a_small_tile_of_the_levels_proportions_and_its_setup_scales(monkeypatch, fresh_cost_cache):
+    """The planner's probe refines at most ``max_px`` pixels (a cold plan answers sooner), in the
+    proportions of the level's largest tile region, and counts the set-up of that region, not of
+    the smaller probe: set-up grows with the pixels of the shape."""
+    from hires import probe
+    settings = Settings(memory="4GiB", init="content")
+    levels = make_plan(1000, 750, settings).levels
+    shapes = []
+    real_init = probe._Probe.__init__
+
+    def recording(self, engine, level, h, w, rng):
+        shapes.append((h, w))
+        real_init(self, engine, level, h, w, rng)
+    monkeypatch.setattr(probe._Probe, "__init__", recording)
+    monkeypatch.setattr(probe, "_measure", lambda p, gflop: TileCost(0.1, 0.01, setup=1.0))
+    costs = measure_costs(settings, levels, max_px=96 * 96)
+    probed = [shape for shape in shapes if shape != (64, 64)]  # (the warm-up's)
+    regions = [lp.largest_region for lp in levels if lp.flop]
+    assert probed and all(h * w <= 96 * 96 for h, w in probed)
+    for (h, w), (rh, rw) in zip(probed, regions):
+        assert abs(h / w - rh / rw) < 0.25 * rh / rw
+    assert all(costs[lp.level.index].setup > 1.0 and costs[lp.level.index].per_eval == 0.01
+               for lp in levels if lp.flop)
+    assert probe.probe_shape((300, 200), 96 * 96) == (112, 64) and probe.probe_shape((60, 50), 96 * 96) == (60, 50)
+
+
 def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkeypatch, fresh_cost_cache):
     """The probe's results are kept in the user's cache folder (issue 25): a second plan on this
     machine measures nothing; an unreadable file, or entries that are not finite non-negative
@@ -246,7 +272,7 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
     from hires import costcache, probe
     settings = Settings(memory="4GiB", init="content")
     levels = make_plan(1000, 750, settings).levels
-    first = measure_costs(settings, levels, max_side=64)
+    first = measure_costs(settings, levels, max_px=64 * 64)
     path = costcache.folder() / costcache.NAME
     assert path.is_file() and len(json.loads(path.read_text())) == len(first)
 
@@ -254,15 +280,15 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
         raise AssertionError("probed although cached")
     with monkeypatch.context() as m:
         m.setattr(probe._Probe, "run", no_probe)
-        again = measure_costs(settings, levels, max_side=64)
+        again = measure_costs(settings, levels, max_px=64 * 64)
     assert again == first
     for bad in ("not json", json.dumps({k: [float("nan"), 1, 1] for k in json.loads(path.read_text())})):
         path.write_text(bad)
         assert costcache.load() == {}
-        measured = measure_costs(settings, levels, max_side=64)
+        measured = measure_costs(settings, levels, max_px=64 * 64)
         assert set(measured) == set(first) and all(c.per_eval > 0 for c in measured.values())
     path.write_text("not json")  # a file not of the cache's form is never replaced
-    measure_costs(settings, levels, max_side=64)
+    measure_costs(settings, levels, max_px=64 * 64)
     assert path.read_text() == "not json"
 
 
