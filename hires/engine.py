@@ -277,11 +277,12 @@ class Engine:
         wmaps = ownership(tile, {LAYER_STRIDE[n] for n in level.layers})
         weights = {st: torch.from_numpy(np.ascontiguousarray(w).reshape(-1, 1)).to(self.device, self.dtype)
                    for st, w in wmaps.items()}
+        rows = {st: losses.OwnedRows.of(w, self.device, self.dtype) for st, w in wmaps.items()}
         style = {}
         for name in level.style_layers:
             st = LAYER_STRIDE[name]
             style[name] = losses.LayerStyleLoss(glob[name], targets[name], weights[st], float(wmaps[st].sum(dtype=np.float64)),
-                                                s.mean_weight, None if start is None else start[name])
+                                                s.mean_weight, None if start is None else start[name], rows[st])
         content_term = None
         cl = level.content_layer
         if content is not None and s.content_weight:
