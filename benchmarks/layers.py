@@ -78,10 +78,22 @@ def conv_row(name: str, cin: int, cout: int, stride: int, side: int, path: str, 
             "forward_gflops": flop / fwd / 1e9, "backward_gflops": flop / bwd / 1e9}
 
 
+def interior_tile(side: int):
+    """A tile whose region is ``side`` px square, cut as a print's finest level cuts its tiles (8 px
+    overlap and 16 px context, each rounded to 16 px) and away from the frame's edges: its ownership
+    weights are zero in the context, ramp across the overlap and are one over the core."""
+    from hires.tiles import grid
+    tiles = grid(4 * side, 4 * side, side - 64, 8, 16)  # (ramps and context rounded to 16 px each side)
+    tile = next(t for t in tiles if t.region[0] > 0 and t.region[2] > 0)
+    assert tile.shape == (side, side), (tile.shape, side)
+    return tile
+
+
 def evaluation_profile(side: int, path: str, repeats: int, heap: bool, network: str = "random",
                        layers: tuple[str, ...] = ("relu1_1", "relu2_1")) -> dict:
     """One finest-level loss evaluation (Gram style losses at ``layers`` of ``network``, one tile of
-    ``side`` px, zero padding as inside a print) timed whole, and split by op with torch's profiler;
+    ``side`` px weighted as an interior tile of a print's finest level is, by ``interior_tile``;
+    zero padding as inside a print) timed whole, and split by op with torch's profiler;
     with ``heap``, inside ``reuse_memory`` (freed blocks kept and reused, as the engine runs them),
     else every large block mapped afresh (as the engine did before: page faults on first touch)."""
     import contextlib
@@ -91,6 +103,7 @@ def evaluation_profile(side: int, path: str, repeats: int, heap: bool, network: 
     from hires.losses import LayerStyleLoss, TileObjective
     from hires.nets import hybrid_network, random_network
     from hires.stats import Stats, make_target
+    from hires.tiles import ownership
 
     dtype = PATHS[path][0]
     net = hybrid_network() if network == "hybrid" else random_network()
@@ -101,12 +114,14 @@ def evaluation_profile(side: int, path: str, repeats: int, heap: bool, network: 
     x0 = torch.rand(1, 3, side, side)
     with torch.no_grad():
         shapes = {n: f.shape for n, f in net(x0, list(layers)).items()}
+    weights = ownership(interior_tile(side), {table.LAYERS[n].stride for n in layers})
     style = {}
     for name, (_, ch, h, w) in shapes.items():
         n = h * w
         glob = Stats(np.eye(ch) * n, np.zeros(ch), n)
         target = make_target(np.eye(ch) * 0.5, np.zeros(ch))
-        style[name] = LayerStyleLoss(glob, target, torch.ones(n, 1), float(n))
+        wmap = weights[table.LAYERS[name].stride]
+        style[name] = LayerStyleLoss(glob, target, torch.from_numpy(wmap.reshape(-1, 1)), float(wmap.sum()))
     objective = TileObjective(net, list(layers), style)
     x = x0.clone().requires_grad_(True)
 
