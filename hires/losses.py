@@ -33,8 +33,8 @@ class OwnedRows(NamedTuple):
     activations in place, with no weighted copy of them (a pass over 200 MB at an 880 px tile's
     relu1_1).  Where the band is a large part of the tile (small tiles in wide context: gathering
     and scattering it costs more than the copy: a 384 px render of 96 px tiles at relu3_1, 30% of
-    their positions in the band, ran 5-15% slower; an 880 px print tile has 11%), ``block`` is None and ``extra`` holds every position's weight (N, 1): one weighted
-    copy, as before."""
+    their positions in the band, ran 5-15% slower; an 880 px print tile has 11%), ``block`` is
+    None and ``extra`` holds every position's weight (N, 1): one weighted copy, as before."""
     block: tuple[int, int] | None
     index: torch.Tensor
     extra: torch.Tensor
