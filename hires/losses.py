@@ -23,6 +23,9 @@ def flat(feat: torch.Tensor) -> torch.Tensor:
     return feat.permute(0, 2, 3, 1).reshape(-1, feat.shape[1])
 
 
+BAND_SHARE = 0.2  # of a tile's positions, above which the Gram takes one weighted copy (OwnedRows)
+
+
 class OwnedRows(NamedTuple):
     """A tile's ownership weights (N positions) split for the loss's passes: the contiguous run of
     flat positions from the first of weight one to the last (``block``, counted at weight one), and
@@ -53,9 +56,6 @@ class OwnedRows(NamedTuple):
                        torch.from_numpy(w.reshape(-1, 1)).to(device, dtype))
         return cls((b0, b1), torch.from_numpy(index).to(device),
                    torch.from_numpy(extra[index].reshape(-1, 1)).to(device, dtype))
-
-
-BAND_SHARE = 0.2  # of a tile's positions, above which the Gram takes one weighted copy (OwnedRows)
 
 
 class _WeightedGram(torch.autograd.Function):
