@@ -4,7 +4,7 @@ The transformer's conditional instance norms need each channel's mean and varian
 whole image.  At sizes where the whole frame does not fit, it runs tile by tile (tiles with a
 context margin of at least its receptive radius, so every owned output pixel is exactly the whole
 frame's): one statistics pass per CIN layer gathers that layer's sums and sums of squares over
-the tiles' owned positions with the numba Gram kernel, with the earlier layers' statistics fixed,
+the tiles' owned positions with the numba moments kernel, with the earlier layers' statistics fixed,
 and a last pass writes the output; between passes each tile's state is kept (hires.tilestates), so
 a tile resumes at the layer it stopped at and the network runs about once per tile.  That is the
 engine's global-Gram idea applied to instance norm.
@@ -22,7 +22,7 @@ from hires import io, magenta
 from hires.canvas import path_of, release, reuse_memory, trim
 from hires.config import builtin_mix
 from hires.errors import OptionError
-from hires.stats import Stats
+from hires.stats import Moments
 from hires.tiles import ALIGN, Tile, grid, take
 from hires.tilestates import TileStates
 
@@ -210,7 +210,7 @@ class TiledTransformer:
             state = self._advance(content, t, kept, i, k, stats)
             h = state[1]
             if acc is None:
-                acc = Stats.empty(h.shape[1])
+                acc = Moments.empty(h.shape[1])
             wmap = np.zeros(h.shape[2:], np.float32)
             cy0, cy1, cx0, cx1 = t.core
             ry0, rx0 = t.region[0], t.region[2]
@@ -220,8 +220,7 @@ class TiledTransformer:
             del h, state
             release(content)
             trim()
-        mean = acc.mean / acc.count
-        var = np.maximum(np.diag(acc.gram) / acc.count - mean ** 2, 0.0)
+        mean, var = acc.mean_var()
         like = dict(dtype=torch.float32, device=self.device)
         return (torch.as_tensor(mean, **like).view(1, -1, 1, 1), torch.as_tensor(var, **like).view(1, -1, 1, 1))
 

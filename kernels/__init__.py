@@ -3,7 +3,7 @@
 The public functions here validate their inputs and allocate outputs; the private
 ``_kernel`` functions in the submodules only compute (the scikit-image pattern).
 """
-from hires.kernels.gram import gram_accumulate, gram_finalize
+from hires.kernels.gram import gram_accumulate, gram_finalize, moments_accumulate
 from hires.kernels.blend import blend_into, feather_window
 
-__all__ = ["gram_accumulate", "gram_finalize", "blend_into", "feather_window"]
+__all__ = ["gram_accumulate", "gram_finalize", "moments_accumulate", "blend_into", "feather_window"]

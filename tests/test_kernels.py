@@ -52,6 +52,45 @@ def test_gram_matches_numpy(rng, n, c):
     assert count == pytest.approx(cr, rel=1e-12)
 
 
+@pytest.mark.parametrize("h,w,c", [(3, 700, 64), (5, 33, 144), (2, 1, 3)])
+def test_gram_reads_a_strided_box_in_place(rng, h, w, c):
+    """A box of a channels-last activation, (h, w, C) with the rows' strides of the whole image,
+    gives the numpy float64 Gram of its positions (rows split into blocks, 700 > 256 per block)."""
+    from hires.kernels.gram import block_positions
+    assert w <= block_positions(c) or w % block_positions(c)  # a partial last block
+    image = rng.standard_normal((h + 4, w + 9, c)).astype(np.float32)
+    box = image[2:2 + h, 5:5 + w]
+    assert not box.flags.c_contiguous
+    wts = rng.random((h, w)).astype(np.float32)
+    g, m = np.zeros((c, c)), np.zeros(c)
+    count = gram_accumulate(box, wts, g, m)
+    gr, mr, cr = gram_reference(box.reshape(-1, c), wts.ravel())
+    np.testing.assert_allclose(g, gr, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(m, mr, rtol=1e-10, atol=1e-10)
+    assert count == pytest.approx(cr, rel=1e-12)
+    with pytest.raises(ValueError):
+        gram_accumulate(box, wts[:, 1:], g, m)
+
+
+@pytest.mark.parametrize("c,h,w", [(8, 37, 53), (1, 1, 1), (3, 5, 700)])
+def test_moments_match_the_gram_diagonal(rng, c, h, w):
+    """moments_accumulate gives the float64 reference's weighted sums and sums of squares, for a
+    box of a (C, H, W) map read in place."""
+    from hires.kernels import moments_accumulate
+    image = (rng.standard_normal((c, h + 3, w + 2)) * 3 + 1).astype(np.float32)
+    box = image[:, 1:1 + h, 2:]
+    wts = rng.random((h, w)).astype(np.float32)
+    sq, total = np.zeros(c), np.zeros(c)
+    count = moments_accumulate(box, wts, sq, total)
+    f = box.reshape(c, -1).T
+    gr, mr, cr = gram_reference(f, wts.ravel())
+    np.testing.assert_allclose(sq, np.diag(gr), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(total, mr, rtol=1e-10, atol=1e-10)
+    assert count == pytest.approx(cr, rel=1e-12)
+    with pytest.raises(ValueError):
+        moments_accumulate(box, wts[1:], sq, total)
+
+
 def test_gram_accumulates_tiles_to_whole(rng):
     """Summing per-tile Grams with ownership weights that add to one gives the whole image's."""
     f = rng.standard_normal((3000, 8)).astype(np.float32)
