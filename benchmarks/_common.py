@@ -93,16 +93,27 @@ args = json.loads(sys.argv[1])
 t = time.perf_counter()
 # peak RSS per phase (what ran before a level's first tile, its tiles, the output): the high-water
 # mark is read and started afresh at each phase's end, so a render's peak is located, not only sized
-phases, phase, overall = {}, "start", 0
+# and the seconds of each phase (a level's set-up: its style statistics, content, start and any
+# multi-scale start painted; its tiles), so an estimate's error is located too
+phases, seconds, phase, overall, since = {}, {}, "start", 0, t
 def next_phase(name):
-    global phase, overall
+    global phase, overall, since
     peak = peak_rss_bytes()
     overall = max(overall, peak)
     phases[phase] = max(phases.get(phase, 0), peak)
+    now = time.perf_counter()
+    seconds[phase] = round(seconds.get(phase, 0) + now - since, 2)
+    since = now
     if reset_peak_rss():
         phase = name
-plan = {}
+plan, tile_starts, level_ends = {}, {}, {}   # when each level's tiles started and its last ended
 def progress(e):
+    now = time.perf_counter()
+    if isinstance(e, TileStarted):
+        tile_starts.setdefault(e.level, []).append(now)
+    if isinstance(e, (LevelStarted, Writing)):
+        for level in tile_starts:
+            level_ends.setdefault(level, now)
     if isinstance(e, PlanReady):  # (the fast method's result has no Plan: its plan comes this way)
         plan.update(e.plan)
     if isinstance(e, Note):
@@ -123,7 +134,10 @@ else:
     res = hires.render(args["content"], args["style"], args["output"], **kw)
 print(json.dumps({"RESULT": {
     "network": res.network, "wall_s": res.wall_s, "net_s": res.net_s, "net_gflop": res.net_gflop,
-    "peak_rss_bytes": (next_phase("end"), overall)[1], "peak_rss_by_phase": phases, "plan": res.plan.as_dict() if res.plan else plan,
+    "peak_rss_bytes": (next_phase("end"), overall)[1], "peak_rss_by_phase": phases, "seconds_by_phase": seconds,
+    "tile_seconds": {f"level{k}": [round(b - a, 2) for a, b in zip(v, v[1:] + [level_ends[k]])]
+                     for k, v in tile_starts.items() if k in level_ends},
+    "plan": res.plan.as_dict() if res.plan else plan,
     "levels": [vars(lv) for lv in res.levels]}}), flush=True)
 """
 

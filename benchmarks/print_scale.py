@@ -79,6 +79,24 @@ def seam_ratios(tif: Path, plan: dict, band: int = 8, wrap: bool = False) -> dic
     return out
 
 
+def estimates(result: dict) -> dict:
+    """Per optimised level, the plan's estimate beside the measured time, and where the time went: the
+    multi-scale start it painted (estimated and measured), the rest of its set-up (style statistics,
+    content, start), its tiles."""
+    by_phase = result.get("seconds_by_phase") or {}
+    out = {}
+    for lv, lp in zip(result["levels"], result["plan"].get("levels", [])):
+        if not lv["wall_s"] or lp.get("est_seconds") is None:
+            continue
+        i = lv["level"]
+        out[f"level{i}"] = {"wall_s": round(lv["wall_s"], 1), "est_s": round(lp["est_seconds"], 1),
+                            "error": round(lp["est_seconds"] / lv["wall_s"] - 1, 3),
+                            "paint_s": round(lv.get("paint_s", 0.0), 1),
+                            "est_paint_s": round(lp.get("est_paint_seconds") or 0.0, 1),
+                            "setup_s": by_phase.get(f"level{i}_setup"), "tiles_s": by_phase.get(f"level{i}_tiles")}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="6000x4500")
@@ -114,6 +132,8 @@ def main() -> None:
         "peak_rss_bytes": peak, "memory_budget_bytes": parse_memory(a.memory),
         "under_budget": peak <= parse_memory(a.memory),
         "peak_rss_by_phase": result.get("peak_rss_by_phase"),
+        "seconds_by_phase": result.get("seconds_by_phase"), "estimates": estimates(result),
+        "tile_seconds": result.get("tile_seconds"),
         "levels": len(result["levels"]), "tiles": sum(lv["tiles"] for lv in result["levels"]),
         "matmul_gflops": round(gflops, 1),
         "achieved_gflops": round(result["net_gflop"] / result["net_s"], 1),

@@ -90,6 +90,7 @@ class LevelReport:
     wall_s: float = 0.0
     net_s: float = 0.0
     net_gflop: float = 0.0
+    paint_s: float = 0.0   # of wall_s, the multi-scale fast start this level painted (Plan.paint_seconds)
 
 
 class TileRunner(Protocol):
@@ -145,6 +146,7 @@ class Counters:
     """Network time and work of a render, for progress (ETA) and the benchmarks."""
     net_s: float = 0.0
     net_flop: float = 0.0
+    paint_s: float = 0.0
     work_done: float = 0.0
     work_total: float = 1.0
     levels: list[LevelReport] = field(default_factory=list)

@@ -219,7 +219,7 @@ def run_level(state: RenderState, lp: LevelPlan) -> None:
     lv, s, engine, counters = lp.level, state.settings, state.engine, state.counters
     n_levels = len(state.plan.levels)
     buffers = state.scratch.for_level(f"level{lv.index}", lp.disk)
-    tl, net_s0, flop0 = time.perf_counter(), counters.net_s, counters.net_flop
+    tl, net_s0, flop0, paint0 = time.perf_counter(), counters.net_s, counters.net_flop, counters.paint_s
     shape = (lv.height, lv.width, 3)
     if lv.fast:
         state.progress(Note(f"level {lv.index + 1}/{n_levels} {lv.width}x{lv.height}: the fast network's "
@@ -250,7 +250,7 @@ def run_level(state: RenderState, lp: LevelPlan) -> None:
     release(canvas)
     counters.levels.append(LevelReport(
         lv.index, lv.width, lv.height, len(lp.tiles), lv.iterations, time.perf_counter() - tl,
-        counters.net_s - net_s0, (counters.net_flop - flop0) / 1e9))
+        counters.net_s - net_s0, (counters.net_flop - flop0) / 1e9, counters.paint_s - paint0))
     state.scratch.discard(content)
     state.canvas = canvas
 
@@ -293,7 +293,7 @@ def painted_content(state: RenderState, canvas: np.ndarray, coarser: tuple[int, 
             release(content, canvas)
         return content
     if state.painted is None:
-        job, s = state.job, state.settings
+        job, s, t = state.job, state.settings, time.perf_counter()
         stylist = fast.Stylist(job.styles, job.content, s, recolour(state.colour_ref), pick_device(s.device))
         stages = fast.stage_sizes(job.width, job.height, s.fast_size)
         budget = parse_memory(s.memory)
@@ -302,6 +302,7 @@ def painted_content(state: RenderState, canvas: np.ndarray, coarser: tuple[int, 
         disk = state.scratch.folder is not None and job.width * job.height * 12 > 0.05 * budget
         state.painted, _ = paint(job, s, stylist, stages, state.scratch.for_level("painted", disk), budget,
                                  state.progress)
+        state.counters.paint_s += time.perf_counter() - t
     h, w = canvas.shape[:2]
     io.resize(state.painted, w, h, out=content)
     # the painting as the coarser level saw it, resampled back a strip at a time (a full-size copy

@@ -190,7 +190,9 @@ class Plan:
                 "memory_budget_bytes": self.budget,
                 "peak_bytes": int(self.peak_bytes), "gflop": self.flop / 1e9,
                 "est_seconds": self.est_seconds, "notes": self.notes,
-                "levels": [dict(lp.as_dict(), est_seconds=self.level_seconds(lp)) for lp in self.levels]}
+                "levels": [dict(lp.as_dict(), est_seconds=self.level_seconds(lp),
+                                est_paint_seconds=self.paint_seconds(lp) if self.paint_rate else None)
+                           for lp in self.levels]}
 
 
 LONG_RENDER_FLOP = 20e12      # about five minutes of VGG layers on 2 cores
