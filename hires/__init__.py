@@ -20,6 +20,8 @@ _LAZY = {"Result": "hires.pipeline", "render": "hires.pipeline", "texture": "hir
 
 def __getattr__(name):
     if name in _LAZY:
+        from hires.process import huge_pages_for_torch
+        huge_pages_for_torch()  # before the API loads torch: a render is about to start
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value

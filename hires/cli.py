@@ -290,6 +290,9 @@ def cmd_weights(args, console) -> int:
 
 def main(argv=None) -> int:
     from rich.console import Console
+
+    from hires.process import huge_pages_for_torch
+    huge_pages_for_torch()  # before any command loads torch
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)

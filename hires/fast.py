@@ -300,12 +300,17 @@ TILED_PASSES = 1.15
 SPILLED_PASSES = 1.75
 
 
-# the transformer's seconds per px grow with its tile's side (its activations outgrow the caches):
-# over the 512 px rate measure_rate gives, 1.3x at 1024 px, 1.6x at 1728, 2.0x at 2080 on this
-# machine; the cascade's largest stages run 1700-2100 px tiles, where the 512 px rate alone read
-# a print's multi-scale start at 34 s against 59 s measured
+# the transformer's seconds per px grow with its tile's side: over the 512 px rate measure_rate gives,
+# 1.3x at 1024 px, 1.6x at 1728, 2.0x at 2080 on this machine with 4 KiB pages; the cascade's
+# largest stages run 1700-2100 px tiles, where the 512 px rate alone read a print's multi-scale start
+# at 34 s against 59 s measured.  Most of that growth was the kernel faulting in the larger tiles'
+# fresh blocks: with huge pages (process.huge_pages_for_torch) the rate itself is flat from 512 to
+# 1728 px (362-414 ns/px, three runs each), and what grows with the stages is the resampling and
+# loading around the network: the print's start measured 34.9 s (4 GiB) and 41.2 s (2 GiB) against
+# 43.0 and 47.4 s estimated at 0.4, which 0.2 puts at 33.1 and 41.4 (docs/measurements.md)
 RATE_SIDE = 512
 SIDE_EXPONENT = 0.4
+SIDE_EXPONENT_HUGE_PAGES = 0.2
 
 
 def stage_seconds(width: int, height: int, budget: int, rate: float, per_px: int = BYTES_PER_PX) -> float:
@@ -315,7 +320,8 @@ def stage_seconds(width: int, height: int, budget: int, rate: float, per_px: int
     tiles = grid(width, height, layout.tile, 0, MARGIN, False)
     px = sum(t.shape[0] * t.shape[1] for t in tiles)
     side = max(math.sqrt(max(t.shape[0] * t.shape[1] for t in tiles)), RATE_SIDE)
-    rate *= (side / RATE_SIDE) ** SIDE_EXPONENT
+    from hires.process import huge_pages_in_use
+    rate *= (side / RATE_SIDE) ** (SIDE_EXPONENT_HUGE_PAGES if huge_pages_in_use() else SIDE_EXPONENT)
     if len(tiles) == 1:
         return px * rate
     kept_in_ram = STATE_BYTES_PER_PX * width * height <= layout.room

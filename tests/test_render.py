@@ -176,6 +176,38 @@ def test_mmap_threshold_is_set_unless_glibc_tunable_is_given(monkeypatch):
     assert len(calls) == 1
 
 
+HUGE_PAGES = r"""
+import os, sys
+import hires
+hires.render  # the API's first use: torch loads here
+import torch
+x = torch.empty(64 << 18)  # 64 MiB, every page touched
+x.fill_(1.0)
+kib = [int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if l.startswith("AnonHugePages")]
+print(os.environ.get("THP_MEM_ALLOC_ENABLE"), kib[0] if kib else -1)
+"""
+
+
+@pytest.mark.parametrize("given", [None, "0"])
+def test_a_render_asks_torch_for_huge_pages_before_torch_loads_unless_told_not_to(given):
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if given is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = given
+    value, huge_kib = subprocess.run([sys.executable, "-c", HUGE_PAGES], env=env, capture_output=True, text=True,
+                                     check=True).stdout.split()
+    assert value == (given or "1")
+    from pathlib import Path
+    try:
+        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        mode = ""
+    if "[madvise]" in mode:  # huge pages only where asked for: so they are torch's, as asked
+        assert (int(huge_kib) >= 32 << 10) == (given is None)
+
+
 def test_evaluations_reuse_freed_memory_and_give_it_back_after_the_tile(monkeypatch):
     from hires import canvas
     calls = []
