@@ -183,7 +183,11 @@ hires.render  # the API's first use: torch loads here
 import torch
 x = torch.empty(64 << 18)  # 64 MiB, every page touched
 x.fill_(1.0)
-kib = [int(l.split()[1]) for l in open("/proc/self/smaps_rollup") if l.startswith("AnonHugePages")]
+try:
+    with open("/proc/self/smaps_rollup") as fh:
+        kib = [int(l.split()[1]) for l in fh if l.startswith("AnonHugePages")]
+except OSError:  # not Linux: only the variable is checked
+    kib = []
 print(os.environ.get("THP_MEM_ALLOC_ENABLE"), kib[0] if kib else -1)
 """
 
