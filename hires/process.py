@@ -18,16 +18,15 @@ import sys
 TORCH_THP = "THP_MEM_ALLOC_ENABLE"
 
 
-def huge_pages_for_torch() -> bool:
+def huge_pages_for_torch() -> None:
     """Ask torch's allocator for transparent huge pages, if torch is not loaded yet (a value the
-    environment already has wins); returns whether this process's torch uses them.  A render maps
+    environment already has wins; huge_pages_in_use tells the outcome).  A render maps
     its large blocks afresh (glibc gives them back promptly, see tune_for_rendering), and with 4 KiB
     pages the kernel's faulting them in was most of a print's multi-scale start: 38.8 s of system
     time in a 48.8 s start, 24.5 s in 39.8 s with huge pages, the same output (docs/measurements.md).
     Where the kernel's THP setting is ``never`` the advice is ignored."""
     if "torch" not in sys.modules:
         os.environ.setdefault(TORCH_THP, "1")
-    return os.environ.get(TORCH_THP) == "1"
 
 
 def tune_for_rendering() -> None:
