@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hires import magenta
+from hires.borders import FrameConv2d
 from hires.layers import LAYERS, MOBILE_DEEPEST
 
 
@@ -104,7 +105,7 @@ class MobileFeatures(nn.Module):
 
 def _stride_one(conv: nn.Conv2d) -> nn.Conv2d:
     """A copy of ``conv`` (3x3) at stride 1, padded by one on each side."""
-    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=1, padding=1,
+    new = FrameConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=1, padding=1,
                     groups=conv.groups, bias=conv.bias is not None)
     with torch.no_grad():
         new.weight.copy_(conv.weight)
@@ -120,7 +121,7 @@ def _blurred(conv: nn.Conv2d) -> nn.Conv2d:
     """``conv`` (3x3, stride 1) then the [1, 2, 1] x [1, 2, 1] / 16 blur of each of its output
     channels sampled every second position, as one 5x5 convolution at stride 2: its kernel is the
     3x3 kernel's full convolution with the blur (the blur sums to 1, so the bias is unchanged)."""
-    new = nn.Conv2d(conv.in_channels, conv.out_channels, 5, stride=2, padding=2, groups=conv.groups,
+    new = FrameConv2d(conv.in_channels, conv.out_channels, 5, stride=2, padding=2, groups=conv.groups,
                     bias=conv.bias is not None)
     w = conv.weight.detach().double()
     k = torch.zeros(*w.shape[:2], 5, 5, dtype=torch.float64)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from hires import layers
+from hires.borders import FrameConv2d
 from hires.errors import OptionError, WeightsError
 from hires.layers import CFG
 
@@ -63,7 +64,7 @@ class VGG19Features(nn.Module):
             else:
                 # in place: the conv output is needed by nothing else, and a fresh activation-sized
                 # allocation costs page faults that rival the arithmetic at shallow layers
-                mods += [nn.Conv2d(in_ch, v, 3, padding=1), nn.ReLU(inplace=True)]
+                mods += [FrameConv2d(in_ch, v, 3, padding=1), nn.ReLU(inplace=True)]
                 in_ch = v
         self.features = nn.Sequential(*mods)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))

@@ -267,3 +267,32 @@ def test_mobile_stride_two_steps_are_the_pretrained_convolution_then_the_binomia
         assert got.shape == ref.shape == (1, c, 20, 18)
         assert torch.allclose(got[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1], rtol=1e-6, atol=1e-6)
         assert not torch.allclose(got, F.conv2d(x, conv.weight, conv.bias, stride=2, padding=1, groups=conv.groups))
+
+
+@pytest.mark.parametrize("mode", ["reflect", "circular"])
+def test_frame_padded_convolution_equals_torchs_padded_one_without_its_copy(mode):
+    """FrameConv2d (zero-padded convolution plus the ring's bands) against nn.Conv2d's own
+    reflect/circular padding, in float64: outputs and input gradients, for 3x3 and the blurred
+    5x5 stride-2 steps, grouped and not, odd and even sides, channels-last and not.  The fast path
+    must be the one taken (no reflection_pad2d copy of the layer)."""
+    from torch import nn
+
+    from hires.borders import FrameConv2d
+    g = torch.Generator().manual_seed(0)
+    for (k, p), s, groups, (h, w) in [((3, 1), 1, 1, (13, 12)), ((3, 1), 1, 4, (16, 17)), ((3, 1), 2, 1, (14, 11)),
+                                      ((5, 2), 2, 4, (13, 16)), ((5, 2), 2, 1, (16, 17)), ((5, 2), 1, 1, (12, 12))]:
+        fast = FrameConv2d(4, 8, k, stride=s, padding=p, groups=groups, padding_mode=mode).double().requires_grad_(False)
+        ref = nn.Conv2d(4, 8, k, stride=s, padding=p, groups=groups, padding_mode=mode).double().requires_grad_(False)
+        ref.load_state_dict(fast.state_dict())
+        for channels_last in (False, True):
+            x = torch.randn(1, 4, h, w, dtype=torch.float64, generator=g)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x.requires_grad_()
+            y, y_ref = fast(x), ref(x)
+            assert "FramePadded" in type(y.grad_fn).__name__
+            weight = torch.randn(y.shape, dtype=torch.float64, generator=g)
+            grad, = torch.autograd.grad((y * weight).sum(), x)
+            grad_ref, = torch.autograd.grad((y_ref * weight).sum(), x)
+            assert torch.allclose(y, y_ref, rtol=0, atol=1e-12)
+            assert torch.allclose(grad, grad_ref, rtol=0, atol=1e-12)
