@@ -123,10 +123,27 @@ def _moments_kernel(feats, weights, sq, mean):
         sq[j] += s2
 
 
+@numba.njit(parallel=PARALLEL, fastmath=FASTMATH, cache=CACHE)
+def _moments_positions_kernel(feats, weights, sq_acc, mean_acc):
+    # feats (h, w, C), each position's channels contiguous (a channels-last activation): thread t
+    # reads rows t, t + n, ... along their positions into its own accumulators, reduced after
+    h, w, c = feats.shape
+    n = sq_acc.shape[0]
+    for t in numba.prange(n):
+        for y in range(t, h, n):
+            for x in range(w):
+                wi = np.float64(weights[y, x])
+                for j in range(c):
+                    v = np.float64(feats[y, x, j])
+                    mean_acc[t, j] += v * wi
+                    sq_acc[t, j] += v * v * wi
+
+
 def moments_accumulate(feats, weights, sq, mean):
     """The Gram's diagonal only: add ``sum w F**2`` into ``sq`` and ``sum w F`` into ``mean``
-    (float64, (C,)) for ``feats`` (C, h, w) of any strides (fastest with each channel's rows
-    contiguous, as in a (1, C, H, W) activation) and ``weights`` (h, w); return the weight sum.
+    (float64, (C,)) for ``feats`` (C, h, w) of any strides (read channel by channel where each
+    channel's rows are contiguous, as in a (1, C, H, W) activation, position by position where
+    each position's channels are, as in a channels-last one) and ``weights`` (h, w); return the weight sum.
     C values per position, not C x C: what an instance norm's mean and variance need."""
     feats = np.asarray(feats)
     weights = np.ascontiguousarray(weights, dtype=np.float32)
@@ -138,7 +155,14 @@ def moments_accumulate(feats, weights, sq, mean):
     for acc in (sq, mean):
         if acc.shape != (c,) or acc.dtype != np.float64 or not acc.flags.c_contiguous:
             raise ValueError(f"sq and mean must be C-contiguous float64 ({c},) arrays")
-    _moments_kernel(feats, weights, sq, mean)
+    if h * w and feats.strides[0] < min(feats.strides[1:]):  # channels vary fastest
+        n = min(n_threads(), h)
+        sq_acc, mean_acc = np.zeros((n, c)), np.zeros((n, c))
+        _moments_positions_kernel(feats.transpose(1, 2, 0), weights, sq_acc, mean_acc)
+        sq += sq_acc.sum(axis=0)
+        mean += mean_acc.sum(axis=0)
+    else:
+        _moments_kernel(feats, weights, sq, mean)
     return float(weights.sum(dtype=np.float64))
 
 

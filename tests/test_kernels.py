@@ -73,11 +73,14 @@ def test_gram_reads_a_strided_box_in_place(rng, h, w, c):
 
 
 @pytest.mark.parametrize("c,h,w", [(8, 37, 53), (1, 1, 1), (3, 5, 700)])
-def test_moments_match_the_gram_diagonal(rng, c, h, w):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_moments_match_the_gram_diagonal(rng, c, h, w, channels_last):
     """moments_accumulate gives the float64 reference's weighted sums and sums of squares, for a
-    box of a (C, H, W) map read in place."""
+    box of a (C, H, W) map read in place, laid out channel by channel or position by position."""
     from hires.kernels import moments_accumulate
     image = (rng.standard_normal((c, h + 3, w + 2)) * 3 + 1).astype(np.float32)
+    if channels_last:  # (H, W, C) memory seen as (C, H, W), as a channels-last activation is
+        image = np.ascontiguousarray(image.transpose(1, 2, 0)).transpose(2, 0, 1)
     box = image[:, 1:1 + h, 2:]
     wts = rng.random((h, w)).astype(np.float32)
     sq, total = np.zeros(c), np.zeros(c)
