@@ -93,6 +93,7 @@ def estimates(result: dict) -> dict:
                             "error": round(lp["est_seconds"] / lv["wall_s"] - 1, 3),
                             "paint_s": round(lv.get("paint_s", 0.0), 1),
                             "est_paint_s": round(lp.get("est_paint_seconds") or 0.0, 1),
+                            "est_parts_s": {k: round(v, 1) for k, v in (lp.get("est_parts") or {}).items()},
                             "setup_s": by_phase.get(f"level{i}_setup"), "tiles_s": by_phase.get(f"level{i}_tiles")}
     return out
 

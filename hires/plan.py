@@ -191,7 +191,9 @@ class Plan:
                 "peak_bytes": int(self.peak_bytes), "gflop": self.flop / 1e9,
                 "est_seconds": self.est_seconds, "notes": self.notes,
                 "levels": [dict(lp.as_dict(), est_seconds=self.level_seconds(lp),
-                                est_paint_seconds=self.paint_seconds(lp) if self.paint_rate else None)
+                                est_paint_seconds=self.paint_seconds(lp) if self.paint_rate else None,
+                                est_parts=self.costs[lp.level.index].parts(lp)
+                                if self.costs and lp.level.index in self.costs else None)
                            for lp in self.levels]}
 
 
@@ -320,12 +322,16 @@ class TileCost:
     #                     fixed + per_eval alone predicted)
 
     def level_seconds(self, lp: LevelPlan) -> float:
-        """The level's time: each tile's fixed part and evaluations (mapped afresh, slower: see
-        MAPPED_COST), the set-up of each tile shape, and the style images' statistics pass, one
+        """The level's time: the sum of its ``parts``."""
+        return sum(self.parts(lp).values())
+
+    def parts(self, lp: LevelPlan) -> dict[str, float]:
+        """The level's time in parts: each tile's fixed part and evaluations (mapped afresh, slower:
+        see MAPPED_COST), the set-up of each tile shape, and the style images' statistics pass, one
         forward (half a tile's fixed part)."""
-        tiles = lp.forward_gflop * (self.fixed + lp.level.iterations * self.per_eval * lp.time_factor)
-        style = lp.style_px * flops_per_pixel(lp.level.layers) / 1e9 * self.fixed / 2
-        return tiles + lp.shapes * self.setup + style
+        return {"tiles": lp.forward_gflop * (self.fixed + lp.level.iterations * self.per_eval * lp.time_factor),
+                "shapes": lp.shapes * self.setup,
+                "style": lp.style_px * flops_per_pixel(lp.level.layers) / 1e9 * self.fixed / 2}
 
 
 
