@@ -85,10 +85,10 @@ def write_json(name: str, payload: dict) -> Path:
 
 
 CHILD = r"""
-import json, sys, time
+import json, statistics, sys, time
 import hires
 from hires.canvas import peak_rss_bytes, reset_peak_rss
-from hires.progress import LevelStarted, Note, PlanReady, TileStarted, Writing
+from hires.progress import LevelStarted, Note, PlanReady, Step, TileStarted, Writing
 args = json.loads(sys.argv[1])
 t = time.perf_counter()
 # peak RSS per phase (what ran before a level's first tile, its tiles, the output): the high-water
@@ -107,10 +107,17 @@ def next_phase(name):
     if reset_peak_rss():
         phase = name
 plan, tile_starts, level_ends = {}, {}, {}   # when each level's tiles started and its last ended
+# each level's evaluations after a tile's first, timed from one Step to the next (an evaluation and
+# the optimiser's step): their median and mean say how far the odd slow one moves the mean
+evals, last_step = {}, {}
 def progress(e):
     now = time.perf_counter()
     if isinstance(e, TileStarted):
         tile_starts.setdefault(e.level, []).append(now)
+    if isinstance(e, Step):
+        if e.iteration > 1 and last_step.get("tile") == (e.level, e.tile):
+            evals.setdefault(e.level, []).append(now - last_step["t"])
+        last_step.update(tile=(e.level, e.tile), t=now)
     if isinstance(e, (LevelStarted, Writing)):
         for level in tile_starts:
             level_ends.setdefault(level, now)
@@ -137,6 +144,8 @@ print(json.dumps({"RESULT": {
     "peak_rss_bytes": (next_phase("end"), overall)[1], "peak_rss_by_phase": phases, "seconds_by_phase": seconds,
     "tile_seconds": {f"level{k}": [round(b - a, 2) for a, b in zip(v, v[1:] + [level_ends[k]])]
                      for k, v in tile_starts.items() if k in level_ends},
+    "eval_seconds": {f"level{k}": {"n": len(v), "median": statistics.median(v), "mean": statistics.fmean(v)}
+                     for k, v in evals.items() if v},
     "plan": res.plan.as_dict() if res.plan else plan,
     "levels": [vars(lv) for lv in res.levels]}}), flush=True)
 """

@@ -134,7 +134,7 @@ def main() -> None:
         "under_budget": peak <= parse_memory(a.memory),
         "peak_rss_by_phase": result.get("peak_rss_by_phase"),
         "seconds_by_phase": result.get("seconds_by_phase"), "estimates": estimates(result),
-        "tile_seconds": result.get("tile_seconds"),
+        "tile_seconds": result.get("tile_seconds"), "eval_seconds": result.get("eval_seconds"),
         "levels": len(result["levels"]), "tiles": sum(lv["tiles"] for lv in result["levels"]),
         "matmul_gflops": round(gflops, 1),
         "achieved_gflops": round(result["net_gflop"] / result["net_s"], 1),

@@ -26,11 +26,10 @@ def calibrate(plan: Plan, settings: Settings) -> Plan:
     return plan
 
 
-# evaluations of the timed run after its first: on a shared 2-core machine one evaluation's time
-# flips between two speeds (0.50 and 0.72 s for the same 944 px tile, seconds apart), so that a
-# median of four read one probe shape anywhere from 0.031 to 0.044 s/GFLOP in five runs; the mean
-# of eight averages over both, as a level of minutes does
-PROBE_EVALS = 8
+# evaluations of the timed run: the level's own count (a tile's time outside its evaluations, the
+# optimiser's steps included, is then measured as a level's tile has it, not extrapolated: L-BFGS's
+# two-loop steps grow with the evaluations), within these bounds
+PROBE_EVALS = (6, 20)
 
 # pixels of the probe's tile at most.  The seconds per GFLOP are those of the level's own tiles from
 # about 512 px a side, where the activations no longer fit the cache (a 384 px probe ran faster per
@@ -75,7 +74,7 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
     the convolutions.  The probe refines a tile shaped like the level's largest tile region, with
     its layers, optimiser and precision, scaled down to at most ``max_px`` pixels (probe_shape).
     A tile's time has a fixed part (its statistics and content forwards, the loss's set-up) that
-    weighs more at 10 evaluations a tile than at 150; a run of 1 + PROBE_EVALS evaluations
+    weighs more at 10 evaluations a tile than at 150; a run of the level's evaluations (PROBE_EVALS)
     separates it from the evaluations by their own clock, after a run of one whose extra time is
     the set-up every new tile shape pays (oneDNN primitives, first-touch memory) (_measure).
     About 3-8 s a level."""
@@ -100,11 +99,13 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
         engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
         precision = engine.use_level(lv)                       # and its arithmetic
         region = _probe_region(lp, levels)
-        alike = (lv.layers, lp.optimizer, precision, region)
+        evals = min(max(lv.iterations, PROBE_EVALS[0]), PROBE_EVALS[1])
+        alike = (lv.layers, lp.optimizer, precision, region, evals)
         if alike in probed:
             out[lv.index] = probed[alike]
             continue
-        entry = costcache.key(",".join(lv.layers), lp.optimizer, precision, settings.pooling, f"{region[1]}x{region[0]}")
+        entry = costcache.key(",".join(lv.layers), lp.optimizer, precision, settings.pooling, f"{region[1]}x{region[0]}",
+                              f"{evals} evaluations")
         if entry in cached:  # measured before on this machine: the plan answers at once
             out[lv.index] = probed[alike] = TileCost(*cached[entry])
             continue
@@ -112,7 +113,7 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
             _Probe(engine, Level(0, 64, 64, 1, ("relu1_1",), "relu1_1"), 64, 64, rng).run(2)
             warmed = True
         h, w = probe_shape(region, max_px)
-        cost = _measure(_Probe(engine, lv, h, w, rng), h * w * flops_per_pixel(lv.layers) / 1e9)
+        cost = _measure(_Probe(engine, lv, h, w, rng), h * w * flops_per_pixel(lv.layers) / 1e9, evals)
         # the set-up grows with the shape's pixels (0.21 s at 512 px, 1.17 s at 960 px, one run)
         out[lv.index] = probed[alike] = replace(cost, setup=cost.setup * region[0] * region[1] / (h * w))
         found[entry] = (out[lv.index].fixed, out[lv.index].per_eval, out[lv.index].setup)
@@ -146,16 +147,23 @@ def _probe_region(lp: LevelPlan, levels: list[LevelPlan]) -> tuple[int, int]:
 SHARED_SHAPE = 0.7
 
 
-def _measure(probe: _Probe, gflop: float) -> TileCost:
+def _measure(probe: _Probe, gflop: float, evals: int = PROBE_EVALS[0]) -> TileCost:
     """The probe's TileCost.  Its first run (one evaluation) pays the shape's set-up; in a run of
-    1 + PROBE_EVALS evaluations the first maps its memory afresh, as each tile's first does, and the
-    rest reuse it: their mean is the per-evaluation part, everything else the per-tile part.  (The
-    difference of a 1- and a 4-evaluation run's totals read a print's 3000 px level anywhere from 33%
-    under to 32% over; the mean of all five evaluations, the first's included, read the last level
-    19% over; see PROBE_EVALS for why not their median.)"""
+    ``evals`` evaluations the first maps its memory afresh, as each tile's first does, and the
+    rest reuse it.  Their median is a warm evaluation's time, times EVAL_SPREAD for the slow ones a
+    level meets at their own rate; the run's time outside its evaluations, with the first
+    evaluation's extra over the median, is the per-tile part.  (The mean of eight read one shape
+    0.208-0.309 s in six runs of one process, a page-fault or a neighbour's burst in one or two of
+    them; their median 0.203-0.209.  Before: the difference of a 1- and a 4-evaluation run's totals
+    read a print's 3000 px level anywhere from 33% under to 32% over.)"""
     import statistics
     first, _ = probe.run(1)
-    total, evals = probe.run(1 + PROBE_EVALS)
-    per_eval = statistics.fmean(evals[1:]) if len(evals) > 1 else total
-    per_tile = max(total - len(evals) * per_eval, 0.0)
-    return TileCost(per_tile / gflop, per_eval / gflop, max(first - per_tile - per_eval, 0.0))
+    total, times = probe.run(evals)
+    warm = statistics.median(times[1:]) if len(times) > 1 else total
+    per_tile = max(total - sum(times), 0.0) + max(times[0] - warm, 0.0)
+    return TileCost(per_tile / gflop, warm * EVAL_SPREAD / gflop, max(first - per_tile - warm, 0.0))
+
+
+# a level's mean evaluation over its median: the odd slow evaluation (a page fault of a fresh
+# mapping, a neighbour's burst on a shared machine) at the rate a level of minutes meets it
+EVAL_SPREAD = 1.0

@@ -251,7 +251,7 @@ def test_the_probe_is_a_small_tile_of_the_levels_proportions_and_its_setup_scale
         shapes.append((h, w))
         real_init(self, engine, level, h, w, rng)
     monkeypatch.setattr(probe._Probe, "__init__", recording)
-    monkeypatch.setattr(probe, "_measure", lambda p, gflop: TileCost(0.1, 0.01, setup=1.0))
+    monkeypatch.setattr(probe, "_measure", lambda p, gflop, evals: TileCost(0.1, 0.01, setup=1.0))
     costs = measure_costs(settings, levels, max_px=96 * 96)
     probed = [shape for shape in shapes if shape != (64, 64)]  # (the warm-up's)
     regions = [lp.largest_region for lp in levels if lp.flop]
