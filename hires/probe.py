@@ -51,7 +51,9 @@ class _Probe:
         self.engine = engine
         self.image = rng.random((h, w, 3), dtype=np.float32)
         self.level = Level(0, w, h, 1, level.style_layers, level.content_layer)
-        small = self.image[: max(h // 2, 32), : max(w // 2, 32)]
+        # (sides in multiples of 32, as before probes changed shape: with a 40 px side a padded map
+        # deep in MobileNetV2 came out narrower than its padding)
+        small = self.image[: max(h // 64 * 32, 32), : max(w // 64 * 32, 32)]
         stats = engine.stats_pass(small, self.level.layers,
                                   grid(small.shape[1], small.shape[0], max(small.shape[:2]), 0, 0))
         self.targets = {n: make_target(*st.gram_mean(), engine.device) for n, st in stats.items()}
@@ -73,6 +75,8 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
     with the engine itself, so losses, optimiser, statistics and blending are in the figure, not only
     the convolutions.  The probe refines a tile shaped like the level's largest tile region, with
     its layers, optimiser and precision, scaled down to at most ``max_px`` pixels (probe_shape).
+    Each probe's shape is new to the process (a print's 1500 px probe and its 3000 px one came out
+    640x640 both, and the second read no set-up, where each new tile shape costs 1.5-3 s at 900 px).
     A tile's time has a fixed part (its statistics and content forwards, the loss's set-up) that
     weighs more at 10 evaluations a tile than at 150; a run of the level's evaluations (PROBE_EVALS)
     separates it from the evaluations by their own clock, after a run of one whose extra time is
@@ -91,7 +95,7 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
     # the first probe's set-up is that of a new tile shape only: counted once per shape, a one-off
     # cost made the 2 GiB print's 1500 px level (12 tiles) 18% over its time
     warmed = False
-    out, probed = {}, {}
+    out, probed, shapes = {}, {}, set()
     for lp in levels:
         if not lp.flop:  # a fast level optimises nothing: no probe
             continue
@@ -113,6 +117,9 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
             _Probe(engine, Level(0, 64, 64, 1, ("relu1_1",), "relu1_1"), 64, 64, rng).run(2)
             warmed = True
         h, w = probe_shape(region, max_px)
+        while (h, w) in shapes:  # a shape this process has run pays no set-up: a new one, 16 px
+            h, w = (h + 16, w) if h <= w else (h, w + 16)  # onto its shorter side
+        shapes.add((h, w))
         cost = _measure(_Probe(engine, lv, h, w, rng), h * w * flops_per_pixel(lv.layers) / 1e9, evals)
         # the set-up grows with the shape's pixels (0.21 s at 512 px, 1.17 s at 960 px, one run)
         out[lv.index] = probed[alike] = replace(cost, setup=cost.setup * region[0] * region[1] / (h * w))

@@ -280,7 +280,8 @@ def test_frame_padded_convolution_equals_torchs_padded_one_without_its_copy(mode
     from hires.borders import FrameConv2d
     g = torch.Generator().manual_seed(0)
     for (k, p), s, groups, (h, w) in [((3, 1), 1, 1, (13, 12)), ((3, 1), 1, 4, (16, 17)), ((3, 1), 2, 1, (14, 11)),
-                                      ((5, 2), 2, 4, (13, 16)), ((5, 2), 2, 1, (16, 17)), ((5, 2), 1, 1, (12, 12))]:
+                                      ((5, 2), 2, 4, (13, 16)), ((5, 2), 2, 1, (16, 17)), ((5, 2), 1, 1, (12, 12)),
+                                      ((9, 4), 1, 1, (20, 19))]:
         fast = FrameConv2d(4, 8, k, stride=s, padding=p, groups=groups, padding_mode=mode).double().requires_grad_(False)
         ref = nn.Conv2d(4, 8, k, stride=s, padding=p, groups=groups, padding_mode=mode).double().requires_grad_(False)
         ref.load_state_dict(fast.state_dict())

@@ -256,6 +256,7 @@ def test_the_probe_is_a_small_tile_of_the_levels_proportions_and_its_setup_scale
     probed = [shape for shape in shapes if shape != (64, 64)]  # (the warm-up's)
     regions = [lp.largest_region for lp in levels if lp.flop]
     assert probed and all(h * w <= 96 * 96 for h, w in probed)
+    assert len(set(probed)) == len(probed) > 1  # each probe a shape new to the process: it pays its set-up
     for (h, w), (rh, rw) in zip(probed, regions):
         assert abs(h / w - rh / rw) < 0.25 * rh / rw
     assert all(costs[lp.level.index].setup > 1.0 and costs[lp.level.index].per_eval == 0.01
