@@ -26,9 +26,9 @@ def calibrate(plan: Plan, settings: Settings) -> Plan:
     return plan
 
 
-# evaluations of the timed run: the level's own count (a tile's time outside its evaluations, the
-# optimiser's steps included, is then measured as a level's tile has it, not extrapolated: L-BFGS's
-# two-loop steps grow with the evaluations), within these bounds
+# evaluations of the probe's first run: the level's own count, within these bounds (the tile a level
+# runs, set-up and optimiser's steps as the level has them); its warm run has half as many, at
+# least the lower bound
 PROBE_EVALS = (6, 20)
 
 # pixels of the probe's tile at most.  The seconds per GFLOP are those of the level's own tiles from
@@ -70,7 +70,8 @@ class _Probe:
         return time.perf_counter() - t, counters.evals
 
 
-def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PROBE_PX) -> dict[int, TileCost]:
+def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PROBE_PX,
+                  bounds: tuple[int, int] | None = None) -> dict[int, TileCost]:
     """The TileCost of each optimised level of ``levels`` (by level index), timed on this machine
     with the engine itself, so losses, optimiser, statistics and blending are in the figure, not only
     the convolutions.  The probe refines a tile shaped like the level's largest tile region, with
@@ -81,6 +82,7 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
     weighs more at 10 evaluations a tile than at 150; a run of the level's evaluations (PROBE_EVALS)
     separates it from the evaluations by their own clock, after a run of one whose extra time is
     the set-up every new tile shape pays (oneDNN primitives, first-touch memory) (_measure).
+    ``bounds``: the probe's evaluations at least and at most (PROBE_EVALS; tests take fewer).
     About 3-8 s a level."""
     import numpy as np
 
@@ -103,7 +105,8 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
         engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
         precision = engine.use_level(lv)                       # and its arithmetic
         region = _probe_region(lp, levels)
-        evals = min(max(lv.iterations, PROBE_EVALS[0]), PROBE_EVALS[1])
+        low, high = bounds or PROBE_EVALS
+        evals = min(max(lv.iterations, low), high)
         alike = (lv.layers, lp.optimizer, precision, region, evals)
         if alike in probed:
             out[lv.index] = probed[alike]
@@ -120,7 +123,7 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
         while (h, w) in shapes:  # a shape this process has run pays no set-up: a new one, 16 px
             h, w = (h + 16, w) if h <= w else (h, w + 16)  # onto its shorter side
         shapes.add((h, w))
-        cost = _measure(_Probe(engine, lv, h, w, rng), h * w * flops_per_pixel(lv.layers) / 1e9, evals)
+        cost = _measure(_Probe(engine, lv, h, w, rng), h * w * flops_per_pixel(lv.layers) / 1e9, evals, low)
         # the set-up grows with the shape's pixels (0.21 s at 512 px, 1.17 s at 960 px, one run)
         out[lv.index] = probed[alike] = replace(cost, setup=cost.setup * region[0] * region[1] / (h * w))
         found[entry] = (out[lv.index].fixed, out[lv.index].per_eval, out[lv.index].setup)
@@ -154,23 +157,26 @@ def _probe_region(lp: LevelPlan, levels: list[LevelPlan]) -> tuple[int, int]:
 SHARED_SHAPE = 0.7
 
 
-def _measure(probe: _Probe, gflop: float, evals: int = PROBE_EVALS[0]) -> TileCost:
-    """The probe's TileCost.  Its first run (one evaluation) pays the shape's set-up; in a run of
-    ``evals`` evaluations the first maps its memory afresh, as each tile's first does, and the
-    rest reuse it.  Their median is a warm evaluation's time, times EVAL_SPREAD for the slow ones a
-    level meets at their own rate; the run's time outside its evaluations, with the first
-    evaluation's extra over the median, is the per-tile part.  (The mean of eight read one shape
-    0.208-0.309 s in six runs of one process, a page-fault or a neighbour's burst in one or two of
-    them; their median 0.203-0.209.  Before: the difference of a 1- and a 4-evaluation run's totals
-    read a print's 3000 px level anywhere from 33% under to 32% over.)"""
+def _measure(probe: _Probe, gflop: float, evals: int = PROBE_EVALS[0], least: int = PROBE_EVALS[0]) -> TileCost:
+    """The probe's TileCost.  A first run of ``evals`` evaluations meets the shape new, as a level's
+    first tile of each shape does; a second, warm run of about half as many is timed by its own
+    clock: the median of its evaluations after the first is a warm evaluation's time (times
+    EVAL_SPREAD), its time outside them with the first evaluation's extra over the median the
+    per-tile part, and whatever the first run took beyond a warm tile of ``evals`` evaluations the
+    shape's set-up.  (A new 900 px shape's first tile took 1.5-3.2 s longer than the next tile of
+    that shape in four shapes, spread over its evaluations, not only in the first: a one-evaluation
+    first run read 0.0-0.3 s of it.  The mean of eight evaluations read one shape 0.208-0.309 s in
+    six runs of one process, a page-fault or a neighbour's burst in one or two of them; their median
+    0.203-0.209.)"""
     import statistics
-    first, _ = probe.run(1)
-    total, times = probe.run(evals)
+    first, _ = probe.run(evals)
+    total, times = probe.run(max(evals // 2, least))
     warm = statistics.median(times[1:]) if len(times) > 1 else total
     per_tile = max(total - sum(times), 0.0) + max(times[0] - warm, 0.0)
-    return TileCost(per_tile / gflop, warm * EVAL_SPREAD / gflop, max(first - per_tile - warm, 0.0))
+    return TileCost(per_tile / gflop, warm * EVAL_SPREAD / gflop, max(first - per_tile - evals * warm, 0.0))
 
 
 # a level's mean evaluation over its median: the odd slow evaluation (a page fault of a fresh
-# mapping, a neighbour's burst on a shared machine) at the rate a level of minutes meets it
+# mapping, a neighbour's burst on a shared machine) at the rate a level of minutes meets it.  The
+# print's levels read their Step-to-Step mean 0.92-1.04 of their median (mixed tile sizes), so 1
 EVAL_SPREAD = 1.0

@@ -159,7 +159,7 @@ def test_fast_levels_need_no_tile_memory():
 def test_time_estimate_is_measured_per_network_depth(fresh_cost_cache):
     settings = Settings(memory="4GiB", init="content")
     plan = make_plan(3000, 2250, settings)
-    costs = measure_costs(settings, plan.levels, max_px=64 * 64)
+    costs = measure_costs(settings, plan.levels, max_px=64 * 64, bounds=(2, 4))
     assert set(costs) == {lp.level.index for lp in plan.levels if lp.flop}
     assert {lp.optimizer for lp in plan.levels} == {"lbfgs", "adam"}  # 150/40/20 and 10 iterations
     assert all(c.fixed >= 0 and c.per_eval > 0 for c in costs.values())
@@ -251,7 +251,7 @@ def test_the_probe_is_a_small_tile_of_the_levels_proportions_and_its_setup_scale
         shapes.append((h, w))
         real_init(self, engine, level, h, w, rng)
     monkeypatch.setattr(probe._Probe, "__init__", recording)
-    monkeypatch.setattr(probe, "_measure", lambda p, gflop, evals: TileCost(0.1, 0.01, setup=1.0))
+    monkeypatch.setattr(probe, "_measure", lambda p, gflop, evals, least: TileCost(0.1, 0.01, setup=1.0))
     costs = measure_costs(settings, levels, max_px=96 * 96)
     probed = [shape for shape in shapes if shape != (64, 64)]  # (the warm-up's)
     regions = [lp.largest_region for lp in levels if lp.flop]
@@ -273,7 +273,7 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
     from hires import costcache, probe
     settings = Settings(memory="4GiB", init="content")
     levels = make_plan(1000, 750, settings).levels
-    first = measure_costs(settings, levels, max_px=64 * 64)
+    first = measure_costs(settings, levels, max_px=64 * 64, bounds=(2, 4))
     path = costcache.folder() / costcache.NAME
     assert path.is_file() and len(json.loads(path.read_text())) == len(first)
 
@@ -281,15 +281,15 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
         raise AssertionError("probed although cached")
     with monkeypatch.context() as m:
         m.setattr(probe._Probe, "run", no_probe)
-        again = measure_costs(settings, levels, max_px=64 * 64)
+        again = measure_costs(settings, levels, max_px=64 * 64, bounds=(2, 4))
     assert again == first
     for bad in ("not json", json.dumps({k: [float("nan"), 1, 1] for k in json.loads(path.read_text())})):
         path.write_text(bad)
         assert costcache.load() == {}
-        measured = measure_costs(settings, levels, max_px=64 * 64)
+        measured = measure_costs(settings, levels, max_px=64 * 64, bounds=(2, 4))
         assert set(measured) == set(first) and all(c.per_eval > 0 for c in measured.values())
     path.write_text("not json")  # a file not of the cache's form is never replaced
-    measure_costs(settings, levels, max_px=64 * 64)
+    measure_costs(settings, levels, max_px=64 * 64, bounds=(2, 4))
     assert path.read_text() == "not json"
 
 
