@@ -52,12 +52,16 @@ def load_arrays(path: Path = WEIGHTS) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def _reflected(w: torch.Tensor) -> dict:
+    """Padding by reflection, half the kernel ``w``'s side: the feed-forward networks' rule."""
+    return {"padding": w.shape[-1] // 2, "padding_mode": "reflect"}
+
+
 def _conv(arrays, key: str, reflect: bool = False, **kw) -> nn.Conv2d:
     """The convolution ``key`` of the arrays; ``reflect``: padded by reflection, half its kernel."""
     w, b = torch.from_numpy(arrays[f"{key}.weight"]), torch.from_numpy(arrays[f"{key}.bias"])
-    if reflect:
-        kw.update(padding=w.shape[-1] // 2, padding_mode="reflect")
-    conv = FrameConv2d(w.shape[1] * kw.get("groups", 1), w.shape[0], w.shape[2:], bias=True, **kw)
+    conv = FrameConv2d(w.shape[1] * kw.get("groups", 1), w.shape[0], w.shape[2:], bias=True,
+                       **(_reflected(w) if reflect else {}), **kw)
     with torch.no_grad():
         conv.weight.copy_(w)
         conv.bias.copy_(b)
@@ -272,8 +276,7 @@ class TableCIN(nn.Module):
 def _plain_conv(arrays, key: str, stride: int = 1) -> nn.Conv2d:
     """The convolution ``key`` (no bias), padded by reflection, half its kernel."""
     w = torch.from_numpy(arrays[f"{key}.w"])
-    conv = FrameConv2d(w.shape[1], w.shape[0], w.shape[2:], stride=stride, bias=False,
-                       padding=w.shape[-1] // 2, padding_mode="reflect")
+    conv = FrameConv2d(w.shape[1], w.shape[0], w.shape[2:], stride=stride, bias=False, **_reflected(w))
     with torch.no_grad():
         conv.weight.copy_(w)
     return conv

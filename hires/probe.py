@@ -51,8 +51,8 @@ class _Probe:
         self.engine = engine
         self.image = rng.random((h, w, 3), dtype=np.float32)
         self.level = Level(0, w, h, 1, level.style_layers, level.content_layer)
-        # (sides in multiples of 32, as before probes changed shape: with a 40 px side a padded map
-        # deep in MobileNetV2 came out narrower than its padding)
+        # (sides in multiples of 32: with a 40 px side a padded map deep in MobileNetV2 came out
+        # narrower than its padding)
         small = self.image[: max(h // 64 * 32, 32), : max(w // 64 * 32, 32)]
         stats = engine.stats_pass(small, self.level.layers,
                                   grid(small.shape[1], small.shape[0], max(small.shape[:2]), 0, 0))
@@ -79,9 +79,9 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
     Each probe's shape is new to the process (a print's 1500 px probe and its 3000 px one came out
     640x640 both, and the second read no set-up, where each new tile shape costs 1.5-3 s at 900 px).
     A tile's time has a fixed part (its statistics and content forwards, the loss's set-up) that
-    weighs more at 10 evaluations a tile than at 150; a run of the level's evaluations (PROBE_EVALS)
-    separates it from the evaluations by their own clock, after a run of one whose extra time is
-    the set-up every new tile shape pays (oneDNN primitives, first-touch memory) (_measure).
+    weighs more at 10 evaluations a tile than at 150; a warm run separates it from the evaluations
+    by their own clock, after a first run at the level's evaluations (PROBE_EVALS) whose extra time
+    is the set-up every new tile shape pays (oneDNN primitives, first-touch memory) (_measure).
     ``bounds``: the probe's evaluations at least and at most (PROBE_EVALS; tests take fewer).
     About 3-8 s a level."""
     import numpy as np
@@ -98,6 +98,7 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
     # cost made the 2 GiB print's 1500 px level (12 tiles) 18% over its time
     warmed = False
     out, probed, shapes = {}, {}, set()
+    low, high = bounds or PROBE_EVALS
     for lp in levels:
         if not lp.flop:  # a fast level optimises nothing: no probe
             continue
@@ -105,7 +106,6 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
         engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
         precision = engine.use_level(lv)                       # and its arithmetic
         region = _probe_region(lp, levels)
-        low, high = bounds or PROBE_EVALS
         evals = min(max(lv.iterations, low), high)
         alike = (lv.layers, lp.optimizer, precision, region, evals)
         if alike in probed:
@@ -160,23 +160,18 @@ SHARED_SHAPE = 0.7
 def _measure(probe: _Probe, gflop: float, evals: int = PROBE_EVALS[0], least: int = PROBE_EVALS[0]) -> TileCost:
     """The probe's TileCost.  A first run of ``evals`` evaluations meets the shape new, as a level's
     first tile of each shape does; a second, warm run of about half as many is timed by its own
-    clock: the median of its evaluations after the first is a warm evaluation's time (times
-    EVAL_SPREAD), its time outside them with the first evaluation's extra over the median the
+    clock: the median of its evaluations after the first is a warm evaluation's time, its time outside them with the first evaluation's extra over the median the
     per-tile part, and whatever the first run took beyond a warm tile of ``evals`` evaluations the
     shape's set-up.  (A new 900 px shape's first tile took 1.5-3.2 s longer than the next tile of
     that shape in four shapes, spread over its evaluations, not only in the first: a one-evaluation
     first run read 0.0-0.3 s of it.  The mean of eight evaluations read one shape 0.208-0.309 s in
     six runs of one process, a page-fault or a neighbour's burst in one or two of them; their median
-    0.203-0.209.)"""
+    0.203-0.209; the print's levels read their mean evaluation 0.92-1.04 of their median, so the
+    median stands for the mean as it is.)"""
     import statistics
     first, _ = probe.run(evals)
     total, times = probe.run(max(evals // 2, least))
     warm = statistics.median(times[1:]) if len(times) > 1 else total
     per_tile = max(total - sum(times), 0.0) + max(times[0] - warm, 0.0)
-    return TileCost(per_tile / gflop, warm * EVAL_SPREAD / gflop, max(first - per_tile - evals * warm, 0.0))
+    return TileCost(per_tile / gflop, warm / gflop, max(first - per_tile - evals * warm, 0.0))
 
-
-# a level's mean evaluation over its median: the odd slow evaluation (a page fault of a fresh
-# mapping, a neighbour's burst on a shared machine) at the rate a level of minutes meets it.  The
-# print's levels read their Step-to-Step mean 0.92-1.04 of their median (mixed tile sizes), so 1
-EVAL_SPREAD = 1.0
