@@ -16,9 +16,12 @@ from hires.tiles import grid
 
 
 def calibrate(plan: Plan, settings: Settings) -> Plan:
-    """Time this machine at each network depth of ``plan`` (measure_costs), and the fast network
-    when a level paints the multi-scale start; returns the plan, its estimates filled in."""
+    """Time this machine at each network depth of ``plan`` (measure_costs), libvips' resampling
+    when a level starts by resampling (resample_rates), and the fast network when a level paints
+    the multi-scale start; returns the plan, its estimates filled in."""
     plan.costs = measure_costs(settings, plan.levels)
+    if any(any(lp.resample) for lp in plan.levels):
+        plan.resample_rates = resample_rates()
     if any(lp.paint for lp in plan.levels):
         from hires import fast
         from hires.engine import pick_device
@@ -175,3 +178,23 @@ def _measure(probe: _Probe, gflop: float, evals: int = PROBE_EVALS[0], least: in
     per_tile = max(total - sum(times), 0.0) + max(times[0] - warm, 0.0)
     return TileCost(per_tile / gflop, warm / gflop, max(first - per_tile - evals * warm, 0.0))
 
+
+
+def resample_rates(side: int = 1024) -> tuple[float, float]:
+    """Seconds per px written by upsampling and per px read by downsampling, as a level's start
+    resamples its images (``hires.io.resize`` 2x up and down, into fresh buffers as there; about
+    0.4 s).  Measured 62 and 45 ns/px from 1024 px to 27 Mpx, but 87 ns per px written at
+    27 Mpx, the first touch of a 324 MB buffer: a print's levels read 3.3 and 5.8 s from these
+    rates for 3.6 and 6.9 s timed."""
+    import numpy as np
+
+    from hires import io
+    small = np.random.default_rng(0).random((side * 3 // 4, side, 3), dtype=np.float32)
+    h, w = small.shape[0] * 2, side * 2
+    io.resize(small, w, h)  # (libvips' own set-up, paid once)
+    t = time.perf_counter()
+    large = io.resize(small, w, h)
+    up = (time.perf_counter() - t) / (w * h)
+    t = time.perf_counter()
+    io.resize(large, side, small.shape[0])
+    return up, (time.perf_counter() - t) / (w * h)

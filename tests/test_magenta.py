@@ -161,6 +161,36 @@ def test_the_level_that_paints_the_multiscale_start_reports_its_seconds(content_
     assert all(lv.paint_s <= lv.wall_s for lv in res.levels)
 
 
+def test_the_plan_counts_the_pixels_each_level_start_resamples(content_path, style_path, monkeypatch):
+    """The plan prices a level's start by the px libvips resamples there (LevelPlan.resample: written
+    by upsampling, read by downsampling); a spy on the pipeline's resampling counts them in a
+    multi-scale render, each start's own (the painting's stages are the paint's)."""
+    from hires import io, pipeline
+    from hires.progress import LevelStarted
+    counted, level = {}, [None]
+
+    def spy(fn):
+        def resampled(arr, width, height, *args, **kw):
+            if sys._getframe(1).f_code.co_name in ("level_start", "painted_content"):
+                up = width * height > arr.shape[0] * arr.shape[1]
+                px = counted.setdefault(level[0], [0, 0])
+                px[0 if up else 1] += width * height if up else arr.shape[0] * arr.shape[1]
+            return fn(arr, width, height, *args, **kw)
+        return resampled
+
+    monkeypatch.setattr(io, "resize", spy(io.resize))
+    monkeypatch.setattr(io, "resized_strips", spy(io.resized_strips))
+
+    def progress(e):
+        if isinstance(e, LevelStarted):
+            level[0] = e.level
+
+    res = hires.render(content_path, style_path, size="384x256", base_size=48, fast_size=96, iterations=(1,) * 4,
+                       style_layers=("relu1_1",), content_layer="relu1_1", progress=progress)
+    planned = {lp.level.index: list(lp.resample) for lp in res.plan.levels if any(lp.resample)}
+    assert sorted(planned) == [2, 3] and planned == counted
+
+
 # ---------------------------------------------------------------- the 26-style network
 
 def test_multistyle_network_matches_the_converted_graph():

@@ -9,7 +9,7 @@ import pytest
 from hires.config import Settings
 from hires.errors import BudgetError, OptionError
 from hires.plan import TileCost, describe, make_plan
-from hires.probe import measure_costs
+from hires.probe import measure_costs, resample_rates
 from hires.pyramid import schedule
 from hires.tiles import ALIGN, grid, ownership, take
 
@@ -168,6 +168,11 @@ def test_time_estimate_is_measured_per_network_depth(fresh_cost_cache):
     assert plan.est_seconds == pytest.approx(sum(per_level))
     assert [d["est_seconds"] for d in plan.as_dict()["levels"]] == per_level
     assert all("min" in line for line in describe(plan)[1:])
+    # each level after the first starts from the coarser result resampled, at this machine's rate
+    plan.resample_rates = resample_rates(64)
+    more = [plan.level_seconds(lp) - t for lp, t in zip(plan.levels, per_level)]
+    assert more[0] == 0.0 and all(m > 0 for m in more[1:])
+    assert more == pytest.approx([plan.as_dict()["levels"][i]["est_parts"]["resample"] for i in range(len(more))])
 
 
 def test_level_time_counts_each_tile_and_each_evaluation():
