@@ -6,7 +6,7 @@
 For the two probes of a 6000x4500 print (the 1500 px level: relu1_1, mb3, mb6, L-BFGS in fp32;
 the 3000 and 6000 px levels: relu1_1, mb3, Adam in the engine's arithmetic for Adam), each side
 in turn, each repeat a fresh shape (16 px narrower), measured as ``hires.probe`` measures: the
-seconds per GFLOP of a tile's fixed part and of one evaluation, and the shape's set-up seconds.
+seconds per GFLOP of a tile's fixed part and of one evaluation.
 Run it alone: the machine's noise is the yardstick the sides are compared against.
 """
 from __future__ import annotations
@@ -53,18 +53,16 @@ def main() -> None:
                 h, w = side, side - 32 - 16 * rep
                 cost = _measure(_Probe(engine, level, h, w, rng), h * w * flops_per_pixel(layers) / 1e9)
                 rows.append(dict(layers=list(layers), optimizer=optimizer, precision=precision, shape=[h, w],
-                                 fixed_s_per_gflop=cost.fixed, per_eval_s_per_gflop=cost.per_eval,
-                                 setup_s=cost.setup))
+                                 fixed_s_per_gflop=cost.fixed, per_eval_s_per_gflop=cost.per_eval))
                 print(f"{layers[-1]:4} {optimizer:5} {precision} {h}x{w}: fixed {cost.fixed:.4f} "
-                      f"per eval {cost.per_eval:.4f} s/GFLOP, set-up {cost.setup:.2f} s", flush=True)
+                      f"per eval {cost.per_eval:.4f} s/GFLOP", flush=True)
     summary = []
     for layers, _, optimizer, _ in PROBES:
         for side in sides:
             mine = [r for r in rows if r["layers"] == list(layers) and r["shape"][0] == side]
             summary.append(dict(layers=list(layers), optimizer=optimizer, side=side,
                                 per_eval_mean=statistics.fmean(r["per_eval_s_per_gflop"] for r in mine),
-                                fixed_mean=statistics.fmean(r["fixed_s_per_gflop"] for r in mine),
-                                setup_mean=statistics.fmean(r["setup_s"] for r in mine)))
+                                fixed_mean=statistics.fmean(r["fixed_s_per_gflop"] for r in mine)))
     path = write_json(f"{args.name}.json", dict(machine=machine(), runs=rows, by_side=summary))
     print(path)
 

@@ -99,9 +99,11 @@ class LevelPlan:
         return self.flop / 1e9 / (2 + 2 * self.level.iterations)
 
     @property
-    def shapes(self) -> int:
-        """Distinct tile region shapes of the level (each pays its own set-up: TileCost.setup)."""
-        return len({t.shape for tiles in self.passes for t in tiles})
+    def shapes_gflop(self) -> float:
+        """GFLOP of one forward pass over one tile of each distinct region shape of the level (each
+        shape's first tile pays a set-up: SHAPE_EVALS)."""
+        shapes = {t.shape for tiles in self.passes for t in tiles}
+        return flops_per_pixel(self.level.layers) * sum(h * w for h, w in shapes) / 1e9
 
     @property
     def largest_region(self) -> tuple[int, int]:
@@ -338,6 +340,16 @@ def _resampled(level: Level, painted: bool, out_px: int) -> tuple[int, int]:
     return (2 * px, 2 * out_px) if painted else (px, 0)
 
 
+# the set-up a level's first tile of each region shape pays (oneDNN's primitives for the shape, the
+# first touch of its memory), in evaluations of that tile.  Timed in a print's tiles (pipeline
+# events, three runs): a level's first tile spent 2-4 s more than the next of its shape (4-6 of its
+# evaluations), a later new shape 0-3 s (0.3-0.9 s at 6000 px, 0.8-3 s at 3000 px), a repeated
+# one none.  The probe's own reading of it (its first tile beyond a warm one, 0.4-2.8 s in the same
+# process and shapes) moved the print's 1500 px estimate by 20 s from run to run; the evaluations
+# of the shape it adds up to hold the level's figure where the runs put it
+SHAPE_EVALS = 2
+
+
 @dataclass(frozen=True)
 class TileCost:
     """This machine's seconds per GFLOP of a tile region's forward pass at one level (its layers,
@@ -346,10 +358,6 @@ class TileCost:
     pixels, the optimiser's step)."""
     fixed: float
     per_eval: float
-    setup: float = 0.0  # seconds, once for each distinct tile shape: oneDNN's primitives for it and
-    #                     the first touch of its memory (2-4 s for a 750-950 px tile; a 6000x4500
-    #                     print's 1500 px level, 4 tiles of 4 shapes, took 16 s more than
-    #                     fixed + per_eval alone predicted)
 
     def level_seconds(self, lp: LevelPlan) -> float:
         """The level's time: the sum of its ``parts``."""
@@ -357,17 +365,12 @@ class TileCost:
 
     def parts(self, lp: LevelPlan) -> dict[str, float]:
         """The level's time in parts: each tile's fixed part and evaluations (mapped afresh, slower:
-        see MAPPED_COST), the set-up of each tile shape, and the style images' statistics pass, one
-        forward (half a tile's fixed part)."""
-        return {"tiles": lp.forward_gflop * (self.fixed + lp.level.iterations * self.per_eval * lp.time_factor),
-                "shapes": lp.shapes * self.setup,
+        see MAPPED_COST), the set-up of each tile shape (SHAPE_EVALS), and the style images'
+        statistics pass, one forward (half a tile's fixed part)."""
+        per_eval = self.per_eval * lp.time_factor
+        return {"tiles": lp.forward_gflop * (self.fixed + lp.level.iterations * per_eval),
+                "shapes": SHAPE_EVALS * per_eval * lp.shapes_gflop,
                 "style": lp.style_px * flops_per_pixel(lp.level.layers) / 1e9 * self.fixed / 2}
-
-
-
-
-
-
 
 
 def describe(plan: Plan) -> list[str]:

@@ -29,9 +29,9 @@ def calibrate(plan: Plan, settings: Settings) -> Plan:
     return plan
 
 
-# evaluations of the probe's first run: the level's own count, within these bounds (the tile a level
-# runs, set-up and optimiser's steps as the level has them); its warm run has half as many, at
-# least the lower bound
+# evaluations of the probe's timed run: half the level's own count, at most half the upper bound and
+# at least the lower (the tile a level runs, its optimiser's steps as the level has them); a first
+# run of the lower bound meets the shape new, so that the timed one is warm
 PROBE_EVALS = (6, 20)
 
 # pixels of the probe's tile at most.  The seconds per GFLOP are those of the level's own tiles from
@@ -79,13 +79,10 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
     with the engine itself, so losses, optimiser, statistics and blending are in the figure, not only
     the convolutions.  The probe refines a tile shaped like the level's largest tile region, with
     its layers, optimiser and precision, scaled down to at most ``max_px`` pixels (probe_shape).
-    Each probe's shape is new to the process (a print's 1500 px probe and its 3000 px one came out
-    640x640 both, and the second read no set-up, where each new tile shape costs 1.5-3 s at 900 px).
     A tile's time has a fixed part (its statistics and content forwards, the loss's set-up) that
     weighs more at 10 evaluations a tile than at 150; a warm run separates it from the evaluations
-    by their own clock, after a first run at the level's evaluations (PROBE_EVALS) whose extra time
-    is the set-up every new tile shape pays (oneDNN primitives, first-touch memory) (_measure).
-    ``bounds``: the probe's evaluations at least and at most (PROBE_EVALS; tests take fewer).
+    by their own clock (_measure).  ``bounds``: the probe's evaluations at least and at most
+    (PROBE_EVALS; tests take fewer).
     About 3-8 s a level."""
     import numpy as np
 
@@ -96,11 +93,9 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
     # the hybrid network computes every layer (VGG19's as the random one does, at the same cost)
     engine = Engine(settings.replace(network="hybrid", seamless=False, second_pass=False))
     rng = np.random.default_rng(0)
-    # what the first refine of a process pays once (libraries' own set-up), paid here, so that
-    # the first probe's set-up is that of a new tile shape only: counted once per shape, a one-off
-    # cost made the 2 GiB print's 1500 px level (12 tiles) 18% over its time
+    # what the first refine of a process pays once (libraries' own set-up), paid here
     warmed = False
-    out, probed, shapes = {}, {}, set()
+    out, probed = {}, {}
     low, high = bounds or PROBE_EVALS
     for lp in levels:
         if not lp.flop:  # a fast level optimises nothing: no probe
@@ -109,7 +104,7 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
         engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
         precision = engine.use_level(lv)                       # and its arithmetic
         region = _probe_region(lp, levels)
-        evals = min(max(lv.iterations, low), high)
+        evals = max(min(lv.iterations, high) // 2, low)
         alike = (lv.layers, lp.optimizer, precision, region, evals)
         if alike in probed:
             out[lv.index] = probed[alike]
@@ -123,13 +118,9 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
             _Probe(engine, Level(0, 64, 64, 1, ("relu1_1",), "relu1_1"), 64, 64, rng).run(2)
             warmed = True
         h, w = probe_shape(region, max_px)
-        while (h, w) in shapes:  # a shape this process has run pays no set-up: a new one, 16 px
-            h, w = (h + 16, w) if h <= w else (h, w + 16)  # onto its shorter side
-        shapes.add((h, w))
-        cost = _measure(_Probe(engine, lv, h, w, rng), h * w * flops_per_pixel(lv.layers) / 1e9, evals, low)
-        # the set-up grows with the shape's pixels (0.21 s at 512 px, 1.17 s at 960 px, one run)
-        out[lv.index] = probed[alike] = replace(cost, setup=cost.setup * region[0] * region[1] / (h * w))
-        found[entry] = (out[lv.index].fixed, out[lv.index].per_eval, out[lv.index].setup)
+        out[lv.index] = probed[alike] = _measure(_Probe(engine, lv, h, w, rng),
+                                                 h * w * flops_per_pixel(lv.layers) / 1e9, evals, low)
+        found[entry] = (out[lv.index].fixed, out[lv.index].per_eval)
     if found:
         costcache.save(found)
     return out
@@ -161,24 +152,19 @@ SHARED_SHAPE = 0.7
 
 
 def _measure(probe: _Probe, gflop: float, evals: int = PROBE_EVALS[0], least: int = PROBE_EVALS[0]) -> TileCost:
-    """The probe's TileCost.  A first run of ``evals`` evaluations meets the shape new, as a level's
-    first tile of each shape does; a second, warm run of about half as many is timed by its own
-    clock: the median of its evaluations after the first is a warm evaluation's time, its time outside them with the first evaluation's extra over the median the
-    per-tile part, and whatever the first run took beyond a warm tile of ``evals`` evaluations the
-    shape's set-up.  (A new 900 px shape's first tile took 1.5-3.2 s longer than the next tile of
-    that shape in four shapes, spread over its evaluations, not only in the first: a one-evaluation
-    first run read 0.0-0.3 s of it.  The mean of eight evaluations read one shape 0.208-0.309 s in
-    six runs of one process, a page-fault or a neighbour's burst in one or two of them; their median
-    0.203-0.209; the print's levels read their mean evaluation 0.92-1.04 of their median, so the
-    median stands for the mean as it is.)"""
+    """The probe's TileCost.  A first run of ``least`` evaluations meets the shape new (its set-up,
+    priced apart: plan.SHAPE_EVALS); a second, warm run of ``evals`` is timed by its own clock: the
+    median of its evaluations after the first is a warm evaluation's time, its time outside them
+    with the first evaluation's extra over the median the per-tile part.  (The mean of eight
+    evaluations read one shape 0.208-0.309 s in six runs of one process, a page-fault or a
+    neighbour's burst in one or two of them; their median 0.203-0.209; the print's levels read
+    their mean evaluation 0.92-1.04 of their median, so the median stands for the mean as it is.)"""
     import statistics
-    first, _ = probe.run(evals)
-    total, times = probe.run(max(evals // 2, least))
+    probe.run(least)
+    total, times = probe.run(evals)
     warm = statistics.median(times[1:]) if len(times) > 1 else total
     per_tile = max(total - sum(times), 0.0) + max(times[0] - warm, 0.0)
-    return TileCost(per_tile / gflop, warm / gflop, max(first - per_tile - evals * warm, 0.0))
-
-
+    return TileCost(per_tile / gflop, warm / gflop)
 
 def resample_rates(side: int = 1024) -> tuple[float, float]:
     """Seconds per px written by upsampling and per px read by downsampling, as a level's start

@@ -186,10 +186,10 @@ def test_level_time_counts_each_tile_and_each_evaluation():
     lp = LevelPlan(level, 100, 0, 0, [grid(100, 100, 100, 0, 0)], 0.0, 11648e4 * (2 + 2 * 10), style_px=1000 * 1000)
     assert lp.forward_gflop == pytest.approx(0.11648)
     assert TileCost(1e-3, 0.0).level_seconds(lp) == pytest.approx(0.11648e-3 + 11.648e-3 / 2)
-    assert TileCost(0.0, 1e-3).level_seconds(lp) == pytest.approx(0.11648e-3 * 10)
-    assert TileCost(0.0, 0.0, setup=2.0).level_seconds(lp) == pytest.approx(2.0)  # one tile shape
+    # ten evaluations, and the one tile shape's set-up of SHAPE_EVALS (two) more
+    assert TileCost(0.0, 1e-3).level_seconds(lp) == pytest.approx(0.11648e-3 * 12)
     mapped = LevelPlan(level, 100, 0, 0, [grid(100, 100, 100, 0, 0)], 0.0, 11648e4 * 22, reuse=False)
-    assert TileCost(0.0, 1e-3).level_seconds(mapped) == pytest.approx(0.11648e-3 * 10 * 1.5)  # MAPPED_COST
+    assert TileCost(0.0, 1e-3).level_seconds(mapped) == pytest.approx(0.11648e-3 * 12 * 1.5)  # MAPPED_COST
 
 
 def test_fast_start_covers_the_levels_up_to_the_working_size():
@@ -242,10 +242,9 @@ def test_seamless_levels_cut_away_from_the_coarser_levels_cuts():
         assert sorted(t.shape for t in lp.tiles) == sorted(t.shape for t in grid(W, H, lp.tile, lp.overlap, lp.margin, True))
 
 
-def test_the_probe_is_a_small_tile_of_the_levels_proportions_and_its_setup_scales(monkeypatch, fresh_cost_cache):
+def test_the_probe_is_a_small_tile_of_the_levels_proportions(monkeypatch, fresh_cost_cache):
     """The planner's probe refines at most ``max_px`` pixels (a cold plan answers sooner), in the
-    proportions of the level's largest tile region, and counts the set-up of that region, not of
-    the smaller probe: set-up grows with the pixels of the shape."""
+    proportions of the level's largest tile region."""
     from hires import probe
     settings = Settings(memory="4GiB", init="content")
     levels = make_plan(1000, 750, settings).levels
@@ -256,16 +255,15 @@ def test_the_probe_is_a_small_tile_of_the_levels_proportions_and_its_setup_scale
         shapes.append((h, w))
         real_init(self, engine, level, h, w, rng)
     monkeypatch.setattr(probe._Probe, "__init__", recording)
-    monkeypatch.setattr(probe, "_measure", lambda p, gflop, evals, least: TileCost(0.1, 0.01, setup=1.0))
+    monkeypatch.setattr(probe, "_measure", lambda p, gflop, evals, least: TileCost(0.1, 0.01))
     costs = measure_costs(settings, levels, max_px=96 * 96)
     probed = [shape for shape in shapes if shape != (64, 64)]  # (the warm-up's)
     regions = [lp.largest_region for lp in levels if lp.flop]
     assert probed and all(h * w <= 96 * 96 for h, w in probed)
-    assert len(set(probed)) == len(probed) > 1  # each probe a shape new to the process: it pays its set-up
+    assert len(probed) > 1
     for (h, w), (rh, rw) in zip(probed, regions):
         assert abs(h / w - rh / rw) < 0.25 * rh / rw
-    assert all(costs[lp.level.index].setup > 1.0 and costs[lp.level.index].per_eval == 0.01
-               for lp in levels if lp.flop)
+    assert all(costs[lp.level.index].per_eval == 0.01 for lp in levels if lp.flop)
     assert probe.probe_shape((300, 200), 96 * 96) == (112, 64) and probe.probe_shape((60, 50), 96 * 96) == (60, 50)
 
 
