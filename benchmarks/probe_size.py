@@ -35,7 +35,7 @@ def main() -> None:
     from hires.config import Settings
     from hires.engine import Engine
     from hires.layers import flops_per_pixel
-    from hires.probe import _measure, _Probe
+    from hires.probe import _fit, _measure, _Probe
     from hires.pyramid import Level
     process.tune_for_rendering()
     settings = Settings().replace(network="hybrid", seamless=False, second_pass=False)
@@ -51,7 +51,9 @@ def main() -> None:
             precision = engine.use_level(level)
             for side in sides:
                 h, w = side, side - 32 - 16 * rep
-                cost = _measure(_Probe(engine, level, h, w, rng), h * w * flops_per_pixel(layers) / 1e9)
+                # (the large probe alone, its costs in proportion to its pixels)
+                cost = _fit((h * w * flops_per_pixel(layers) / 1e9, _measure(_Probe(engine, level, h, w, rng))),
+                            (0.0, (0.0, 0.0)))
                 rows.append(dict(layers=list(layers), optimizer=optimizer, precision=precision, shape=[h, w],
                                  fixed_s_per_gflop=cost.fixed, per_eval_s_per_gflop=cost.per_eval))
                 print(f"{layers[-1]:4} {optimizer:5} {precision} {h}x{w}: fixed {cost.fixed:.4f} "

@@ -4,7 +4,7 @@ One JSON file in the user's cache folder (``$HIRES_CACHE_DIR``, else ``$XDG_CACH
 else ``~/.cache/hires``), an entry per probe: the machine (CPU model, torch's CPU capability,
 torch's version) and the probe (layers, optimiser, precision, tile shape) are its key, its
 TileCost numbers its value.  The file is written atomically; an unreadable file, or an entry
-that is not two finite non-negative numbers, counts as missing (it was written by anyone).
+that is not four finite numbers, none negative, counts as missing (it was written by anyone).
 """
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def machine() -> str:
 
 # the meaning of an entry's numbers: seconds per GFLOP of hires.layers' cost model, which counts
 # the Gram products since version 2 (and the anti-aliased steps as one convolution); version 3
-# keeps no measured set-up (plan.SHAPE_EVALS)
+# keeps no measured set-up (plan.SHAPE_EVALS) and a tile's and an evaluation's seconds apart from
+# their pixels (plan.TileCost)
 MODEL = "costs 3"
 
 
@@ -51,7 +52,7 @@ def key(*parts) -> str:
     return "|".join([machine(), MODEL, *map(str, parts)])
 
 
-def load() -> dict[str, tuple[float, float]]:
+def load() -> dict[str, tuple[float, ...]]:
     try:
         data = json.loads((folder() / NAME).read_text())
     except (OSError, ValueError):
@@ -60,7 +61,7 @@ def load() -> dict[str, tuple[float, float]]:
         return {}
     good = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0)
     return {k: tuple(v) for k, v in data.items()
-            if isinstance(k, str) and isinstance(v, list) and len(v) == 2 and all(map(good, v))}
+            if isinstance(k, str) and isinstance(v, list) and len(v) == 4 and all(map(good, v))}
 
 
 def _is_cache(path: Path) -> bool:
@@ -70,7 +71,7 @@ def _is_cache(path: Path) -> bool:
         return False
 
 
-def save(entries: dict[str, tuple[float, float]]) -> None:
+def save(entries: dict[str, tuple[float, ...]]) -> None:
     """Merge ``entries`` into the file, atomically; a folder that cannot be written is no error,
     and a file of that name that is not a cache of this form (``$HIRES_CACHE_DIR`` may name any
     folder) is never replaced."""

@@ -6,7 +6,7 @@ network's rate when a level paints the multi-scale start.  It uses the engine an
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import astuple, replace
 
 from hires.config import Settings
 from hires.layers import flops_per_pixel
@@ -118,9 +118,14 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
             _Probe(engine, Level(0, 64, 64, 1, ("relu1_1",), "relu1_1"), 64, 64, rng).run(2)
             warmed = True
         h, w = probe_shape(region, max_px)
-        out[lv.index] = probed[alike] = _measure(_Probe(engine, lv, h, w, rng),
-                                                 h * w * flops_per_pixel(lv.layers) / 1e9, evals, low)
-        found[entry] = (out[lv.index].fixed, out[lv.index].per_eval)
+        fpp = flops_per_pixel(lv.layers) / 1e9
+        large = h * w * fpp, _measure(_Probe(engine, lv, h, w, rng), evals, low)
+        if h * w >= 4 * SMALL_SIDE ** 2:
+            small = SMALL_SIDE ** 2 * fpp, _measure(_Probe(engine, lv, SMALL_SIDE, SMALL_SIDE, rng), evals, low)
+        else:  # (a probe this small is all a test needs: its costs in proportion to its pixels)
+            small = 0.0, (0.0, 0.0)
+        out[lv.index] = probed[alike] = _fit(large, small)
+        found[entry] = astuple(out[lv.index])
     if found:
         costcache.save(found)
     return out
@@ -151,20 +156,33 @@ def _probe_region(lp: LevelPlan, levels: list[LevelPlan]) -> tuple[int, int]:
 SHARED_SHAPE = 0.7
 
 
-def _measure(probe: _Probe, gflop: float, evals: int = PROBE_EVALS[0], least: int = PROBE_EVALS[0]) -> TileCost:
-    """The probe's TileCost.  A first run of ``least`` evaluations meets the shape new (its set-up,
-    priced apart: plan.SHAPE_EVALS); a second, warm run of ``evals`` is timed by its own clock: the
-    median of its evaluations after the first is a warm evaluation's time, its time outside them
-    with the first evaluation's extra over the median the per-tile part.  (The mean of eight
-    evaluations read one shape 0.208-0.309 s in six runs of one process, a page-fault or a
-    neighbour's burst in one or two of them; their median 0.203-0.209; the print's levels read
-    their mean evaluation 0.92-1.04 of their median, so the median stands for the mean as it is.)"""
+def _measure(probe: _Probe, evals: int = PROBE_EVALS[0], least: int = PROBE_EVALS[0]) -> tuple[float, float]:
+    """The probe's seconds per tile beyond its evaluations, and per warm evaluation.  A first run
+    of ``least`` evaluations meets the shape new (its set-up, priced apart: plan.SHAPE_EVALS); a
+    second, warm run of ``evals`` is timed by its own clock: the median of its evaluations after
+    the first is a warm evaluation's time, its time outside them with the first evaluation's extra
+    over the median the per-tile part.  (The mean of eight evaluations read one shape 0.208-0.309 s
+    in six runs of one process, a page-fault or a neighbour's burst in one or two of them; their
+    median 0.203-0.209; the print's levels read their mean evaluation 0.92-1.04 of their median,
+    so the median stands for the mean as it is.)"""
     import statistics
     probe.run(least)
     total, times = probe.run(evals)
     warm = statistics.median(times[1:]) if len(times) > 1 else total
-    per_tile = max(total - sum(times), 0.0) + max(times[0] - warm, 0.0)
-    return TileCost(per_tile / gflop, warm / gflop)
+    return max(total - sum(times), 0.0) + max(times[0] - warm, 0.0), warm
+
+
+# px a side of the second, small probe: its tile and evaluations are almost all the part of their
+# seconds that their pixels do not set (the two probes' line, _fit)
+SMALL_SIDE = 64
+
+
+def _fit(large: tuple[float, tuple[float, float]], small: tuple[float, tuple[float, float]]) -> TileCost:
+    """The TileCost through two probes, each (its forward GFLOP, _measure's seconds): per GFLOP the
+    slope between them, per tile and evaluation what the small one took beyond its GFLOP's share."""
+    (g1, (tile1, eval1)), (g0, (tile0, eval0)) = large, small
+    fixed, per_eval = max(tile1 - tile0, 0.0) / (g1 - g0), max(eval1 - eval0, 0.0) / (g1 - g0)
+    return TileCost(fixed, per_eval, max(tile0 - fixed * g0, 0.0), max(eval0 - per_eval * g0, 0.0))
 
 def resample_rates(side: int = 1024) -> tuple[float, float]:
     """Seconds per px written by upsampling and per px read by downsampling, as a level's start

@@ -9,6 +9,7 @@ import pytest
 from hires.config import Settings
 from hires.errors import BudgetError, OptionError
 from hires.plan import TileCost, describe, make_plan
+from hires.layers import flops_per_pixel
 from hires.probe import measure_costs, resample_rates
 from hires.pyramid import schedule
 from hires.tiles import ALIGN, grid, ownership, take
@@ -255,7 +256,7 @@ def test_the_probe_is_a_small_tile_of_the_levels_proportions(monkeypatch, fresh_
         shapes.append((h, w))
         real_init(self, engine, level, h, w, rng)
     monkeypatch.setattr(probe._Probe, "__init__", recording)
-    monkeypatch.setattr(probe, "_measure", lambda p, gflop, evals, least: TileCost(0.1, 0.01))
+    monkeypatch.setattr(probe, "_measure", lambda p, evals, least: (0.1, 0.01))
     costs = measure_costs(settings, levels, max_px=96 * 96)
     probed = [shape for shape in shapes if shape != (64, 64)]  # (the warm-up's)
     regions = [lp.largest_region for lp in levels if lp.flop]
@@ -263,8 +264,30 @@ def test_the_probe_is_a_small_tile_of_the_levels_proportions(monkeypatch, fresh_
     assert len(probed) > 1
     for (h, w), (rh, rw) in zip(probed, regions):
         assert abs(h / w - rh / rw) < 0.25 * rh / rw
-    assert all(costs[lp.level.index].per_eval == 0.01 for lp in levels if lp.flop)
+    assert all(costs[lp.level.index].per_eval > 0 for lp in levels if lp.flop)
     assert probe.probe_shape((300, 200), 96 * 96) == (112, 64) and probe.probe_shape((60, 50), 96 * 96) == (60, 50)
+
+
+def test_the_probe_tells_a_tiles_seconds_apart_from_its_pixels(monkeypatch, fresh_cost_cache):
+    """A tile's time has a part its pixels do not set (a narrow print tile cost more per px than a
+    square one); the probe refines a second, small tile and fits the line through both.  Here the
+    tiles' seconds follow such a line exactly (0.3 s a tile and 0.02 s an evaluation, plus their
+    pixels' share), and the costs the probe reads give it back."""
+    from hires import probe
+
+    def run(self, evals):
+        px = self.image.shape[0] * self.image.shape[1]
+        times = [0.02 + 1e-7 * px] * evals
+        return 0.3 + 2e-7 * px + sum(times), times
+    monkeypatch.setattr(probe._Probe, "run", run)
+    settings = Settings(memory="4GiB", init="content")
+    levels = make_plan(1000, 750, settings).levels
+    costs = measure_costs(settings, levels, max_px=256 * 256, bounds=(2, 4))
+    for lp in (lp for lp in levels if lp.flop):
+        per_gflop = 1e9 / flops_per_pixel(lp.level.layers)  # px in a GFLOP of the level's forward
+        cost = costs[lp.level.index]
+        assert cost.tile_s == pytest.approx(0.3) and cost.eval_s == pytest.approx(0.02)
+        assert cost.fixed == pytest.approx(2e-7 * per_gflop) and cost.per_eval == pytest.approx(1e-7 * per_gflop)
 
 
 def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkeypatch, fresh_cost_cache):
@@ -286,7 +309,8 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
         m.setattr(probe._Probe, "run", no_probe)
         again = measure_costs(settings, levels, max_px=64 * 64, bounds=(2, 4))
     assert again == first
-    for bad in ("not json", json.dumps({k: [float("nan"), 1, 1] for k in json.loads(path.read_text())})):
+    for bad in ("not json", json.dumps({k: [float("nan"), 1, 1, 1] for k in json.loads(path.read_text())}),
+                json.dumps({k: [1, 1, 1] for k in json.loads(path.read_text())})):
         path.write_text(bad)
         assert costcache.load() == {}
         measured = measure_costs(settings, levels, max_px=64 * 64, bounds=(2, 4))
