@@ -252,9 +252,9 @@ def test_the_probe_is_a_small_tile_of_the_levels_proportions(monkeypatch, fresh_
     shapes = []
     real_init = probe._Probe.__init__
 
-    def recording(self, engine, level, h, w, rng):
+    def recording(self, engine, level, h, w, rng, *context):
         shapes.append((h, w))
-        real_init(self, engine, level, h, w, rng)
+        real_init(self, engine, level, h, w, rng, *context)
     monkeypatch.setattr(probe._Probe, "__init__", recording)
     monkeypatch.setattr(probe, "_measure", lambda p, evals, least: (0.1, 0.01))
     costs = measure_costs(settings, levels, max_px=96 * 96)
@@ -266,6 +266,25 @@ def test_the_probe_is_a_small_tile_of_the_levels_proportions(monkeypatch, fresh_
         assert abs(h / w - rh / rw) < 0.25 * rh / rw
     assert all(costs[lp.level.index].per_eval > 0 for lp in levels if lp.flop)
     assert probe.probe_shape((300, 200), 96 * 96) == (112, 64) and probe.probe_shape((60, 50), 96 * 96) == (60, 50)
+
+
+def test_the_probe_refines_a_corner_tile_with_the_levels_ramps_and_context():
+    """A level's tiles blend over feathered ramps and read fixed context, and their loss weighs
+    them (a weighted Gram, a dearer path); the probe's tile does too, where it has room."""
+    from hires.engine import Engine
+    from hires.probe import _Probe
+    from hires.tiles import blend_mask
+    from hires.pyramid import Level
+    engine = Engine(Settings())
+    level = Level(0, 128, 128, 2, ("relu1_1",), "relu1_1")
+    rng = np.random.default_rng(0)
+    (tile,) = _Probe(engine, level, 128, 96, rng, overlap=8, margin=16).tiles
+    assert tile.region == (0, 128, 0, 96) and tile.ramps == (0, 16, 0, 16)
+    mask = blend_mask(tile)  # the blend area, then fixed context, on its bottom and right
+    assert mask[:112, :80].all() and not mask[112:].any() and not mask[:, 80:].any()
+    (whole,) = _Probe(engine, level, 32, 32, rng, overlap=8, margin=16).tiles  # no room: the whole image
+    assert whole.region == whole.blend == (0, 32, 0, 32)
+    _Probe(engine, level, 128, 96, rng, overlap=8, margin=16).run(2)  # (and it refines)
 
 
 def test_the_probe_tells_a_tiles_seconds_apart_from_its_pixels(monkeypatch, fresh_cost_cache):
