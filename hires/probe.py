@@ -111,12 +111,12 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
         precision = engine.use_level(lv)                       # and its arithmetic
         region = _probe_region(lp, levels)
         evals = max(min(lv.iterations, high) // 2, low)
-        alike = (lv.layers, lp.optimizer, precision, region, evals)
+        alike = (lv.layers, lp.optimizer, precision, region, evals, lp.overlap, lp.margin)
         if alike in probed:
             out[lv.index] = probed[alike]
             continue
         entry = costcache.key(",".join(lv.layers), lp.optimizer, precision, settings.pooling, f"{region[1]}x{region[0]}",
-                              f"{evals} evaluations")
+                              f"{evals} evaluations", f"ramps {lp.overlap} px, context {lp.margin} px")
         if entry in cached:  # measured before on this machine: the plan answers at once
             out[lv.index] = probed[alike] = TileCost(*cached[entry])
             continue
