@@ -99,21 +99,25 @@ class LevelPlan:
         return self.flop / 1e9 / (2 + 2 * self.level.iterations)
 
     @property
+    def region_shapes(self) -> set[tuple[int, int]]:
+        """The distinct (h, w) of the tile regions (context included) of every pass."""
+        return {t.shape for tiles in self.passes for t in tiles}
+
+    @property
     def shapes(self) -> int:
         """Distinct tile region shapes of the level."""
-        return len({t.shape for tiles in self.passes for t in tiles})
+        return len(self.region_shapes)
 
     @property
     def shapes_gflop(self) -> float:
         """GFLOP of one forward pass over one tile of each distinct region shape of the level (each
         shape's first tile pays a set-up: SHAPE_EVALS)."""
-        shapes = {t.shape for tiles in self.passes for t in tiles}
-        return flops_per_pixel(self.level.layers) * sum(h * w for h, w in shapes) / 1e9
+        return flops_per_pixel(self.level.layers) * sum(h * w for h, w in self.region_shapes) / 1e9
 
     @property
     def largest_region(self) -> tuple[int, int]:
         """(h, w) of the largest tile region (context included) of any pass."""
-        return max((t.shape for tiles in self.passes for t in tiles), key=lambda hw: hw[0] * hw[1])
+        return max(self.region_shapes, key=lambda hw: hw[0] * hw[1])
 
     @property
     def time_factor(self) -> float:
