@@ -53,3 +53,34 @@ def test_flat_is_a_view_of_channels_last_activations():
     v = losses.flat(a)
     assert v.shape == (30, 8) and v.data_ptr() == a.data_ptr()
     np.testing.assert_array_equal(v.numpy(), a[0].permute(1, 2, 0).reshape(30, 8).numpy())
+
+
+@pytest.mark.parametrize("weights", ["tile", "all ones"])
+@pytest.mark.parametrize("mode", ["reflect", "zeros", "circular"])
+def test_banded_first_layer_gram_value_and_gradient(mode, weights, monkeypatch):
+    """relu1_1's weighted Gram and mean sums made band by band (hires.bandgram) equal those of the
+    whole activation of the convolution padded the frame's way, and so do their gradients."""
+    import torch.nn.functional as F
+
+    from hires import bandgram
+    monkeypatch.setattr(bandgram, "BAND_POSITIONS", 48)  # 3-row bands, the last one shorter
+    h, w = 14, 16
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(1, 3, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(8, 3, 3, 3, generator=g, dtype=torch.float64)
+    bias = torch.randn(8, generator=g, dtype=torch.float64) * 0.1
+    wts = _tile_weights(h, w) if weights == "tile" else torch.ones(h * w, 1, dtype=torch.float64)
+    bands = bandgram.Bands.of(wts, h, w, mean=True)
+    assert len(bands.rows) == 5 and bands.rows[-1] == (12, 14)
+    assert (weights == "all ones") == all(b is None for b in bands.weights)
+
+    def banded(x):
+        return bandgram.conv_relu_gram(bandgram.pad(x, mode), kernel, bias, bands)
+
+    padded = F.pad(x, (1, 1, 1, 1), mode="constant" if mode == "zeros" else mode)
+    f = torch.relu(F.conv2d(padded, kernel, bias)).detach()[0].permute(1, 2, 0).reshape(-1, 8).numpy()
+    gram, mean = banded(x)
+    np.testing.assert_allclose(gram.detach().numpy(), np.einsum("p,pi,pj->ij", wts.numpy()[:, 0], f, f), rtol=1e-12)
+    np.testing.assert_allclose(mean.detach().numpy(), wts.numpy()[:, 0] @ f, rtol=1e-12)
+    a, u = torch.rand(8, 8, generator=g, dtype=torch.float64), torch.rand(8, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: ((lambda gm: (gm[0] * a).sum() + gm[1] @ u)(banded(x))), (x,))
