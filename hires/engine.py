@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from hires import losses
+from hires.bandgram import Bands
 from hires.canvas import Buffers, give_back_memory, release, reuse_memory, trim
 from hires.checkpoints import Checkpoints, fingerprint
 from hires.colouring import colour_groups
@@ -295,7 +296,17 @@ class Engine:
             content_term = (cl, losses.ContentLoss(losses.flat(feat), weights[stride], norm))
         tv = losses.TVLoss(float(H * W)) if s.tv_weight else None
         return losses.TileObjective(self.net, level.layers, style, content_term, tv,
-                                    s.style_weight, s.content_weight, s.tv_weight)
+                                    s.style_weight, s.content_weight, s.tv_weight, self.banded(level, weights, wmaps))
+
+    def banded(self, level: Level, weights: dict[int, torch.Tensor], wmaps: dict[int, np.ndarray]):
+        """(layer, its Bands) for the style layer ``level`` makes as a Gram without its activation
+        (hires.bandgram, hires.layers.banded), or None.
+        ``weights`` and ``wmaps``: the tile's ownership per stride, as (N, 1) tensors and as maps."""
+        name = level.banded
+        if name is None:
+            return None
+        st = LAYER_STRIDE[name]
+        return name, Bands.of(weights[st], *wmaps[st].shape, mean=bool(self.s.mean_weight))
 
     def refine(self, canvas: np.ndarray, content: np.ndarray | None, targets: dict[str, LayerTarget],
                level: Level, tiles: list[Tile], ctx: PassContext) -> np.ndarray:

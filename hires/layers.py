@@ -151,9 +151,26 @@ def flops_per_pixel(layers) -> float:
     return net + sum(2.0 * LAYERS[n].channels ** 2 / LAYERS[n].stride ** 2 for n in dict.fromkeys(names))
 
 
-def activation_bytes_per_pixel(layers) -> float:
-    """float32 bytes per input px of the activations autograd keeps for ``layers``."""
-    return sum(LAYERS[n].act for n in by_part(_names(layers)).values())
+# The first layer, made band by band as its weighted Gram alone (hires.bandgram) when it is a style
+# layer and nothing else reads it: the deepest VGG layer asked for, and not the content layer.
+# Autograd then keeps none of its activations, only the padded input and its gradient
+BANDED = "relu1_1"
+BANDED_BYTES = 2 * 3 * 4.0
+
+
+def banded(style_layers, content_layer: str) -> str | None:
+    """``BANDED`` when a level of these layers makes it band by band, else None."""
+    vgg = [n for n in (*style_layers, content_layer) if LAYERS[n].part == "vgg"]
+    if BANDED in style_layers and content_layer != BANDED and deepest(vgg) == BANDED:
+        return BANDED
+    return None
+
+
+def activation_bytes_per_pixel(layers, banded_layer: str | None = None) -> float:
+    """float32 bytes per input px of the activations autograd keeps for ``layers``, ``banded_layer``
+    (see ``banded``) made without them."""
+    made = [n for n in _names(layers) if n != banded_layer]
+    return sum(LAYERS[n].act for n in by_part(made).values()) + (BANDED_BYTES if banded_layer else 0.0)
 
 
 def receptive_radius(layers) -> int:

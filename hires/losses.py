@@ -162,7 +162,11 @@ class LayerStyleLoss(nn.Module):
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """``f``: the tile's activations as (N, C) positions."""
         g_sum = weighted_gram(f, OwnedRows(self.block, self.band_index, self.band_extra))
-        m_sum = (self.w.T @ f)[0] if self.mean_weight else None
+        return self.of_sums(g_sum, (self.w.T @ f)[0] if self.mean_weight else None)
+
+    def of_sums(self, g_sum: torch.Tensor, m_sum: torch.Tensor | None) -> torch.Tensor:
+        """The loss from the tile's weighted Gram and mean sums (``m_sum`` only with a mean weight),
+        however they were made."""
         if self.gram0 is None:
             self.gram0 = g_sum.detach()
             self.mean0 = m_sum.detach() if m_sum is not None else None
@@ -203,12 +207,15 @@ class TVLoss(nn.Module):
 class TileObjective(nn.Module):
     """The loss of one tile: the network's features of the tile, then weighted terms.
 
-    ``style`` maps layer names to LayerStyleLoss; ``content`` is (layer, ContentLoss) or None."""
+    ``style`` maps layer names to LayerStyleLoss; ``content`` is (layer, ContentLoss) or None;
+    ``banded`` is (layer, hires.bandgram.Bands) for the style layer the network makes as a Gram
+    without its activation (``net.first_gram``), or None."""
 
     def __init__(self, net, layers, style: dict[str, LayerStyleLoss], content=None, tv: TVLoss | None = None,
-                 style_weight: float = 1.0, content_weight: float = 0.0, tv_weight: float = 0.0):
+                 style_weight: float = 1.0, content_weight: float = 0.0, tv_weight: float = 0.0, banded=None):
         super().__init__()
-        self.net, self.layers = net, tuple(layers)
+        self.banded, self.bands = banded if banded is not None else (None, None)
+        self.net, self.layers = net, tuple(n for n in layers if n != self.banded)
         self.style = nn.ModuleDict(style)
         self.content_layer, self.content = content if content is not None else (None, None)
         self.tv = tv
@@ -216,10 +223,15 @@ class TileObjective(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.net(x, self.layers)
-        style = sum(term(flat(feats[name])) for name, term in self.style.items())
+        style = sum(term.of_sums(*self._banded_sums(x, term)) if name == self.banded else term(flat(feats[name]))
+                    for name, term in self.style.items())
         loss = self.style_weight * style / len(self.style)
         if self.content is not None:
             loss = loss + self.content_weight * self.content(flat(feats[self.content_layer]))
         if self.tv is not None:
             loss = loss + self.tv_weight * self.tv(x)
         return loss
+
+    def _banded_sums(self, x: torch.Tensor, term: LayerStyleLoss):
+        g_sum, m_sum = self.net.first_gram(x, self.bands)
+        return g_sum, m_sum if term.mean_weight else None

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from hires import layers
+from hires.bandgram import Bands, conv_relu_gram, pad
 from hires.borders import FrameConv2d
 from hires.errors import OptionError, WeightsError
 from hires.layers import CFG
@@ -121,6 +122,13 @@ class VGG19Features(nn.Module):
                 break
         return out
 
+    def first_gram(self, x: torch.Tensor, bands: Bands) -> tuple[torch.Tensor, torch.Tensor]:
+        """relu1_1's (hires.layers.BANDED) weighted Gram and mean sums over ``x`` (1, 3, H, W), made
+        band by band (hires.bandgram), padded as the first convolution pads."""
+        conv = self.features[0]
+        h = (x - self.mean) / self.std
+        return conv_relu_gram(pad(h.to(conv.weight.dtype), conv.padding_mode), conv.weight, conv.bias, bands)
+
 
 def random_network(seed: int = 0, pooling: str = "avg") -> VGG19Features:
     """VGG19 with seeded He-normal weights: no download, good for textures and colour."""
@@ -155,6 +163,9 @@ class HybridFeatures(nn.Module):
 
     def set_precision(self, precision: str) -> None:
         self.vgg.set_precision(precision)
+
+    def first_gram(self, x: torch.Tensor, bands: Bands) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.vgg.first_gram(x, bands)
 
     def forward(self, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
         parts = {"vgg": [], "mobile": []}

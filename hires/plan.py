@@ -61,7 +61,7 @@ def auto_overlap(level: Level) -> int:
 
 
 def tile_bytes(region_px: int, level: Level, optimizer: str, disk: bool = False, reuse: bool = True) -> float:
-    act = activation_bytes_per_pixel(level.layers) * (REUSE_FACTOR if reuse else BACKWARD_FACTOR) * region_px
+    act = activation_bytes_per_pixel(level.layers, level.banded) * (REUSE_FACTOR if reuse else BACKWARD_FACTOR) * region_px
     hist = (LBFGS_HISTORY * 2 + 4) * 3 * 4 * region_px if optimizer == "lbfgs" else 4 * 3 * 4 * region_px
     return act + hist + (CANVAS_BYTES_PER_PX * region_px if disk else 0)
 

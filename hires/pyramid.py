@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 
 from hires.config import Settings
-from hires.layers import LAYERS, keep_rank
+from hires.layers import LAYERS, banded, keep_rank
 
 
 def _depth(name: str) -> int:
@@ -48,6 +48,11 @@ class Level:
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+    @property
+    def banded(self) -> str | None:
+        """The style layer made as its Gram alone, band by band (hires.layers.banded), or None."""
+        return banded(self.style_layers, self.content_layer)
 
 
 def schedule(width: int, height: int, settings: Settings, network: str | None = None) -> list[Level]:

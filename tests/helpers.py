@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from conftest import data
 from hires.seams import band_ratio
 
@@ -11,6 +13,16 @@ def seam_ratio(img, cuts, band=8):
     """Mean gradient magnitude in bands along the cuts over the rest of the image (a blurred
     cut is below 1, a hard edge above)."""
     return band_ratio(img, cuts, cuts, band)
+
+
+def peak_growth(fn) -> int:
+    """Bytes the process's peak resident memory rose while ``fn`` ran."""
+    from hires.canvas import peak_rss_bytes, reset_peak_rss
+    if not reset_peak_rss():
+        pytest.skip("this system cannot reset the peak resident memory")
+    before = peak_rss_bytes()
+    fn()
+    return peak_rss_bytes() - before
 
 
 def batch_file(folder: Path) -> Path:

@@ -25,8 +25,11 @@ from hires.tiles import grid, take
 SIZES = {False: (171, 139), True: (176, 144)}
 # (style layers, content layer) per network: the hybrid's MobileNetV2 layers down to stride 8
 # (mb6: a 36 px receptive radius, 48 px margins, so the tiles' context is really exercised)
-NETWORKS = {"random": (("relu1_1", "relu2_1", "relu3_1"), "relu3_1"),
-            "hybrid": (("relu1_1", "relu2_1", "mb0", "mb3", "mb6"), "mb6")}
+# "hybrid-fine": a print's fine levels' layers, relu1_1 the only VGG layer: its Gram is made band
+# by band without its activation (hires.bandgram)
+NETWORKS = {"random": ("random", ("relu1_1", "relu2_1", "relu3_1"), "relu3_1"),
+            "hybrid": ("hybrid", ("relu1_1", "relu2_1", "mb0", "mb3", "mb6"), "mb6"),
+            "hybrid-fine": ("hybrid", ("relu1_1", "mb0", "mb3"), "mb3")}
 
 
 def reference_loss(net, x, targets, s: Settings, content_feat, content_layer, LAYERS):
@@ -47,10 +50,10 @@ def reference_loss(net, x, targets, s: Settings, content_feat, content_layer, LA
     return loss
 
 
-@pytest.mark.parametrize("network", list(NETWORKS))
+@pytest.mark.parametrize("layers", list(NETWORKS))
 @pytest.mark.parametrize("seamless", [False, True], ids=["photo", "seamless-texture"])
-def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path, texture_path, seamless, network):
-    LAYERS, cl = NETWORKS[network]
+def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path, texture_path, seamless, layers):
+    network, LAYERS, cl = NETWORKS[layers]
     W, H = SIZES[seamless]
     s = Settings(network=network, seamless=seamless, mean_weight=0.5, content_weight=0.0 if seamless else 0.4,
                  style_layers=LAYERS, content_layer=cl)
@@ -111,3 +114,46 @@ def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path
                 sub = want[ys[:, None], xs[None, :]]
                 assert np.abs(g[alone] - sub[alone]).max() <= 1e-4 * np.abs(want).max()
         assert len(grid_) == 1 or (cover > 1).any()  # overlaps and context really were exercised
+
+
+def test_a_fine_level_makes_relu1_1s_gram_without_its_activation(monkeypatch):
+    """At the hybrid's fine levels (relu1_1 and MobileNetV2 layers) the objective asks the VGG part
+    for no activation: relu1_1's Gram is made band by band (hires.bandgram).  The loss and gradient
+    are the activation path's, and an evaluation's memory is about half of it."""
+    from helpers import peak_growth
+    from hires.canvas import trim
+    from hires.nets import VGG19Features
+
+    side = 512
+    engine = Engine(Settings(network="hybrid", mean_weight=0.5))
+    level = Level(0, side, side, 1, ("relu1_1", "mb3"), "mb3")
+    assert level.banded == "relu1_1"
+    rng = np.random.default_rng(0)
+    x0 = rng.random((side, side, 3), dtype=np.float32)
+    tile = grid(side, side, side, 0, 0)[0]
+    glob = engine.stats_pass(x0, level.style_layers, [tile])
+    targets = {n: make_target(st.gram * 2 / st.count, st.mean / st.count) for n, st in glob.items()}
+    asked = []
+    forward = VGG19Features.forward
+    monkeypatch.setattr(VGG19Features, "forward", lambda net, x, names: asked.extend(names) or forward(net, x, names))
+
+    def evaluate():
+        objective = engine.objective(tile, RefineJob(level, glob, targets, (side, side), 1), x0)
+        x = to_tensor(x0, "cpu", torch.float32).requires_grad_(True)
+        loss = objective(x)
+        loss.backward()
+        return float(loss.detach()), x.grad
+
+    results, growth = {}, {}
+    for banded in (True, False):  # banded first: memory its run left to the heap can only help the other
+        if not banded:
+            monkeypatch.setattr(Engine, "banded", lambda *args: None)
+        trim()
+        growth[banded] = peak_growth(lambda: results.__setitem__(banded, evaluate()))
+        if banded:
+            assert "relu1_1" not in asked
+    assert "relu1_1" in asked
+    (loss_b, grad_b), (loss_w, grad_w) = results[True], results[False]
+    assert abs(loss_b - loss_w) <= 1e-5 * abs(loss_w) and loss_w > 0
+    assert float((grad_b - grad_w).abs().max()) <= 1e-4 * float(grad_w.abs().max())
+    assert growth[True] < 0.7 * growth[False], (growth[True] / 2**20, growth[False] / 2**20)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import pyvips
 
+from helpers import peak_growth
 from hires import io, output
 from hires.errors import InputError, OptionError, OutputError
 
@@ -180,16 +181,6 @@ def _disk_canvas(path, side):
     return a
 
 
-def _peak_growth(fn) -> int:
-    """Bytes the process's peak resident memory rose while ``fn`` ran."""
-    from hires.canvas import peak_rss_bytes, reset_peak_rss
-    if not reset_peak_rss():
-        pytest.skip("this system cannot reset the peak resident memory")
-    before = peak_rss_bytes()
-    fn()
-    return peak_rss_bytes() - before
-
-
 @pytest.mark.parametrize("what", ["write", "resize"])
 def test_a_disk_backed_canvas_is_read_without_becoming_resident(tmp_path, what):
     """Writing a disk-backed canvas (or resampling from one) keeps only a window of it in memory:
@@ -197,12 +188,12 @@ def test_a_disk_backed_canvas_is_read_without_becoming_resident(tmp_path, what):
     side = 4096
     canvas = _disk_canvas(tmp_path / "canvas.f32", side)
     if what == "write":
-        growth = _peak_growth(lambda: output.save_image(canvas, tmp_path / "out.tif"))
+        growth = peak_growth(lambda: output.save_image(canvas, tmp_path / "out.tif"))
         back = io.load_image(tmp_path / "out.tif")
         np.testing.assert_allclose(back, np.asarray(canvas), atol=0.5 / 255 + 1e-6)
         assert growth < canvas.nbytes / 2, f"{growth / 2**20:.0f} MiB of a {canvas.nbytes / 2**20:.0f} MiB canvas"
     else:  # the next level's start, from disk to disk: strips of the output, and of the canvas what they need
         out = np.memmap(tmp_path / "out.f32", np.float32, mode="w+", shape=(2 * side, 2 * side, 3))
-        growth = _peak_growth(lambda: io.resize(canvas, 2 * side, 2 * side, out=out))
+        growth = peak_growth(lambda: io.resize(canvas, 2 * side, 2 * side, out=out))
         np.testing.assert_array_equal(out[:512], io.resize(np.asarray(canvas[:300]), 2 * side, 600)[:512])
         assert growth < canvas.nbytes, f"{growth / 2**20:.0f} MiB for a {canvas.nbytes / 2**20:.0f} MiB canvas"
