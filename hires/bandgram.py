@@ -23,9 +23,18 @@ import torch.nn.functional as F
 BAND_POSITIONS = 14_000  # positions a band holds: 3.6 MB of activation, a band's work stays in L2 and L3
 
 
+def band_rows(start: int, stop: int, width: int) -> list[tuple[int, int]]:
+    """Rows ``start`` to ``stop`` of a map ``width`` positions wide, in bands of about
+    BAND_POSITIONS positions."""
+    step = max(1, round(BAND_POSITIONS / width))
+    return [(r, min(r + step, stop)) for r in range(start, stop, step)]
+
+
 class Bands(NamedTuple):
     """The rows of a (H, W) map in bands, with the ownership weights of each band's positions:
-    ``weights[i]`` is (rows x W, 1), or None where every weight of the band is one."""
+    ``weights[i]`` is (rows x W, 1), or None where every weight of the band is one.  Bands whose
+    weights are all zero (a tile's context) are left out: they add nothing, and their gradient is
+    zero."""
     rows: list[tuple[int, int]]
     weights: list[torch.Tensor | None]
     mean: bool  # whether the weighted sum of the activations is wanted too (a mean loss term)
@@ -34,10 +43,13 @@ class Bands(NamedTuple):
     def of(cls, weights: torch.Tensor, height: int, width: int, mean: bool = False) -> "Bands":
         """From the weights of the map's positions in row-major order, (H x W, 1) or (H x W,)."""
         w = weights.reshape(height * width, 1)
-        step = max(1, round(BAND_POSITIONS / width))
-        rows = [(r, min(r + step, height)) for r in range(0, height, step)]
-        parts = [w[r0 * width:r1 * width] for r0, r1 in rows]
-        return cls(rows, [None if bool((p == 1).all()) else p for p in parts], mean)
+        rows, parts = [], []
+        for r0, r1 in band_rows(0, height, width):
+            part = w[r0 * width:r1 * width]
+            if bool((part != 0).any()):
+                rows.append((r0, r1))
+                parts.append(None if bool((part == 1).all()) else part)
+        return cls(rows, parts, mean)
 
 
 def pad(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -51,6 +63,14 @@ def conv_relu_gram(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     for ``xp`` (1, C, H + 2, W + 2) and the weights in ``bands``; the second is zeros unless
     ``bands.mean``.  Differentiable with respect to ``xp`` (the weights are frozen)."""
     return _ConvReluGram.apply(xp.contiguous(memory_format=torch.channels_last), weight, bias, bands)
+
+
+def conv_relu_bands(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, rows):
+    """relu(conv3x3(xp, weight, bias)) without padding, a band of ``rows`` (r0, r1) at a time:
+    (r0, r1, the band's activation (1, K, r1 - r0, W)).  For statistics (no gradient)."""
+    xp = xp.contiguous(memory_format=torch.channels_last)
+    for r0, r1 in rows:
+        yield r0, r1, torch.relu_(F.conv2d(xp[..., r0:r1 + 2, :], weight, bias))
 
 
 def _band(xp, weight, bias, r0, r1):

@@ -22,20 +22,20 @@ import numpy as np
 import torch
 
 from hires import losses
-from hires.bandgram import Bands
+from hires.bandgram import Bands, band_rows
 from hires.canvas import Buffers, give_back_memory, release, reuse_memory, trim
 from hires.checkpoints import Checkpoints, fingerprint
 from hires.colouring import colour_groups
 from hires.config import Settings
 from hires.errors import OptionError
 from hires.kernels import blend_into
-from hires.layers import flops_per_pixel
+from hires.layers import BANDED, LAYERS, banded, flops_per_pixel
 from hires.nets import LAYER_STRIDE, build_network
 from hires.progress import Note, TileFinished, TilesRestored, TileStarted, ignore
 from hires.reports import TileProgress
 from hires.pyramid import Level
 from hires.stats import LayerTarget, Stats
-from hires.tiles import Tile, blend_mask, blend_part, blend_window, grid, ownership, padding, take
+from hires.tiles import Tile, blend_mask, blend_part, blend_window, grid, owned_box, ownership, padding, take
 
 log = logging.getLogger(__name__)
 
@@ -217,17 +217,31 @@ class Engine:
         the network seconds and FLOP they took."""
         self.net.set_padding(padding(tile, canvas_hw[1], canvas_hw[0]))
         x = to_tensor(region, self.device, self.dtype)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            feats = self.net(x, layers)
-        seconds, flop = time.perf_counter() - t0, flops_per_pixel(layers) * x.shape[-1] * x.shape[-2]
         weights = ownership(tile, [LAYER_STRIDE[n] for n in layers])
+        name_banded = banded(layers)
+        t0 = time.perf_counter()
         stats = {}
+        with torch.no_grad():
+            feats = self.net(x, [n for n in layers if n != name_banded])
+            if name_banded is not None:  # its activation a band of rows at a time (hires.bandgram)
+                stats[name_banded] = self.band_stats(x, weights[LAYER_STRIDE[name_banded]])
         for name in layers:
-            f = feats[name]
-            stats[name] = Stats.empty(f.shape[1])
-            stats[name].add(f, weights[LAYER_STRIDE[name]])
+            if name != name_banded:
+                f = feats[name]
+                stats[name] = Stats.empty(f.shape[1])
+                stats[name].add(f, weights[LAYER_STRIDE[name]])
+        seconds, flop = time.perf_counter() - t0, flops_per_pixel(layers) * x.shape[-1] * x.shape[-2]
         return stats, seconds, flop
+
+    def band_stats(self, x: torch.Tensor, wmap: np.ndarray) -> Stats:
+        """The banded layer's sums over ``x`` with ownership ``wmap`` (its map's shape), added band by
+        band by the same float64 kernel as any layer's, over the rows that own anything."""
+        ys, _ = owned_box(wmap)
+        stats = Stats.empty(LAYERS[BANDED].channels)
+        rows = [(r0, r1) for r0, r1 in band_rows(ys.start, ys.stop, wmap.shape[1]) if wmap[r0:r1].any()]
+        for r0, r1, f in self.net.first_bands(x, rows):
+            stats.add(f, wmap[r0:r1])
+        return stats
 
     def stats_pass(self, image: np.ndarray, layers, tiles: list[Tile],
                    counters: Counters | None = None, executor=None, starts: dict | None = None) -> dict[str, Stats]:

@@ -158,9 +158,11 @@ BANDED = "relu1_1"
 BANDED_BYTES = 2 * 3 * 4.0
 
 
-def banded(style_layers, content_layer: str) -> str | None:
-    """``BANDED`` when a level of these layers makes it band by band, else None."""
-    vgg = [n for n in (*style_layers, content_layer) if LAYERS[n].part == "vgg"]
+def banded(style_layers, content_layer: str | None = None) -> str | None:
+    """``BANDED`` when a level of these layers (a statistics pass: style layers alone) makes it band
+    by band, else None."""
+    named = (*style_layers, content_layer) if content_layer else tuple(style_layers)
+    vgg = [n for n in named if LAYERS[n].part == "vgg"]
     if BANDED in style_layers and content_layer != BANDED and deepest(vgg) == BANDED:
         return BANDED
     return None

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from hires import layers
-from hires.bandgram import Bands, conv_relu_gram, pad
+from hires.bandgram import Bands, conv_relu_bands, conv_relu_gram, pad
 from hires.borders import FrameConv2d
 from hires.errors import OptionError, WeightsError
 from hires.layers import CFG
@@ -126,8 +126,17 @@ class VGG19Features(nn.Module):
         """relu1_1's (hires.layers.BANDED) weighted Gram and mean sums over ``x`` (1, 3, H, W), made
         band by band (hires.bandgram), padded as the first convolution pads."""
         conv = self.features[0]
-        h = (x - self.mean) / self.std
-        return conv_relu_gram(pad(h.to(conv.weight.dtype), conv.padding_mode), conv.weight, conv.bias, bands)
+        return conv_relu_gram(self._first_input(x), conv.weight, conv.bias, bands)
+
+    def first_bands(self, x: torch.Tensor, rows):
+        """relu1_1 of ``x`` a band of ``rows`` at a time (hires.bandgram.conv_relu_bands), no gradient."""
+        conv = self.features[0]
+        return conv_relu_bands(self._first_input(x), conv.weight, conv.bias, rows)
+
+    def _first_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` normalised and padded as the first convolution pads (by one, the frame's rule)."""
+        conv = self.features[0]
+        return pad(((x - self.mean) / self.std).to(conv.weight.dtype), conv.padding_mode)
 
 
 def random_network(seed: int = 0, pooling: str = "avg") -> VGG19Features:
@@ -166,6 +175,9 @@ class HybridFeatures(nn.Module):
 
     def first_gram(self, x: torch.Tensor, bands: Bands) -> tuple[torch.Tensor, torch.Tensor]:
         return self.vgg.first_gram(x, bands)
+
+    def first_bands(self, x: torch.Tensor, rows):
+        return self.vgg.first_bands(x, rows)
 
     def forward(self, x: torch.Tensor, names) -> dict[str, torch.Tensor]:
         parts = {"vgg": [], "mobile": []}

@@ -157,3 +157,36 @@ def test_a_fine_level_makes_relu1_1s_gram_without_its_activation(monkeypatch):
     assert abs(loss_b - loss_w) <= 1e-5 * abs(loss_w) and loss_w > 0
     assert float((grad_b - grad_w).abs().max()) <= 1e-4 * float(grad_w.abs().max())
     assert growth[True] < 0.7 * growth[False], (growth[True] / 2**20, growth[False] / 2**20)
+
+
+def test_a_statistics_pass_makes_relu1_1_a_band_at_a_time(monkeypatch):
+    """A statistics pass of relu1_1 and MobileNetV2 layers makes relu1_1 a band of rows at a time:
+    the same float64 sums as from its whole activation, over tiles with context and ramps (the
+    bands start at a tile's first owned row), with less memory."""
+    from helpers import peak_growth
+    from hires import engine as engine_module
+    from hires.canvas import trim
+    from hires.layers import LAYERS
+
+    side = 512
+    engine = Engine(Settings(network="hybrid"))
+    rng = np.random.default_rng(1)
+    image = rng.random((side, side, 3), dtype=np.float32)
+    layers = ("relu1_1", "mb3")
+    whole, tiles = grid(side, side, side, 0, 0), grid(side, side, 192, 16, 32)
+    sums, growth = {}, {}
+    for banded in (True, False):  # banded first: memory its run left to the heap can only help the other
+        if not banded:
+            monkeypatch.setattr(engine_module, "banded", lambda *args: None)
+        for name, grid_ in (("tiles", tiles), ("whole", whole)):
+            trim()
+            growth[banded, name] = peak_growth(
+                lambda: sums.__setitem__((banded, name), engine.stats_pass(image, layers, grid_)))
+    for name in ("tiles", "whole"):
+        for layer in layers:
+            b, w = sums[True, name][layer], sums[False, name][layer]
+            positions = (side // LAYERS[layer].stride) ** 2  # every position counted once
+            assert b.count == pytest.approx(w.count, rel=1e-12) and b.count == pytest.approx(positions, rel=1e-6)
+            np.testing.assert_allclose(b.gram, w.gram, rtol=1e-9, atol=1e-9 * np.abs(w.gram).max())
+            np.testing.assert_allclose(b.mean, w.mean, rtol=1e-9, atol=1e-9 * np.abs(w.mean).max())
+    assert growth[True, "whole"] < 0.7 * growth[False, "whole"], {k: v / 2**20 for k, v in growth.items()}
