@@ -168,11 +168,15 @@ def banded(style_layers, content_layer: str | None = None) -> str | None:
     return None
 
 
-def activation_bytes_per_pixel(layers, banded_layer: str | None = None) -> float:
-    """float32 bytes per input px of the activations autograd keeps for ``layers``, ``banded_layer``
-    (see ``banded``) made without them."""
+def activation_bytes_by_part(layers, banded_layer: str | None = None) -> dict[str, float]:
+    """{part: float32 bytes per input px of the activations autograd keeps for ``layers`` in it},
+    ``banded_layer`` (see ``banded``) made without them (its padded input counted with VGG's)."""
     made = [n for n in _names(layers) if n != banded_layer]
-    return sum(LAYERS[n].act for n in by_part(made).values()) + (BANDED_BYTES if banded_layer else 0.0)
+    out = {part: LAYERS[n].act for part, n in by_part(made).items()}
+    if banded_layer:
+        out["vgg"] = out.get("vgg", 0.0) + BANDED_BYTES
+    return out
+
 
 
 def receptive_radius(layers) -> int:

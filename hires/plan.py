@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from hires.config import Settings, parse_memory
 from hires.errors import BudgetError
-from hires.layers import activation_bytes_per_pixel, flops_per_pixel
+from hires.layers import activation_bytes_by_part, flops_per_pixel
 from hires.pyramid import Level, schedule
 from hires.tiles import ALIGN, Tile, cut_fractions, grid, stagger
 
@@ -60,8 +60,20 @@ def auto_overlap(level: Level) -> int:
     return auto_margin(level) if stride >= 8 else 2 * stride
 
 
+# ... per byte of each part's kept activations, relative to VGG's (on which the factors above were
+# measured): MobileNetV2's backward holds more beside what it keeps (the gradients of its 96-144
+# channel expansions, oneDNN's buffers for its depthwise and strided steps).  Measured on a 6000x4500
+# print's 1500-6000 px levels, 21 level runs at 2 and 4 GiB, native and AVX2: with relu1_1 made band
+# by band (hires.bandgram) the MobileNetV2 part holds almost all a tile's memory, and the tiles
+# phases peaked up to 1.38 times what REUSE_FACTOR gives its kept activations, above the level's
+# buffers and the optimiser's state (0.6-1.07 times with relu1_1's activations beside it, which
+# hid it; docs/measurements.md, 2026-12-06, fourth stop)
+PART_FACTOR = {"vgg": 1.0, "mobile": 1.4}
+
+
 def tile_bytes(region_px: int, level: Level, optimizer: str, disk: bool = False, reuse: bool = True) -> float:
-    act = activation_bytes_per_pixel(level.layers, level.banded) * (REUSE_FACTOR if reuse else BACKWARD_FACTOR) * region_px
+    kept = sum(b * PART_FACTOR[part] for part, b in activation_bytes_by_part(level.layers, level.banded).items())
+    act = kept * (REUSE_FACTOR if reuse else BACKWARD_FACTOR) * region_px
     hist = (LBFGS_HISTORY * 2 + 4) * 3 * 4 * region_px if optimizer == "lbfgs" else 4 * 3 * 4 * region_px
     return act + hist + (CANVAS_BYTES_PER_PX * region_px if disk else 0)
 
