@@ -214,7 +214,8 @@ class Engine:
     def tile_stats(self, region: np.ndarray, tile: Tile, layers,
                    canvas_hw: tuple[int, int]) -> tuple[dict[str, Stats], float, float]:
         """The Gram sums of one tile's owned positions (``region``: the tile's region of the image),
-        the network seconds and FLOP they took."""
+        and the seconds and FLOP they took (the network's and the Gram products', as hires.layers
+        counts them; a banded layer's are one)."""
         self.net.set_padding(padding(tile, canvas_hw[1], canvas_hw[0]))
         x = to_tensor(region, self.device, self.dtype)
         weights = ownership(tile, [LAYER_STRIDE[n] for n in layers])
