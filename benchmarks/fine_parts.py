@@ -71,11 +71,11 @@ def evaluation(engine: Engine, style_layers, content_layer, banded: bool, repeat
     targets = {n: make_target(np.eye(CHANNELS[n]), np.ones(CHANNELS[n])) for n in level.layers}
     engine.use_level(level)
     if not banded:
-        engine.banded = lambda *args: None
+        engine.banded_gram = lambda *args: None
     try:
         objective = engine.objective(tile, RefineJob(level, glob, targets, (HEIGHT, WIDTH), len(tiles)), region)
     finally:
-        engine.__dict__.pop("banded", None)
+        engine.__dict__.pop("banded_gram", None)
     x = to_tensor(region, "cpu", torch.float32).requires_grad_(True)
 
     def once():

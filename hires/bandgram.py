@@ -20,6 +20,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from hires.losses import flat
+
 BAND_POSITIONS = 14_000  # positions a band holds: 3.6 MB of activation, a band's work stays in L2 and L3
 
 
@@ -67,17 +69,10 @@ def conv_relu_gram(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
 
 def conv_relu_bands(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, rows):
     """relu(conv3x3(xp, weight, bias)) without padding, a band of ``rows`` (r0, r1) at a time:
-    (r0, r1, the band's activation (1, K, r1 - r0, W)).  For statistics (no gradient)."""
+    (r0, r1, the band's activation (1, K, r1 - r0, W), channels-last)."""
     xp = xp.contiguous(memory_format=torch.channels_last)
     for r0, r1 in rows:
         yield r0, r1, torch.relu_(F.conv2d(xp[..., r0:r1 + 2, :], weight, bias))
-
-
-def _band(xp, weight, bias, r0, r1):
-    """The band's input rows (with the one-pixel halo) and its rectified activations (n, K)."""
-    xb = xp[..., r0:r1 + 2, :]
-    f = torch.relu_(F.conv2d(xb, weight, bias))
-    return xb, f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])
 
 
 class _ConvReluGram(torch.autograd.Function):
@@ -89,8 +84,8 @@ class _ConvReluGram(torch.autograd.Function):
         k = weight.shape[0]
         gram = xp.new_zeros(k, k)
         mean = xp.new_zeros(k)
-        for (r0, r1), w in zip(bands.rows, bands.weights):
-            _, f = _band(xp, weight, bias, r0, r1)
+        for (_, _, a), w in zip(conv_relu_bands(xp, weight, bias, bands.rows), bands.weights):
+            f = flat(a)
             gram.addmm_((f if w is None else f * w).T, f)
             if bands.mean:
                 mean += f.sum(0) if w is None else (w.T @ f)[0]
@@ -106,8 +101,8 @@ class _ConvReluGram(torch.autograd.Function):
         taps = weight.permute(0, 2, 3, 1).reshape(k, 9 * c)
         width = xp.shape[-1] - 2
         gx = xp.new_zeros(1, xp.shape[-2], xp.shape[-1], c)  # channels-last, as xp
-        for (r0, r1), w in zip(bands.rows, bands.weights):
-            _, f = _band(xp, weight, bias, r0, r1)
+        for (r0, r1, a), w in zip(conv_relu_bands(xp, weight, bias, bands.rows), bands.weights):
+            f = flat(a)
             g = f @ s
             if bands.mean and grad_mean is not None:
                 g += grad_mean

@@ -311,9 +311,9 @@ class Engine:
             content_term = (cl, losses.ContentLoss(losses.flat(feat), weights[stride], norm))
         tv = losses.TVLoss(float(H * W)) if s.tv_weight else None
         return losses.TileObjective(self.net, level.layers, style, content_term, tv,
-                                    s.style_weight, s.content_weight, s.tv_weight, self.banded(level, weights, wmaps))
+                                    s.style_weight, s.content_weight, s.tv_weight, self.banded_gram(level, weights, wmaps))
 
-    def banded(self, level: Level, weights: dict[int, torch.Tensor], wmaps: dict[int, np.ndarray]):
+    def banded_gram(self, level: Level, weights: dict[int, torch.Tensor], wmaps: dict[int, np.ndarray]):
         """(layer, its Bands) for the style layer ``level`` makes as a Gram without its activation
         (hires.bandgram, hires.layers.banded), or None.
         ``weights`` and ``wmaps``: the tile's ownership per stride, as (N, 1) tensors and as maps."""

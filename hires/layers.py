@@ -178,7 +178,6 @@ def activation_bytes_by_part(layers, banded_layer: str | None = None) -> dict[st
     return out
 
 
-
 def receptive_radius(layers) -> int:
     return max(LAYERS[n].radius for n in _names(layers))
 

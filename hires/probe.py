@@ -10,7 +10,7 @@ from dataclasses import astuple, replace
 
 from hires.config import Settings
 from hires.layers import flops_per_pixel
-from hires.plan import LevelPlan, Plan, TileCost
+from hires.plan import SHAPE_EVALS, LevelPlan, Plan, TileCost
 from hires.pyramid import Level
 from hires.tiles import Tile, grid
 
@@ -175,16 +175,12 @@ def _measure(probe: _Probe, evals: int = PROBE_EVALS[0], least: int = PROBE_EVAL
     _, first = probe.run(least)
     total, times = probe.run(evals)
     warm = statistics.median(times[1:]) if len(times) > 1 else total
-    if len(first) > 2 + SETUP_READ:
+    if len(first) > 2 + SHAPE_EVALS:
         # the first run's evaluations after its set-up read the same thing: the faster of two
         # readings seconds apart (the machine is shared: slowness only ever adds, and one reading
         # in a slow moment set two levels' estimates 20-35% over their time in one print of five)
-        warm = min(warm, statistics.median(first[SETUP_READ:]))
+        warm = min(warm, statistics.median(first[SHAPE_EVALS:]))  # (after the ones its set-up slows)
     return max(total - sum(times), 0.0) + max(times[0] - warm, 0.0), warm
-
-
-# a shape's first evaluations that pay its set-up (plan.SHAPE_EVALS), left out of a warm reading
-SETUP_READ = 2
 
 
 # px a side of the second, small probe: its tile and evaluations are almost all the part of their
@@ -198,6 +194,7 @@ def _fit(large: tuple[float, tuple[float, float]], small: tuple[float, tuple[flo
     (g1, (tile1, eval1)), (g0, (tile0, eval0)) = large, small
     fixed, per_eval = max(tile1 - tile0, 0.0) / (g1 - g0), max(eval1 - eval0, 0.0) / (g1 - g0)
     return TileCost(fixed, per_eval, max(tile0 - fixed * g0, 0.0), max(eval0 - per_eval * g0, 0.0))
+
 
 def resample_rates(side: int = 1024) -> tuple[float, float]:
     """Seconds per px written by upsampling and per px read by downsampling, as a level's start

@@ -147,7 +147,7 @@ def test_a_fine_level_makes_relu1_1s_gram_without_its_activation(monkeypatch):
     results, growth = {}, {}
     for banded in (True, False):  # banded first: memory its run left to the heap can only help the other
         if not banded:
-            monkeypatch.setattr(Engine, "banded", lambda *args: None)
+            monkeypatch.setattr(Engine, "banded_gram", lambda *args: None)
         trim()
         growth[banded] = peak_growth(lambda: results.__setitem__(banded, evaluate()))
         if banded:
