@@ -5,10 +5,13 @@ A job file holds ``[[job]]`` tables whose keys are the command line's option nam
 ``output``, ``preset``, ``overwrite``, any setting, and ``fresh``/``keep_work``/``snapshots``);
 an optional ``[defaults]`` table applies to every job.  Paths are relative to the job file.
 
-A job whose output exists and was written by an earlier batch run with the same fingerprint
-(inputs, size and settings) is skipped; a job that fails is reported and the others go on.  Each
-job runs in a child process, so one crash cannot take the batch down and the peak memory
-reported is that job's own.
+Every job of every file is checked before the first one runs (keys, the kinds and ranges of their
+values, that the inputs are files, that the outputs can be made and no two jobs share one): a
+mistake anywhere is one error naming the file, the job and the key, and nothing runs.  A job whose
+output exists and was written by an earlier batch run with the same fingerprint (inputs, size and
+settings) is skipped; a job that fails while it runs (a corrupt image, an output that exists) is
+reported and the others go on.  Each job runs in a child process, so one crash cannot take the
+batch down and the peak memory reported is that job's own.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from hires.coercion import coerce_flag
 from hires.config import Settings, parse_style, read_toml, settings_from_mapping
 from hires.errors import HiresError, OptionError
 from hires.presets import load_preset
+from hires.safefiles import read_regular
 from hires.request import RUN_FIELDS, RunOptions, builtin_only, default_output, requested_size, run_options_from
 
 PATH_KEYS = ("content", "output", "snapshots", "work_dir", "weights")
@@ -72,9 +76,9 @@ def _style_list(base: Path, value, key: str, where: str) -> list[str]:
     return out
 
 
-def load_jobs(path) -> list[BatchJob | Outcome]:
-    """The jobs of one file, every key checked; a job with a mistake is a failed Outcome naming the
-    file, the job and the key (the others still run).  A file that is not a job file raises."""
+def load_jobs(path) -> list[BatchJob]:
+    """The jobs of one file, every key checked; a mistake raises a HiresError naming the file,
+    the job and the key."""
     path = Path(path)
     table = read_toml(path, "batch")
     unknown = set(table) - {"defaults", "job"}
@@ -91,13 +95,31 @@ def load_jobs(path) -> list[BatchJob | Outcome]:
         raise OptionError(f"batch: {str(path)!r}: 'defaults' must be a [defaults] table of keys, not {defaults!r}")
     out = []
     for i, raw in enumerate(jobs, 1):
-        try:
-            # a job's own kind decides which defaults apply: a texture takes no style or content
-            drop = {"content", "style"} if "example" in raw else {"example"} if "content" in raw else set()
-            out.append(_job(path, i, {**{k: v for k, v in defaults.items() if k not in drop}, **raw}))
-        except HiresError as e:
-            out.append(Outcome(str(raw.get("name", f"job {i}")), "failed", None, error=str(e)))
+        # a job's own kind decides which defaults apply: a texture takes no style or content
+        drop = {"content", "style"} if "example" in raw else {"example"} if "content" in raw else set()
+        out.append(_job(path, i, {**{k: v for k, v in defaults.items() if k not in drop}, **raw}))
     return out
+
+
+def check_jobs(jobs: list[BatchJob]) -> None:
+    """What can be known of every job before any runs: its inputs are files hires may read, its
+    output can be made (extension, folder), and no two jobs write the same output."""
+    from hires.io import check_readable
+    from hires.output import check_output_path
+    seen: dict[str, BatchJob] = {}
+    for job in jobs:
+        where = f"{job.source}: {job.name}"
+        inputs = [("example" if job.texture else "style", parse_style(s)[0]) for s in job.styles]
+        for key, path in ([("content", job.content)] if job.content else []) + inputs:
+            check_readable(path, f"{where}: {key}")
+        try:
+            check_output_path(job.output, overwrite=True)
+        except HiresError as e:
+            raise OptionError(f"{where}: output: {e}") from None
+        other = seen.setdefault(os.path.abspath(job.output), job)
+        if other is not job:
+            raise OptionError(f"{where}: output: {str(job.output)!r} is also the output of {other.source}: "
+                              f"{other.name}; give each job its own output")
 
 
 def _job(source: Path, index: int, raw: dict) -> BatchJob:
@@ -149,7 +171,7 @@ def record_path(source: Path) -> Path:
 
 def _read_record(source: Path) -> dict:
     try:
-        data = json.loads(record_path(source).read_text())
+        data = json.loads(read_regular(record_path(source)))
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
@@ -159,9 +181,8 @@ def _write_record(source: Path, output: Path, fingerprint: str) -> None:
     data = _read_record(source)
     st = output.stat()
     data[str(output)] = {"fingerprint": fingerprint, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    tmp = record_path(source).with_suffix(".partial")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(record_path(source))
+    from hires.output import write_text_atomic  # (a new temporary file: never through a planted link)
+    write_text_atomic(record_path(source), json.dumps(data, indent=1))
 
 
 def fingerprint(job: BatchJob) -> str:
@@ -279,7 +300,7 @@ def check_report_path(path) -> None:
     if not os.path.lexists(p):
         return
     try:
-        ours = set(json.loads(p.read_text())) == REPORT_KEYS
+        ours = set(json.loads(read_regular(p))) == REPORT_KEYS
     except (OSError, ValueError, TypeError):
         ours = False
     if not ours:
@@ -291,11 +312,12 @@ def run_batch(files, progress_kind: str = "rich", on_outcome=None, scheduler=Non
     the jobs in order, or all at once on a Dask cluster (``scheduler``: local:N, an address or a
     ``distributed.Client``).  ``on_outcome(job, outcome)`` hears each job's end."""
     jobs = [job for f in files for job in load_jobs(f)]
+    check_jobs(jobs)
     if scheduler is not None:
         return run_on_cluster(jobs, scheduler, on_outcome)
     report = BatchReport()
     for job in jobs:
-        outcome = job if isinstance(job, Outcome) else run_job(job, progress_kind)
+        outcome = run_job(job, progress_kind)
         report.outcomes.append(outcome)
         if on_outcome:
             on_outcome(job, outcome)
@@ -313,7 +335,7 @@ def run_on_cluster(jobs: list, scheduler, on_outcome=None) -> BatchReport:
     futures = {}
     try:
         for i, job in enumerate(jobs):
-            fp, outcome = (None, job) if isinstance(job, Outcome) else _before_running(job)
+            fp, outcome = _before_running(job)
             if outcome is not None:
                 outcomes[i] = outcome
                 if on_outcome:

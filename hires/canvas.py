@@ -11,6 +11,7 @@ import contextlib
 import errno
 import mmap
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,13 @@ class Buffers:
             return np.empty(shape, np.float32)
         if self.folder is None:
             raise ValueError("disk-backed buffers need a folder")
-        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        missing = [p for p in (self.folder, *self.folder.parents) if not os.path.lexists(p)]
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folders.extend(missing)
+        for p in (self.folder, self.folder.parent):  # (a folder left by a run of the same pid may be a planted link)
+            if not stat.S_ISDIR(os.lstat(p).st_mode):
+                raise OutputError(f"--work-dir: {str(p)!r} is not a real folder (a symbolic link?); hires writes "
+                                  "its buffers only into folders it made: remove it or give another --work-dir")
         path = self.folder / f"{name}.f32"
         ours, nbytes = path in self.files, 4 * int(np.prod(shape))
         try:

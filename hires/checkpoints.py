@@ -12,18 +12,23 @@ import json
 import os
 import re
 import shutil
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hires.canvas import path_of
 from hires.errors import OutputError
+from hires.safefiles import Folder
 from hires.tiles import Tile
 
 MARKER = "HIRES-WORK-FOLDER"
 LOCK = "lock"
 LEVEL_RE = re.compile(r"^level\d+\.f32$")
 TILE_RE = re.compile(r"^tile-L(\d+)-P(\d+)-T(\d+)\.npz$")
+PARTIAL_RE = re.compile(r"\.partial(-[0-9a-f]+)?$")  # a temporary file of Folder.replacing (or of older hires)
+STATE = "state.json"
 
 
 def work_folder_path(output: Path | None, work_dir: str | None) -> Path | None:
@@ -36,73 +41,123 @@ def work_folder_path(output: Path | None, work_dir: str | None) -> Path | None:
 
 
 class WorkFolder:
-    """A folder hires made (it holds the marker file); see the module docstring."""
+    """A folder hires made (it holds the marker file), held open by a descriptor; see the module
+    docstring.  It must be a real folder of this user: a link standing at its name, or a folder
+    of another user, is refused, and every file hires writes or removes in it goes through
+    ``hires.safefiles.Folder`` (never through a link planted at one of its names)."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, folder: Folder):
+        self.dir = folder
+        self.path = folder.path
 
     @classmethod
     def open(cls, path: Path) -> "WorkFolder":
         path = Path(path)
-        if path.exists():
-            if not (path / MARKER).is_file():
-                raise OutputError(f"--work-dir: {str(path)!r} exists and was not made by hires; "
-                                  "move it or give another --work-dir")
-            return cls(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return cls._make(path)
+        except OSError as e:
+            raise OutputError(f"--work-dir: cannot look at {str(path)!r} ({e.strerror or e})") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise OutputError(f"--work-dir: {str(path)!r} is a symbolic link; hires keeps its state only in a real "
+                              "folder it made: remove the link, or give another --work-dir")
+        try:
+            folder = Folder.open(path)
+        except PermissionError as e:
+            raise OutputError(f"--work-dir: {str(path)!r} is not this user's folder ({e}); hires uses only a "
+                              "folder it made for you: give another --work-dir") from None
+        except OSError:
+            raise OutputError(f"--work-dir: {str(path)!r} exists and is not a folder hires made; move it or "
+                              "give another --work-dir") from None
+        if not folder.is_regular(MARKER):
+            folder.close()
+            raise OutputError(f"--work-dir: {str(path)!r} exists and was not made by hires; "
+                              "move it or give another --work-dir")
+        return cls(folder)
+
+    @classmethod
+    def _make(cls, path: Path) -> "WorkFolder":
         if not path.parent.is_dir():  # hires makes its own folder only, never the folders above it
             raise OutputError(f"--work-dir: {str(path.parent)!r} does not exist; create it first or give another "
                               "--work-dir")
         try:
             path.mkdir()
-            (path / MARKER).write_text("made by hires for one render's checkpoints and scratch buffers; "
-                                       "hires removes it after the render succeeds\n")
+            folder = Folder.open(path)
+            with folder.create(MARKER) as fh:
+                fh.write(b"made by hires for one render's checkpoints and scratch buffers; "
+                         b"hires removes it after the render succeeds\n")
         except OSError as e:
             raise OutputError(f"--work-dir: cannot create {str(path)!r} ({e.strerror or e}); "
                               "give a writable --work-dir") from None
-        return cls(path)
+        return cls(folder)
+
+    def close(self) -> None:
+        self.dir.close()
 
     def lock(self) -> None:
         """Claim the folder for this process: a second render into the same output would mix
         its checkpoints with ours.  A lock left by a process that no longer runs is taken over."""
-        path = self.path / LOCK
         try:
-            pid = int(path.read_text().strip())
+            pid = int(self.dir.read(LOCK, 64).decode().strip())
         except (OSError, ValueError):
             pid = None
         if pid is not None and pid != os.getpid() and _alive(pid):
             raise OutputError(f"another hires (pid {pid}) is rendering into this output (work folder "
                               f"{str(self.path)!r}); wait for it, or write to another file")
-        tmp = self.path / f"{LOCK}.{os.getpid()}.partial"
-        tmp.write_text(f"{os.getpid()}\n")
-        tmp.replace(path)
+        self.dir.write_text(LOCK, f"{os.getpid()}\n")
 
     def unlock(self) -> None:
-        path = self.path / LOCK
         try:
-            if int(path.read_text().strip()) == os.getpid():
-                path.unlink()
+            if int(self.dir.read(LOCK, 64).decode().strip()) == os.getpid():
+                self.dir.unlink(LOCK)
         except (OSError, ValueError):
             pass
 
     def remove(self) -> None:
-        """Delete hires' own files, then the folder if nothing else is in it."""
-        for p in self.path.iterdir():
-            if p.is_file() and (_is_checkpoint(p.name) or p.name in (MARKER, LOCK) or p.name.endswith(".partial")):
-                p.unlink(missing_ok=True)
-        try:
-            self.path.rmdir()
-        except OSError:  # the user put something in it: leave it, with their files
-            pass
+        """Delete hires' own names (a link at one of them goes as a name, what it points to
+        stays), then the folder if nothing else is in it; the descriptor is closed."""
+        for name in self.dir.names():
+            if _is_checkpoint(name) or name in (MARKER, LOCK) or PARTIAL_RE.search(name):
+                self.dir.unlink(name)
+        self.dir.rmdir_self()  # (not when the user put something in it: left, with their files)
+        self.close()
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63
 
 
 def _valid_state(state) -> bool:
     if not isinstance(state, dict) or not isinstance(state.get("key"), str):
         return False
     level, shape, partial = state.get("level"), state.get("shape"), state.get("partial_output")
-    whole = (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31)
-    return ((level is None or whole(level))
-            and (shape is None or (isinstance(shape, list) and len(shape) == 3 and all(map(whole, shape))))
-            and (partial is None or isinstance(partial, str)))
+    small = (lambda v: _whole(v) and v < 2**31)
+    return ((level is None or small(level))
+            and (shape is None or (isinstance(shape, list) and len(shape) == 3 and all(map(small, shape))))
+            and (partial is None or isinstance(partial, str) or _valid_record(partial)))
+
+
+def _valid_record(rec) -> bool:
+    return (isinstance(rec, dict) and isinstance(rec.get("path"), str) and _whole(rec.get("dev"))
+            and _whole(rec.get("ino")))
+
+
+@dataclass(frozen=True)
+class MadeFile:
+    """A file hires created, as its state records it: the path, and the device and inode the file
+    had when it was created (which a file planted later at that path does not have)."""
+    path: Path
+    dev: int | None
+    ino: int | None
+
+    def is_still(self) -> bool:
+        """The path still names the very file that was created (a regular file, not a link)."""
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (self.dev, self.ino)
 
 
 def _is_checkpoint(name: str) -> bool:
@@ -157,22 +212,22 @@ class Checkpoints:
         """A finished level or tile of this render is saved."""
         if self.folder is None or self._state_key() != self.key:
             return False
-        return self.latest() is not None or any(TILE_RE.match(p.name) for p in self.folder.path.iterdir())
+        return self.latest() is not None or any(TILE_RE.match(name) for name in self.folder.dir.names())
 
     def clear(self) -> None:
         """Forget every checkpoint (``--fresh``, or another render's state)."""
         if self.folder is None:
             return
-        for p in self.folder.path.iterdir():
-            if p.is_file() and _is_checkpoint(p.name):
-                p.unlink(missing_ok=True)
+        for name in self.folder.dir.names():
+            if _is_checkpoint(name):
+                self.folder.dir.unlink(name)
 
     def _state(self) -> dict | None:
         """The state record, if it is one hires could have written: an earlier run (or anyone)
         may have edited it, so every field is checked for its type, and a record that fails is
         no state at all (the render starts afresh; what the record names is never touched)."""
         try:
-            state = json.loads((self.folder.path / "state.json").read_text())
+            state = json.loads(self.folder.dir.read(STATE, 1 << 20))
         except (OSError, ValueError):
             return None
         return state if _valid_state(state) else None
@@ -182,11 +237,14 @@ class Checkpoints:
         state = self._state() if self.folder is not None else None
         if state is None or state.get("key") != self.key or state.get("level") is None:
             return None
+        shape = tuple(state["shape"])
         try:
-            data = np.memmap(self.folder.path / f"level{int(state['level'])}.f32", np.float32, mode="r",
-                             shape=tuple(state["shape"]))
+            with self.folder.dir.open_read(f"level{state['level']}.f32") as fh:
+                if os.fstat(fh.fileno()).st_size != 4 * int(np.prod(shape)):
+                    return None
+                data = np.memmap(fh, np.float32, mode="r", shape=shape)
             return int(state["level"]), data
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, TypeError):
             return None
 
     def save(self, level: int, canvas: np.ndarray) -> None:
@@ -199,25 +257,25 @@ class Checkpoints:
                               f"({e.strerror or e}); free some disk space or give another --work-dir") from None
 
     def _save(self, level: int, canvas: np.ndarray) -> None:
-        root = self.folder.path
         previous = self._state()
-        tmp = root / f"level{level}.f32.partial"
         src = path_of(canvas)
-        if src is not None:
-            canvas.flush()
-            shutil.copyfile(src, tmp)
-        else:
-            canvas.tofile(tmp)
-        tmp.replace(root / f"level{level}.f32")
+        with self.folder.dir.replacing(f"level{level}.f32") as fh:
+            if src is not None:
+                canvas.flush()
+                with open(src, "rb") as source:  # (a buffer of this render's scratch)
+                    shutil.copyfileobj(source, fh, 16 << 20)
+            else:
+                canvas.tofile(fh)
         self._write_state({"key": self.key, "level": level, "shape": list(canvas.shape)})
         self.clear_tiles(level)
         if previous and previous.get("level") not in (None, level):  # the checkpoint this one replaces
-            (root / f"level{int(previous['level'])}.f32").unlink(missing_ok=True)
+            self.folder.dir.unlink(f"level{int(previous['level'])}.f32")
 
     # ------------------------------------------------------------ tiles of an unfinished pass
 
-    def _tile_path(self, level: int, pass_index: int, tile: int) -> Path:
-        return self.folder.path / f"tile-L{level}-P{pass_index}-T{tile:05d}.npz"
+    @staticmethod
+    def _tile_name(level: int, pass_index: int, tile: int) -> str:
+        return f"tile-L{level}-P{pass_index}-T{tile:05d}.npz"
 
     def save_tile(self, level: int, pass_index: int, tile: Tile, stats_key: str,
                   canvas: np.ndarray, wsum: np.ndarray) -> None:
@@ -226,17 +284,11 @@ class Checkpoints:
         if self.folder is None:
             return
         rows, cols = _blend_rows_cols(tile, canvas.shape)
-        path = self._tile_path(level, pass_index, tile.index)
-        tmp = path.with_name(path.name + ".partial")
         try:
-            with open(tmp, "wb") as fh:
+            with self.folder.dir.replacing(self._tile_name(level, pass_index, tile.index)) as fh:
                 np.savez(fh, canvas=canvas[np.ix_(rows, cols)], wsum=wsum[np.ix_(rows, cols)],
                          key=np.array(f"{self.key}:{stats_key}"))
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(path)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise OutputError(f"--work-dir: could not save a tile in {str(self.folder.path)!r} "
                               f"({e.strerror or e}); free some disk space or give another --work-dir") from None
 
@@ -249,9 +301,8 @@ class Checkpoints:
             return []
         done = []
         for tile in tiles:
-            path = self._tile_path(level, pass_index, tile.index)
             try:
-                with np.load(path) as z:
+                with self.folder.dir.open_read(self._tile_name(level, pass_index, tile.index)) as fh, np.load(fh) as z:
                     if str(z["key"]) != f"{self.key}:{stats_key}":
                         break
                     rows, cols = _blend_rows_cols(tile, canvas.shape)
@@ -260,10 +311,10 @@ class Checkpoints:
             except (OSError, ValueError, KeyError):
                 break
             done.append(tile.index)
-        for p in self.folder.path.iterdir():  # the rest are refined again
-            m = TILE_RE.match(p.name)
+        for name in self.folder.dir.names():  # the rest are refined again
+            m = TILE_RE.match(name)
             if m and (int(m.group(1)), int(m.group(2))) == (level, pass_index) and int(m.group(3)) not in done:
-                p.unlink(missing_ok=True)
+                self.folder.dir.unlink(name)
         return done
 
     def _state_key(self) -> str | None:
@@ -276,29 +327,34 @@ class Checkpoints:
             self._write_state({"key": self.key, "level": None, "shape": None})
 
     def _write_state(self, state: dict) -> None:
-        root = self.folder.path
-        (root / "state.json.partial").write_text(json.dumps(state))
-        (root / "state.json.partial").replace(root / "state.json")
+        self.folder.dir.write_text(STATE, json.dumps(state))
 
-    def remember_partial_output(self, path: Path | None) -> None:
-        """Record the temporary output file about to be written (or None when it is gone), so a
-        render killed while writing it removes it when run again: a file this render made."""
+    def remember_partial_output(self, path: Path | None, made: os.stat_result | None = None) -> None:
+        """Record the temporary output file this render just created (``made``: its stat), or None
+        when it is gone, so a render killed while writing it removes it when run again: the file
+        this render made, recognised by its device and inode, never by its name alone."""
         if self.folder is None:
             return
         state = self._state() or {"key": self.key, "level": None, "shape": None}
-        state["partial_output"] = str(path) if path is not None else None
+        state["partial_output"] = None if path is None else {
+            "path": os.path.abspath(path), "dev": made.st_dev, "ino": made.st_ino}
         self._write_state(state)
 
-    def partial_output(self) -> Path | None:
+    def partial_output(self) -> MadeFile | None:
+        """The temporary output the state records (a record of older hires, a bare path, has no
+        device and inode: ``MadeFile.is_still`` is then never true)."""
         state = self._state() if self.folder is not None else None
-        if state and state.get("key") == self.key and state.get("partial_output"):
-            return Path(state["partial_output"])
+        rec = state.get("partial_output") if state and state.get("key") == self.key else None
+        if isinstance(rec, str) and rec:
+            return MadeFile(Path(rec), None, None)
+        if isinstance(rec, dict):
+            return MadeFile(Path(rec["path"]), rec["dev"], rec["ino"])
         return None
 
     def clear_tiles(self, level: int) -> None:
         if self.folder is None:
             return
-        for p in self.folder.path.iterdir():
-            m = TILE_RE.match(p.name)
+        for name in self.folder.dir.names():
+            m = TILE_RE.match(name)
             if m and int(m.group(1)) <= level:
-                p.unlink(missing_ok=True)
+                self.folder.dir.unlink(name)

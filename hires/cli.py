@@ -187,10 +187,11 @@ def cmd_render(args, console, progress) -> int:
     texture = args.command == "texture"
     size = job_size(args, texture)
     if texture:
-        job = make_job(None, args.example, args.output or default_output(args.example[0]),
+        job = make_job(None, args.example, args.output if args.output is not None else default_output(args.example[0]),
                        size, texture=True, overwrite=args.overwrite, dpi=settings.dpi, memory=settings.memory)
     else:
-        job = make_job(args.content, args.style, args.output or default_output(args.content), size,
+        job = make_job(args.content, args.style, args.output if args.output is not None else default_output(args.content),
+                       size,
                        texture=False, overwrite=args.overwrite, dpi=settings.dpi, styles_optional=builtin_only(settings),
                        memory=settings.memory)
     options = run_options(args)
@@ -278,12 +279,21 @@ def cmd_weights(args, console) -> int:
                  "checked for shapes and finite values)"))
         return 0
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
-                  console=console) as bar:
-        task = bar.add_task("vgg19 weights", total=None)
-        path = nets.fetch_weights(args.dest, args.url or nets.WEIGHTS_URL,
-                                  progress=lambda done, total: bar.update(task, completed=done,
-                                                                          total=total or None))
+    # the bar appears with the first bytes: a fetch that cannot start is its error line alone
+    bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console)
+    task = None
+
+    def received(done, total):
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("vgg19 weights", total=None)
+        bar.update(task, completed=done, total=total or None)
+
+    try:
+        path = nets.fetch_weights(args.dest, args.url or nets.WEIGHTS_URL, progress=received)
+    finally:
+        bar.stop()
     print(f"vgg19 weights: {path} verified")
     return 0
 

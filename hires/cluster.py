@@ -18,6 +18,7 @@ import uuid
 
 import numpy as np
 
+from hires.coercion import scheduler_spec
 from hires.errors import OptionError
 from hires.progress import TileStarted
 from hires.tiles import take
@@ -47,21 +48,15 @@ def connect(spec: str, tile_bytes: int | None = None):
     distributed = _distributed()
     if isinstance(spec, distributed.Client):  # the API may pass a client of its own
         return spec
+    scheduler_spec(spec)
     if spec.startswith("local:"):
-        try:
-            n = int(spec.split(":", 1)[1])
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise OptionError(f"--scheduler: {spec!r}: give local:N with N >= 1 workers, or tcp://HOST:PORT")
+        n = int(spec.split(":", 1)[1])
         cores = max(1, (os.cpu_count() or 1) // n)
         cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                            memory_limit=int((tile_bytes + DASK_OVERHEAD) / PEAK_SHARE) if tile_bytes
                                            else "auto", resources={"cores": cores},
                                            dashboard_address=":0")
         return distributed.Client(cluster)
-    if "://" not in spec:
-        raise OptionError(f"--scheduler: {spec!r} is neither local:N nor a scheduler address such as tcp://host:8786")
     try:
         return distributed.Client(spec, timeout=30)
     except OSError as e:

@@ -92,3 +92,19 @@ def coerce_value(kind, value, label: str, choices=None, check=None):
         if not ok:
             raise OptionError(f"{label}: {value!r} must be {check[1]}")
     return converted
+
+
+def scheduler_spec(value, label: str = "--scheduler"):
+    """A Dask scheduler as the user may give it: ``local:N`` (N >= 1 workers here), an address with
+    a scheme (``tcp://host:8786``), or an API user's own ``distributed.Client`` (anything with
+    ``submit``), checked before any work; None stays None."""
+    if value is None or (not isinstance(value, str) and hasattr(value, "submit")):
+        return value
+    if isinstance(value, str) and value.startswith("local:"):
+        n = value.split(":", 1)[1]
+        if n.isdigit() and int(n) >= 1:
+            return value
+        raise OptionError(f"{label}: {value!r}: give local:N with N >= 1 workers, or tcp://HOST:PORT")
+    if isinstance(value, str) and "://" in value.strip("/:") and value.split("://", 1)[1]:
+        return value
+    raise OptionError(f"{label}: {value!r} is neither local:N nor a scheduler address such as tcp://host:8786")

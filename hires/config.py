@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hires.coercion import _convert, coerce_value
 from hires.errors import OptionError
+from hires.safefiles import read_regular
 
 # configs/ is installed as the package hires.configs, so presets work from any install
 CONFIG_DIR = Path(importlib.import_module("hires.configs").__path__[0])
@@ -101,6 +102,17 @@ class Settings:
                                      "otherwise comes out washed out)")
     mode: str = _opt("auto", "color or one-band gray output; auto = gray when every input image is gray",
                      choices=("auto", "color", "gray"))
+
+    def __new__(cls, *args, **kwargs):
+        # a misspelt keyword is a hires error naming it, as it is from TOML or the command line
+        unknown = sorted(set(kwargs) - set(_FIELDS))
+        if unknown:
+            raise OptionError(f"Settings: unknown setting(s) {', '.join(map(repr, unknown))}; known settings: "
+                              f"{', '.join(sorted(_FIELDS))}")
+        if len(args) + len(kwargs) > len(_FIELDS):
+            raise OptionError(f"Settings: {len(args)} positional values for {len(_FIELDS)} settings; give them "
+                              "as keywords")
+        return super().__new__(cls)
 
     def __post_init__(self):
         # every way in (CLI, TOML, the Python API) ends here: values are coerced to the field's type
@@ -369,8 +381,7 @@ def read_toml(path, what: str) -> dict:
     """The table of a TOML file; a missing or unreadable file is one OptionError naming ``what``."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(read_regular(path).decode())
     except FileNotFoundError:
         raise OptionError(f"{what}: {str(path)!r} does not exist; check the path") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

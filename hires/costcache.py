@@ -16,6 +16,8 @@ import platform
 import secrets
 from pathlib import Path
 
+from hires.safefiles import read_regular
+
 NAME = "tile-costs.json"
 
 
@@ -55,7 +57,7 @@ def key(*parts) -> str:
 
 def load() -> dict[str, tuple[float, ...]]:
     try:
-        data = json.loads((folder() / NAME).read_text())
+        data = json.loads(read_regular(folder() / NAME))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
@@ -67,7 +69,7 @@ def load() -> dict[str, tuple[float, ...]]:
 
 def _is_cache(path: Path) -> bool:
     try:
-        return isinstance(json.loads(path.read_text()), dict)
+        return isinstance(json.loads(read_regular(path)), dict)
     except (OSError, ValueError):
         return False
 

@@ -18,7 +18,7 @@ from hires.progress import Note, PlanReady, ignore
 from hires.pyramid import Level
 from hires.engine import pick_device
 from hires.finishing import Result, finish
-from hires.request import Job, work_key
+from hires.request import Job, RunOptions, work_key
 
 def recolour(colour_ref):
     """For histogram colour transfer: recolour a style image to the content's palette."""
@@ -112,13 +112,20 @@ def paint(job: Job, s: Settings, stylist: fast.Stylist, stages, scratch: Buffers
     return fast.cascade(stylist, content_at, stages, scratch, budget, stage_done if len(stages) > 1 else None)
 
 
-def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
+def run_fast(job: Job, settings: Settings, progress=ignore, options: RunOptions | None = None) -> Result:
     """``--method fast``: the feed-forward network at the working size, or at every stage of the
     multi-scale cascade (tiled, with exact whole-image instance norm, when the budget asks),
     resampled to the output size, colour option, atomic write."""
     t0 = time.perf_counter()
+    options = options or RunOptions()
     if job.texture:
         raise OptionError("--method fast: textures are synthesised by optimisation; leave --method at optimise")
+    if options.scheduler is not None:
+        raise OptionError("--scheduler: --method fast runs in this process in seconds, not on a cluster; "
+                          "leave --scheduler out (it serves --method optimise)")
+    if options.snapshots is not None:
+        raise OptionError("--snapshots: --method fast paints in seconds and writes no previews; leave --snapshots "
+                          "out (it serves --method optimise)")
     s = settings
     fp = fast_plan(job, s)
     (ww, wh), disk = fp.working, fp.disk
@@ -137,7 +144,8 @@ def run_fast(job: Job, settings: Settings, progress=ignore) -> Result:
         progress(Note(line))
     # the same lifecycle as the optimised method: lock, work folder, the temporary output recorded
     # (a run killed while writing leaves it: the next run removes it)
-    with lifecycle.session(job.output, s.work_dir, work_key(job, s, stylist.name), progress) as checkpoints:
+    with lifecycle.session(job.output, s.work_dir, work_key(job, s, stylist.name), progress, fresh=options.fresh,
+                           keep_work=options.keep_work) as checkpoints:
         work = checkpoints.folder
         scratch = Buffers(work.path / f"buffers-{os.getpid()}" if work else None, disk)
         try:

@@ -81,14 +81,13 @@ def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers, checkpoi
         to_gray(canvas)
     if job.output is None:
         return None
-    tmp = output.partial_path(job.output)
-    if checkpoints is not None:  # a run killed while writing: the next run removes the file it made
-        checkpoints.remember_partial_output(tmp)
+    # a run killed while writing: the next run removes the file it made (its device and inode recorded)
+    made = checkpoints.remember_partial_output if checkpoints is not None else None
     progress(Writing(str(job.output)))
     # (a disk-backed canvas is written from its memmap, a window at a time: output.release_while_written);
     # a file that appeared at the output during the render is replaced only with --overwrite
     out = output.save_image(canvas, job.output, s.bit_depth, s.dpi, s.quality, overwrite=job.overwrite,
-                        pyramid=s.pyramid, tmp=tmp, gray=s.mode == "gray")
+                            pyramid=s.pyramid, gray=s.mode == "gray", on_created=made)
     if checkpoints is not None:
         checkpoints.remember_partial_output(None)
     return out

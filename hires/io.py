@@ -27,6 +27,7 @@ import pyvips
 from hires import colour
 from hires.canvas import release
 from hires.errors import InputError
+from hires.safefiles import not_regular
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,18 @@ def _vips_message(e: Exception) -> str:
     return lines[-1] if lines else str(e)
 
 
-def _check_readable(path, what: str) -> Path:
+def check_readable(path, what: str) -> Path:
     p = Path(path)
     if not p.exists():
         raise InputError(f"{what}: {str(path)!r} does not exist; check the path")
     if p.is_dir():
         raise InputError(f"{what}: {str(path)!r} is a folder; give an image file")
+    try:
+        kind = not_regular(p)  # a FIFO would block the first read forever; a device is no image
+    except OSError as e:
+        raise InputError(f"{what}: {str(path)!r} cannot be read ({e.strerror or e})") from None
+    if kind:
+        raise InputError(f"{what}: {str(path)!r} is {kind}, not a regular file; give an image file")
     if not os.access(p, os.R_OK):
         raise InputError(f"{what}: {str(path)!r} cannot be read; check its permissions")
     return p
@@ -62,7 +69,7 @@ def loader_of(path) -> str | None:
 
 
 def _open_header(path, what: str) -> pyvips.Image:
-    p = _check_readable(path, what)
+    p = check_readable(path, what)
     loader = loader_of(p)
     if loader not in LOADERS:
         kind = f" (libvips would read it as {loader.removeprefix('VipsForeignLoad').removesuffix('File')})" \
@@ -109,8 +116,9 @@ def check_decode_budget(path, budget: int | None, what: str = "image") -> pyvips
         kind = _whole_image_decoder(im)
         raise InputError(
             f"{what}: {str(path)!r} is {im.width}x{im.height} px, {kind} that is decoded whole: "
-            f"{need / 2**30:.2f} GiB at once, more than --memory {budget / 2**30:.2f} GiB allows; save it as a "
-            "baseline JPEG, a non-interlaced PNG or a TIFF (read as a stream), or raise --memory")
+            f"{need / 2**30:.2f} GiB at once, and one input's decoding may take at most half of --memory "
+            f"({DECODE_SHARE * budget / 2**30:.2f} of {budget / 2**30:.2f} GiB); save it as a baseline JPEG, a "
+            "non-interlaced PNG or a TIFF (read as a stream), or raise --memory")
     return im
 
 

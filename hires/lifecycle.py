@@ -2,12 +2,14 @@
 resume state, the temporary output a killed run left, and what is removed when it ends.
 
 hires deletes only what it made: files inside its own marked work folder (``checkpoints``), and
-a temporary output whose name is the exact pattern ``output.partial_path`` makes beside the output.
-The work state is written by an earlier run and may have been edited: a recorded temporary
-output that is not of that pattern is ignored with a warning, never deleted.
+a temporary output it created: of the exact pattern ``output.partial_path`` makes beside the
+output, and still the very file (device and inode) the state recorded when it was created.  The
+work state is written by an earlier run and may have been edited: a recorded temporary output
+that fails either test is ignored with a warning, never deleted.
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,6 +42,8 @@ def session(output: Path | None, work_dir: str | None, key: str, progress, *, fr
             work.unlock()
             if (succeeded and not keep_work) or (not succeeded and not checkpoints.resumable()):
                 work.remove()
+            else:
+                work.close()
 
 
 def _start(checkpoints: Checkpoints, output: Path | None, fresh: bool, progress) -> None:
@@ -49,11 +53,12 @@ def _start(checkpoints: Checkpoints, output: Path | None, fresh: bool, progress)
         progress(Note("the work folder holds an interrupted render with other inputs or settings: starting fresh"))
         checkpoints.clear()
     partial = checkpoints.partial_output()
+    if partial is not None and os.path.lexists(partial.path):
+        if output is not None and is_partial_of(partial.path, output) and partial.is_still():
+            partial.path.unlink(missing_ok=True)
+        else:  # not a file hires made for this output: someone else's, left alone
+            progress(Note(f"warning: the work folder's state names {str(partial.path)!r} as a temporary output, "
+                          "which is not a file hires made beside this output; it was left as it is"))
     if partial is not None:
-        if output is not None and is_partial_of(partial, output):
-            partial.unlink(missing_ok=True)
-        else:  # not a name hires makes for this output: someone else's file, left alone
-            progress(Note(f"warning: the work folder's state names {str(partial)!r} as a temporary output, "
-                          "which is not a name hires makes beside this output; it was left as it is"))
         checkpoints.remember_partial_output(None)
     checkpoints.begin()

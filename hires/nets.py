@@ -30,6 +30,7 @@ from hires.bandgram import Bands, conv_relu_bands, conv_relu_gram, pad
 from hires.borders import FrameConv2d
 from hires.errors import OptionError, WeightsError
 from hires.layers import CFG
+from hires.safefiles import kind_of, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +214,9 @@ def find_weights(explicit: str | os.PathLike | None = None) -> WeightsLookup:
     if explicit:
         p = Path(explicit).expanduser()
         if not p.is_file():
-            raise WeightsError(f"--weights: {str(explicit)!r} does not exist; give the path of {WEIGHTS_NAME} "
-                               "or run `hires weights fetch`")
+            what = kind_of(os.stat(p).st_mode) + ", not a regular file" if p.exists() else "does not exist"
+            raise WeightsError(f"--weights: {str(explicit)!r} {'is ' if p.exists() else ''}{what}; give the path of "
+                               f"{WEIGHTS_NAME} or run `hires weights fetch`")
         return WeightsLookup(p, "--weights", [str(p)])
     env = os.environ.get("HIRES_WEIGHTS")
     if env:
@@ -232,7 +234,7 @@ def find_weights(explicit: str | os.PathLike | None = None) -> WeightsLookup:
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with os.fdopen(open_regular(path), "rb") as fh:  # (a FIFO is refused, not waited on)
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
@@ -241,7 +243,10 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 def check_weights(path: Path) -> tuple[str, bool]:
     """(the file's SHA-256, whether it is torchvision's official file).  A file named as the
     official one that is not it (truncated, damaged) is refused."""
-    got = sha256_file(path)
+    try:
+        got = sha256_file(path)
+    except OSError as e:
+        raise WeightsError(f"--weights: {str(path)!r} cannot be read ({e.strerror or e}); give {WEIGHTS_NAME}") from None
     official = got.startswith(OFFICIAL_PREFIX)
     if not official and Path(path).name == WEIGHTS_NAME:
         raise WeightsError(f"--weights: {str(path)!r} fails verification (SHA-256 {got[:12]}..., expected "

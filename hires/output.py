@@ -92,7 +92,7 @@ def write_text_atomic(path, text: str) -> Path:
     p = Path(path)
     tmp = partial_path(p)
     try:
-        _create_exclusively(tmp)  # (a file already at that name is not ours: it stays)
+        create_exclusively(tmp)  # (a file already at that name is not ours: it stays)
     except OSError as e:
         raise _write_error(path, tmp, len(text.encode()), e) from None
     try:
@@ -126,10 +126,14 @@ def is_partial_of(candidate, output) -> bool:
     return pid.isdigit() and len(token) == 8 and all(ch in "0123456789abcdef" for ch in token)
 
 
-def _create_exclusively(tmp: Path) -> None:
+def create_exclusively(tmp: Path) -> os.stat_result:
     """Make ``tmp`` as a new, empty regular file of ours (never through a symlink, never over a
-    file that exists), so what is written into it and later removed is ours."""
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
+    file that exists), so what is written into it and later removed is ours; returns its stat."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 # a file system without hard links says so with one of these
@@ -150,7 +154,7 @@ def publish(tmp: Path, target: Path, overwrite: bool = False) -> None:
         except OSError as e:
             if isinstance(e, FileExistsError) or e.errno not in _NO_LINKS:
                 raise
-            _create_exclusively(target)  # the name is ours now: moving onto it replaces only our claim
+            create_exclusively(target)  # the name is ours now: moving onto it replaces only our claim
             os.replace(tmp, target)
             return
     except FileExistsError:
@@ -181,14 +185,16 @@ FULL_BELOW = 1 << 20  # free bytes under which a failed write is taken for a ful
 
 
 def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int = 92,
-               overwrite: bool = False, pyramid: bool = False, tmp: Path | None = None, gray: bool = False) -> Path:
+               overwrite: bool = False, pyramid: bool = False, tmp: Path | None = None, gray: bool = False,
+               on_created=None) -> Path:
     """Write float [0, 1] RGB (numpy array, memmap or vips image) to ``path`` atomically: into a
     temporary file hires creates beside it (``tmp``, default ``partial_path``), then ``publish``ed
     (a file at ``path`` is replaced only with ``overwrite``, even one that appeared during the
     write); on any failure nothing is left behind.  TIFF is tiled, BigTIFF above 3.5 GiB of
     pixels, and with ``pyramid`` holds the image at every power-of-two reduction for viewers of
     huge images.  ``gray`` writes one band, the luminance (without an ICC profile: the sRGB one
-    is for three)."""
+    is for three).  ``on_created(tmp, stat)`` hears of the temporary file once it is made, before
+    anything is written into it (a render records it, to remove it after a crash)."""
     p = check_output_path(path, overwrite=True)  # (a file at ``path`` is ``publish``'s to refuse)
     ext = check_format(p, bit_depth, pyramid)
     im = image if isinstance(image, pyvips.Image) else vips_from_array(image)
@@ -211,10 +217,12 @@ def save_image(image, path, bit_depth: int = 8, dpi: float = 300.0, quality: int
     im = release_while_written(im, image)  # (a disk-backed canvas: read a window at a time)
     need = im.width * im.height * im.bands * (bit_depth // 8)
     try:
-        _create_exclusively(tmp)  # (a file already at that name is not ours: it stays)
+        made = create_exclusively(tmp)  # (a file already at that name is not ours: it stays)
     except OSError as e:
         raise _write_error(path, tmp, need, e) from None
     try:  # the partial file is ours from here on, removed whatever happens
+        if on_created is not None:
+            on_created(tmp, made)
         getattr(im, WRITERS[ext])(str(tmp), **kw)
         publish(tmp, p, overwrite)
     except (pyvips.Error, OSError) as e:  # OSError: e.g. a read-only folder, another file system

@@ -28,7 +28,7 @@ from hires.engine import Counters, Engine, LevelReport, PassContext, pick_device
 from hires.fastrender import fast_start, paint, recolour, run_fast
 from hires.finishing import STRIP, Result, finish, to_gray, examples_at
 from hires.plan import LevelPlan, Plan, describe
-from hires.request import (Job, RunOptions, builtin_only, make_job, output_mode, plan_job, split_options, style_size,
+from hires.request import (Job, RunOptions, api_settings, builtin_only, make_job, output_mode, plan_job, split_options, style_size,
                            texture_settings, with_network, work_key)
 from hires.snapshots import Snapshots
 from hires.stats import style_targets
@@ -48,8 +48,9 @@ def render(content, style=None, output=None, *, size=None, settings: Settings | 
     (``fresh``, ``keep_work``, ``snapshots``, ...).  An existing ``output`` is replaced only with
     ``overwrite=True``.  ``progress`` receives the events of ``hires.progress`` as objects.
     """
+    settings = api_settings(settings, progress)
     options, overrides = split_options(overrides)
-    settings = (settings or Settings()).replace(**overrides)
+    settings = settings.replace(**overrides)
     job = make_job(content, style, output, size, texture=False, overwrite=coerce_flag(overwrite, "overwrite"),
                    dpi=settings.dpi, styles_optional=builtin_only(settings), memory=settings.memory)
     return run(job, settings, progress, options)
@@ -58,8 +59,9 @@ def render(content, style=None, output=None, *, size=None, settings: Settings | 
 def texture(example, output=None, *, size=(512, 512), settings: Settings | None = None, progress=ignore,
             overwrite: bool = False, **overrides) -> Result:
     """Synthesise a texture like ``example`` (a path, 'path:weight', or a list of them)."""
+    settings = api_settings(settings, progress)
     options, overrides = split_options(overrides)
-    settings = (settings or Settings()).replace(**overrides)
+    settings = settings.replace(**overrides)
     job = make_job(None, example, output, size, texture=True, overwrite=coerce_flag(overwrite, "overwrite"),
                    dpi=settings.dpi, memory=settings.memory)
     return run(job, settings, progress, options)
@@ -111,7 +113,7 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
         raise OptionError("--preserve-color: a texture has no content colours to keep; leave it at none")
     settings = settings.replace(mode=output_mode(job, settings))
     if settings.method == "fast":
-        return run_fast(job, settings, progress)
+        return run_fast(job, settings, progress, options)
     settings = with_network(settings)
     if job.texture:  # before the work key is made: the key holds the settings the render uses
         settings = texture_settings(job, settings, [io.image_size(p, "example") for p, _ in job.styles])

@@ -10,13 +10,14 @@ import hashlib
 import json
 import logging
 import math
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 
 from hires import io
-from hires.coercion import coerce_value
+from hires.coercion import coerce_value, scheduler_spec
 from hires.config import Settings, check_weight, flag, parse_memory, parse_size, parse_style
 from hires.errors import InputError, OptionError
 from hires.output import check_output_path
@@ -70,15 +71,30 @@ def run_options_from(values: dict, prefix: str = "", label=None) -> RunOptions:
     out = RunOptions.__new__(RunOptions)
     for f in dataclasses.fields(RunOptions):
         value = values.get(f.name, f.default)
-        if f.name == "scheduler":  # a spec string, or an API user's own Client (cluster.connect checks it)
-            if not (value is None or isinstance(value, str) or hasattr(value, "submit")):
-                raise OptionError(f"{prefix}{label(f.name) if label else f.name}: {value!r} is not local:N or a "
-                                  "scheduler address such as tcp://host:8786")
+        if f.name == "scheduler":  # a spec string, or an API user's own Client
+            value = scheduler_spec(value, prefix + (label(f.name) if label else f.name))
         else:
             value = coerce_value(_RUN_HINTS[f.name], value, prefix + (label(f.name) if label else f.name),
                                  check=RUN_LIMITS.get(f.name))
         out.__dict__[f.name] = value
+    snaps = out.snapshots
+    if snaps is not None and (not snaps.strip() or (os.path.lexists(snaps) and not os.path.isdir(snaps))):
+        name = prefix + (label("snapshots") if label else "snapshots")
+        raise OptionError(f"{name}: {snaps!r} " + ("is an empty name" if not snaps.strip() else
+                          "exists and is not a folder") + "; give a folder for the previews")
     return out
+
+
+def api_settings(settings, progress) -> Settings:
+    """The API's ``settings`` and ``progress`` arguments checked before any work: a Settings (or
+    None, the defaults) and a callable."""
+    if settings is not None and not isinstance(settings, Settings):
+        raise OptionError(f"settings: {settings!r} is not a hires.Settings; give hires.Settings(...) or single "
+                          "settings as keywords")
+    if not callable(progress):
+        raise OptionError(f"progress: {progress!r} is not callable; give a function that takes one event, or "
+                          "leave it out")
+    return settings or Settings()
 
 
 def split_options(overrides: dict) -> tuple[RunOptions, dict]:
@@ -87,8 +103,36 @@ def split_options(overrides: dict) -> tuple[RunOptions, dict]:
     return run_options_from(run_kw), overrides
 
 
+def path_argument(value, what: str) -> Path:
+    """A path the API was given (str or os.PathLike, not empty), else an InputError naming ``what``."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{what}: {value!r} is not a file path; give a str or pathlib.Path")
+    return Path(value)
+
+
+def _style_specs(style, what: str) -> list:
+    """The style argument as a list of specs: a path ('painting.jpg:0.7' for a weight), a (path,
+    weight) pair, or a list or tuple of those; anything else is an OptionError naming ``what``."""
+    def one(spec):
+        if isinstance(spec, tuple):
+            if len(spec) == 2 and isinstance(spec[1], (int, float)) and not isinstance(spec[1], bool):
+                return (path_argument(spec[0], what), spec[1])
+            raise OptionError(f"{what}: {spec!r} is not a (path, weight) pair")
+        return str(path_argument(spec, what))
+    if style is None:
+        return []
+    if isinstance(style, (str, os.PathLike)) or (isinstance(style, tuple) and len(style) == 2
+                                                 and isinstance(style[1], (int, float))):
+        return [one(style)]
+    if isinstance(style, (list, tuple)):
+        return [one(spec) for spec in style]
+    raise OptionError(f"{what}: {style!r} is not a path, a (path, weight) pair or a list of them")
+
+
 def _styles(style, what: str, optional: bool = False, budget: int | None = None) -> list[tuple[Path, float]]:
-    specs = [style] if isinstance(style, (str, Path, tuple)) else list(style or [])
+    specs = _style_specs(style, what)
     if not specs and not optional:
         raise OptionError(f"{what}: give at least one image" + ("" if what == "example" else
                           " (or, with --method fast, --builtin-style N)"))
@@ -107,7 +151,7 @@ def make_job(content, style, output, size, texture: bool, overwrite: bool = Fals
     budget = parse_memory(memory) if memory is not None else None
     content_path = None
     if not texture:
-        content_path = Path(content)
+        content_path = path_argument(content, "content")
         cw, ch = io.check_decodes(content_path, "content", budget)
     styles = _styles(style, "example" if texture else "--style", styles_optional, budget)
     if size is None:
@@ -116,7 +160,7 @@ def make_job(content, style, output, size, texture: bool, overwrite: bool = Fals
         width, height = cw, ch
     else:
         width, height = parse_size(size, dpi=dpi)
-    out = check_output_path(output, overwrite) if output is not None else None
+    out = check_output_path(path_argument(output, "-o"), overwrite) if output is not None else None
     return Job(content_path, styles, width, height, out, texture, bool(overwrite))
 
 

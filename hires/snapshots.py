@@ -19,7 +19,7 @@ import numpy as np
 from hires import io, output
 from hires.canvas import release
 from hires.errors import OutputError
-from hires.progress import Snapshot
+from hires.progress import Note, Snapshot
 
 
 @dataclass
@@ -59,18 +59,23 @@ class Snapshots:
         if scale < 1.0:
             im = im.resize(scale, kernel="linear")
         path = self.folder / f"{self.stem}-{self.key}-{tag}.jpg"
-        tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}.jpg")
+        tmp = output.partial_path(path)
+        try:
+            output.create_exclusively(tmp)  # (never through a link planted at that name: that stays)
+        except OSError as e:
+            return self._failed(path, e)
         try:
             out = output.release_while_written((im * 255.0 + 0.5).cast("uchar").copy(interpretation="srgb"), canvas)
             out.jpegsave(str(tmp), Q=90)
             os.replace(tmp, path)
         except Exception as e:  # a preview never stops a render: say so and go on
             tmp.unlink(missing_ok=True)
-            if self.progress:
-                from hires.progress import Note
-                self.progress(Note(f"--snapshots: could not write {path.name} ({e})"))
-            return
+            return self._failed(path, e)
         finally:
             release(canvas)
         if self.progress:
             self.progress(Snapshot(str(path), level, tile))
+
+    def _failed(self, path: Path, e: Exception) -> None:
+        if self.progress:
+            self.progress(Note(f"--snapshots: could not write {path.name} ({e})"))

@@ -30,6 +30,8 @@ def batch_file(folder: Path) -> Path:
     style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
     (folder / "in").mkdir()
     (folder / "in" / "photo.png").write_bytes(content.read_bytes())
+    # a job that fails while it runs (a file that is there, cut short), not one refused before any runs
+    (folder / "in" / "truncated.png").write_bytes(content.read_bytes()[:300])
     text = f"""
 [defaults]
 style = ["{style}:1.0"]
@@ -44,7 +46,7 @@ output = "out/first.png"
 
 [[job]]
 name = "broken"
-content = "in/missing.png"
+content = "in/truncated.png"
 output = "out/broken.png"
 
 [[job]]

@@ -253,28 +253,28 @@ def test_publish_without_hard_links_still_never_replaces(tmp_path, monkeypatch):
 
 
 def test_the_work_state_cannot_make_hires_delete_a_file(tmp_path, capfd):
-    """Row 3: a partial_output edited in state.json to name a user's file is ignored with a
-    warning; only a name of the pattern hires makes beside the output is removed."""
-    victim = tmp_path / "precious.txt"
-    victim.write_text("mine")
+    """Row 3 (and issue 46, row 3): a partial_output edited in state.json to name a user's file is
+    never removed, even a file of the very name hires gives its temporary outputs: what proves a
+    file hires' own is the device and inode recorded when hires created it, which a planted file
+    does not have."""
     out = tmp_path / "o.png"
     args = ["render", content(), "-s", style(), "-o", out, *TINY_FLAGS[1:], "--keep-work", "--overwrite"]
     assert run_cli(args, capfd)[0] == 0
     state_path = tmp_path / ".o.hires-work" / "state.json"
-    for target in (victim, tmp_path / ".o.partial-12.png", tmp_path / ".o.partial-12-deadbeef.jpg"):
+    planted = tmp_path / ".o.partial-77-deadbeef.png"  # hires' own pattern, beside the output
+    victims = [tmp_path / "precious.txt", tmp_path / ".o.partial-12.png", planted]
+    records = [str(v) for v in victims] + [
+        {"path": str(planted), "dev": 1, "ino": 2},                                # a made-up proof
+        {"path": str(planted), "dev": planted.stat().st_dev if planted.exists() else 0, "ino": 0}]
+    for v in victims:
+        v.write_text("mine")
+    for record in records:
         state = json.loads(state_path.read_text())
-        state["partial_output"] = str(target)
+        state["partial_output"] = record
         state_path.write_text(json.dumps(state))
         code, err = run_cli(args, capfd)
-        assert code == 0 and "left as it is" in err, err
-    assert victim.read_text() == "mine"
-    ours = tmp_path / ".o.partial-12-deadbeef.png"  # of hires' pattern: a killed run's
-    ours.write_bytes(b"half")
-    state = json.loads(state_path.read_text())
-    state["partial_output"] = str(ours)
-    state_path.write_text(json.dumps(state))
-    assert run_cli(args, capfd)[0] == 0
-    assert not ours.exists()
+        assert code == 0 and "left as it is" in " ".join(err.split()), err
+        assert all(v.read_text() == "mine" for v in victims), record
 
 
 def test_fast_method_killed_while_writing_leaves_nothing_after_a_rerun(tmp_path):
@@ -462,18 +462,21 @@ def test_a_malformed_job_file_is_one_line_naming_the_key(tmp_path, capfd, body, 
     ('snapshot_size = "big"\nsnapshots = "snaps"', "snapshot_size"),   # row 20
     ("seed = -1", "seed"),                              # row 6
     ("scheduler = 3", "scheduler"),
+    ("overwrite = 1", "overwrite"),                     # issue 46, row 5
+    ("bogus = 1", "unknown setting 'bogus'"),
+    ('scheduler = "garbage"', "scheduler"),
 ])
 def test_a_batch_job_value_of_the_wrong_kind_fails_before_it_starts(tmp_path, capfd, extra, key):
     """Row 2: `overwrite = "false"` used to overwrite the user's file (bool("false") is true);
-    row 20: a raw TypeError and an empty snaps/ folder."""
+    row 20: a raw TypeError and an empty snaps/ folder.  Issue 46 row 5: one line, exit 2, in
+    the rich mode as in the quiet one (it was a line per job and a table, exit 1)."""
     (tmp_path / "o.png").write_bytes(b"the user's own file")
     jobs = write_job(tmp_path, job_text(extra))
-    before = listing(tmp_path)
-    code, err = run_cli(["batch", jobs, "-q"], capfd)
-    assert code == 1
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and f"jobs.toml: a: {key}" in lines[0] and "Error" not in lines[0], err
-    assert listing(tmp_path) == before
+    for quiet in (["-q"], []):
+        before = listing(tmp_path)
+        line = one_line(*run_cli(["batch", jobs, *quiet], capfd))
+        assert f"jobs.toml: a: {key}" in line and "Error" not in line, line
+        assert listing(tmp_path) == before
 
 
 def test_batch_report_path_is_checked_before_the_first_job(tmp_path, capfd):
@@ -506,3 +509,197 @@ def test_disk_buffers_with_no_room_are_said_as_such_before_anything_is_written(f
     del small
     buffers.cleanup()
     assert list(full_disk.iterdir()) == []
+
+
+# ---------------------------------------------------------------- issue 46: the second hostile pass
+
+VICTIM = b"the user's own file, not hires'"
+
+
+def _victims(tmp_path: Path, n: int) -> list[Path]:
+    folder = tmp_path / "mine"
+    folder.mkdir(exist_ok=True)
+    out = []
+    for i in range(n):
+        v = folder / f"precious{i}.dat"
+        v.write_bytes(VICTIM)
+        out.append(v)
+    return out
+
+
+def _plant(work: Path, names: list[str], victims: list[Path]) -> None:
+    for name, victim in zip(names, victims):
+        (work / name).unlink(missing_ok=True)
+        (work / name).symlink_to(victim)
+
+
+PLANTED = {  # every kind of file hires writes in its work folder, at its final and its temporary names
+    "state": ["state.json", "state.json.partial"],
+    "lock": ["lock", f"lock.{os.getpid()}.partial"],    # (the render runs in this process)
+    "level": [f"level{i}.f32{x}" for i in range(2) for x in ("", ".partial")],
+    "tile": [f"tile-L1-P0-T{t:05d}.npz{x}" for t in range(8) for x in ("", ".partial")],
+}
+KEPT_WORK = ["--size", "192x128", "--base-size", "64", "--init", "content", "--iterations", "3,2", "--tile-size",
+             "64", "--style-layers", "relu1_1,relu2_1", "--content-layer", "relu2_1", "-q", "--keep-work", "--overwrite"]
+
+
+@pytest.mark.parametrize("kind", sorted(PLANTED))
+def test_links_planted_in_a_kept_work_folder_are_never_written_through(tmp_path, capfd, kind):
+    """Row 1: symbolic links to a user's files planted at the names hires writes in a kept work
+    folder (the state, the lock, a level, a tile, each final and temporary): a rerun of another
+    render into the same output (so every file is written anew) succeeds and leaves the user's
+    files byte for byte (before: the state's, a level's or a tile's bytes went into them)."""
+    out = tmp_path / "o.png"
+    args = ["render", content(), "-s", style(), "-o", out, *KEPT_WORK]
+    assert run_cli(args, capfd)[0] == 0
+    work = tmp_path / ".o.hires-work"
+    victims = _victims(tmp_path, len(PLANTED[kind]))
+    _plant(work, PLANTED[kind], victims)
+    code, err = run_cli([*args, "--seed", "3"], capfd)
+    assert code == 0, err
+    assert all(v.read_bytes() == VICTIM for v in victims)
+    assert pyvips.Image.new_from_file(str(out)).width == 192
+
+
+def test_a_work_folder_that_is_a_link_is_refused_and_what_it_points_to_kept(tmp_path, capfd):
+    """Row 2: `.o.hires-work` a link to another folder that holds a marker and files of hires'
+    names: one line, exit 2, and nothing in that folder is touched (before: all deleted)."""
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("HIRES-WORK-FOLDER", "state.json", "level0.f32"):
+        (other / name).write_bytes(VICTIM)
+    (tmp_path / ".o.hires-work").symlink_to(other)
+    for method in ("fast", "optimise"):
+        line = refuses(tmp_path, capfd, ["render", content(), "-s", style(), "--method", method, "--size", "96x64",
+                                         "-o", tmp_path / "o.png"], "symbolic link")
+        assert ".o.hires-work" in line
+    assert sorted(p.name for p in other.iterdir()) == ["HIRES-WORK-FOLDER", "level0.f32", "state.json"]
+    assert all(p.read_bytes() == VICTIM for p in other.iterdir())
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="making another user's folder needs root")
+def test_a_work_folder_of_another_user_is_refused(tmp_path, capfd):
+    work = tmp_path / ".o.hires-work"
+    work.mkdir()
+    (work / "HIRES-WORK-FOLDER").write_bytes(VICTIM)
+    (work / "state.json").write_bytes(VICTIM)
+    os.chown(work, 4242, 4242)
+    refuses(tmp_path, capfd, ["render", content(), "-s", style(), "--method", "fast", "--size", "96x64",
+                              "-o", tmp_path / "o.png"], "not this user's folder")
+    assert (work / "state.json").read_bytes() == VICTIM
+
+
+def _run_with_timeout(args, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hires.cli", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("role", ["content", "style", "config", "batch", "weights"])
+def test_a_fifo_is_refused_in_one_line_not_waited_on(tmp_path, role):
+    """Row 4: a FIFO given as an input (an image, a TOML file, a job file, weights) is refused
+    before any read, in one line (before: hires waited on it forever, silently)."""
+    fifo = tmp_path / ("fifo.toml" if role in ("config", "batch") else "fifo.pth" if role == "weights" else "fifo.png")
+    os.mkfifo(fifo)
+    c, st = (fifo if role == "content" else content()), (fifo if role == "style" else style())
+    args = {"batch": ["batch", fifo, "-q"],
+            "config": ["render", c, "-s", st, "--config", fifo, "-o", tmp_path / "o.png", "-q"],
+            "weights": ["render", c, "-s", st, "--network", "vgg19", "--weights", fifo, "--size", "96x64",
+                        "-o", tmp_path / "o.png", "-q"],
+            }.get(role, ["render", c, "-s", st, "--method", "fast", "--size", "96x64", "-o", tmp_path / "o.png", "-q"])
+    r = _run_with_timeout(args, tmp_path, timeout=60)
+    line = one_line(r.returncode, r.stderr)
+    assert "fifo" in line and ("FIFO" in line or "regular file" in line), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fifo.name]
+
+
+def test_a_bad_last_job_of_a_thousand_stops_the_batch_before_any_runs(tmp_path, capfd):
+    """Row 5: a file of 1,000 jobs whose last has a bad key: one line naming the file, the job and
+    the key, exit 2, and not one output made (before: the first jobs rendered)."""
+    jobs = "".join(f'[[job]]\nname = "j{i}"\ncontent = "{content()}"\nstyle = "{style()}"\noutput = "o{i}.png"\n'
+                   f'method = "fast"\nsize = "64x48"\n' for i in range(1000))
+    path = write_job(tmp_path, jobs + "bogus_key = 1\n")
+    line = refuses(tmp_path, capfd, ["batch", path], "j999")
+    assert "jobs.toml" in line and "bogus_key" in line
+
+
+@pytest.mark.parametrize("body, match", [
+    ('[defaults]\nseed = "x"\n' + "{job}", "seed"),
+    ("{job}" + "{job2}", "also the output of"),
+    ("{job}" + '[[job]]\nname = "b"\ncontent = "missing.png"\nstyle = "s.jpg"\n', "missing.png"),
+])
+def test_every_job_is_checked_before_the_first_runs(tmp_path, capfd, body, match):
+    """Row 5: a default of the wrong kind, two jobs writing one output, a job's missing input:
+    each one line, exit 2, nothing made."""
+    job2 = job_text().replace('name = "a"', 'name = "b"')
+    line = refuses(tmp_path, capfd, ["batch", write_job(tmp_path, body.format(job=job_text(), job2=job2))], match)
+    assert "jobs.toml" in line
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda c, s: hires.render(None, s), "content"),
+    (lambda c, s: hires.render(123, s), "content"),
+    (lambda c, s: hires.render([str(c)], s), "content"),
+    (lambda c, s: hires.render(c, 5), "--style"),
+    (lambda c, s: hires.render(c, s, 7), "-o"),
+    (lambda c, s: hires.render(c, s, progress=5, method="fast", size="64x48"), "progress"),
+    (lambda c, s: hires.render(c, s, settings="fast"), "settings"),
+    (lambda c, s: hires.texture(s, progress="x"), "progress"),
+    (lambda c, s: hires.Settings(bogus=1), "bogus"),
+])
+def test_the_api_names_a_bad_argument_before_any_work(tmp_path, monkeypatch, call, match):
+    """Row 6: each wrong kind of argument is a HiresError naming it, raised before a render starts
+    (before: TypeErrors from pathlib and dataclasses, a progress callback failing 4.5 s in)."""
+    monkeypatch.chdir(tmp_path)
+    from hires import pipeline
+    monkeypatch.setattr(pipeline, "run", lambda *a, **k: pytest.fail("a render started"))
+    with pytest.raises(hires.HiresError, match=match):
+        call(content(), style())
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--method", "fast", "--scheduler", "garbage"], "--scheduler"),
+    (["--method", "fast", "--scheduler", "local:2"], "--scheduler"),
+    (["--scheduler", "garbage"], "--scheduler"),
+    (["--method", "fast", "-o", ""], "-o"),
+    (["--method", "fast", "--snapshots", "snap"], "--snapshots"),
+    (["--snapshots", "snap"], "--snapshots"),
+])
+def test_meaningless_options_are_refused(tmp_path, capfd, monkeypatch, flags, match):
+    """Row 7: a scheduler a fast render cannot use (or that is no scheduler), an empty output name,
+    previews into a file or of a fast render: one line each (before: exit 0, no word)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "snap").write_bytes(VICTIM)
+    args = ["render", content(), "-s", style(), "--size", "96x64", *flags]
+    if "-o" not in flags:
+        args += ["-o", tmp_path / "o.png"]
+    refuses(tmp_path, capfd, args, match)
+
+
+def test_weights_fetch_that_cannot_start_is_one_line(tmp_path, capfd):
+    """Row 8: an offline fetch printed a progress bar's line before its error."""
+    line = refuses(tmp_path, capfd, ["weights", "fetch", "--dest", tmp_path, "--url",
+                                     "http://127.0.0.1:9/vgg19-dcbb9e9d.pth"], "cannot reach")
+    assert "vgg19" in line
+
+
+def test_a_decode_refused_for_the_budget_says_the_rule(tmp_path, capfd):
+    """Row 9: 0.72 GiB "more than --memory 1.00 GiB allows" read as a contradiction; the line says
+    that one input's decoding may take half the budget."""
+    bomb = header_only_png(tmp_path / "bomb.png", 12000, 12000, interlaced=True)
+    line = refuses(tmp_path, capfd, ["render", bomb, "-s", style(), "--method", "fast", "--memory", "1GiB",
+                                     "-o", tmp_path / "o.png"], "at most half of --memory")
+    assert "0.80 GiB at once" in line and "(0.50 of 1.00 GiB)" in line, line
+
+
+def test_fast_keep_work_keeps_the_work_folder(tmp_path, capfd):
+    """Row 10: --method fast --keep-work kept no work folder, though every method has one."""
+    out = tmp_path / "o.png"
+    code, err = run_cli(["render", content(), "-s", style(), "--method", "fast", "--size", "96x64", "-o", out,
+                         "-q", "--keep-work"], capfd)
+    assert code == 0, err
+    work = tmp_path / ".o.hires-work"
+    assert work.is_dir() and (work / "HIRES-WORK-FOLDER").is_file() and (work / "state.json").is_file()
+    code, err = run_cli(["render", content(), "-s", style(), "--method", "fast", "--size", "96x64", "-o", out,
+                         "-q", "--overwrite"], capfd)
+    assert code == 0 and not work.exists(), err
+

@@ -164,7 +164,7 @@ def test_batch_runs_the_rest_reports_and_skips_on_rerun(tmp_path):
     cmd = [sys.executable, "-m", "hires.cli", "batch", str(jobs), "--report", str(report), "--quiet"]
     first = subprocess.run(cmd, capture_output=True, text=True)
     assert first.returncode == 1
-    assert "broken" in first.stderr and "missing.png" in first.stderr
+    assert "broken" in first.stderr and "truncated.png" in first.stderr
     r = json.loads(report.read_text())
     by_name = {j["name"]: j for j in r["jobs"]}
     assert [j["name"] for j in r["jobs"]] == ["first", "broken", "third"]
