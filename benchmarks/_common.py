@@ -12,6 +12,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+# images a benchmark makes (renders, crops, galleries) go here, outside the repository's tree (ignored);
+# the few the docs show are copied by hand into docs/images/
+IMAGES = ROOT / "benchmarks" / "images"
+IMAGES.mkdir(parents=True, exist_ok=True)
 SHARED = ROOT.parent / "shared" / "data"
 # every benchmark (and the renders it starts) probes this machine afresh: a plan's estimate is
 # judged against what it measures now, not against tile costs cached by an earlier run

@@ -8,7 +8,7 @@ its default working size and then resampled, 6000x4500 with the transformer at t
 (--fast-size 0: tiled, with exact whole-image instance norm; ``work`` is the network steps run in
 passes over the tiles, 1.0 when every tile's state was kept between the statistics passes, and
 ``spilled`` the states kept on disk), and 533x400.  Crops of the two print
-renders go to benchmarks/results/gallery/.
+renders go to benchmarks/images/.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, data, machine, write_json  # noqa: E402
+from _common import IMAGES, RESULTS, data, machine, write_json  # noqa: E402
 
 CHILD = r"""
 import json, sys
@@ -53,7 +53,7 @@ def run(content, style, output: Path, size: str, memory: str, fast_size: int) ->
 def crop(tif: Path, name: str) -> str:
     import pyvips
     im = pyvips.Image.new_from_file(str(tif))
-    out = RESULTS / "gallery" / f"{name}_crop.png"
+    out = IMAGES / f"{name}_crop.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     im.crop(im.width // 2 - 256, im.height // 2 - 256, 512, 512).pngsave(str(out))
     return str(out.relative_to(RESULTS.parent.parent))

@@ -1,6 +1,6 @@
 """A small gallery to look at: renders and textures at screen size, plus crops of big renders.
 
-    python benchmarks/gallery.py [NAME ...]   # writes benchmarks/results/gallery/*.png
+    python benchmarks/gallery.py [NAME ...]   # writes benchmarks/images/*.png
     python benchmarks/gallery.py compare      # the three ways to render, side by side
     python benchmarks/gallery.py builtin      # the 26 built-in styles on one photo, numbered
     python benchmarks/gallery.py print_crops  # the same full-resolution crops of three 6000x4500 renders
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, SHARED, data, open_8bit, write_json  # noqa: E402
+from _common import IMAGES, RESULTS, SHARED, data, open_8bit, write_json  # noqa: E402
 
 import hires  # noqa: E402
 from hires import io, output  # noqa: E402
@@ -38,7 +38,7 @@ from hires.presets import load_preset  # noqa: E402
 
 SETTINGS = load_preset("demo")
 
-OUT = RESULTS / "gallery"
+OUT = IMAGES
 
 
 PAIRS = [("contents/chelsea.png", "styles/vangogh_starry_night_1889.jpg", "chelsea_starry"),

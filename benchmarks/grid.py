@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import data, machine, write_json  # noqa: E402
+from _common import IMAGES, data, machine, write_json  # noqa: E402
 
 from hires import io, output  # noqa: E402
 from hires.mobile import MobileFeatures  # noqa: E402
@@ -95,7 +95,7 @@ def main() -> None:
         peaks = lattice_peaks(x - content)
         results[name] = {"peaks": peaks, "max_peak": max(peaks.values()), "wall_s": round(time.perf_counter() - t, 1)}
         print(name, round(results[name]["max_peak"], 1), {k: round(v, 1) for k, v in peaks.items()}, flush=True)
-        output.save_image(x, Path(__file__).parent / "results" / "gallery" / f"grid_{name.split(' (')[0].split(',')[0].replace(' ', '_')}"
+        output.save_image(x, IMAGES / f"grid_{name.split(' (')[0].split(',')[0].replace(' ', '_')}"
                       f"{'_tf' if 'TF' in name else ''}.png", overwrite=True)
     write_json("grid.json", {"machine": machine(), "side": SIDE, "evaluations": EVALS, "networks": results})
 

@@ -8,7 +8,7 @@ with ``--precision fp32`` and once with ``bf16``, then scores both outputs with 
 network: the whole-image style loss at the last level (what the optimiser lowers; the judge is
 fp32 either way, so bf16's rounding cannot flatter itself) and the mean absolute difference
 between the two outputs.  Crops side by side (fp32 left) go to
-benchmarks/results/gallery/precision_*.png.
+benchmarks/images/precision_*.png.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, SHARED, data, machine, write_json  # noqa: E402
+from _common import IMAGES, SHARED, data, machine, write_json  # noqa: E402
 
 CASES = {
     "render_1500x1125": dict(kind="render", size="1500x1125"),
@@ -78,7 +78,7 @@ def main() -> None:
         pair = np.concatenate([images["fp32"][y:y + 512, x:x + 512], np.ones((512, 8, 3), np.float32),
                                images["bf16"][y:y + 512, x:x + 512]], axis=1)
         file = f"precision_{name}.png"
-        pyvips.Image.new_from_array((pair * 255).round().astype(np.uint8)).pngsave(str(RESULTS / "gallery" / file))
+        pyvips.Image.new_from_array((pair * 255).round().astype(np.uint8)).pngsave(str(IMAGES / file))
         out[name] = {**rows, "mean_abs_difference": diff, "speedup": rows["fp32"]["wall_s"] / rows["bf16"]["wall_s"],
                      "crops": file}
         print(name, "difference", round(diff, 4), "speed-up", round(out[name]["speedup"], 2), flush=True)

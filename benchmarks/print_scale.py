@@ -6,7 +6,7 @@
 
 The render runs in a child process so that its peak RSS (the child's VmHWM, measured by the OS)
 is the render's own.  Writes benchmarks/results/NAME.json and NAME.tif, and full-resolution
-crops across tile boundaries plus a downscaled whole view into benchmarks/results/gallery/.
+crops across tile boundaries plus a downscaled whole view into benchmarks/images/.
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, data, machine, matmul_gflops, open_8bit, run_render, write_json  # noqa: E402
+from _common import IMAGES, RESULTS, data, machine, matmul_gflops, open_8bit, run_render, write_json  # noqa: E402
 
 
 def crops(tif: Path, plan: dict, name: str) -> list[str]:
     """Full-resolution 512 px crops centred on tile corners (two of the last level, one of the level
     before, scaled to the output) and a 1200 px whole view."""
-    out = RESULTS / "gallery"
+    out = IMAGES
     out.mkdir(parents=True, exist_ok=True)
     im = open_8bit(tif)
     last = plan["levels"][-1]

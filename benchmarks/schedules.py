@@ -12,7 +12,7 @@ engine: L-BFGS and Adam at equal evaluation counts (an L-BFGS "iteration" is one
 equal counts are about equal wall time, measured), and L-BFGS at half and double the count.
 Records wall time, the whole-image style loss before and after, and the mean pixel change;
 full-resolution crops across a tile corner, the start then each variant left to right, go to
-benchmarks/results/gallery/NAME_crop.jpg.
+benchmarks/images/NAME_crop.jpg.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, data, machine, write_json  # noqa: E402
+from _common import IMAGES, RESULTS, data, machine, write_json  # noqa: E402
 
 VARIANTS = [("lbfgs", 10), ("adam", 10), ("lbfgs", 5), ("lbfgs", 20), ("adam", 20)]
 ADAM_LRS = (0.02, 0.05)
@@ -104,7 +104,7 @@ def main() -> None:
         crops.append(canvas[crop[0]:crop[0] + 512, crop[1]:crop[1] + 512].copy())
         print(f"{optimizer:5s} lr {lr or '-':>5} x{iterations:3d}: {seconds:6.1f} s, style loss {loss:.4g} "
               f"({loss / loss0:.3f} of the start), mean change {change:.4f}", flush=True)
-    out = RESULTS / "gallery"
+    out = IMAGES
     strip = np.concatenate([np.pad(c, ((0, 0), (0, 8), (0, 0)), constant_values=1.0) for c in crops], axis=1)
     pyvips.Image.new_from_array((strip * 255).round().astype(np.uint8)).jpegsave(
         str(out / f"{args.name}_crop.jpg"), Q=92)

@@ -6,7 +6,7 @@
 
 The texture is made in a child process so its peak RSS (VmHWM) is its own.  Writes
 benchmarks/results/NAME.json (default texture_WIDTH.json) and NAME.tif, and into
-benchmarks/results/gallery/ full-resolution 512 px crops: where the texture wraps (rolled by half,
+benchmarks/images/ full-resolution 512 px crops: where the texture wraps (rolled by half,
 so its four corners meet in the middle) and at tile corners of the last levels, plus a whole view.
 ``wrap_seam_ratio`` is the gradient magnitude in 8 px bands across the wrapped edges over the
 rest (1.0: the wrap cannot be told from anywhere else); ``seams`` per tiled level the same along
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, SHARED, machine, matmul_gflops, open_8bit, run_render, write_json  # noqa: E402
+from _common import IMAGES, RESULTS, SHARED, machine, matmul_gflops, open_8bit, run_render, write_json  # noqa: E402
 from print_scale import crops, seam_ratios  # noqa: E402
 
 EXAMPLE = SHARED / "textures" / "mossy_rock_ambientcg_rock053.jpg"
@@ -43,7 +43,7 @@ def wrap_crop(tif: Path, name: str, side: int = 512) -> str:
     rolled = im.wrap(x=im.width // 2, y=im.height // 2)
     side = min(side, im.width, im.height)
     file = f"{name}_wrapped_corner.png"
-    rolled.crop(im.width // 2 - side // 2, im.height // 2 - side // 2, side, side).pngsave(str(RESULTS / "gallery" / file))
+    rolled.crop(im.width // 2 - side // 2, im.height // 2 - side // 2, side, side).pngsave(str(IMAGES / file))
     return file
 
 

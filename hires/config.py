@@ -34,7 +34,7 @@ class Settings:
     iterations: tuple[int, ...] = _opt(
         (150, 40, 20, 10), "optimiser iterations per level, coarsest first; the last repeats")
     optimizer: str = _opt("auto", f"optimiser; auto = L-BFGS at levels of more than {ADAM_UP_TO} iterations, Adam "
-                                  f"at {ADAM_UP_TO} or fewer (docs/measurements.md)", choices=("auto", "lbfgs", "adam"))
+                                  f"at {ADAM_UP_TO} or fewer (too few for L-BFGS's history to pay)", choices=("auto", "lbfgs", "adam"))
     lr: float = _opt(0.05, "Adam learning rate (pixel units)")
     # losses
     style_weight: float = _opt(1.0, "weight of the style (Gram) loss")
@@ -62,7 +62,7 @@ class Settings:
                                   "not one size resampled); off: the --fast-size result resampled")
     builtin_style: str | None = _opt(
         None, "fast network: one of the 26 built-in styles of the multi-style network (0-25) or a blend "
-              "such as 3:0.7,19:0.3, instead of the style images (all 26 on one photo: benchmarks/results/gallery/builtin_styles.jpg)")
+              "such as 3:0.7,19:0.3, instead of the style images (all 26 are shown in docs/networks.md)")
     init: str = _opt("fast", "start image of a render: fast (the feed-forward network's painting, multi-scale "
                              "above --fast-size), content (the photo) or noise", choices=("fast", "content", "noise"))
     preserve_color: str = _opt(

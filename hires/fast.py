@@ -170,7 +170,7 @@ class TiledTransformer:
         self._steps = 0
         # Not inside canvas.reuse_memory, although a third of a print start's time is page faults of
         # fresh mappings: the heap it leaves behind, trimmed but fragmented, raised the next level's
-        # optimisation peak from 2.9-3.0 to 3.5-4.1 GiB on a 4 GiB print (docs/measurements.md)
+        # optimisation peak from 2.9-3.0 to 3.5-4.1 GiB on a 4 GiB print (docs/archive/measurements.md)
         for k in range(n if len(tiles) > 1 else 0):
             stats[k] = self._layer_stats(content, tiles, stats, kept, k)
         self._paint(content, out, tiles, kept, stats)
@@ -307,7 +307,7 @@ SPILLED_PASSES = 1.75
 # fresh blocks: with huge pages (process.huge_pages_for_torch) the rate itself is flat from 512 to
 # 1728 px (362-414 ns/px, three runs each), and what grows with the stages is the resampling and
 # loading around the network: the print's start measured 34.9 s (4 GiB) and 41.2 s (2 GiB) against
-# 43.0 and 47.4 s estimated at 0.4, which 0.2 puts at 33.1 and 41.4 (docs/measurements.md)
+# 43.0 and 47.4 s estimated at 0.4, which 0.2 puts at 33.1 and 41.4 (docs/archive/measurements.md)
 RATE_SIDE = 512
 SIDE_EXPONENT = 0.4
 SIDE_EXPONENT_HUGE_PAGES = 0.2

@@ -276,7 +276,7 @@ def level_start(state: RenderState, lv: Level, canvas: np.ndarray | None, conten
             detail.add_noise(canvas, cov, s.detail, s.seed, lv.index)
     if fast_started:
         # above the fast start, the content to keep is the painted start, not the photo: pulled
-        # toward the photo's features, the refinement washed the painting back out (README, gallery)
+        # toward the photo's features, the refinement washed the painting back out (docs/images/compare_chelsea_starry.jpg)
         content = painted_content(state, canvas, coarser, buffers)
     return canvas, content
 

@@ -67,7 +67,7 @@ def auto_overlap(level: Level) -> int:
 # by band (hires.bandgram) the MobileNetV2 part holds almost all a tile's memory, and the tiles
 # phases peaked up to 1.38 times what REUSE_FACTOR gives its kept activations, above the level's
 # buffers and the optimiser's state (0.6-1.07 times with relu1_1's activations beside it, which
-# hid it; docs/measurements.md, 2026-12-06, fourth stop)
+# hid it; docs/archive/measurements.md, 2026-12-06, fourth stop)
 PART_FACTOR = {"vgg": 1.0, "mobile": 1.4}
 
 
@@ -242,7 +242,7 @@ LONG_RENDER_FLOP = 20e12      # about five minutes of VGG layers on 2 cores
 LONG_RENDER_EVAL_PX = 200e6   # about five minutes of the hybrid's fine layers (relu1_1, mb3) on 2 cores
 
 # disk-backed buffers only when they cut the level's work by 5% or more: a margin for disks and page
-# caches slower than this machine's, where they measured no slower per FLOP than RAM (docs/measurements.md)
+# caches slower than this machine's, where they measured no slower per FLOP than RAM (docs/archive/measurements.md)
 DISK_GAIN = 0.95
 
 

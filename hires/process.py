@@ -22,9 +22,9 @@ def huge_pages_for_torch() -> None:
     """Ask torch's allocator for transparent huge pages, if torch is not loaded yet (a value the
     environment already has wins; huge_pages_in_use tells the outcome).  A render maps
     its large blocks afresh (glibc gives them back promptly, see tune_for_rendering), and with 4 KiB
-    pages the kernel's faulting them in was most of a print's multi-scale start: 38.8 s of system
-    time in a 48.8 s start, 24.5 s in 39.8 s with huge pages, the same output (docs/measurements.md).
-    Where the kernel's THP setting is ``never`` the advice is ignored."""
+    pages the kernel's faulting them in is most of a print's multi-scale start; huge pages make far
+    fewer faults for the same output.  Where the kernel's THP setting is ``never`` the advice is
+    ignored."""
     if "torch" not in sys.modules:
         os.environ.setdefault(TORCH_THP, "1")
 

@@ -81,7 +81,7 @@ def schedule(width: int, height: int, settings: Settings, network: str | None = 
             content = max(style, key=_depth)
         # with a fast start, every level up to the network's working size is its stylisation, resampled:
         # optimising those levels with a weight-free network washes the painted look out
-        # (benchmarks/results/gallery/compare_*.jpg); the finer levels refine on top of it
+        # (docs/images/compare_chelsea_starry.jpg); the finer levels refine on top of it
         covered = settings.init == "fast" and max(w, h) <= fast_long
         levels.append(Level(k, w, h, 0 if covered else settings.level_iterations(k), style, content, covered))
     return levels
