@@ -46,7 +46,7 @@ def main() -> None:
     rows = []
     for rep in range(args.repeats):
         for layers, content, optimizer, iterations in PROBES:
-            engine.s = settings.replace(optimizer=optimizer)
+            engine.use_settings(settings.replace(optimizer=optimizer))
             level = Level(2, 2000, 2000, iterations, layers, content)
             precision = engine.use_level(level)
             for side in sides:

@@ -61,7 +61,8 @@ def main() -> None:
     from hires import io
     from hires.canvas import Buffers
     from hires.config import Settings
-    from hires.engine import Counters, Engine, PassContext
+    from hires.engine import Engine, PassContext
+    from hires.reports import Counters
     from hires.config import parse_memory
     from hires.pipeline import level_targets
     from hires.request import make_job, plan_job
@@ -90,7 +91,7 @@ def main() -> None:
     variants = [(o, n, lr) for o, n in chosen for lr in (lrs if o == "adam" else (None,))]
     for optimizer, iterations, lr in variants:
         s = base.replace(optimizer=optimizer, **({"lr": lr} if lr else {}))
-        engine.s = s
+        engine.use_settings(s)
         level = dataclasses.replace(lp.level, iterations=iterations)
         canvas, content_img = first.copy(), first.copy()  # above the fast start the content is the start
         t = time.perf_counter()

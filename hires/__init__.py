@@ -12,10 +12,10 @@ import importlib
 from hires.config import Settings
 from hires.errors import HiresError
 
-__all__ = ["HiresError", "Result", "Settings", "render", "texture"]
+__all__ = ["HiresError", "Result", "Settings", "plan", "render", "texture"]
 __version__ = "0.1.0"
 
-_LAZY = {"Result": "hires.pipeline", "render": "hires.pipeline", "texture": "hires.pipeline"}
+_LAZY = {"Result": "hires.pipeline", "plan": "hires.pipeline", "render": "hires.pipeline", "texture": "hires.pipeline"}
 
 
 def __getattr__(name):

@@ -2,7 +2,8 @@
 
 A job file holds ``[[job]]`` tables whose keys are the command line's option names (``content``,
 ``style`` as a list with optional ``"path:weight"``, ``example`` for a texture, ``size``,
-``output``, ``preset``, ``overwrite``, any setting, and ``fresh``/``keep_work``/``snapshots``);
+``output``, ``preset``, ``config``, ``overwrite``, any setting, and the run options
+``fresh``/``keep_work``/``snapshots``/...);
 an optional ``[defaults]`` table applies to every job.  Paths are relative to the job file.
 
 Every job of every file is checked before the first one runs (keys, the kinds and ranges of their
@@ -26,9 +27,9 @@ from pathlib import Path
 
 from hires.canvas import peak_rss_bytes, reset_peak_rss
 from hires.coercion import coerce_flag
-from hires.config import Settings, parse_style, read_toml, settings_from_mapping
+from hires.config import Settings, parse_style, read_toml
 from hires.errors import HiresError, OptionError
-from hires.presets import load_preset
+from hires.presets import resolve_settings
 from hires.safefiles import read_regular
 from hires.request import RUN_FIELDS, RunOptions, builtin_only, default_output, requested_size, run_options_from
 
@@ -131,33 +132,30 @@ def _job(source: Path, index: int, raw: dict) -> BatchJob:
     if texture == ("content" in values):
         raise OptionError(f"{where}: give either 'content' (a render) or 'example' (a texture)")
     preset = values.pop("preset", None)
-    settings = load_preset(preset) if preset else Settings()
     print_size = values.pop("print_size", None)
     if print_size is not None and "size" in values:
         raise OptionError(f"{where}: give 'size' or 'print_size', not both")
     size = requested_size(print_size or values.pop("size", None), preset, texture)
-    if texture:
-        styles = _style_list(base, values.pop("example"), "example", where)
-        content = None
-    else:
-        builtin = values.get("method") == "fast" and values.get("builtin_style") is not None
-        if "style" not in values and not builtin:
-            raise OptionError(f"{where}: a render needs 'style' (or method = \"fast\" with builtin_style)")
-        styles = _style_list(base, values.pop("style"), "style", where) if "style" in values else []
-        content = _resolve(base, values.pop("content"))
+    example, style = values.pop("example", None), values.pop("style", None)
+    content = None if texture else _resolve(base, values.pop("content"))
     for key in PATH_KEYS[2:]:
         if values.get(key) is not None:
             values[key] = _resolve(base, values[key])
+    config = values.pop("config", None)
     output = values.pop("output", None)
-    if output is None:
-        output = default_output(content or styles[0])
     overwrite = coerce_flag(values.pop("overwrite", False), f"{where}: overwrite")
     values.pop("name", None)
     run_kw = {k.replace("-", "_"): values.pop(k) for k in list(values) if k.replace("-", "_") in RUN_FIELDS}
     options = run_options_from(run_kw, prefix=f"{where}: ")  # checked here, before any job starts
-    settings = settings_from_mapping(values, settings, source=where)
+    settings = resolve_settings(values, preset=preset, config=config and _resolve(base, config), source=where)
     if texture:
-        settings = settings.replace(init="noise")
+        styles = _style_list(base, example, "example", where)
+    elif style is None and not builtin_only(settings):
+        raise OptionError(f"{where}: a render needs 'style' (or method = \"fast\" with builtin_style)")
+    else:
+        styles = _style_list(base, style, "style", where) if style is not None else []
+    if output is None:
+        output = default_output(content or styles[0])
     return BatchJob(name, source, texture, content, styles, size, Path(_resolve(base, output)), settings,
                     options, overwrite)
 

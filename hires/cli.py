@@ -7,8 +7,8 @@ import json
 import logging
 import sys
 
-from hires.config import Settings, flag, settings_from_mapping
-from hires.presets import load_preset, load_toml
+from hires.config import Settings, flag
+from hires.presets import resolve_settings
 from hires.errors import HiresError
 from hires.progress import Failed, JsonProgress, make_progress
 
@@ -22,11 +22,36 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"hires: error: {message} (see `{self.prog} --help`)\n")
 
 
-def add_settings_flags(p: argparse.ArgumentParser, only: set[str] | None = None) -> None:
+class HelpAll(argparse.Action):
+    """``--help-all``: the command's help with the expert options too."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0,
+                         help="show this help with the expert options too, and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        _by_prog(build_parser(expert=True), parser.prog).print_help()
+        parser.exit()
+
+
+def _by_prog(parser: argparse.ArgumentParser, prog: str) -> argparse.ArgumentParser:
+    if parser.prog == prog:
+        return parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found = _by_prog(sub, prog)
+                if found is not None:
+                    return found
+    return None
+
+
+def add_settings_flags(p: argparse.ArgumentParser, only: set[str] | None = None, expert: bool = False) -> None:
     """One flag per Settings field, in the groups of ``config.GROUPS``, defaulting to 'not given' so
-    presets are not overridden.  Values stay strings here: Settings coerces and checks them, the same
-    way as TOML values."""
-    from hires.config import ALIASES, GROUPS, metavar
+    presets are not overridden (the expert ones, ``config.EXPERT``, are accepted but shown only with
+    ``expert``).  Values stay strings here: Settings coerces and checks them, the same way as TOML
+    values."""
+    from hires.config import ALIASES, EXPERT, GROUPS, metavar, shown_default
     from hires.presets import preset_names
     g = p.add_argument_group("presets")
     g.add_argument("--preset", metavar="NAME", help=f"a preset ({', '.join(preset_names())}) or a .toml path")
@@ -41,8 +66,9 @@ def add_settings_flags(p: argparse.ArgumentParser, only: set[str] | None = None)
         for name in names:
             f = fields[name]
             default = f.default
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            kw = dict(dest=name, default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {shown or 'none'})")
+            text = f"{f.metadata['help']} (default: {shown_default(default)})"
+            kw = dict(dest=name, default=argparse.SUPPRESS,
+                      help=text if expert or name not in EXPERT else argparse.SUPPRESS)
             flags = [f"--{flag(name)}"] + ([f"--{flag(old[name])}"] if name in old else [])
             if isinstance(default, bool):
                 g.add_argument(*flags, action=argparse.BooleanOptionalAction, **kw)
@@ -52,12 +78,10 @@ def add_settings_flags(p: argparse.ArgumentParser, only: set[str] | None = None)
 
 def settings_from_args(args) -> Settings:
     """Built-in defaults, then --preset, then --config, then the flags given."""
-    base = load_preset(args.preset) if getattr(args, "preset", None) else Settings()
-    if getattr(args, "config", None):
-        base = load_toml(args.config, base, "--config")
     names = {f.name for f in dataclasses.fields(Settings)}
     given = {k: v for k, v in vars(args).items() if k in names}
-    return settings_from_mapping(given, base, source=None, label=lambda name: f"--{flag(name)}")
+    return resolve_settings(given, preset=getattr(args, "preset", None), config=getattr(args, "config", None),
+                            label=lambda name: f"--{flag(name)}")
 
 
 SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color", "method", "strength", "fast_size",
@@ -69,21 +93,30 @@ def _sizes(q, default: str):
     q.add_argument("--size", "--print-size", dest="size", metavar="SIZE",
                    help="output WIDTHxHEIGHT in px (6000x4500), a physical size at --dpi (30x40cm, 297x420mm, "
                         f"12x16in: rounded to the nearest px, and the file records it) or a named print size "
-                        f"(a4, a3, ...); default: {default}")
+                        f"(a4, a3, ...) (default: {default})")
 
 
-def _render_args(q):
+def _render_args(q, expert: bool, everyday=None):
+    """The arguments of a render: the photo, styles and size, then ``everyday`` (the production
+    options, where the command has them), then the settings by group."""
+    q.add_argument("--help-all", action=HelpAll)
     q.add_argument("content", help="the photo to stylise")
     q.add_argument("--style", "-s", action="append", metavar="IMAGE[:WEIGHT]",
                    help="style image, repeatable with weights: --style a.jpg:0.7 --style b.jpg:0.3")
     _sizes(q, "the preset's, else the content's size")
-    add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_RENDER)
+    if everyday:
+        everyday(q)
+    add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_RENDER, expert)
 
 
-def _texture_args(q):
+def _texture_args(q, expert: bool, everyday=None):
+    from hires.request import TEXTURE_SIZE
+    q.add_argument("--help-all", action=HelpAll)
     q.add_argument("example", nargs="+", metavar="IMAGE[:WEIGHT]", help="example texture(s), with weights")
-    _sizes(q, "the preset's, else 512x512")
-    add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_TEXTURE)
+    _sizes(q, f"the preset's, else {TEXTURE_SIZE}")
+    if everyday:
+        everyday(q)
+    add_settings_flags(q, {f.name for f in dataclasses.fields(Settings)} - SKIP_TEXTURE, expert)
 
 
 def _reporting(q):
@@ -95,42 +128,37 @@ def _reporting(q):
 
 
 def _common(q):
+    from hires.config import shown_default
+    from hires.request import RunOptions
     q = q.add_argument_group("production")
     q.add_argument("-o", "--output", metavar="FILE",
                    help="output file: .png .jpg .webp .tif (default: NAME-hires.png)")
     q.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
-    q.add_argument("--fresh", action="store_true",
-                   help="start again, ignoring what an interrupted run of this render saved")
-    q.add_argument("--keep-work", action="store_true",
-                   help="keep the work folder (checkpoints) after the output is written")
-    q.add_argument("--snapshots", metavar="DIR", help="write downscaled previews into DIR as the render goes")
-    q.add_argument("--snapshot-size", type=int, default=1024, metavar="PX",
-                   help="long side of the previews (default 1024)")
-    q.add_argument("--snapshot-every", type=int, default=8, metavar="N",
-                   help="a preview every N tiles of a tiled level, and after every level (default 8)")
-    q.add_argument("--scheduler", metavar="local:N|tcp://HOST:PORT",
-                   help="refine each level's tiles on a Dask cluster (pip install 'hires[distributed]'): "
-                        "local:N starts N workers here, tcp://HOST:PORT joins a running scheduler")
+    for f in dataclasses.fields(RunOptions):  # values are strings here: run_options_from checks them
+        kw = dict(dest=f.name, default=argparse.SUPPRESS)
+        if isinstance(f.default, bool):
+            q.add_argument(f"--{flag(f.name)}", action="store_true", help=f.metadata["help"], **kw)
+        else:
+            q.add_argument(f"--{flag(f.name)}", metavar=f.metadata["metavar"],
+                           help=f"{f.metadata['help']} (default: {shown_default(f.default)})", **kw)
     _reporting(q)
 
 
-def build_parser() -> Parser:
+def build_parser(expert: bool = False) -> Parser:
     p = Parser(prog="hires", description="Neural style transfer and texture synthesis at print scale.")
     p.add_argument("--version", action="version", version=f"hires {__import__('hires').__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     r = sub.add_parser("render", help="stylise a photo with one or more paintings")
-    _render_args(r)
-    _common(r)
+    _render_args(r, expert, _common)
     t = sub.add_parser("texture", help="synthesise a texture from one or more examples")
-    _texture_args(t)
-    _common(t)
+    _texture_args(t, expert, _common)
 
     pl = sub.add_parser("plan", help="print the levels, tiles, memory and time a render would take")
     plsub = pl.add_subparsers(dest="kind", required=True, parser_class=Parser)
     for kind, fill in (("render", _render_args), ("texture", _texture_args)):
         q = plsub.add_parser(kind, help=f"plan `hires {kind}` with the same arguments")
-        fill(q)
+        fill(q, expert)
         q.add_argument("-o", "--output", help=argparse.SUPPRESS)
         q.add_argument("--json", action="store_true", help="print the plan as JSON")
         q.add_argument("--no-calibrate", action="store_true", help="skip the short speed measurement")
@@ -177,7 +205,8 @@ def job_size(args, texture: bool) -> str | None:
 
 def run_options(args):
     from hires.request import RUN_FIELDS, run_options_from
-    return run_options_from({k: getattr(args, k) for k in RUN_FIELDS}, label=lambda name: f"--{flag(name)}")
+    return run_options_from({k: getattr(args, k) for k in RUN_FIELDS if hasattr(args, k)},
+                            label=lambda name: f"--{flag(name)}")
 
 
 def cmd_render(args, console, progress) -> int:
@@ -242,25 +271,11 @@ def cmd_presets(args, console) -> int:
 
 
 def cmd_plan(args, console) -> int:
-    from hires.request import builtin_only, make_job, plan_job
-    from hires.plan import describe
-    settings = settings_from_args(args)
-    if args.kind == "texture":
-        job = make_job(None, args.example, None, job_size(args, True), texture=True, dpi=settings.dpi,
-                       memory=settings.memory)
-    else:
-        job = make_job(args.content, args.style, None, job_size(args, False), texture=False, dpi=settings.dpi,
-                       styles_optional=builtin_only(settings), memory=settings.memory)
-    if settings.method == "fast" and args.kind == "render":
-        from hires.fastrender import fast_plan
-        plan = fast_plan(job, settings)
-        print(json.dumps(plan.as_dict(), indent=2) if args.json else "\n".join(plan.describe()))
-        return 0
-    plan = plan_job(job, settings, calibrate=not args.no_calibrate)
-    if args.json:
-        print(json.dumps(plan.as_dict(), indent=2))
-    else:
-        print("\n".join(describe(plan)))
+    from hires.pipeline import plan
+    texture = args.kind == "texture"
+    p = plan(args.example if texture else args.content, None if texture else args.style, texture=texture,
+             size=job_size(args, texture), settings=settings_from_args(args), calibrate=not args.no_calibrate)
+    print(json.dumps(p.as_dict(), indent=2) if args.json else "\n".join(p.describe()))
     return 0
 
 

@@ -99,7 +99,7 @@ def worker_engine(settings):
     if key not in _ENGINES:
         _ENGINES[key] = Engine(settings)
     engine = _ENGINES[key]
-    engine.s = settings
+    engine.use_settings(settings)
     engine.net.set_precision("bf16" if settings.precision == "bf16" else "fp32")  # the driver's, per level
     return engine
 
@@ -131,6 +131,10 @@ class DaskRunner:
         self.settings = settings
         self.owned = owned          # made by connect(): closed with the render
         self.log: list[dict] = []   # per statistics pass and per colour: tiles, seconds, bytes moved
+
+    def use_precision(self, precision: str) -> None:
+        """The arithmetic of the level about to run, which the workers' engines take with each task."""
+        self.settings = self.settings.replace(precision=precision)
 
     def close(self) -> None:
         """Disconnect; a local cluster this runner started is shut down with it."""
@@ -185,11 +189,8 @@ class DaskRunner:
             x_new, net_s, evals, seconds = fut.result()
             fut.release()
             received += x_new.nbytes
-            c = ctx.counters
             per_eval = 2 * engine.tile_flop(tile, job.level)   # forward plus backward
-            c.net_s += net_s
-            c.net_flop += per_eval * evals
-            c.work_done += per_eval * job.level.iterations
+            ctx.counters.add(net_s, per_eval * evals, work=per_eval * job.level.iterations)
             task_s += seconds
             yield tile, x_new
         shared.release()

@@ -150,6 +150,19 @@ class Settings:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
+
+def _numpydoc(cls) -> str:
+    """A Parameters section made from the fields' own help (one place for each default and word)."""
+    hints = typing.get_type_hints(cls)
+    lines = ["", "Parameters", "----------"]
+    for f in dataclasses.fields(cls):
+        kind = getattr(hints[f.name], "__name__", str(hints[f.name]).replace("typing.", ""))
+        lines += [f"{f.name} : {kind}, default {f.default!r}", f"    {f.metadata['help']}"]
+    return "\n" + "\n    ".join(lines)
+
+
+Settings.__doc__ = (Settings.__doc__ or "") + _numpydoc(Settings)
+
 # The option groups of `hires render --help` and `hires texture --help`, every field in one
 GROUPS = {
     "output": ("bit_depth", "dpi", "quality", "pyramid", "mode"),
@@ -161,6 +174,9 @@ GROUPS = {
     "feature network and device": ("network", "weights", "pooling", "device", "precision"),
     "memory and tiles": ("memory", "tile_size", "overlap", "margin", "canvas", "work_dir"),
 }
+# settings a first-time user does not need: `hires render --help` leaves them out, `--help-all` shows them
+EXPERT = {"tv_weight", "mean_weight", "style_layers", "content_layer", "min_style_layers", "optimizer", "lr",
+          "pooling", "device", "precision", "tile_size", "overlap", "margin", "canvas"}
 # metavars by field (else by type: N for whole numbers, X for others, LIST for tuples)
 METAVARS = {"base_size": "PX", "fast_size": "PX", "tile_size": "PX", "overlap": "PX", "margin": "PX",
             "weights": "FILE", "work_dir": "DIR", "memory": "SIZE", "style_layers": "LAYER,...",
@@ -169,6 +185,15 @@ METAVARS = {"base_size": "PX", "fast_size": "PX", "tile_size": "PX", "overlap": 
 ALIASES = {"match_colours": "match_colors"}
 # values accepted for a field besides its choices: --init auto was always the same as fast
 VALUE_ALIASES = {"init": {"auto": "fast"}}
+
+
+def shown_default(value) -> str:
+    """A default as help shows it: on/off, a comma list, 'none' only for no value."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) if value else "none"
+    return "none" if value is None else str(value)
 
 
 def metavar(name: str) -> str:

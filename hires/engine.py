@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from hires.kernels import blend_into
 from hires.layers import BANDED, LAYERS, banded, flops_per_pixel
 from hires.nets import LAYER_STRIDE, build_network
 from hires.progress import Note, TileFinished, TilesRestored, TileStarted, ignore
-from hires.reports import TileProgress
+from hires.reports import Counters, TileProgress
 from hires.pyramid import Level
 from hires.stats import LayerTarget, Stats
 from hires.tiles import Tile, blend_mask, blend_part, blend_window, grid, owned_box, ownership, padding, take
@@ -81,19 +81,6 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@dataclass
-class LevelReport:
-    level: int
-    width: int
-    height: int
-    tiles: int
-    iterations: int
-    wall_s: float = 0.0
-    net_s: float = 0.0
-    net_gflop: float = 0.0
-    paint_s: float = 0.0   # of wall_s, the multi-scale fast start this level painted (Plan.paint_seconds)
-
-
 class TileRunner(Protocol):
     """Something that runs a pass's tiles: the in-process ``Engine`` (one after another) and
     ``hires.cluster.DaskRunner`` (a colour's tiles at once on workers), with the same results.
@@ -114,7 +101,7 @@ class PassContext:
     that save each finished tile (and put back those an interrupted run finished), and a
     callback after each tile (snapshots)."""
     buffers: Buffers
-    counters: "Counters"
+    counters: Counters
     n_levels: int = 1
     pass_index: int = 0
     checkpoints: Checkpoints | None = None
@@ -142,18 +129,6 @@ class RefineJob:
         return dataclasses.replace(self, ctx=None)
 
 
-@dataclass
-class Counters:
-    """Network time and work of a render, for progress (ETA) and the benchmarks."""
-    net_s: float = 0.0
-    net_flop: float = 0.0
-    paint_s: float = 0.0
-    work_done: float = 0.0
-    work_total: float = 1.0
-    levels: list[LevelReport] = field(default_factory=list)
-    evals: list[float] = field(default_factory=list)  # each evaluation's seconds (the planner's probe reads them)
-
-
 def to_tensor(a: np.ndarray, device, dtype=torch.float32) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].contiguous().to(device=device, dtype=dtype)
 
@@ -178,7 +153,7 @@ class Engine:
     """Holds the network on its device and runs statistics and refine passes."""
 
     def __init__(self, settings: Settings, progress=ignore):
-        self.s = settings
+        self.settings = settings
         self.progress = progress
         self.device = pick_device(settings.device)
         self.dtype = torch.float32
@@ -193,6 +168,11 @@ class Engine:
                         else ", bfloat16 convolutions at the levels Adam refines")
         self.progress(Note(message))
 
+    def use_settings(self, settings: Settings) -> None:
+        """Take the settings of the next work (a level's optimiser and arithmetic, a worker's task,
+        the probe's); the network stays the one the engine was built with."""
+        self.settings = settings
+
     def level_precision(self, level: Level) -> str:
         """The arithmetic of ``level``'s convolutions: with ``--precision auto`` bf16 only where Adam
         refines (L-BFGS's line search compares the losses of nearby points, which bf16's rounding
@@ -200,8 +180,8 @@ class Engine:
         benchmarks/results/precision.json); ``--precision bf16`` everywhere."""
         if not self.bf16:
             return "fp32"
-        adam = self.s.optimizer_for(level.iterations) == "adam"
-        return "bf16" if self.s.precision == "bf16" or adam else "fp32"
+        adam = self.settings.optimizer_for(level.iterations) == "adam"
+        return "bf16" if self.settings.precision == "bf16" or adam else "fp32"
 
     def use_level(self, level: Level) -> str:
         """Set the network's arithmetic for ``level`` (before its statistics and refinement)."""
@@ -255,8 +235,7 @@ class Engine:
         # (a cluster's runs log the pass there); tiles first would stop before asking
         for (tile_stats, seconds, flop), tile in zip(in_tile_order(runs, tiles), tiles):
             if counters is not None:
-                counters.net_s += seconds
-                counters.net_flop += flop
+                counters.add(seconds, flop, work=0.0)
             for name, st in tile_stats.items():
                 stats.setdefault(name, Stats.empty(len(st.mean))).merge(st)
             if starts is not None:
@@ -274,7 +253,7 @@ class Engine:
     def style_loss(self, image: np.ndarray, targets: dict[str, LayerTarget], level: Level,
                    tiles: list[Tile] | None = None) -> float:
         """The whole-image style loss of ``image`` (mean over the level's style layers)."""
-        tiles = tiles or grid(image.shape[1], image.shape[0], max(image.shape[:2]), 0, 0, self.s.seamless)
+        tiles = tiles or grid(image.shape[1], image.shape[0], max(image.shape[:2]), 0, 0, self.settings.seamless)
         stats = self.stats_pass(image, level.style_layers, tiles)
         total = 0.0
         for name in level.style_layers:
@@ -288,7 +267,7 @@ class Engine:
     def objective(self, tile: Tile, job: "RefineJob", content: np.ndarray | None) -> losses.TileObjective:
         """The loss of one tile of ``job``'s pass, built once: every tensor on the engine's device
         and dtype.  ``content`` is the content image's part under the tile's region (or None)."""
-        s, level, glob, targets = self.s, job.level, job.glob, job.targets
+        s, level, glob, targets = self.settings, job.level, job.glob, job.targets
         start = job.starts.get(tile.index) if job.starts else None
         H, W = job.canvas_hw
         self.net.set_padding(padding(tile, W, H))
@@ -321,7 +300,7 @@ class Engine:
         if name is None:
             return None
         st = LAYER_STRIDE[name]
-        return name, Bands.of(weights[st], *wmaps[st].shape, mean=bool(self.s.mean_weight))
+        return name, Bands.of(weights[st], *wmaps[st].shape, mean=bool(self.settings.mean_weight))
 
     def refine(self, canvas: np.ndarray, content: np.ndarray | None, targets: dict[str, LayerTarget],
                level: Level, tiles: list[Tile], ctx: PassContext) -> np.ndarray:
@@ -402,7 +381,7 @@ class Engine:
         # the gradient's buffer made once, outside the evaluations' heap (see reuse_memory):
         # zeroed in place, not reallocated, so no long-lived block splits the heap's free space
         x.grad = torch.zeros_like(x)
-        optimizer = self.s.optimizer_for(iters)
+        optimizer = self.settings.optimizer_for(iters)
         if optimizer == "lbfgs":
             # an "iteration" is one loss evaluation (forward + backward), the unit of cost; the
             # strong-Wolfe line search makes the first steps useful, which matters at fine
@@ -410,7 +389,7 @@ class Engine:
             opt = torch.optim.LBFGS([x], lr=1.0, max_iter=iters, max_eval=iters, history_size=10,
                                     tolerance_grad=-1.0, tolerance_change=-1.0, line_search_fn="strong_wolfe")
         else:
-            opt = torch.optim.Adam([x], lr=self.s.lr)
+            opt = torch.optim.Adam([x], lr=self.settings.lr)
 
         def closure():
             t = time.perf_counter()

@@ -163,4 +163,4 @@ def run_fast(job: Job, settings: Settings, progress=ignore, options: RunOptions 
         finally:
             scratch.cleanup()
     progress(Note(f"fast: {report.tiles} tile(s), {report.passes} pass(es)"))
-    return Result(image, out, "magenta", None, [], time.perf_counter() - t0, net_s, 0.0, report)
+    return Result(image, out, "magenta", fp, [], time.perf_counter() - t0, net_s, 0.0, report)

@@ -14,23 +14,31 @@ from hires.canvas import Buffers, release
 from hires.checkpoints import Checkpoints
 from hires.config import Settings
 from hires.progress import Writing, ignore
-from hires.engine import LevelReport
+from hires.reports import LevelReport
 from hires.plan import Plan
 from hires.request import Job, style_size
 
-@dataclass
+@dataclass(repr=False)
 class Result:
     """What a render produced and what it cost."""
     image: np.ndarray | None     # float32 (H, W, 3) in [0, 1]; None when the canvas was disk-backed
     output: Path | None
     network: str
-    plan: Plan | None            # None for --method fast
+    plan: Plan                   # (fastrender.FastPlan for --method fast: the same as_dict keys that matter)
     levels: list[LevelReport]
     wall_s: float
     net_s: float
     net_gflop: float
     fast: fast.FastReport | None = None
     cluster: list[dict] | None = None   # with --scheduler: per statistics pass and colour, what the cluster did
+
+
+    def __repr__(self) -> str:  # the sizes and costs, never the pixels
+        d = self.plan.as_dict()
+        image = f"{self.image.shape[1]}x{self.image.shape[0]} in memory" if self.image is not None else "on disk"
+        return (f"Result({d['width']}x{d['height']}, output={str(self.output) if self.output else None!r}, "
+                f"image {image}, network={self.network!r}, wall_s={self.wall_s:.1f}, levels={len(self.levels)}, "
+                f"planned peak {d['peak_bytes'] / 2**30:.2f} GiB)")
 
 
 STRIP = 256  # rows per strip when a full-size buffer is processed piecewise

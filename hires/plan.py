@@ -168,6 +168,10 @@ class Plan:
     # seconds per px written by libvips' upsampling and per px read by its downsampling (resample_rates)
     resample_rates: tuple[float, float] | None = None
 
+    def describe(self) -> list[str]:
+        """The lines ``hires plan`` prints."""
+        return describe(self)
+
     @property
     def peak_bytes(self) -> float:
         return max(lp.peak_bytes for lp in self.levels)

@@ -35,6 +35,18 @@ def load_preset(name: str, base: Settings | None = None) -> Settings:
     return load_toml(preset_path(name), base, "--preset")
 
 
+def resolve_settings(values: dict, *, preset: str | None = None, config=None, base: Settings | None = None,
+                     source: str | None = None, label=None) -> Settings:
+    """The settings a user asked for, in the one order every front end applies (the command line,
+    job files, the Python API): the built-in defaults (or ``base``), then ``preset``, then the
+    ``config`` TOML file, then ``values`` (field names or flags' spellings), each coerced and checked;
+    errors name ``source`` and the key (or ``label(name)``)."""
+    settings = load_preset(preset, base) if preset else (base or Settings())
+    if config:
+        settings = load_toml(config, settings, "--config")
+    return settings_from_mapping(values, settings, source=source, label=label)
+
+
 def preset_table(name: str) -> dict:
     """The raw table of a preset (its description and size included)."""
     return read_toml(preset_path(name), "--preset")

@@ -71,7 +71,8 @@ class _Probe:
     def run(self, evals: int) -> tuple[float, list[float]]:
         """Seconds to refine the tile with ``evals`` evaluations, and each evaluation's seconds."""
         from hires.canvas import Buffers
-        from hires.engine import Counters, PassContext
+        from hires.engine import PassContext
+        from hires.reports import Counters
         counters = Counters()
         t = time.perf_counter()
         self.engine.refine(self.image.copy(), self.image, self.targets, replace(self.level, iterations=evals),
@@ -107,7 +108,7 @@ def measure_costs(settings: Settings, levels: list[LevelPlan], max_px: int = PRO
         if not lp.flop:  # a fast level optimises nothing: no probe
             continue
         lv = lp.level
-        engine.s = settings.replace(optimizer=lp.optimizer)  # the level's own optimiser, not the probe's
+        engine.use_settings(settings.replace(optimizer=lp.optimizer))  # the level's own optimiser, not the probe's
         precision = engine.use_level(lv)                       # and its arithmetic
         region = _probe_region(lp, levels)
         evals = max(min(lv.iterations, high) // 2, low)

@@ -1,18 +1,53 @@
-"""What an optimised tile reports after each evaluation: a loss or pixels that stop being finite
-stop the render (``TileReport``); in process each evaluation feeds the ETA counters and a Step
-event (``TileProgress``), on a cluster worker it is only counted (``TileCounting``).
+"""The accounting of a render: what each level cost (``LevelReport``), the network time and work
+of the whole render (``Counters``), and what an optimised tile reports after each evaluation: a
+loss or pixels that stop being finite stop the render (``TileReport``); in process each
+evaluation feeds the ETA counters and a Step event (``TileProgress``), on a cluster worker it is
+only counted (``TileCounting``).
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from hires.errors import NumericalError
 from hires.progress import Step
 from hires.pyramid import Level
 
-if TYPE_CHECKING:
-    from hires.engine import Counters
+
+@dataclass
+class LevelReport:
+    level: int
+    width: int
+    height: int
+    tiles: int
+    iterations: int
+    wall_s: float = 0.0
+    net_s: float = 0.0
+    net_gflop: float = 0.0
+    paint_s: float = 0.0   # of wall_s, the multi-scale fast start this level painted (Plan.paint_seconds)
+
+
+@dataclass
+class Counters:
+    """Network time and work of a render, for progress (ETA) and the benchmarks; evaluations are
+    added by ``add`` only."""
+    net_s: float = 0.0
+    net_flop: float = 0.0
+    paint_s: float = 0.0
+    work_done: float = 0.0
+    work_total: float = 1.0
+    levels: list[LevelReport] = field(default_factory=list)
+    evals: list[float] = field(default_factory=list)  # each evaluation's seconds (the planner's probe reads them)
+
+    def add(self, seconds: float, flop: float, work: float | None = None, each: list[float] = ()) -> None:
+        """Network ``seconds`` and ``flop`` done; ``work`` toward the ETA (default: the flop);
+        ``each``: the seconds of the single evaluations, when they are known."""
+        self.net_s += seconds
+        self.net_flop += flop
+        self.work_done += flop if work is None else work
+        self.evals.extend(each)
+
+
 
 
 class TileReport:
@@ -61,10 +96,7 @@ class TileProgress(TileReport):
 
     def count(self, seconds: float, loss: float, iters: int) -> None:
         c = self.counters
-        c.net_s += seconds
-        c.evals.append(seconds)
-        c.net_flop += self.flop
-        c.work_done += self.flop
+        c.add(seconds, self.flop, each=[seconds])
         if self.evals <= iters:
             self.progress(Step(self.level.index, self.n_levels, self.tile, self.n_tiles, self.evals, iters, loss,
                                c.work_done, c.work_total))

@@ -38,16 +38,23 @@ class Job:
     overwrite: bool = False      # the output may replace a file at its path (else never, even at the end)
 
 
+def _run_opt(default, help, metavar=None):
+    return dataclasses.field(default=default, metadata={"help": help, "metavar": metavar})
+
+
 @dataclass
 class RunOptions:
     """How a render runs, as opposed to what it makes (Settings): none of these changes the result,
-    so none is part of the key that decides whether checkpoints may be resumed."""
-    fresh: bool = False              # ignore the checkpoints of an interrupted run
-    keep_work: bool = False          # keep the work folder after a successful write
-    snapshots: str | None = None     # folder for downscaled previews
-    snapshot_size: int = 1024        # their long side in px
-    snapshot_every: int = 8          # a preview every this many tiles of a tiled level
-    scheduler: object = None         # a Dask cluster for the tiles: local:N, tcp://HOST:PORT or a Client
+    so none is part of the key that decides whether checkpoints may be resumed.  The CLI's flags
+    derive from these fields, as the settings' flags from Settings."""
+    fresh: bool = _run_opt(False, "start again, ignoring what an interrupted run of this render saved")
+    keep_work: bool = _run_opt(False, "keep the work folder (checkpoints) after the output is written")
+    snapshots: str | None = _run_opt(None, "write downscaled previews into DIR as the render goes", "DIR")
+    snapshot_size: int = _run_opt(1024, "long side of the previews in px", "PX")
+    snapshot_every: int = _run_opt(8, "a preview every N tiles of a tiled level, and after every level", "N")
+    scheduler: object = _run_opt(None, "refine each level's tiles on a Dask cluster (pip install 'hires[distributed]'): "
+                                       "local:N starts N workers here, tcp://HOST:PORT joins a running scheduler",
+                                 "local:N|tcp://HOST:PORT")
 
     def __post_init__(self):  # the API's keywords: checked like every other way in
         checked = run_options_from({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
@@ -85,16 +92,23 @@ def run_options_from(values: dict, prefix: str = "", label=None) -> RunOptions:
     return out
 
 
-def api_settings(settings, progress) -> Settings:
-    """The API's ``settings`` and ``progress`` arguments checked before any work: a Settings (or
-    None, the defaults) and a callable."""
+def api_request(settings, progress, overrides: dict, preset=None, config=None, size=None, *, texture: bool):
+    """What the Python API was given, resolved as the command line resolves its flags: (settings,
+    run options, size).  ``settings`` must be a Settings (or None) and ``progress`` callable, checked
+    before any work; then the preset, the config file and the keywords apply, in that order."""
+    from hires.presets import resolve_settings
     if settings is not None and not isinstance(settings, Settings):
-        raise OptionError(f"settings: {settings!r} is not a hires.Settings; give hires.Settings(...) or single "
-                          "settings as keywords")
+        raise OptionError(f"settings: {settings!r} is not a hires.Settings; give hires.Settings(...), preset= "
+                          "or single settings as keywords")
     if not callable(progress):
         raise OptionError(f"progress: {progress!r} is not callable; give a function that takes one event, or "
                           "leave it out")
-    return settings or Settings()
+    for name, value in (("preset", preset), ("config", config)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise OptionError(f"{name}: {value!r} is not a name or a path")
+    options, values = split_options(dict(overrides))
+    settings = resolve_settings(values, preset=preset and str(preset), config=config, base=settings)
+    return settings, options, requested_size(size, preset and str(preset), texture)
 
 
 def split_options(overrides: dict) -> tuple[RunOptions, dict]:

@@ -48,8 +48,10 @@ def graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     for name, path in mods.items():
         tree = ast.parse(path.read_text(), str(path))
         top[name], deferred[name] = set(), set()
-        for node in tree.body:  # module level, including try blocks; `if TYPE_CHECKING:` runs nothing
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        for node in tree.body:  # module level, including try blocks; `if TYPE_CHECKING:` runs nothing,
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):  # but knots them
+                for sub in ast.walk(node):
+                    deferred[name] |= _targets(sub, name, known)
                 continue
             for sub in ast.walk(node) if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) else ():
                 top[name] |= _targets(sub, name, known)

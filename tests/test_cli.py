@@ -1,6 +1,7 @@
 """The hires command: renders, settings derived from the dataclass, one-line errors."""
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,38 @@ def test_every_setting_has_a_flag_with_the_dataclass_default():
     args = parser.parse_args(["render", "c.png", "--style", "s.png", "--iterations", "5,3", "--memory", "2GiB"])
     s = cli.settings_from_args(args)
     assert s.iterations == (5, 3) and s.memory == "2GiB" and s.base_size == Settings().base_size
+
+
+def _help(args, capsys) -> str:
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(args)
+    return capsys.readouterr().out
+
+
+def _entry(text: str, option: str) -> str:
+    """An option's entry in a help text: its line and the indented lines that follow, joined."""
+    m = re.search(r"^  " + re.escape(option) + r"[ ,\n](.*?)(?=^  -|^\S|\Z)", text, re.M | re.S)
+    return " ".join(m.group(0).split()) if m else ""
+
+
+def test_help_shows_real_defaults_and_keeps_expert_options_for_help_all(capsys):
+    """Every default as it is (0 and off were "none"), in one format; expert options only under
+    --help-all, and accepted either way."""
+    from hires.config import EXPERT, shown_default
+    from hires.request import RunOptions
+    short, full = _help(["render", "--help"], capsys), _help(["render", "--help-all"], capsys)
+    for f in dataclasses.fields(Settings):
+        if f.name in cli.SKIP_RENDER:
+            continue
+        option = f"--{flag(f.name)}"
+        assert bool(_entry(short, option)) == (f.name not in EXPERT), f.name
+        assert _entry(full, option).endswith(f"(default: {shown_default(f.default)})"), f.name
+    assert _entry(full, "--seed").endswith("(default: 0)") and _entry(full, "--second-pass").endswith("(default: off)")
+    assert _entry(short, "--snapshot-size").endswith("(default: 1024)")
+    for f in dataclasses.fields(RunOptions):
+        assert _entry(short, f"--{flag(f.name)}"), f.name
+    args = cli.build_parser().parse_args(["render", "c.png", "-s", "s.png", "--margin", "8", "--snapshot-size", "64"])
+    assert cli.settings_from_args(args).margin == 8 and cli.run_options(args).snapshot_size == 64
 
 
 def test_presets_load(tmp_path):

@@ -58,3 +58,26 @@ def test_every_test_marked_slow_exists():
     from conftest import SLOW
     text = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
     assert all(f"def {name}(" in text for name in SLOW), [n for n in SLOW if f"def {n}(" not in text]
+
+
+def outside_settings_assignments(source: str) -> list[str]:
+    """Assignments to another object's settings (``engine.s = ...``, ``runner.settings = ...``):
+    an object's settings change through its own methods only."""
+    import ast
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AugAssign, ast.AnnAssign)) else []
+        for t in targets:
+            if isinstance(t, ast.Attribute) and t.attr in ("s", "settings") and not (
+                    isinstance(t.value, ast.Name) and t.value.id in ("self", "cls")):
+                found.append(f"line {node.lineno}: {ast.unparse(t)}")
+    return found
+
+
+def test_no_module_assigns_another_objects_settings():
+    found = {p.name: outside_settings_assignments(p.read_text())
+             for p in sorted((ROOT / "hires").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py"))}
+    assert not {k: v for k, v in found.items() if v}
+    assert outside_settings_assignments("engine.s = x\nstate.executor.settings = y\nself.settings = z\n") == [
+        "line 1: engine.s", "line 2: state.executor.settings"]

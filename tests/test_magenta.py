@@ -126,7 +126,9 @@ def test_fast_method_renders_a_stylised_file(tmp_path, content_path, style_path)
     out = tmp_path / "f.tif"
     res = hires.render(content_path, style_path, out, size="300x220", method="fast", fast_size=160, bit_depth=16)
     back = io.load_image(out)
-    assert back.shape == (220, 300, 3) and res.network == "magenta" and res.plan is None
+    assert back.shape == (220, 300, 3) and res.network == "magenta"
+    assert res.plan.as_dict()["method"] == "fast" and res.plan.as_dict()["peak_bytes"] > 0  # a plan for every method
+    assert "300x220" in repr(res) and "array" not in repr(res) and len(repr(res)) < 200  # no pixels in the repr
     content = io.load_image(content_path, size=(300, 220))
     assert np.abs(back - content).mean() > 0.05  # stylised, not a copy
     weak = hires.render(content_path, style_path, size="300x220", method="fast", fast_size=160, strength=0.2).image

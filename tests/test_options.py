@@ -1,5 +1,6 @@
 """Settings that change what a render does: each one shown to have its effect."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,21 @@ def test_render_help_groups_its_options_with_meaningful_metavars():
 def test_init_auto_is_accepted_as_its_new_name():
     from hires.config import Settings
     assert Settings(init="auto").init == "fast" == Settings().init
+
+
+def test_the_api_takes_preset_and_config_as_the_command_line_does(tmp_path, monkeypatch):
+    """`--preset` and `--config` from Python: the preset's settings and size, then the file, then
+    keywords (before: "unknown setting 'preset'")."""
+    from hires import pipeline, presets
+    seen = {}
+    monkeypatch.setattr(pipeline, "run", lambda job, settings, progress, options: seen.update(job=job, s=settings))
+    config = tmp_path / "c.toml"
+    config.write_text("seed = 7\nstyle_weight = 2.0\n")
+    table = presets.preset_table("texture-8k-seamless")
+    example = Path(__file__).resolve().parents[1] / "hires" / "data" / "stone_bricks_ambientcg_bricks102.jpg"
+    hires.texture(example, preset="texture-8k-seamless", config=config, style_weight=3.0)
+    want = presets.load_preset("texture-8k-seamless")
+    assert seen["s"] == want.replace(seed=7, style_weight=3.0)
+    assert f"{seen['job'].width}x{seen['job'].height}" == table["size"]
+    with pytest.raises(hires.HiresError, match="preset"):
+        hires.texture(example, preset="no-such-preset")

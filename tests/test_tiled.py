@@ -285,7 +285,8 @@ def test_later_tiles_aim_at_the_target_from_the_pass_statistics():
 
 def test_every_tile_is_refined_against_its_sums_in_the_pass_statistics(style_path):
     """The engine hands each tile's sums from the statistics pass to its loss (the test above)."""
-    from hires.engine import Counters, PassContext
+    from hires.engine import PassContext
+    from hires.reports import Counters
     from hires.stats import make_target
     engine = Engine(Settings(network="random", precision="fp32"))
     style = io.load_image(style_path, long_side=96)
