@@ -15,7 +15,7 @@ from hires.errors import HiresError
 __all__ = ["HiresError", "Result", "Settings", "plan", "render", "texture"]
 __version__ = "0.1.0"
 
-_LAZY = {"Result": "hires.pipeline", "plan": "hires.pipeline", "render": "hires.pipeline", "texture": "hires.pipeline"}
+_LAZY = {"Result": "hires.finishing", "plan": "hires.api", "render": "hires.api", "texture": "hires.api"}
 
 
 def __getattr__(name):

@@ -271,7 +271,7 @@ def cmd_presets(args, console) -> int:
 
 
 def cmd_plan(args, console) -> int:
-    from hires.pipeline import plan
+    from hires.api import plan
     texture = args.kind == "texture"
     p = plan(args.example if texture else args.content, None if texture else args.style, texture=texture,
              size=job_size(args, texture), settings=settings_from_args(args), calibrate=not args.no_calibrate)

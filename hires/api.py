@@ -1,0 +1,113 @@
+"""The Python API: ``render``, ``texture`` and ``plan``.  Each checks what it was given, resolves it
+as the command line resolves its flags (``request.api_request``), and hands the job to
+``pipeline.run`` (or the planner); ``hires/__init__.py`` exposes them lazily.
+"""
+from __future__ import annotations
+
+from hires import pipeline
+from hires.coercion import coerce_flag
+from hires.config import Settings
+from hires.fastrender import fast_plan
+from hires.finishing import Result
+from hires.progress import ignore
+from hires.request import api_request, builtin_only, make_job, plan_job
+
+
+def render(content, style=None, output=None, *, size=None, preset: str | None = None, config=None,
+           settings: Settings | None = None, progress=ignore, overwrite: bool = False, **overrides) -> Result:
+    """Stylise a photo with one or more paintings.
+
+    Parameters
+    ----------
+    content : str or os.PathLike
+        The photo (JPEG, PNG, TIFF or WebP).
+    style : str, os.PathLike, (path, weight) or a list of them, optional
+        The painting(s); ``"painting.jpg:0.7"`` gives a weight.  May be left out with
+        ``method="fast", builtin_style=N``.
+    output : str or os.PathLike, optional
+        The file to write (.png .jpg .webp .tif); None keeps the result in memory only.
+    size : str or (int, int), optional
+        ``"WxH"`` in px, a physical size at ``dpi`` (``"30x40cm"``) or a named print size (``"a3"``);
+        default: the preset's, else the content's own size.
+    preset, config : str, optional
+        A preset's name (``hires presets``) or a TOML file of settings, applied in that order before
+        ``settings`` fields given as keywords, as ``--preset`` and ``--config`` are.
+    settings : hires.Settings, optional
+        The base settings (default: the built-in defaults, or the preset's).
+    progress : callable, optional
+        Receives the events of ``hires.progress`` as objects.
+    overwrite : bool
+        Replace a file at ``output`` (else one there, or one that appears, is never replaced).
+    **overrides
+        Settings fields (``iterations=(100, 30)``, ``memory="2GiB"``) or run options (``fresh``,
+        ``keep_work``, ``snapshots``, ...).
+
+    Returns
+    -------
+    Result
+        The image (unless disk-backed), the output path, the network, the plan, times.
+    """
+    settings, options, size = api_request(settings, progress, overrides, preset, config, size, texture=False)
+    job = make_job(content, style, output, size, texture=False, overwrite=coerce_flag(overwrite, "overwrite"),
+                   dpi=settings.dpi, styles_optional=builtin_only(settings), memory=settings.memory)
+    return pipeline.run(job, settings, progress, options)
+
+
+def texture(example, output=None, *, size=None, preset: str | None = None, config=None,
+            settings: Settings | None = None, progress=ignore, overwrite: bool = False, **overrides) -> Result:
+    """Synthesise a texture like one or more examples.
+
+    Parameters
+    ----------
+    example : str, os.PathLike, (path, weight) or a list of them
+        The example texture(s), with optional weights (``"bark.jpg:0.7"``).
+    output : str or os.PathLike, optional
+        The file to write; None keeps the result in memory only.
+    size : str or (int, int), optional
+        ``"WxH"``, a physical or named print size; default: the preset's, else 512x512.
+    preset, config, settings, progress, overwrite, **overrides
+        As for ``render`` (``seamless=True``, ``example_scale=2.0``, ...).
+
+    Returns
+    -------
+    Result
+        The texture (float32 RGB in [0, 1] unless disk-backed), the output path, the plan, times.
+    """
+    settings, options, size = api_request(settings, progress, overrides, preset, config, size, texture=True)
+    job = make_job(None, example, output, size, texture=True, overwrite=coerce_flag(overwrite, "overwrite"),
+                   dpi=settings.dpi, memory=settings.memory)
+    return pipeline.run(job, settings, progress, options)
+
+
+def plan(source, style=None, *, texture: bool = False, size=None, preset: str | None = None, config=None,
+         settings: Settings | None = None, calibrate: bool = False, **overrides):
+    """What a render or a texture would do, before any of it runs: levels, tiles, memory and time.
+
+    Parameters
+    ----------
+    source : str or os.PathLike (a list of them, or with weights, for a texture)
+        The photo of a render, or with ``texture=True`` the example(s).
+    style : as for ``render``, optional
+        The painting(s) of a render.
+    texture : bool
+        Plan ``texture(source, ...)`` instead of ``render(source, style, ...)``.
+    size, preset, config, settings, **overrides
+        As for ``render``.
+    calibrate : bool
+        Measure this machine's speed first (a few seconds, cached), so the plan gives times.
+
+    Returns
+    -------
+    Plan
+        ``describe()`` gives the lines ``hires plan`` prints, ``as_dict()`` its JSON (``fastrender.FastPlan``
+        for ``method="fast"``, with the same ``as_dict`` keys for size and peak memory).
+    """
+    settings, _, size = api_request(settings, ignore, overrides, preset, config, size, texture=texture)
+    if texture:
+        job = make_job(None, source, None, size, texture=True, dpi=settings.dpi, memory=settings.memory)
+    else:
+        job = make_job(source, style, None, size, texture=False, dpi=settings.dpi,
+                       styles_optional=builtin_only(settings), memory=settings.memory)
+    if settings.method == "fast" and not texture:
+        return fast_plan(job, settings)
+    return plan_job(job, settings, calibrate=calibrate)
