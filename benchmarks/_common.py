@@ -56,7 +56,7 @@ def machine() -> dict:
     as such), bf16 and AMX, and this run's fp32 (and native bf16) matmul rates."""
     import torch
 
-    from hires.engine import bf16_supported, isa_restricted
+    from hires.device import bf16_supported, isa_restricted
     try:
         flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:

@@ -47,11 +47,12 @@ def _by_prog(parser: argparse.ArgumentParser, prog: str) -> argparse.ArgumentPar
 
 
 def add_settings_flags(p: argparse.ArgumentParser, only: set[str] | None = None, expert: bool = False) -> None:
-    """One flag per Settings field, in the groups of ``config.GROUPS``, defaulting to 'not given' so
-    presets are not overridden (the expert ones, ``config.EXPERT``, are accepted but shown only with
+    """One flag per Settings field, in the groups of ``flags.GROUPS``, defaulting to 'not given' so
+    presets are not overridden (the expert ones, ``flags.EXPERT``, are accepted but shown only with
     ``expert``).  Values stay strings here: Settings coerces and checks them, the same way as TOML
     values."""
-    from hires.config import ALIASES, EXPERT, GROUPS, metavar, shown_default
+    from hires.config import ALIASES
+    from hires.flags import EXPERT, GROUPS, metavar, shown_default
     from hires.presets import preset_names
     g = p.add_argument_group("presets")
     g.add_argument("--preset", metavar="NAME", help=f"a preset ({', '.join(preset_names())}) or a .toml path")
@@ -128,7 +129,7 @@ def _reporting(q):
 
 
 def _common(q):
-    from hires.config import shown_default
+    from hires.flags import shown_default
     from hires.request import RunOptions
     q = q.add_argument_group("production")
     q.add_argument("-o", "--output", metavar="FILE",

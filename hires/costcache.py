@@ -45,8 +45,8 @@ def machine() -> str:
 
 # the meaning of an entry's numbers: seconds per GFLOP of hires.layers' cost model, which counts
 # the Gram products since version 2 (and the anti-aliased steps as one convolution); version 3
-# keeps no measured set-up (plan.SHAPE_EVALS) and a tile's and an evaluation's seconds apart from
-# their pixels (plan.TileCost); version 4 times relu1_1 made band by band without its activation
+# keeps no measured set-up (probe.SHAPE_EVALS) and a tile's and an evaluation's seconds apart from
+# their pixels (probe.TileCost); version 4 times relu1_1 made band by band without its activation
 # (hires.bandgram) at the levels that allow it
 MODEL = "costs 4"
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +25,7 @@ from hires.canvas import Buffers, give_back_memory, release, reuse_memory, trim
 from hires.checkpoints import Checkpoints, fingerprint
 from hires.colouring import colour_groups
 from hires.config import Settings
-from hires.errors import OptionError
+from hires.device import pick_device, pick_precision
 from hires.kernels import blend_into
 from hires.layers import BANDED, LAYERS, banded, flops_per_pixel
 from hires.nets import LAYER_STRIDE, build_network
@@ -38,47 +36,6 @@ from hires.stats import LayerTarget, Stats
 from hires.tiles import Tile, blend_mask, blend_part, blend_window, grid, owned_box, ownership, padding, take
 
 log = logging.getLogger(__name__)
-
-
-def bf16_supported(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): oneDNN also runs bf16 on
-    plain AVX512 by emulation, slower than fp32, which torch's own check does not tell apart."""
-    try:
-        flags = set(Path(cpuinfo).read_text().split())
-    except OSError:  # not Linux: torch's check
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"}) and not isa_restricted()
-
-
-def isa_restricted() -> bool:
-    """torch restricted below AVX-512 in this process (``ATEN_CPU_CAPABILITY``, or oneDNN's
-    ``ONEDNN_MAX_CPU_ISA`` below its bf16 ISAs): bf16 would then be emulated, far slower than fp32
-    (a 64 px Adam render took 341 s instead of 2 s), as on a CPU without it."""
-    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    if isa and isa != "ALL" and not any(k in isa for k in ("AVX512_CORE_BF16", "AMX", "AVX10")):
-        return True
-    return not torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
-
-
-def pick_precision(name: str, device: torch.device) -> str:
-    """'fp32' or 'bf16' for ``--precision`` on ``device``."""
-    if name == "auto":
-        return "bf16" if device.type == "cpu" and bf16_supported() else "fp32"
-    if name == "bf16" and device.type == "cpu" and not bf16_supported():
-        raise OptionError("--precision bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
-                          "use --precision fp32 or auto")
-    return name
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise OptionError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    return torch.device(name)
 
 
 class TileRunner(Protocol):

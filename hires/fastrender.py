@@ -16,7 +16,7 @@ from hires.config import Settings, parse_memory
 from hires.errors import BudgetError, OptionError
 from hires.progress import Note, PlanReady, ignore
 from hires.pyramid import Level
-from hires.engine import pick_device
+from hires.device import pick_device
 from hires.finishing import Result, finish
 from hires.request import Job, RunOptions, work_key
 

@@ -23,7 +23,8 @@ from hires.errors import HiresError, OptionError
 from hires.progress import Done, Failed, LevelStarted, Note, PlanReady, ignore
 from hires.pyramid import Level
 from hires.tiles import grid
-from hires.engine import Engine, PassContext, pick_device
+from hires.device import pick_device
+from hires.engine import Engine, PassContext
 from hires.reports import Counters, LevelReport
 from hires.fastrender import fast_start, paint, recolour, run_fast
 from hires.finishing import STRIP, Result, finish, to_gray, examples_at

@@ -123,7 +123,7 @@ class LevelPlan:
     @property
     def shapes_gflop(self) -> float:
         """GFLOP of one forward pass over one tile of each distinct region shape of the level (each
-        shape's first tile pays a set-up: SHAPE_EVALS)."""
+        shape's first tile pays a set-up: probe.SHAPE_EVALS)."""
         return flops_per_pixel(self.level.layers) * sum(h * w for h, w in self.region_shapes) / 1e9
 
     @property
@@ -208,7 +208,7 @@ class Plan:
         return sum(self.parts(lp).values())
 
     def parts(self, lp: LevelPlan) -> dict[str, float]:
-        """The level's time in parts: its tiles' (TileCost.parts), the multi-scale start's when it
+        """The level's time in parts: its tiles' (probe.TileCost.parts), the multi-scale start's when it
         paints it, and the resampling that starts it."""
         return {**self.costs[lp.level.index].parts(lp), "paint": self.paint_seconds(lp),
                 "resample": self.resample_seconds(lp)}
@@ -363,46 +363,6 @@ def _resampled(level: Level, painted: bool, out_px: int) -> tuple[int, int]:
     the latter upsampled back (pipeline.painted_content)."""
     px = level.width * level.height
     return (2 * px, 2 * out_px) if painted else (px, 0)
-
-
-# the set-up a level's first tile of each region shape pays (oneDNN's primitives for the shape, the
-# first touch of its memory), in evaluations of that tile.  Timed in a print's tiles (pipeline
-# events, three runs): a level's first tile spent 2-4 s more than the next of its shape (4-6 of its
-# evaluations), a later new shape 0-3 s (0.3-0.9 s at 6000 px, 0.8-3 s at 3000 px), a repeated
-# one none.  The probe's own reading of it (its first tile beyond a warm one, 0.4-2.8 s in the same
-# process and shapes) moved the print's 1500 px estimate by 20 s from run to run; the evaluations
-# of the shape it adds up to hold the level's figure where the runs put it
-SHAPE_EVALS = 2
-
-
-@dataclass(frozen=True)
-class TileCost:
-    """This machine's cost of a tile at one level (its layers, optimiser, precision and tile size),
-    in seconds per GFLOP of the tile region's forward pass: ``fixed`` once per tile (its statistics
-    and content forwards with their Gram sums, the loss's set-up, the blend) and ``per_eval`` for
-    each evaluation (forward, backward to the pixels, the optimiser's step); and in seconds whatever
-    the tile's size: ``tile_s`` once per tile and ``eval_s`` per evaluation (Python's and the
-    libraries' calls, the Gram-sized terms of the loss).  A 292x912 tile of the print cost 7.5 s per
-    Mpx where a 912x912 one cost 6.5; priced by its pixels alone, the 3000 px level of the 2 GiB
-    print (30 tiles, 170-592 px) read 17% under its time."""
-    fixed: float
-    per_eval: float
-    tile_s: float = 0.0
-    eval_s: float = 0.0
-
-    def level_seconds(self, lp: LevelPlan) -> float:
-        """The level's time: the sum of its ``parts``."""
-        return sum(self.parts(lp).values())
-
-    def parts(self, lp: LevelPlan) -> dict[str, float]:
-        """The level's time in parts: each tile's fixed part and evaluations (mapped afresh, slower:
-        see MAPPED_COST), the set-up of each tile shape (SHAPE_EVALS), and the style images'
-        statistics pass, one forward (half a tile's fixed part)."""
-        f, n = lp.time_factor, lp.level.iterations
-        tiles = sum(len(t) for t in lp.passes)
-        return {"tiles": lp.forward_gflop * (self.fixed + n * self.per_eval * f) + tiles * (self.tile_s + n * self.eval_s * f),
-                "shapes": SHAPE_EVALS * f * (self.per_eval * lp.shapes_gflop + self.eval_s * lp.shapes),
-                "style": lp.style_px * flops_per_pixel(lp.level.layers) / 1e9 * self.fixed / 2}
 
 
 def describe(plan: Plan) -> list[str]:

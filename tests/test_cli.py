@@ -69,7 +69,7 @@ def _entry(text: str, option: str) -> str:
 def test_help_shows_real_defaults_and_keeps_expert_options_for_help_all(capsys):
     """Every default as it is (0 and off were "none"), in one format; expert options only under
     --help-all, and accepted either way."""
-    from hires.config import EXPERT, shown_default
+    from hires.flags import EXPERT, shown_default
     from hires.request import RunOptions
     short, full = _help(["render", "--help"], capsys), _help(["render", "--help-all"], capsys)
     for f in dataclasses.fields(Settings):

@@ -209,29 +209,29 @@ def test_bf16_convolutions_keep_features_and_gradients_close_to_fp32():
 
 
 def test_precision_choice(tmp_path, monkeypatch):
-    from hires import engine
+    from hires import device
     from hires.errors import OptionError
     flags = tmp_path / "cpuinfo"
     flags.write_text("flags\t: fpu sse avx2 avx512f avx512bw\n")
-    assert not engine.bf16_supported(str(flags))
+    assert not device.bf16_supported(str(flags))
     flags.write_text("flags\t: fpu sse avx2 avx512f avx512_bf16\n")
-    assert engine.bf16_supported(str(flags))
+    assert device.bf16_supported(str(flags))
     cpu = torch.device("cpu")
-    monkeypatch.setattr(engine, "bf16_supported", lambda: False)
-    assert engine.pick_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(device, "bf16_supported", lambda: False)
+    assert device.pick_precision("auto", cpu) == "fp32"
     with pytest.raises(OptionError, match="no native bfloat16"):
-        engine.pick_precision("bf16", cpu)
-    monkeypatch.setattr(engine, "bf16_supported", lambda: True)
-    assert engine.pick_precision("auto", cpu) == "bf16"
-    assert engine.pick_precision("auto", torch.device("cuda")) == "fp32"
-    assert engine.pick_precision("fp32", cpu) == "fp32"
+        device.pick_precision("bf16", cpu)
+    monkeypatch.setattr(device, "bf16_supported", lambda: True)
+    assert device.pick_precision("auto", cpu) == "bf16"
+    assert device.pick_precision("auto", torch.device("cuda")) == "fp32"
+    assert device.pick_precision("fp32", cpu) == "fp32"
 
 
 def test_auto_precision_is_bf16_only_at_adam_levels(monkeypatch):
-    from hires import engine
+    from hires import device, engine
     from hires.config import Settings
     from hires.pyramid import Level
-    monkeypatch.setattr(engine, "bf16_supported", lambda: True)
+    monkeypatch.setattr(device, "bf16_supported", lambda: True)
     coarse, fine = Level(0, 64, 64, 40, ("relu1_1",), "relu1_1"), Level(1, 128, 128, 10, ("relu1_1",), "relu1_1")
     auto = engine.Engine(Settings(network="random"))
     assert [auto.level_precision(lv) for lv in (coarse, fine)] == ["fp32", "bf16"]

@@ -101,7 +101,8 @@ def test_render_help_groups_its_options_with_meaningful_metavars():
     import io
 
     from hires.cli import build_parser
-    from hires.config import GROUPS, Settings
+    from hires.config import Settings
+    from hires.flags import GROUPS
     from hires.presets import preset_names
     assert sorted(n for names in GROUPS.values() for n in names) == sorted(f.name for f in dataclasses.fields(Settings))
     out = io.StringIO()

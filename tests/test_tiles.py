@@ -8,7 +8,8 @@ import pytest
 
 from hires.config import Settings
 from hires.errors import BudgetError, OptionError
-from hires.plan import TileCost, describe, make_plan
+from hires.plan import describe, make_plan
+from hires.probe import TileCost
 from hires.layers import flops_per_pixel
 from hires.probe import measure_costs, resample_rates
 from hires.pyramid import schedule
