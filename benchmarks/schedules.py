@@ -61,7 +61,8 @@ def main() -> None:
     from hires import io
     from hires.canvas import Buffers
     from hires.config import Settings
-    from hires.engine import Engine, PassContext
+    from hires.engine import Engine
+    from hires.passes import PassContext, refine_pass
     from hires.reports import Counters
     from hires.config import parse_memory
     from hires.pipeline import level_targets
@@ -96,7 +97,7 @@ def main() -> None:
         canvas, content_img = first.copy(), first.copy()  # above the fast start the content is the start
         t = time.perf_counter()
         for tiles in lp.passes:
-            engine.refine(canvas, content_img, targets, level, tiles, PassContext(Buffers(None, False), Counters()))
+            refine_pass(engine, canvas, content_img, targets, level, tiles, PassContext(Buffers(None, False), Counters()))
         seconds = time.perf_counter() - t
         loss = engine.style_loss(canvas, targets, level, lp.tiles)
         change = float(np.abs(canvas - first).mean())

@@ -1,16 +1,17 @@
 """The Python API: ``render``, ``texture`` and ``plan``.  Each checks what it was given, resolves it
-as the command line resolves its flags (``request.api_request``), and hands the job to
+as the command line resolves its flags (``resolver.resolve``), and hands the job to
 ``pipeline.run`` (or the planner); ``hires/__init__.py`` exposes them lazily.
 """
 from __future__ import annotations
 
 from hires import pipeline
-from hires.coercion import coerce_flag
 from hires.config import Settings
+from hires.errors import OptionError
 from hires.fastrender import fast_plan
 from hires.finishing import Result
 from hires.progress import ignore
-from hires.request import api_request, builtin_only, make_job, plan_job
+from hires.request import plan_job
+from hires.resolver import Asked, Request, resolve
 
 
 def render(content, style=None, output=None, *, size=None, preset: str | None = None, config=None,
@@ -47,10 +48,10 @@ def render(content, style=None, output=None, *, size=None, preset: str | None = 
     Result
         The image (unless disk-backed), the output path, the network, the plan, times.
     """
-    settings, options, size = api_request(settings, progress, overrides, preset, config, size, texture=False)
-    job = make_job(content, style, output, size, texture=False, overwrite=coerce_flag(overwrite, "overwrite"),
-                   dpi=settings.dpi, styles_optional=builtin_only(settings), memory=settings.memory)
-    return pipeline.run(job, settings, progress, options)
+    _check_progress(progress)
+    r = resolve(Asked.from_keywords(overrides, content=content, styles=style, output=output, size=size, preset=preset,
+                                    config=config, settings=settings, overwrite=overwrite))
+    return pipeline.run(r.job, r.settings, progress, r.options)
 
 
 def texture(example, output=None, *, size=None, preset: str | None = None, config=None,
@@ -73,10 +74,10 @@ def texture(example, output=None, *, size=None, preset: str | None = None, confi
     Result
         The texture (float32 RGB in [0, 1] unless disk-backed), the output path, the plan, times.
     """
-    settings, options, size = api_request(settings, progress, overrides, preset, config, size, texture=True)
-    job = make_job(None, example, output, size, texture=True, overwrite=coerce_flag(overwrite, "overwrite"),
-                   dpi=settings.dpi, memory=settings.memory)
-    return pipeline.run(job, settings, progress, options)
+    _check_progress(progress)
+    r = resolve(Asked.from_keywords(overrides, texture=True, styles=example, output=output, size=size, preset=preset,
+                                    config=config, settings=settings, overwrite=overwrite))
+    return pipeline.run(r.job, r.settings, progress, r.options)
 
 
 def plan(source, style=None, *, texture: bool = False, size=None, preset: str | None = None, config=None,
@@ -102,12 +103,20 @@ def plan(source, style=None, *, texture: bool = False, size=None, preset: str | 
         ``describe()`` gives the lines ``hires plan`` prints, ``as_dict()`` its JSON (``fastrender.FastPlan``
         for ``method="fast"``, with the same ``as_dict`` keys for size and peak memory).
     """
-    settings, _, size = api_request(settings, ignore, overrides, preset, config, size, texture=texture)
-    if texture:
-        job = make_job(None, source, None, size, texture=True, dpi=settings.dpi, memory=settings.memory)
-    else:
-        job = make_job(source, style, None, size, texture=False, dpi=settings.dpi,
-                       styles_optional=builtin_only(settings), memory=settings.memory)
-    if settings.method == "fast" and not texture:
-        return fast_plan(job, settings)
-    return plan_job(job, settings, calibrate=calibrate)
+    r = resolve(Asked.from_keywords(overrides, texture=texture, content=None if texture else source,
+                                    styles=source if texture else style, size=size, preset=preset, config=config,
+                                    settings=settings))
+    return plan_of(r, calibrate)
+
+
+def plan_of(r: Request, calibrate: bool = False):
+    """The plan of a resolved request (``hires plan`` prints it)."""
+    if r.settings.method == "fast" and not r.job.texture:
+        return fast_plan(r.job, r.settings)
+    return plan_job(r.job, r.settings, calibrate=calibrate)
+
+
+def _check_progress(progress) -> None:
+    if not callable(progress):
+        raise OptionError(f"progress: {progress!r} is not callable; give a function that takes one event, or "
+                          "leave it out")

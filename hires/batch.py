@@ -49,6 +49,15 @@ class BatchJob:
     options: RunOptions
     overwrite: bool = False
 
+    def request(self, with_output: bool = True):
+        """The job resolved as every front end's is (``resolver.resolve``): inputs decoded small,
+        the output checked (``with_output``); its settings and run options are already checked."""
+        from hires.resolver import Asked, resolve
+        r = resolve(Asked(texture=self.texture, content=self.content, styles=self.styles, size=self.size,
+                          output=self.output if with_output else None, overwrite=self.overwrite,
+                          settings=self.settings, source=f"{self.source}: {self.name}"))
+        return dataclasses.replace(r, options=self.options)
+
 
 @dataclass
 class Outcome:
@@ -185,10 +194,8 @@ def _write_record(source: Path, output: Path, fingerprint: str) -> None:
 
 def fingerprint(job: BatchJob) -> str:
     """Inputs (path, size, time), size and settings: what decides the output."""
-    from hires.request import make_job, work_key
-    j = make_job(job.content, job.styles, None, job.size, job.texture, dpi=job.settings.dpi,
-                 styles_optional=builtin_only(job.settings), memory=job.settings.memory)
-    return work_key(j, job.settings, job.settings.network)
+    from hires.request import work_key
+    return work_key(job.request(with_output=False).job, job.settings, job.settings.network)
 
 
 def already_done(job: BatchJob, fp: str) -> bool:
@@ -211,15 +218,13 @@ def run_here(job: BatchJob, progress_kind: str) -> dict:
     """Run one job in this process: what happened (status, output, error, wall, the job's peak RSS)."""
     from hires.progress import make_progress
     from hires.pipeline import run
-    from hires.request import make_job
     from rich.console import Console
     reset_peak_rss()  # a cluster worker runs many jobs: measure this one
     t0 = time.perf_counter()
     try:
-        j = make_job(job.content, job.styles, job.output, job.size, job.texture, job.overwrite, job.settings.dpi,
-                     builtin_only(job.settings), job.settings.memory)
+        r = job.request()
         with make_progress(progress_kind, Console(stderr=True)) as progress:
-            result = run(j, job.settings, progress, job.options)
+            result = run(r.job, r.settings, progress, r.options)
         msg = {"status": "done", "output": str(result.output), "error": None}
     except HiresError as e:
         msg = {"status": "failed", "output": None, "error": str(e)}

@@ -77,12 +77,24 @@ def add_settings_flags(p: argparse.ArgumentParser, only: set[str] | None = None,
                 g.add_argument(*flags, metavar=metavar(name), **kw)
 
 
+def asked(args, output=None):
+    """What the command line gave, for ``resolver.resolve``: the settings and run-option flags that
+    were given (the others stay 'not given', so a preset's values are not overridden)."""
+    from hires.request import RUN_FIELDS
+    from hires.resolver import Asked
+    texture = getattr(args, "kind", args.command) == "texture"
+    names = {f.name for f in dataclasses.fields(Settings)}
+    return Asked(texture=texture, content=None if texture else args.content,
+                 styles=args.example if texture else args.style, output=output, size=args.size,
+                 overwrite=getattr(args, "overwrite", False), preset=args.preset, config=args.config,
+                 values={k: v for k, v in vars(args).items() if k in names},
+                 run={k: getattr(args, k) for k in RUN_FIELDS if hasattr(args, k)}, label=lambda name: f"--{flag(name)}")
+
+
 def settings_from_args(args) -> Settings:
     """Built-in defaults, then --preset, then --config, then the flags given."""
-    names = {f.name for f in dataclasses.fields(Settings)}
-    given = {k: v for k, v in vars(args).items() if k in names}
-    return resolve_settings(given, preset=getattr(args, "preset", None), config=getattr(args, "config", None),
-                            label=lambda name: f"--{flag(name)}")
+    a = asked(args)
+    return resolve_settings(dict(a.values), preset=a.preset, config=a.config, label=a.label)
 
 
 SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color", "method", "strength", "fast_size",
@@ -199,34 +211,20 @@ def progress_kind(args) -> str:
 
 # ---------------------------------------------------------------- commands
 
-def job_size(args, texture: bool) -> str | None:
-    from hires.request import requested_size
-    return requested_size(args.size, getattr(args, "preset", None), texture)
-
-
 def run_options(args):
-    from hires.request import RUN_FIELDS, run_options_from
-    return run_options_from({k: getattr(args, k) for k in RUN_FIELDS if hasattr(args, k)},
-                            label=lambda name: f"--{flag(name)}")
+    from hires.request import run_options_from
+    a = asked(args)
+    return run_options_from(dict(a.run), label=a.label)
 
 
 def cmd_render(args, console, progress) -> int:
     from hires.pipeline import run
-    from hires.request import builtin_only, default_output, make_job
-    settings = settings_from_args(args)
-    texture = args.command == "texture"
-    size = job_size(args, texture)
-    if texture:
-        job = make_job(None, args.example, args.output if args.output is not None else default_output(args.example[0]),
-                       size, texture=True, overwrite=args.overwrite, dpi=settings.dpi, memory=settings.memory)
-    else:
-        job = make_job(args.content, args.style, args.output if args.output is not None else default_output(args.content),
-                       size,
-                       texture=False, overwrite=args.overwrite, dpi=settings.dpi, styles_optional=builtin_only(settings),
-                       memory=settings.memory)
-    options = run_options(args)
+    from hires.request import default_output
+    from hires.resolver import resolve
+    first = args.example[0] if args.command == "texture" else args.content
+    r = resolve(asked(args, args.output if args.output is not None else default_output(first)))
     with progress:
-        result = run(job, settings, progress, options)
+        result = run(r.job, r.settings, progress, r.options)
     if progress_kind(args) == "rich":
         console.print(f"{result.network} network, {result.wall_s:.1f} s")
         print(result.output)
@@ -272,10 +270,9 @@ def cmd_presets(args, console) -> int:
 
 
 def cmd_plan(args, console) -> int:
-    from hires.api import plan
-    texture = args.kind == "texture"
-    p = plan(args.example if texture else args.content, None if texture else args.style, texture=texture,
-             size=job_size(args, texture), settings=settings_from_args(args), calibrate=not args.no_calibrate)
+    from hires.api import plan_of
+    from hires.resolver import resolve
+    p = plan_of(resolve(asked(args)), calibrate=not args.no_calibrate)
     print(json.dumps(p.as_dict(), indent=2) if args.json else "\n".join(p.describe()))
     return 0
 

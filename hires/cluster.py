@@ -123,12 +123,13 @@ def _refine_task(settings, job, tile, region: np.ndarray, content: np.ndarray | 
 # ------------------------------------------------------------------ on the driver
 
 class DaskRunner:
-    """Runs tile work on a Dask client; ``Engine.stats_pass`` and ``Engine.refine`` call it in
+    """Runs tile work on a Dask client; ``Engine.stats_pass`` and ``passes.refine_pass`` call it in
     place of their in-process loops.  Records what it did per pass for the benchmarks."""
 
-    def __init__(self, client, settings, owned: bool = True):
+    def __init__(self, client, settings, owned: bool = True, progress=None):
         self.client = client
         self.settings = settings
+        self.progress = progress or (lambda event: None)
         self.owned = owned          # made by connect(): closed with the render
         self.log: list[dict] = []   # per statistics pass and per colour: tiles, seconds, bytes moved
 
@@ -164,9 +165,10 @@ class DaskRunner:
             yield futures[fut], result
         self.log.append({**entry, "wall_s": time.perf_counter() - t0})
 
-    def refine_runs(self, engine, canvas: np.ndarray, content: np.ndarray | None, tiles, job):
+    def refine_runs(self, canvas: np.ndarray, content: np.ndarray | None, tiles, job):
         """(tile, its new blend area) for the tiles of one colour, refined at once on the workers, in the
         order they finish (tiles of one colour share no pixels, so the order does not matter)."""
+        from hires.engine import Engine
         if not tiles:
             return
         distributed = _distributed()
@@ -180,7 +182,7 @@ class DaskRunner:
             region = take(canvas, tile.region)
             part = None if content is None else take(content, tile.region)
             sent += region.nbytes + (0 if part is None else part.nbytes)
-            engine.progress(TileStarted(job.level.index, ctx.pass_index, tile.index + 1, job.n_tiles))
+            self.progress(TileStarted(job.level.index, ctx.pass_index, tile.index + 1, job.n_tiles))
             futures[self._submit(_refine_task, self.settings, shared, tile, region, part,
                                  key=f"refine-tile-{pass_id}-{tile.index}")] = tile
         task_s, received = 0.0, 0
@@ -189,7 +191,7 @@ class DaskRunner:
             x_new, net_s, evals, seconds = fut.result()
             fut.release()
             received += x_new.nbytes
-            per_eval = 2 * engine.tile_flop(tile, job.level)   # forward plus backward
+            per_eval = 2 * Engine.tile_flop(tile, job.level)   # forward plus backward
             ctx.counters.add(net_s, per_eval * evals, work=per_eval * job.level.iterations)
             task_s += seconds
             yield tile, x_new

@@ -1,9 +1,9 @@
-"""The coarse-to-fine engine: the network, statistics passes and tile refinement.
+"""The tile engine: the network, statistics passes and one tile's refinement.
 
 Per level: (1) a statistics pass accumulates the Gram and mean of the whole current image tile
 by tile (``hires.stats``; ownership weights count each position once).  (2) A refine pass
 optimises each tile (plus fixed context) against the whole image's statistics with the tile's
-own part live (``hires.losses``), and ``kernels.blend`` feathers the result into the canvas.
+own part live (``hires.losses``), and ``hires.passes`` feathers the result into the canvas.
 The base level is the same code with a single tile.  The level loop is in ``hires.pipeline``.
 """
 from __future__ import annotations
@@ -12,59 +12,25 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
 
 from hires import losses
 from hires.bandgram import Bands, band_rows
-from hires.canvas import Buffers, give_back_memory, release, reuse_memory, trim
-from hires.checkpoints import Checkpoints, fingerprint
-from hires.colouring import colour_groups
+from hires.canvas import give_back_memory, release, reuse_memory, trim
 from hires.config import Settings
 from hires.device import pick_device, pick_precision
-from hires.kernels import blend_into
 from hires.layers import BANDED, LAYERS, banded, flops_per_pixel
 from hires.nets import LAYER_STRIDE, build_network
-from hires.progress import Note, TileFinished, TilesRestored, TileStarted, ignore
+from hires.progress import Note, TileStarted, ignore
 from hires.reports import Counters, TileProgress
 from hires.pyramid import Level
 from hires.stats import LayerTarget, Stats
-from hires.tiles import Tile, blend_mask, blend_part, blend_window, grid, owned_box, ownership, padding, take
+from hires.tiles import Tile, blend_mask, blend_part, grid, owned_box, ownership, padding, take
 
 log = logging.getLogger(__name__)
-
-
-class TileRunner(Protocol):
-    """Something that runs a pass's tiles: the in-process ``Engine`` (one after another) and
-    ``hires.cluster.DaskRunner`` (a colour's tiles at once on workers), with the same results.
-    Both yield (tile index or tile, result) pairs as tiles finish, in any order."""
-
-    def tile_stats_runs(self, image: np.ndarray, layers,
-                        tiles: list[Tile]) -> Iterator[tuple[int, tuple[dict, float, float]]]:
-        """(tile index, (its Gram sums per layer, network seconds, FLOP)) for each of ``tiles``."""
-
-    def refine_runs(self, engine: "Engine", canvas: np.ndarray, content: np.ndarray | None, tiles: list[Tile],
-                    job: "RefineJob") -> Iterator[tuple[Tile, np.ndarray]]:
-        """(tile, its refined blend area) for each of ``tiles``."""
-
-
-@dataclass
-class PassContext:
-    """Where a refine pass gets its buffers and reports to: the work counters, the checkpoints
-    that save each finished tile (and put back those an interrupted run finished), and a
-    callback after each tile (snapshots)."""
-    buffers: Buffers
-    counters: Counters
-    n_levels: int = 1
-    pass_index: int = 0
-    checkpoints: Checkpoints | None = None
-    after_tile: Callable[[np.ndarray, int, int], None] | None = None  # f(canvas, tiles finished so far, of n)
-    executor: TileRunner | None = None      # hires.cluster.DaskRunner: tiles on a cluster
-    reuse: bool = True                      # evaluations reuse freed memory (the plan's LevelPlan.reuse)
 
 
 @dataclass
@@ -77,7 +43,7 @@ class RefineJob:
     targets: dict
     canvas_hw: tuple[int, int]
     n_tiles: int
-    ctx: PassContext | None = None
+    ctx: object = None           # the pass's passes.PassContext (counters, progress), on the driver only
     starts: dict | None = None   # tile index -> {layer: Stats} of its owned positions at the pass's start
     reuse: bool = True           # evaluations reuse freed memory (canvas.reuse_memory)
 
@@ -107,7 +73,10 @@ def in_tile_order(runs, tiles: list[Tile]):
 
 
 class Engine:
-    """Holds the network on its device and runs statistics and refine passes."""
+    """The tile engine: the network on its device, a tile's statistics, its objective and its
+    optimisation (``refine_tile``); the whole image's statistics over its tiles (``stats_pass``).
+    The refine pass over a level's tiles, with checkpoints, progress and blending, is
+    ``hires.passes``'s.  Its settings change only by ``use_settings``."""
 
     def __init__(self, settings: Settings, progress=ignore):
         self.settings = settings
@@ -259,47 +228,6 @@ class Engine:
         st = LAYER_STRIDE[name]
         return name, Bands.of(weights[st], *wmaps[st].shape, mean=bool(self.settings.mean_weight))
 
-    def refine(self, canvas: np.ndarray, content: np.ndarray | None, targets: dict[str, LayerTarget],
-               level: Level, tiles: list[Tile], ctx: PassContext) -> np.ndarray:
-        """One pass over ``tiles``, updating ``canvas`` (float32 (H, W, 3)) in place; returns it.
-
-        Tiles run a colour at a time (``hires.colouring``): in this process one after another, or
-        with ``ctx.executor`` the tiles of a colour at once on a cluster, with the same result.
-        ``ctx.buffers`` makes the pass's weight map (RAM or disk); ``ctx.counters`` receives its work."""
-        H, W = canvas.shape[:2]
-        runner: TileRunner = ctx.executor or self
-        starts: dict = {}
-        glob = self.stats_pass(canvas, level.style_layers, tiles, ctx.counters, ctx.executor, starts)
-        wsum = ctx.buffers.zeros("weights", canvas.shape[:2])
-        stats_key = fingerprint(glob)
-        colours = colour_groups(tiles, W, H)
-        done = set()
-        if ctx.checkpoints is not None:
-            order = [t for group in colours for t in group]
-            done = set(ctx.checkpoints.restore_tiles(level.index, ctx.pass_index, order, stats_key, canvas, wsum))
-        if done:
-            self.progress(TilesRestored(level.index, ctx.pass_index, tuple(sorted(i + 1 for i in done))))
-        ctx.counters.work_done += sum(2 * self.tile_flop(t, level) * level.iterations for t in tiles if t.index in done)
-        finished = len(done)
-        job = RefineJob(level, glob, targets, (H, W), len(tiles), ctx, starts, ctx.reuse)
-        for group in colours:
-            todo = [t for t in group if t.index not in done]
-            for tile, x_new in runner.refine_runs(self, canvas, content, todo, job):
-                # Gauss-Seidel on pixels: tiles of later colours read this tile's result as their
-                # context and as the start of their overlap, so both sides of a cut converge to the
-                # same texture instead of two independent ones whose average would blur the seam.
-                blend_into(canvas, wsum, x_new, blend_window(tile), tile.blend[0], tile.blend[2])
-                del x_new
-                finished += 1
-                if ctx.checkpoints is not None:
-                    ctx.checkpoints.save_tile(level.index, ctx.pass_index, tile, stats_key, canvas, wsum)
-                self.progress(TileFinished(level.index, ctx.pass_index, tile.index + 1, len(tiles)))
-                if ctx.after_tile is not None:
-                    ctx.after_tile(canvas, finished, len(tiles))
-                release(canvas, wsum, content)
-                trim()
-        return canvas
-
     @staticmethod
     def tile_flop(tile: Tile, level: Level) -> float:
         """FLOP of one forward pass over the tile's region at the level's depth."""
@@ -316,8 +244,7 @@ class Engine:
         x = to_numpy(self.optimise(objective, x0, mask, job.level.iterations, report, job.reuse))
         return np.ascontiguousarray(blend_part(x, tile))
 
-    def refine_runs(self, engine: "Engine", canvas: np.ndarray, content: np.ndarray | None, tiles: list[Tile],
-                    job: "RefineJob"):
+    def refine_runs(self, canvas: np.ndarray, content: np.ndarray | None, tiles: list[Tile], job: RefineJob):
         """(tile, its new blend area) for each of ``tiles`` in this process, one after another, each
         evaluation reported as a Step event."""
         ctx = job.ctx

@@ -24,7 +24,8 @@ from hires.progress import Done, Failed, LevelStarted, Note, PlanReady, ignore
 from hires.pyramid import Level
 from hires.tiles import grid
 from hires.device import pick_device
-from hires.engine import Engine, PassContext
+from hires.engine import Engine
+from hires.passes import PassContext, refine_pass
 from hires.reports import Counters, LevelReport
 from hires.fastrender import fast_start, paint, recolour, run_fast
 from hires.finishing import STRIP, Result, finish, to_gray, examples_at
@@ -147,7 +148,7 @@ def _executor(spec, plan: Plan, settings: Settings, progress):
     client = cluster.connect(spec, plan.worker_bytes(settings))
     workers = client.scheduler_info().get("workers", {})
     progress(Note(f"cluster: {client.scheduler.address}, {len(workers)} worker(s); the tiles of a colour run at once"))
-    return cluster.DaskRunner(client, settings, owned=client is not spec)
+    return cluster.DaskRunner(client, settings, owned=client is not spec, progress=progress)
 
 
 def _close(executor) -> None:
@@ -216,7 +217,7 @@ def run_level(state: RenderState, lp: LevelPlan) -> None:
     for i, tiles in enumerate(lp.passes):
         after = state.snapshots.tile_done(lv.index, i) if state.snapshots else None
         ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after, state.executor, lp.reuse)
-        canvas = engine.refine(canvas, content, targets, lv, tiles, ctx)
+        canvas = refine_pass(engine, canvas, content, targets, lv, tiles, ctx)
     if s.mode == "gray":  # each level starts the next from gray, so colour cannot build up
         to_gray(canvas)
     state.checkpoints.save(lv.index, canvas)

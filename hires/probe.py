@@ -111,12 +111,12 @@ class _Probe:
     def run(self, evals: int) -> tuple[float, list[float]]:
         """Seconds to refine the tile with ``evals`` evaluations, and each evaluation's seconds."""
         from hires.canvas import Buffers
-        from hires.engine import PassContext
+        from hires.passes import PassContext, refine_pass
         from hires.reports import Counters
         counters = Counters()
         t = time.perf_counter()
-        self.engine.refine(self.image.copy(), self.image, self.targets, replace(self.level, iterations=evals),
-                           self.tiles, PassContext(Buffers(None, False), counters))
+        refine_pass(self.engine, self.image.copy(), self.image, self.targets, replace(self.level, iterations=evals),
+                    self.tiles, PassContext(Buffers(None, False), counters))
         return time.perf_counter() - t, counters.evals
 
 

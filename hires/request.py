@@ -92,31 +92,6 @@ def run_options_from(values: dict, prefix: str = "", label=None) -> RunOptions:
     return out
 
 
-def api_request(settings, progress, overrides: dict, preset=None, config=None, size=None, *, texture: bool):
-    """What the Python API was given, resolved as the command line resolves its flags: (settings,
-    run options, size).  ``settings`` must be a Settings (or None) and ``progress`` callable, checked
-    before any work; then the preset, the config file and the keywords apply, in that order."""
-    from hires.presets import resolve_settings
-    if settings is not None and not isinstance(settings, Settings):
-        raise OptionError(f"settings: {settings!r} is not a hires.Settings; give hires.Settings(...), preset= "
-                          "or single settings as keywords")
-    if not callable(progress):
-        raise OptionError(f"progress: {progress!r} is not callable; give a function that takes one event, or "
-                          "leave it out")
-    for name, value in (("preset", preset), ("config", config)):
-        if value is not None and not isinstance(value, (str, os.PathLike)):
-            raise OptionError(f"{name}: {value!r} is not a name or a path")
-    options, values = split_options(dict(overrides))
-    settings = resolve_settings(values, preset=preset and str(preset), config=config, base=settings)
-    return settings, options, requested_size(size, preset and str(preset), texture)
-
-
-def split_options(overrides: dict) -> tuple[RunOptions, dict]:
-    """API keywords: RunOptions fields, and the rest (Settings fields)."""
-    run_kw = {k: overrides.pop(k) for k in list(overrides) if k in RUN_FIELDS}
-    return run_options_from(run_kw), overrides
-
-
 def path_argument(value, what: str) -> Path:
     """A path the API was given (str or os.PathLike, not empty), else an InputError naming ``what``."""
     if isinstance(value, os.PathLike):

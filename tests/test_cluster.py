@@ -113,7 +113,7 @@ def test_cluster_seams_match_the_sequential_render(client, content_path, style_p
               content_layer="relu3_1", base_size=128)
     there = hires.render(content_path, style_path, scheduler=client, **kw)
     monkeypatch.setattr(colouring, "colour_groups", lambda tiles, w, h: [[t] for t in tiles])
-    monkeypatch.setattr("hires.engine.colour_groups", lambda tiles, w, h: [[t] for t in tiles])
+    monkeypatch.setattr("hires.passes.colour_groups", lambda tiles, w, h: [[t] for t in tiles])
     sequential = hires.render(content_path, style_path, **kw)
     cuts = sorted({t.core[0] for t in sequential.plan.levels[-1].tiles} - {0})
     a, b = seam_ratio(there.image, cuts), seam_ratio(sequential.image, cuts)

@@ -21,8 +21,7 @@ import pyvips
 import torch
 
 import hires
-from hires import cli, io, losses, nets, output
-from hires.engine import Engine
+from hires import cli, io, losses, nets, output, pipeline
 from hires.errors import InputError, NumericalError, OutputError, WeightsError
 
 from conftest import data
@@ -426,7 +425,7 @@ def test_interrupt_with_json_progress_is_json_only(tmp_path, capfd, monkeypatch)
     """Row 18: Ctrl-C with --json-progress: every stderr line is JSON, the last an error event."""
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
-    monkeypatch.setattr(Engine, "refine", interrupted)
+    monkeypatch.setattr(pipeline, "refine_pass", interrupted)
     code, err = run_cli(["render", content(), "-s", style(), "-o", tmp_path / "o.png", *TINY_FLAGS[1:],
                          "--json-progress"], capfd)
     assert code == 130

@@ -47,7 +47,8 @@ def test_the_engine_and_the_dask_runner_both_implement_the_tile_runner_interface
     import inspect
 
     from hires.cluster import DaskRunner
-    from hires.engine import Engine, TileRunner
+    from hires.engine import Engine
+    from hires.passes import TileRunner
     for name in ("tile_stats_runs", "refine_runs"):
         want = list(inspect.signature(getattr(TileRunner, name)).parameters)
         for cls in (Engine, DaskRunner):

@@ -11,7 +11,7 @@ import pyvips
 import torch
 
 import hires
-from hires import cli, io, output
+from hires import cli, io, output, pipeline
 from hires.config import Settings, parse_memory
 from hires.engine import Engine, RefineJob
 from hires.errors import OptionError, OutputError
@@ -38,13 +38,13 @@ class Crash(Exception):
 def crash_at(monkeypatch, where: str):
     """Make the next render fail at level 1's refinement or in the final write."""
     if where == "level1":
-        real = Engine.refine
+        real = pipeline.refine_pass
 
         def refine(self, canvas, content, targets, level, *a, **kw):
             if level.index == 1:
                 raise Crash
             return real(self, canvas, content, targets, level, *a, **kw)
-        monkeypatch.setattr(Engine, "refine", refine)
+        monkeypatch.setattr(pipeline, "refine_pass", refine)
     else:
         def save(*a, **kw):
             raise Crash

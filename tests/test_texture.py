@@ -5,9 +5,8 @@ import pytest
 import pyvips
 
 import hires
-from hires import io
+from hires import io, pipeline
 from hires.config import Settings
-from hires.engine import Engine
 from hires.request import EXAMPLE_AT_BASE, make_job, plan_job
 from hires.seams import wrap_seam_ratio
 
@@ -33,14 +32,14 @@ def test_wrap_around_tiles_are_refined(texture_path, monkeypatch):
     that wrap around) change between the upsampled start of a level and its end as much as
     the pixels inside."""
     starts, ends = {}, {}
-    real = Engine.refine
+    real = pipeline.refine_pass
 
     def refine(self, canvas, content, targets, level, tiles, ctx):
         starts[level.index] = np.array(canvas)
         out = real(self, canvas, content, targets, level, tiles, ctx)
         ends[level.index] = np.array(out)
         return out
-    monkeypatch.setattr(Engine, "refine", refine)
+    monkeypatch.setattr(pipeline, "refine_pass", refine)
     res = hires.texture(texture_path, size="192x192", base_size=96, seamless=True, tile_size=64,
                         example_scale=0.25, **SMALL)
     assert len(res.plan.levels[-1].tiles) >= 9

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import hires
-from hires import io
+from hires import io, pipeline
 from hires.config import Settings
 from hires import engine as engine_module
 from hires.engine import Engine
@@ -88,20 +88,20 @@ def step_ratio(img, cuts, between, seg=24, w=6):
 def snapshot_tiles(monkeypatch):
     """Broken on purpose: every tile reads one snapshot of the canvas taken before the pass
     (Jacobi, as map_overlap would) instead of its predecessors' results."""
-    real_refine, real_take = Engine.refine, engine_module.take
+    real_refine, real_take = pipeline.refine_pass, engine_module.take
     frozen = {}
 
     def refine(self, canvas, *a, **kw):
         frozen[id(canvas)] = canvas.copy()
         return real_refine(self, canvas, *a, **kw)
 
-    monkeypatch.setattr(Engine, "refine", refine)
+    monkeypatch.setattr(pipeline, "refine_pass", refine)
     monkeypatch.setattr(engine_module, "take", lambda image, box: real_take(frozen.get(id(image), image), box))
 
 
 def per_tile_statistics(monkeypatch):
     """Broken on purpose: each tile matches the style with its own statistics, not the whole image's."""
-    real_refine, real_objective = Engine.refine, Engine.objective
+    real_refine, real_objective = pipeline.refine_pass, Engine.objective
     current = {}
 
     def refine(self, canvas, *a, **kw):
@@ -112,7 +112,7 @@ def per_tile_statistics(monkeypatch):
         own = self.stats_pass(current["canvas"], job.level.style_layers, [tile])
         return real_objective(self, tile, dataclasses.replace(job, glob=own, starts=None), content)
 
-    monkeypatch.setattr(Engine, "refine", refine)
+    monkeypatch.setattr(pipeline, "refine_pass", refine)
     monkeypatch.setattr(Engine, "objective", objective)
 
 
@@ -143,7 +143,7 @@ def test_crashed_render_resumes_from_last_level(tmp_path, content_path, style_pa
     out = tmp_path / "r.png"
     clean = hires.render(content_path, style_path, tmp_path / "clean.png", **kw).image
     calls = []
-    real = Engine.refine
+    real = pipeline.refine_pass
 
     def crash_on_level_1(self, canvas, content, targets, level, *a):
         calls.append(level.index)
@@ -151,11 +151,11 @@ def test_crashed_render_resumes_from_last_level(tmp_path, content_path, style_pa
             raise KeyboardInterrupt
         return real(self, canvas, content, targets, level, *a)
 
-    monkeypatch.setattr(Engine, "refine", crash_on_level_1)
+    monkeypatch.setattr(pipeline, "refine_pass", crash_on_level_1)
     with pytest.raises(KeyboardInterrupt):
         hires.render(content_path, style_path, out, **kw)
     assert not out.exists() and (tmp_path / ".r.hires-work" / "level0.f32").exists()
-    monkeypatch.setattr(Engine, "refine", real)
+    monkeypatch.setattr(pipeline, "refine_pass", real)
     notes = []
     resumed = hires.render(content_path, style_path, out, progress=notes.append, **kw)
     assert any("resuming after level 0" in getattr(n, "text", "") for n in notes)
@@ -285,7 +285,7 @@ def test_later_tiles_aim_at_the_target_from_the_pass_statistics():
 
 def test_every_tile_is_refined_against_its_sums_in_the_pass_statistics(style_path):
     """The engine hands each tile's sums from the statistics pass to its loss (the test above)."""
-    from hires.engine import PassContext
+    from hires.passes import PassContext, refine_pass
     from hires.reports import Counters
     from hires.stats import make_target
     engine = Engine(Settings(network="random", precision="fp32"))
@@ -305,7 +305,7 @@ def test_every_tile_is_refined_against_its_sums_in_the_pass_statistics(style_pat
     engine.objective = objective
     expected = {}
     engine.stats_pass(canvas, level.style_layers, tiles, starts=expected)
-    engine.refine(canvas.copy(), None, targets, level, tiles, PassContext(Buffers(None, False), Counters()))
+    refine_pass(engine, canvas.copy(), None, targets, level, tiles, PassContext(Buffers(None, False), Counters()))
     assert sorted(seen) == [t.index for t in tiles]
     for index, (start, obj) in seen.items():
         for name in level.style_layers:
