@@ -41,26 +41,25 @@ log = logging.getLogger(__name__)
 STATS_TILE = 512
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RenderState:
-    """What every level of one render shares."""
+    """What every level of one render shares, fixed before the first level runs; a level's canvas
+    is handed from level to level (``run_level``), not kept here.  The fast start's two images are
+    the one thing levels add: made once, when a level first needs them."""
     job: Job
     settings: Settings
     plan: Plan
     engine: Engine
-    counters: Counters
+    counters: Counters          # the render's accounting (hires.reports)
     scratch: Buffers            # records every scratch file of the render, for cleanup
     checkpoints: Checkpoints
     colour_ref: tuple | None    # the content's colour statistics (histogram transfer)
     rng: np.random.Generator
     progress: object
-    fast_image: np.ndarray | None = None   # the fast start at its working size, once made
-    painted: np.ndarray | None = None      # the multi-scale fast start at the output size, once made
     snapshots: Snapshots | None = None
     executor: object | None = None          # hires.cluster.DaskRunner when tiles run on a cluster
-    # the last finished level's result, held only here: the next level lets go of it once it has
-    # resampled it, so it is not held through that level's tiles (the plan does not count it)
-    canvas: np.ndarray | None = None
+    fast_image: np.ndarray | None = None   # the fast start at its working size, once made
+    painted: np.ndarray | None = None      # the multi-scale fast start at the output size, once made
 
 
 def run(job: Job, settings: Settings, progress=ignore, options: RunOptions | None = None) -> Result:
@@ -102,39 +101,54 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
     for line in describe(plan):  # the plan of memory (and time, for long renders) before it starts
         progress(Note(line))
     key = work_key(job, settings, engine.network_name)
+    counters = Counters(work_total=plan.flop)
     with lifecycle.session(job.output, settings.work_dir, key, progress, fresh=options.fresh,
                            keep_work=options.keep_work) as checkpoints:
-        state = RenderState(job, settings, plan, engine, Counters(work_total=plan.flop),
-                            _scratch(checkpoints.folder, plan), checkpoints, None,
-                            np.random.default_rng(settings.seed), progress)
+        scratch, executor = _scratch(checkpoints.folder, plan), None
         try:
-            canvas, out = _levels(state, options, key)
+            snapshots = _snapshots(job, options, key, progress)
+            colour_ref = _colour_ref(job, settings, plan)
+            executor = _executor(options.scheduler, plan, settings, progress) if options.scheduler else None
+            state = RenderState(job=job, settings=settings, plan=plan, engine=engine, counters=counters,
+                                scratch=scratch, checkpoints=checkpoints, colour_ref=colour_ref,
+                                rng=np.random.default_rng(settings.seed), progress=progress, snapshots=snapshots,
+                                executor=executor)
+            canvas, out = _levels(state)
         finally:
-            _close(state.executor)
-            state.scratch.cleanup()
-    c = state.counters
-    return Result(canvas, out, engine.network_name, plan, c.levels, time.perf_counter() - t0, c.net_s, c.net_flop / 1e9,
-                  cluster=state.executor.log if state.executor else None)
+            _close(executor)
+            scratch.cleanup()
+    return Result(canvas, out, engine.network_name, plan, counters.levels, time.perf_counter() - t0, counters.net_s,
+                  counters.net_flop / 1e9, cluster=executor.log if executor else None)
 
 
-def _levels(state: RenderState, options: RunOptions, key: str) -> tuple[np.ndarray | None, Path | None]:
+def _snapshots(job: Job, options: RunOptions, key: str, progress) -> Snapshots | None:
+    if not options.snapshots:
+        return None
+    stem = job.output.stem if job.output else "render"
+    return Snapshots.open(options.snapshots, stem, key, options.snapshot_size, options.snapshot_every, progress)
+
+
+def _colour_ref(job: Job, settings: Settings, plan: Plan) -> tuple | None:
+    """The content's colour statistics for ``--preserve-color histogram``, from the base level, so
+    a resumed render gets the same."""
+    if settings.preserve_color != "histogram":
+        return None
+    lv0 = plan.levels[0].level
+    return colour.colour_stats(io.load_image(job.content, size=(lv0.width, lv0.height), what="content"))
+
+
+def _levels(state: RenderState) -> tuple[np.ndarray | None, Path | None]:
     """Every level not yet finished, then the output: (the result in RAM, or None when it is
     disk-backed and the output file is the result; the output path)."""
     job, settings, plan = state.job, state.settings, state.plan
-    if options.snapshots:
-        stem = job.output.stem if job.output else "render"
-        state.snapshots = Snapshots.open(options.snapshots, stem, key, options.snapshot_size,
-                                         options.snapshot_every, state.progress)
-    if settings.preserve_color == "histogram":  # from the base level, so a resumed render gets the same
-        lv0 = plan.levels[0].level
-        state.colour_ref = colour.colour_stats(
-            io.load_image(job.content, size=(lv0.width, lv0.height), what="content"))
-    state.canvas, start = resume(state)
-    if options.scheduler:
-        state.executor = _executor(options.scheduler, plan, settings, state.progress)
+    canvas, start = resume(state)
+    # each level takes the coarser result out of this list: once it has resampled it, nothing
+    # holds it through the level's tiles (the plan does not count it)
+    handed = [canvas]
+    del canvas
     for lp in plan.levels[start:]:
-        run_level(state, lp)
-    canvas, state.canvas = state.canvas, None
+        handed = [run_level(state, lp, handed)]
+    canvas = handed.pop()
     out = finish(job, settings, canvas, state.scratch.for_level("final", plan.levels[-1].disk),
                  state.checkpoints, state.progress)
     return (None if path_of(canvas) is not None else canvas), out
@@ -187,11 +201,11 @@ def resume(state: RenderState) -> tuple[np.ndarray | None, int]:
     return canvas, index + 1
 
 
-def run_level(state: RenderState, lp: LevelPlan) -> None:
+def run_level(state: RenderState, lp: LevelPlan, handed: list) -> np.ndarray:
     """One pyramid level: load the content and style statistics at its size, start from the
-    coarser level's result ``state.canvas`` (or the initial image), refine every pass, checkpoint,
-    and leave the result in ``state.canvas``."""
-    canvas, state.canvas = state.canvas, None
+    coarser level's result (taken out of ``handed``; None for the initial image), refine every
+    pass, checkpoint; returns the level's result."""
+    canvas = handed.pop()
     lv, s, engine, counters = lp.level, state.settings, state.engine, state.counters
     n_levels = len(state.plan.levels)
     buffers = state.scratch.for_level(f"level{lv.index}", lp.disk)
@@ -200,8 +214,7 @@ def run_level(state: RenderState, lp: LevelPlan) -> None:
     if lv.fast:
         state.progress(Note(f"level {lv.index + 1}/{n_levels} {lv.width}x{lv.height}: the fast network's "
                             "stylisation"))
-        state.canvas = _fast_level(state, lp, canvas, buffers)
-        return
+        return _fast_level(state, lp, canvas, buffers)
     state.progress(LevelStarted(lv.index, n_levels, lv.width, lv.height, len(lp.tiles), lv.iterations,
                                 lv.style_layers))
     precision = engine.use_level(lv)  # the style statistics, the passes and the workers all alike
@@ -228,7 +241,7 @@ def run_level(state: RenderState, lp: LevelPlan) -> None:
         lv.index, lv.width, lv.height, len(lp.tiles), lv.iterations, time.perf_counter() - tl,
         counters.net_s - net_s0, (counters.net_flop - flop0) / 1e9, counters.paint_s - paint0))
     state.scratch.discard(content)
-    state.canvas = canvas
+    return canvas
 
 
 def level_start(state: RenderState, lv: Level, canvas: np.ndarray | None, content: np.ndarray | None,

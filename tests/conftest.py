@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,59 +72,43 @@ FAST = dict(base_size=64, iterations=(6,), style_layers=("relu1_1", "relu2_1", "
             content_layer="relu3_1", memory="8GiB", init="content")
 
 
-# The tests that take about 2 s or more each (from `pytest --durations=60`): renders in a subprocess,
-# float64 gradients, measured peaks, clusters.  Marked slow, so that `make test-fast` leaves them out.
-SLOW = {
-    "test_a_16_bit_bomb_is_read_shrunk_inside_the_budget",
-    "test_a_disk_backed_canvas_is_read_without_becoming_resident",
-    "test_a_worker_killed_mid_tile_does_not_change_the_render",
-    "test_bad_input_from_a_real_process",
-    "test_batch_changed_job_is_not_skipped_and_never_overwrites",
-    "test_batch_on_a_cluster_reports_like_the_local_batch",
-    "test_batch_runs_the_rest_reports_and_skips_on_rerun",
-    "test_changed_settings_start_fresh_and_fresh_flag",
-    "test_cluster_render_equals_the_in_process_render",
-    "test_cluster_seams_match_the_sequential_render",
-    "test_detail_noise_brings_back_the_examples_fine_contrast",
-    "test_example_scale_sets_the_size_of_the_features",
-    "test_fast_method_from_the_command_line",
-    "test_fast_method_killed_while_writing_leaves_nothing_after_a_rerun",
-    "test_gray_example_gives_a_gray_one_band_texture",
-    "test_importing_the_kernels_and_building_an_engine_change_no_process_setting",
-    "test_json_progress_and_snapshots",
-    "test_json_progress_reports_an_error_as_json",
-    "test_mean_weight_pulls_feature_means_to_the_style",
-    "test_measured_peak_memory_of_a_tiled_render_matches_the_plan",
-    "test_mode_gray_writes_one_band_16_bit",
-    "test_no_seams_along_tile_boundaries",
-    "test_plan_command_json",
-    "test_plan_command_text_and_impossible_budget",
-    "test_plan_of_a_fast_render",
-    "test_planner_moves_buffers_to_disk_when_ram_does_not_fit",
-    "test_print_size_pixels_and_physical_size_in_the_tiff",
-    "test_render_command_writes_the_file",
-    "test_resume_from_every_level_equals_an_uninterrupted_render",
-    "test_seamless_example_statistics_equal_the_whole_example",
-    "test_seamless_texture_shows_no_seam_where_it_wraps",
-    "test_seamless_texture_wraps",
-    "test_second_pass_refines_every_tile_again_on_a_shifted_grid",
-    "test_several_examples_mix_by_weight",
-    "test_sigkill_then_rerun_equals_uninterrupted",
-    "test_texture_command_and_quiet",
-    "test_texture_resembles_example",
-    "test_texture_takes_the_examples_colour_statistics",
-    "test_the_command_and_the_package_import_without_torch",
-    "test_the_work_state_cannot_make_hires_delete_a_file",
-    "test_tile_gradients_sum_to_the_whole_image_gradient",
-    "test_tiled_render_matches_untiled_render",
-    "test_weights_are_not_verified_by_their_own_name",
-    "test_weights_status_command",
-    "test_weights_with_bad_values_are_refused_in_one_line",
-    "test_wrap_around_tiles_are_refined",
-}
+# The slow marker comes from measured durations, not a hand list: tests/durations.json holds each
+# test's call time from the last `pytest --record-durations` (make durations), and a test that took
+# SLOW_SECONDS or more is marked slow, so that `make test-fast` leaves it out.  A test not yet
+# measured is not slow until it is.
+DURATIONS = Path(__file__).with_name("durations.json")
+SLOW_SECONDS = 2.0
+
+
+def recorded_durations() -> dict[str, float]:
+    try:
+        return {k: float(v) for k, v in json.loads(DURATIONS.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--record-durations", action="store_true",
+                     help="write each test's call time to tests/durations.json (the slow marker's source)")
 
 
 def pytest_collection_modifyitems(config, items):
+    durations = recorded_durations()
     for item in items:
-        if item.originalname in SLOW:
+        if durations.get(item.nodeid, 0.0) >= SLOW_SECONDS:
             item.add_marker(pytest.mark.slow)
+
+
+_MEASURED: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _MEASURED[report.nodeid] = round(report.duration, 2)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if config.getoption("--record-durations") and not hasattr(config, "workerinput") and _MEASURED:
+        merged = {**recorded_durations(), **_MEASURED}
+        DURATIONS.write_text(json.dumps(dict(sorted(merged.items())), indent=0) + "\n")

@@ -55,10 +55,12 @@ def test_the_engine_and_the_dask_runner_both_implement_the_tile_runner_interface
             assert list(inspect.signature(getattr(cls, name)).parameters) == want, (cls, name)
 
 
-def test_every_test_marked_slow_exists():
-    from conftest import SLOW
+def test_the_recorded_durations_name_tests_that_exist():
+    """The slow marker's source (tests/durations.json) names only tests of the suite."""
+    from conftest import recorded_durations
     text = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
-    assert all(f"def {name}(" in text for name in SLOW), [n for n in SLOW if f"def {n}(" not in text]
+    names = {nodeid.split("::")[-1].split("[")[0] for nodeid in recorded_durations()}
+    assert names and all(f"def {name}(" in text for name in names), [n for n in names if f"def {n}(" not in text]
 
 
 def outside_settings_assignments(source: str) -> list[str]:
