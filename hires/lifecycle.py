@@ -18,6 +18,14 @@ from hires.output import is_partial_of
 from hires.progress import Note
 
 
+def check_work_folder(output: Path | None, work_dir: str | None) -> None:
+    """Refuse, before any work, a work folder hires would not use (a link at its name, another
+    user's folder, a folder hires did not make); one that is not there yet is made later."""
+    folder = work_folder_path(output, work_dir)
+    if folder is not None and os.path.lexists(folder):
+        WorkFolder.open(folder).close()
+
+
 @contextmanager
 def session(output: Path | None, work_dir: str | None, key: str, progress, *, fresh: bool = False,
             keep_work: bool = False):

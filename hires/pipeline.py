@@ -82,6 +82,7 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
     t0 = time.perf_counter()
     if job.output is not None:  # before any work, not after it
         output.check_format(job.output, settings.bit_depth, settings.pyramid)
+    lifecycle.check_work_folder(job.output, settings.work_dir)
     if settings.preserve_color != "none" and job.texture:
         raise OptionError("--preserve-color: a texture has no content colours to keep; leave it at none")
     settings = settings.replace(mode=output_mode(job, settings))

@@ -572,6 +572,10 @@ def test_a_work_folder_that_is_a_link_is_refused_and_what_it_points_to_kept(tmp_
         line = refuses(tmp_path, capfd, ["render", content(), "-s", style(), "--method", method, "--size", "96x64",
                                          "-o", tmp_path / "o.png"], "symbolic link")
         assert ".o.hires-work" in line
+    # refused before any work: not even the plan is printed first
+    line = one_line(*run_cli(["render", content(), "-s", style(), "--method", "fast", "--size", "96x64",
+                              "-o", tmp_path / "o.png"], capfd))
+    assert "symbolic link" in line
     assert sorted(p.name for p in other.iterdir()) == ["HIRES-WORK-FOLDER", "level0.f32", "state.json"]
     assert all(p.read_bytes() == VICTIM for p in other.iterdir())
 
