@@ -237,8 +237,8 @@ class Checkpoints:
         state = self._state() if self.folder is not None else None
         if state is None or state.get("key") != self.key or state.get("level") is None:
             return None
-        shape = tuple(state["shape"])
         try:
+            shape = tuple(state["shape"])  # (None in an edited state: no checkpoint)
             with self.folder.dir.open_read(f"level{state['level']}.f32") as fh:
                 if os.fstat(fh.fileno()).st_size != 4 * int(np.prod(shape)):
                     return None

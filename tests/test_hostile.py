@@ -276,6 +276,20 @@ def test_the_work_state_cannot_make_hires_delete_a_file(tmp_path, capfd):
         assert all(v.read_text() == "mine" for v in victims), record
 
 
+@pytest.mark.parametrize("edit", [{"level": 0, "shape": None}, {"level": 0, "shape": [1, 1, 3]}])
+def test_a_state_whose_level_has_no_matching_shape_starts_afresh(tmp_path, capfd, edit):
+    """An edited state.json naming a level with no shape (or the wrong one) is no checkpoint: the
+    rerun starts afresh and succeeds (not a TypeError from deep inside)."""
+    out = tmp_path / "o.png"
+    args = ["render", content(), "-s", style(), "-o", out, *TINY_FLAGS, "--keep-work", "--overwrite"]
+    assert run_cli(args, capfd)[0] == 0
+    state_path = tmp_path / ".o.hires-work" / "state.json"
+    state_path.write_text(json.dumps({**json.loads(state_path.read_text()), **edit}))
+    code, err = run_cli(args, capfd)
+    assert code == 0 and "Traceback" not in err, err
+    assert pyvips.Image.new_from_file(str(out)).width == 128
+
+
 def test_fast_method_killed_while_writing_leaves_nothing_after_a_rerun(tmp_path):
     """Row 9: SIGKILL while --method fast writes its temporary file; the rerun removes it."""
     out = tmp_path / "o.png"
