@@ -7,6 +7,7 @@ nothing else is left in it.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -187,6 +188,21 @@ def fingerprint(stats: dict) -> str:
     return h.hexdigest()[:16]
 
 
+def _copy_file(source, dest) -> None:
+    """The whole of ``source`` into ``dest`` (binary file objects) by the kernel (sendfile), never
+    through Python's memory; in blocks where the system has no sendfile."""
+    dest.flush()
+    if not hasattr(os, "sendfile"):
+        shutil.copyfileobj(source, dest, 16 << 20)
+        return
+    size, done = os.fstat(source.fileno()).st_size, 0
+    while done < size:
+        sent = os.sendfile(dest.fileno(), source.fileno(), done, size - done)
+        if sent == 0:
+            raise OSError(errno.EIO, f"the copy stopped at {done} of {size} bytes")
+        done += sent
+
+
 def _blend_rows_cols(tile: Tile, shape) -> tuple[np.ndarray, np.ndarray]:
     """Canvas rows and columns a tile's blend writes (they wrap around a seamless canvas)."""
     y0, y1, x0, x1 = tile.blend
@@ -260,10 +276,10 @@ class Checkpoints:
         previous = self._state()
         src = path_of(canvas)
         with self.folder.dir.replacing(f"level{level}.f32") as fh:
-            if src is not None:
+            if src is not None:  # (a buffer of this render's scratch), copied file to file by the kernel
                 canvas.flush()
-                with open(src, "rb") as source:  # (a buffer of this render's scratch)
-                    shutil.copyfileobj(source, fh, 16 << 20)
+                with open(src, "rb") as source:
+                    _copy_file(source, fh)
             else:
                 canvas.tofile(fh)
         self._write_state({"key": self.key, "level": level, "shape": list(canvas.shape)})

@@ -152,17 +152,16 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _HINTS = typing.get_type_hints(Settings)
 
 
-def _numpydoc(cls) -> str:
-    """A Parameters section made from the fields' own help (one place for each default and word)."""
-    hints = typing.get_type_hints(cls)
+def _numpydoc() -> str:
+    """Settings' Parameters section, made from the fields' own help (one place for each default and word)."""
     lines = ["", "Parameters", "----------"]
-    for f in dataclasses.fields(cls):
-        kind = getattr(hints[f.name], "__name__", str(hints[f.name]).replace("typing.", ""))
-        lines += [f"{f.name} : {kind}, default {f.default!r}", f"    {f.metadata['help']}"]
+    for name, f in _FIELDS.items():
+        kind = getattr(_HINTS[name], "__name__", str(_HINTS[name]).replace("typing.", ""))
+        lines += [f"{name} : {kind}, default {f.default!r}", f"    {f.metadata['help']}"]
     return "\n" + "\n    ".join(lines)
 
 
-Settings.__doc__ = (Settings.__doc__ or "") + _numpydoc(Settings)
+Settings.__doc__ = (Settings.__doc__ or "") + _numpydoc()
 
 # spellings accepted for a field, as flags, TOML keys and API keywords (user-facing words are US English)
 ALIASES = {"match_colours": "match_colors"}

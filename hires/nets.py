@@ -30,7 +30,7 @@ from hires.bandgram import Bands, conv_relu_bands, conv_relu_gram, pad
 from hires.borders import FrameConv2d
 from hires.errors import OptionError, WeightsError
 from hires.layers import CFG
-from hires.safefiles import kind_of, open_regular
+from hires.safefiles import not_regular, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def find_weights(explicit: str | os.PathLike | None = None) -> WeightsLookup:
     if explicit:
         p = Path(explicit).expanduser()
         if not p.is_file():
-            what = kind_of(os.stat(p).st_mode) + ", not a regular file" if p.exists() else "does not exist"
+            what = f"{not_regular(p)}, not a regular file" if p.exists() else "does not exist"
             raise WeightsError(f"--weights: {str(explicit)!r} {'is ' if p.exists() else ''}{what}; give the path of "
                                f"{WEIGHTS_NAME} or run `hires weights fetch`")
         return WeightsLookup(p, "--weights", [str(p)])

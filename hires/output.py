@@ -18,6 +18,7 @@ import pyvips
 from hires.canvas import release
 from hires.errors import OptionError, OutputError
 from hires.io import _vips_message, vips_from_array
+from hires.safefiles import NEW_FILE
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def is_partial_of(candidate, output) -> bool:
 def create_exclusively(tmp: Path) -> os.stat_result:
     """Make ``tmp`` as a new, empty regular file of ours (never through a symlink, never over a
     file that exists), so what is written into it and later removed is ours; returns its stat."""
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    fd = os.open(tmp, NEW_FILE, 0o666)
     try:
         return os.fstat(fd)
     finally:

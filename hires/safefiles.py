@@ -19,6 +19,8 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# a file made new by this open, never through a link and never over anything at its name
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC
 
 
 def kind_of(mode: int) -> str:
@@ -98,15 +100,12 @@ class Folder:
     def names(self) -> list[str]:
         return os.listdir(self.fd)
 
-    def lstat(self, name: str) -> os.stat_result | None:
-        try:
-            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-
     def is_regular(self, name: str) -> bool:
-        st = self.lstat(name)
-        return st is not None and stat.S_ISREG(st.st_mode)
+        """``name`` is a regular file of the folder (not a link)."""
+        try:
+            return stat.S_ISREG(os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            return False
 
     def read(self, name: str, limit: int = 64 << 20) -> bytes:
         """A regular file of the folder (never through a link, never a FIFO)."""
@@ -124,8 +123,7 @@ class Folder:
     def create(self, name: str):
         """A new file ``name`` made by this call, for writing (binary); FileExistsError when
         anything, a link included, is at that name."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC
-        return os.fdopen(os.open(name, flags, 0o666, dir_fd=self.fd), "wb")
+        return os.fdopen(os.open(name, NEW_FILE, 0o666, dir_fd=self.fd), "wb")
 
     @contextlib.contextmanager
     def replacing(self, name: str):
@@ -147,13 +145,6 @@ class Folder:
     def write_text(self, name: str, text: str) -> None:
         with self.replacing(name) as fh:
             fh.write(text.encode())
-
-    def subfolder(self, name: str) -> "Folder":
-        """The folder ``name`` in this one, made if it is not there (a link there is refused)."""
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(name, 0o777, dir_fd=self.fd)
-        fd = os.open(name, os.O_RDONLY | DIRECTORY | NOFOLLOW | CLOEXEC, dir_fd=self.fd)
-        return Folder(self.path / name, fd)
 
     def rmdir_self(self) -> bool:
         """Remove this folder if it is empty (by its name in its parent, only while that name is
