@@ -26,21 +26,23 @@ class Tile:
         return self.region[1] - self.region[0], self.region[3] - self.region[2]
 
 
-def _cuts(n: int, tile: int, shift: int, wrap: bool) -> list[tuple[int, int]]:
+def _cuts(n: int, tile: int, shift: int, wrap: bool, overlap: int = 0) -> list[tuple[int, int]]:
     if tile >= n:
         return [(0, n)]
     if wrap:
         pts = list(range(shift, shift + n, tile)) + [shift + n]
     else:
         pts = [0] + [p for p in range(shift, n, tile) if p > 0] + [n]
-    # fold a sliver (< quarter tile) at the end into its neighbour
-    if len(pts) > 2 and pts[-1] - pts[-2] < tile // 4:
+    # fold a sliver (< quarter tile) at the end into its neighbour; on a wrapped grid also one
+    # narrower than its two feather ramps (2 x overlap each side of the cut), which would overlap
+    # inside it and count its pixels more than once
+    if len(pts) > 2 and (pts[-1] - pts[-2] < tile // 4 or wrap and pts[-1] - pts[-2] < 2 * overlap):
         del pts[-2]
     return list(zip(pts[:-1], pts[1:]))
 
 
 def _axis(n: int, tile: int, overlap: int, margin: int, shift: int, wrap: bool):
-    cuts = _cuts(n, tile, shift, wrap)
+    cuts = _cuts(n, tile, shift, wrap, overlap)
     single = len(cuts) == 1
     out = []
     for i, (c0, c1) in enumerate(cuts):
@@ -51,12 +53,21 @@ def _axis(n: int, tile: int, overlap: int, margin: int, shift: int, wrap: bool):
             r0, r1 = 0, n
         elif wrap:
             r0, r1 = b0 - margin, b1 + margin
-            if r1 - r0 > n:  # never wider than the image itself
-                r0, r1 = c0 - (n - (c1 - c0)) // 2, c0 - (n - (c1 - c0)) // 2 + n
+            if r1 - r0 > n:  # never wider than the image itself: one period, on the deepest stride
+                r0 = c0 - _aligned_context(n - (c1 - c0), overlap)
+                r1 = r0 + n
         else:
             r0, r1 = max(0, b0 - margin), min(n, b1 + margin)
         out.append(((c0, c1), (b0, b1), (r0, r1), (2 * overlap if lo_nb else 0, 2 * overlap if hi_nb else 0)))
     return out
+
+
+def _aligned_context(spare: int, overlap: int) -> int:
+    """Context before the core of a wrapped region one period wide (``spare`` px of the period
+    besides the core): a multiple of ALIGN nearest half of it that leaves ``overlap`` px on each
+    side for the blend area, so the tile's pooled maps line up with the canvas's."""
+    ok = [k for k in range(0, spare + 1, ALIGN) if overlap <= k <= spare - overlap]
+    return min(ok, key=lambda k: abs(k - spare / 2)) if ok else spare // 2
 
 
 def grid(width: int, height: int, tile: int, overlap: int, margin: int, seamless: bool = False,

@@ -33,11 +33,14 @@ def test_cores_partition_the_image(w, h, tile, seamless, shift):
     assert (count == 1).all()
 
 
-@pytest.mark.parametrize("seamless", [False, True])
-def test_ownership_weights_sum_to_one_on_every_layer_grid(seamless):
+@pytest.mark.parametrize("seamless, w, h, tile, overlap, margin", [
+    (False, 400, 290, 128, 32, 48), (True, 256, 192, 128, 32, 48),
+    # a last cut of 16 px with 16 px overlaps (ramps wider than its blend area), and wrapped regions
+    # wider than the canvas (re-centred on the core)
+    (True, 176, 144, 64, 16, 48), (False, 176, 144, 64, 16, 48)])
+def test_ownership_weights_sum_to_one_on_every_layer_grid(seamless, w, h, tile, overlap, margin):
     """Pooled ownership weights of all tiles add up to one at every feature position."""
-    w, h = (400, 290) if not seamless else (256, 192)
-    tiles = grid(w, h, 128, 32, 48, seamless)
+    tiles = grid(w, h, tile, overlap, margin, seamless)
     for stride in (1, 2, 4, 8, 16):
         total = np.zeros((-(-h // stride), -(-w // stride)))  # a part block at an odd side is a position
         for t in tiles:
