@@ -25,6 +25,7 @@ from hires import cli, io, losses, nets, output, pipeline
 from hires.errors import InputError, NumericalError, OutputError, WeightsError
 
 from conftest import data
+from helpers import listing, one_line, refuses, run_cli
 
 TINY = dict(size="128x96", base_size=64, iterations=(3, 2), style_layers=("relu1_1", "relu2_1"),
             content_layer="relu2_1", memory="8GiB", init="content")
@@ -38,40 +39,6 @@ def content():
 
 def style():
     return data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
-
-
-def one_line(code: int, err: str, expect_code: int = 2) -> str:
-    """The command ended with ``expect_code`` and exactly one line on stderr, no traceback."""
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == expect_code, (code, err)
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
-def run_cli(args, capfd) -> tuple[int, str]:
-    capfd.readouterr()
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    return code, capfd.readouterr().err
-
-
-def listing(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` (hidden ones too) with its bytes."""
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>")
-            for p in sorted(folder.rglob("*"))}
-
-
-def refuses(tmp_path, capfd, args, match: str, code: int = 2) -> str:
-    """``args`` (an output -o in tmp_path) refused in one line matching ``match``; nothing made."""
-    if args[0] in ("render", "texture", "batch") and "-q" not in args:
-        args = [args[0], "-q", *args[1:]]  # (stderr: the error line only)
-    before = listing(tmp_path)
-    line = one_line(*run_cli(args, capfd), code)
-    assert match in line, line
-    assert listing(tmp_path) == before, "a file was created or lost"
-    return line
 
 
 # ---------------------------------------------------------------- inputs built at test time
