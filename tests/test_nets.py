@@ -212,10 +212,14 @@ def test_precision_choice(tmp_path, monkeypatch):
     from hires import device
     from hires.errors import OptionError
     flags = tmp_path / "cpuinfo"
+    # the flags as this CPU's whatever it is (an AVX2-only one restricts torch below AVX-512 by itself)
+    monkeypatch.setattr(device, "isa_restricted", lambda: False)
     flags.write_text("flags\t: fpu sse avx2 avx512f avx512bw\n")
     assert not device.bf16_supported(str(flags))
     flags.write_text("flags\t: fpu sse avx2 avx512f avx512_bf16\n")
     assert device.bf16_supported(str(flags))
+    monkeypatch.setattr(device, "isa_restricted", lambda: True)  # torch held to AVX2: emulated, so not
+    assert not device.bf16_supported(str(flags))
     cpu = torch.device("cpu")
     monkeypatch.setattr(device, "bf16_supported", lambda: False)
     assert device.pick_precision("auto", cpu) == "fp32"
