@@ -142,7 +142,7 @@ kw = dict(size=args["size"], memory=args["memory"], progress=progress, overwrite
 if args["kind"] == "texture":
     res = hires.texture(args["examples"], args["output"], **kw)
 else:
-    res = hires.render(args["content"], args["style"], args["output"], **kw)
+    res = hires.render(args["content"], args["style"], args["output"], masks=args.get("masks"), keep=args.get("keep"), **kw)
 print(json.dumps({"RESULT": {
     "network": res.network, "wall_s": res.wall_s, "net_s": res.net_s, "net_gflop": res.net_gflop,
     "peak_rss_bytes": (next_phase("end"), overall)[1], "peak_rss_by_phase": phases, "seconds_by_phase": seconds,

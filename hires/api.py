@@ -14,8 +14,9 @@ from hires.request import plan_job
 from hires.resolver import Asked, Request, resolve
 
 
-def render(content, style=None, output=None, *, size=None, preset: str | None = None, config=None,
-           settings: Settings | None = None, progress=ignore, overwrite: bool = False, **overrides) -> Result:
+def render(content, style=None, output=None, *, size=None, masks=None, keep=None, preset: str | None = None,
+           config=None, settings: Settings | None = None, progress=ignore, overwrite: bool = False,
+           **overrides) -> Result:
     """Stylise a photo with one or more paintings.
 
     Parameters
@@ -30,6 +31,11 @@ def render(content, style=None, output=None, *, size=None, preset: str | None = 
     size : str or (int, int), optional
         ``"WxH"`` in px, a physical size at ``dpi`` (``"30x40cm"``) or a named print size (``"a3"``);
         default: the preset's, else the content's own size.
+    masks : str, os.PathLike or a list of them, optional
+        Gray masks, the i-th giving the i-th style its part of the frame (white: its region, gray:
+        partly); what no mask covers takes the styles without a mask (every style when each has one).
+    keep : str or os.PathLike, optional
+        A gray mask of what stays photographic (white: the photo, blended in by the gray values).
     preset, config : str, optional
         A preset's name (``hires presets``) or a TOML file of settings, applied in that order before
         ``settings`` fields given as keywords, as ``--preset`` and ``--config`` are.
@@ -49,8 +55,8 @@ def render(content, style=None, output=None, *, size=None, preset: str | None = 
         The image (unless disk-backed), the output path, the network, the plan, times.
     """
     _check_progress(progress)
-    r = resolve(Asked.from_keywords(overrides, content=content, styles=style, output=output, size=size, preset=preset,
-                                    config=config, settings=settings, overwrite=overwrite))
+    r = resolve(Asked.from_keywords(overrides, content=content, styles=style, output=output, size=size, masks=masks,
+                                    keep=keep, preset=preset, config=config, settings=settings, overwrite=overwrite))
     return pipeline.run(r.job, r.settings, progress, r.options)
 
 
@@ -80,8 +86,8 @@ def texture(example, output=None, *, size=None, preset: str | None = None, confi
     return pipeline.run(r.job, r.settings, progress, r.options)
 
 
-def plan(source, style=None, *, texture: bool = False, size=None, preset: str | None = None, config=None,
-         settings: Settings | None = None, calibrate: bool = False, **overrides):
+def plan(source, style=None, *, texture: bool = False, size=None, masks=None, keep=None, preset: str | None = None,
+         config=None, settings: Settings | None = None, calibrate: bool = False, **overrides):
     """What a render or a texture would do, before any of it runs: levels, tiles, memory and time.
 
     Parameters
@@ -92,7 +98,7 @@ def plan(source, style=None, *, texture: bool = False, size=None, preset: str | 
         The painting(s) of a render.
     texture : bool
         Plan ``texture(source, ...)`` instead of ``render(source, style, ...)``.
-    size, preset, config, settings, **overrides
+    size, masks, keep, preset, config, settings, **overrides
         As for ``render``.
     calibrate : bool
         Measure this machine's speed first (a few seconds, cached), so the plan gives times.
@@ -104,8 +110,8 @@ def plan(source, style=None, *, texture: bool = False, size=None, preset: str | 
         for ``method="fast"``, with the same ``as_dict`` keys for size and peak memory).
     """
     r = resolve(Asked.from_keywords(overrides, texture=texture, content=None if texture else source,
-                                    styles=source if texture else style, size=size, preset=preset, config=config,
-                                    settings=settings))
+                                    styles=source if texture else style, size=size, masks=masks, keep=keep,
+                                    preset=preset, config=config, settings=settings))
     return plan_of(r, calibrate)
 
 

@@ -33,25 +33,35 @@ def band_rows(start: int, stop: int, width: int) -> list[tuple[int, int]]:
 
 
 class Bands(NamedTuple):
-    """The rows of a (H, W) map in bands, with the ownership weights of each band's positions:
-    ``weights[i]`` is (rows x W, 1), or None where every weight of the band is one.  Bands whose
-    weights are all zero (a tile's context) are left out: they add nothing, and their gradient is
-    zero."""
+    """The rows of a (H, W) map in bands, with the weights of each band's positions for each of one
+    or more weight sets (a tile's ownership, or its style regions'): ``weights[i]`` lists, for the
+    sets with a nonzero weight in band i, (set, its weights (rows x W, 1), or None where every one is
+    one).  Bands where every set's weights are zero (a tile's context) are left out: they add nothing,
+    and their gradient is zero.  ``stacked``: made from a list of sets, whose sums come back stacked
+    (sets, K, K); from one set, (K, K)."""
     rows: list[tuple[int, int]]
-    weights: list[torch.Tensor | None]
+    weights: list[list[tuple[int, torch.Tensor | None]]]
     mean: bool  # whether the weighted sum of the activations is wanted too (a mean loss term)
+    sets: int = 1
+    stacked: bool = False
 
     @classmethod
-    def of(cls, weights: torch.Tensor, height: int, width: int, mean: bool = False) -> "Bands":
-        """From the weights of the map's positions in row-major order, (H x W, 1) or (H x W,)."""
-        w = weights.reshape(height * width, 1)
+    def of(cls, weights, height: int, width: int, mean: bool = False) -> "Bands":
+        """From the weights of the map's positions in row-major order, (H x W, 1) or (H x W,), or a
+        list of such weight sets."""
+        stacked = isinstance(weights, (list, tuple))
+        sets = [w.reshape(height * width, 1) for w in (weights if stacked else [weights])]
         rows, parts = [], []
         for r0, r1 in band_rows(0, height, width):
-            part = w[r0 * width:r1 * width]
-            if bool((part != 0).any()):
+            entries = []
+            for k, w in enumerate(sets):
+                part = w[r0 * width:r1 * width]
+                if bool((part != 0).any()):
+                    entries.append((k, None if bool((part == 1).all()) else part))
+            if entries:
                 rows.append((r0, r1))
-                parts.append(None if bool((part == 1).all()) else part)
-        return cls(rows, parts, mean)
+                parts.append(entries)
+        return cls(rows, parts, mean, len(sets), stacked)
 
 
 def pad(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -62,9 +72,11 @@ def pad(x: torch.Tensor, mode: str) -> torch.Tensor:
 def conv_relu_gram(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                    bands: Bands) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum_p w_p f_p f_p^T, sum_p w_p f_p) of f = relu(conv3x3(xp, weight, bias)) without padding,
-    for ``xp`` (1, C, H + 2, W + 2) and the weights in ``bands``; the second is zeros unless
-    ``bands.mean``.  Differentiable with respect to ``xp`` (the weights are frozen)."""
-    return _ConvReluGram.apply(xp.contiguous(memory_format=torch.channels_last), weight, bias, bands)
+    for ``xp`` (1, C, H + 2, W + 2) and the weights in ``bands`` (stacked, one per weight set, when
+    ``bands.stacked``); the second is zeros unless ``bands.mean``.  Differentiable with respect to
+    ``xp`` (the weights are frozen)."""
+    gram, mean = _ConvReluGram.apply(xp.contiguous(memory_format=torch.channels_last), weight, bias, bands)
+    return (gram, mean) if bands.stacked else (gram[0], mean[0])
 
 
 def conv_relu_bands(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, rows):
@@ -82,13 +94,14 @@ class _ConvReluGram(torch.autograd.Function):
         ctx.save_for_backward(xp, weight, bias)
         ctx.bands = bands
         k = weight.shape[0]
-        gram = xp.new_zeros(k, k)
-        mean = xp.new_zeros(k)
-        for (_, _, a), w in zip(conv_relu_bands(xp, weight, bias, bands.rows), bands.weights):
+        gram = xp.new_zeros(bands.sets, k, k)
+        mean = xp.new_zeros(bands.sets, k)
+        for (_, _, a), entries in zip(conv_relu_bands(xp, weight, bias, bands.rows), bands.weights):
             f = flat(a)
-            gram.addmm_((f if w is None else f * w).T, f)
-            if bands.mean:
-                mean += f.sum(0) if w is None else (w.T @ f)[0]
+            for i, w in entries:
+                gram[i].addmm_((f if w is None else f * w).T, f)
+                if bands.mean:
+                    mean[i] += f.sum(0) if w is None else (w.T @ f)[0]
         return gram, mean
 
     @staticmethod
@@ -96,18 +109,21 @@ class _ConvReluGram(torch.autograd.Function):
         xp, weight, bias = ctx.saved_tensors
         bands = ctx.bands
         k, c = weight.shape[:2]
-        s = grad_gram + grad_gram.T
+        s = grad_gram + grad_gram.transpose(-1, -2)
         # the weight as (K, 3 x 3 x C): a position's gradient to its 27 input taps in one product
         taps = weight.permute(0, 2, 3, 1).reshape(k, 9 * c)
         width = xp.shape[-1] - 2
         gx = xp.new_zeros(1, xp.shape[-2], xp.shape[-1], c)  # channels-last, as xp
-        for (r0, r1, a), w in zip(conv_relu_bands(xp, weight, bias, bands.rows), bands.weights):
+        for (r0, r1, a), entries in zip(conv_relu_bands(xp, weight, bias, bands.rows), bands.weights):
             f = flat(a)
-            g = f @ s
-            if bands.mean and grad_mean is not None:
-                g += grad_mean
-            if w is not None:
-                g.mul_(w)
+            g = None
+            for i, w in entries:
+                gi = f @ s[i]
+                if bands.mean and grad_mean is not None:
+                    gi += grad_mean[i]
+                if w is not None:
+                    gi.mul_(w)
+                g = gi if g is None else g.add_(gi)
             g = torch.ops.aten.threshold_backward(g, f, 0)
             d = (g @ taps).reshape(r1 - r0, width, 3, 3, c)
             for i in range(3):

@@ -48,12 +48,15 @@ class BatchJob:
     settings: Settings
     options: RunOptions
     overwrite: bool = False
+    masks: tuple[str, ...] = ()         # style region masks (hires.regions), paths resolved
+    keep: str | None = None             # the mask of what stays photographic
 
     def request(self, with_output: bool = True):
         """The job resolved as every front end's is (``resolver.resolve``): inputs decoded small,
         the output checked (``with_output``); its settings and run options are already checked."""
         from hires.resolver import Asked, resolve
         r = resolve(Asked(texture=self.texture, content=self.content, styles=self.styles, size=self.size,
+                          masks=list(self.masks), keep=self.keep,
                           output=self.output if with_output else None, overwrite=self.overwrite,
                           settings=self.settings, source=f"{self.source}: {self.name}"))
         return dataclasses.replace(r, options=self.options)
@@ -120,6 +123,7 @@ def check_jobs(jobs: list[BatchJob]) -> None:
     for job in jobs:
         where = f"{job.source}: {job.name}"
         inputs = [("example" if job.texture else "style", parse_style(s)[0]) for s in job.styles]
+        inputs += [("mask", m) for m in job.masks] + ([("keep", job.keep)] if job.keep else [])
         for key, path in ([("content", job.content)] if job.content else []) + inputs:
             check_readable(path, f"{where}: {key}")
         try:
@@ -146,6 +150,10 @@ def _job(source: Path, index: int, raw: dict) -> BatchJob:
         raise OptionError(f"{where}: give 'size' or 'print_size', not both")
     size = requested_size(print_size or values.pop("size", None), preset, texture)
     example, style = values.pop("example", None), values.pop("style", None)
+    masks = tuple(_resolve(base, m) for m in _path_list(values.pop("mask", []), "mask", where))
+    keep = values.pop("keep", None)
+    if keep is not None:
+        keep = _resolve(base, _path_list(keep, "keep", where, single=True)[0])
     content = None if texture else _resolve(base, values.pop("content"))
     for key in PATH_KEYS[2:]:
         if values.get(key) is not None:
@@ -166,7 +174,16 @@ def _job(source: Path, index: int, raw: dict) -> BatchJob:
     if output is None:
         output = default_output(content or styles[0])
     return BatchJob(name, source, texture, content, styles, size, Path(_resolve(base, output)), settings,
-                    options, overwrite)
+                    options, overwrite, masks, keep)
+
+
+def _path_list(value, key: str, where: str, single: bool = False) -> list[str]:
+    """A job's ``mask`` (a path or a list of them) or ``keep`` (one path), checked for kind."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or (single and len(items) != 1) or not all(isinstance(v, str) and v for v in items):
+        raise OptionError(f"{where}: {key!r} must be " + ("a path" if single else "a path or a list of paths")
+                          + f", not {value!r}")
+    return items
 
 
 # ---------------------------------------------------------------- the record of finished jobs

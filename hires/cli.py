@@ -86,6 +86,7 @@ def asked(args, output=None):
     names = {f.name for f in dataclasses.fields(Settings)}
     return Asked(texture=texture, content=None if texture else args.content,
                  styles=args.example if texture else args.style, output=output, size=args.size,
+                 masks=getattr(args, "mask", None), keep=getattr(args, "keep", None),
                  overwrite=getattr(args, "overwrite", False), preset=args.preset, config=args.config,
                  values={k: v for k, v in vars(args).items() if k in names},
                  run={k: getattr(args, k) for k in RUN_FIELDS if hasattr(args, k)}, label=lambda name: f"--{flag(name)}")
@@ -116,6 +117,10 @@ def _render_args(q, expert: bool, everyday=None):
     q.add_argument("content", help="the photo to stylise")
     q.add_argument("--style", "-s", action="append", metavar="IMAGE[:WEIGHT]",
                    help="style image, repeatable with weights: --style a.jpg:0.7 --style b.jpg:0.3")
+    q.add_argument("--mask", action="append", metavar="IMAGE",
+                   help="a gray mask giving the --style of the same position its part of the frame (white: its "
+                        "region, gray: partly), repeatable; what no mask covers takes the styles without one")
+    q.add_argument("--keep", metavar="IMAGE", help="a gray mask of what stays photographic (white: the photo)")
     _sizes(q, "the preset's, else the content's size")
     if everyday:
         everyday(q)

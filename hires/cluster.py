@@ -108,15 +108,15 @@ def _shared(value):
     return value
 
 
-def _tile_stats_task(settings, image_region: np.ndarray, tile, layers, canvas_hw):
-    return worker_engine(settings).tile_stats(image_region, tile, layers, canvas_hw)
+def _tile_stats_task(settings, image_region: np.ndarray, tile, layers, canvas_hw, masks=None):
+    return worker_engine(settings).tile_stats(image_region, tile, layers, canvas_hw, masks)
 
 
-def _refine_task(settings, job, tile, region: np.ndarray, content: np.ndarray | None):
+def _refine_task(settings, job, tile, region: np.ndarray, content: np.ndarray | None, masks=None):
     from hires.reports import TileCounting
     counting = TileCounting(job.level, tile.index + 1, job.n_tiles)
     t = time.perf_counter()
-    x_new = worker_engine(settings).refine_tile(tile, job, region, content, counting)
+    x_new = worker_engine(settings).refine_tile(tile, job, region, content, counting, masks)
     return x_new, counting.net_s, counting.evals, time.perf_counter() - t
 
 
@@ -145,7 +145,7 @@ class DaskRunner:
     def _submit(self, fn, *args, key: str):
         return self.client.submit(fn, *args, key=key, retries=RETRIES, pure=False)
 
-    def tile_stats_runs(self, image: np.ndarray, layers, tiles):
+    def tile_stats_runs(self, image: np.ndarray, layers, tiles, masks=None):
         """(tile index, tile_stats result) for each tile, computed on the workers at once."""
         distributed = _distributed()
         pass_id = uuid.uuid4().hex[:8]
@@ -154,9 +154,10 @@ class DaskRunner:
         t0 = time.perf_counter()
         for tile in tiles:
             region = take(image, tile.region)
-            entry["bytes_sent"] += region.nbytes
+            crop = None if masks is None else take(masks, tile.region)
+            entry["bytes_sent"] += region.nbytes + (0 if crop is None else crop.nbytes)
             futures[self._submit(_tile_stats_task, self.settings, region, tile, tuple(layers),
-                                 image.shape[:2], key=f"tile-stats-{pass_id}-{tile.index}")] = tile.index
+                                 image.shape[:2], crop, key=f"tile-stats-{pass_id}-{tile.index}")] = tile.index
         for fut in distributed.as_completed(futures):
             result = fut.result()
             fut.release()
@@ -165,7 +166,7 @@ class DaskRunner:
             yield futures[fut], result
         self.log.append({**entry, "wall_s": time.perf_counter() - t0})
 
-    def refine_runs(self, canvas: np.ndarray, content: np.ndarray | None, tiles, job):
+    def refine_runs(self, canvas: np.ndarray, content: np.ndarray | None, tiles, job, masks=None):
         """(tile, its new blend area) for the tiles of one colour, refined at once on the workers, in the
         order they finish (tiles of one colour share no pixels, so the order does not matter)."""
         from hires.engine import Engine
@@ -181,9 +182,10 @@ class DaskRunner:
         for tile in tiles:
             region = take(canvas, tile.region)
             part = None if content is None else take(content, tile.region)
-            sent += region.nbytes + (0 if part is None else part.nbytes)
+            crop = None if masks is None else take(masks, tile.region)
+            sent += region.nbytes + sum(0 if a is None else a.nbytes for a in (part, crop))
             self.progress(TileStarted(job.level.index, ctx.pass_index, tile.index + 1, job.n_tiles))
-            futures[self._submit(_refine_task, self.settings, shared, tile, region, part,
+            futures[self._submit(_refine_task, self.settings, shared, tile, region, part, crop,
                                  key=f"refine-tile-{pass_id}-{tile.index}")] = tile
         task_s, received = 0.0, 0
         for fut in distributed.as_completed(futures):

@@ -27,6 +27,7 @@ from hires.nets import LAYER_STRIDE, build_network
 from hires.progress import Note, TileStarted, ignore
 from hires.reports import Counters, TileProgress
 from hires.pyramid import Level
+from hires.regions import region_key, tile_regions
 from hires.stats import LayerTarget, Stats
 from hires.tiles import Tile, blend_mask, blend_part, grid, owned_box, ownership, padding, take
 
@@ -58,6 +59,20 @@ def to_tensor(a: np.ndarray, device, dtype=torch.float32) -> torch.Tensor:
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float32, copy=False))
+
+
+def weight_sets(own: dict[int, np.ndarray], masks: np.ndarray | None) -> dict:
+    """The weights the statistics of a tile are made with, per stride: its ownership (named None),
+    or with ``masks`` (the level's style region maps under the tile's region) each style region's
+    share of it (named by the region's index)."""
+    if masks is None:
+        return {None: own}
+    return dict(enumerate(tile_regions(masks, own)))
+
+
+def stats_key(layer: str, region: int | None) -> str:
+    """The name of a layer's statistics: the layer's, or a style region's of it."""
+    return layer if region is None else region_key(layer, region)
 
 
 def in_tile_order(runs, tiles: list[Tile]):
@@ -117,45 +132,55 @@ class Engine:
 
     # ------------------------------------------------------------ network passes
 
-    def tile_stats(self, region: np.ndarray, tile: Tile, layers,
-                   canvas_hw: tuple[int, int]) -> tuple[dict[str, Stats], float, float]:
+    def tile_stats(self, region: np.ndarray, tile: Tile, layers, canvas_hw: tuple[int, int],
+                   masks: np.ndarray | None = None) -> tuple[dict[str, Stats], float, float]:
         """The Gram sums of one tile's owned positions (``region``: the tile's region of the image),
         and the seconds and FLOP they took (the network's and the Gram products', as hires.layers
-        counts them; a banded layer's are one)."""
+        counts them; a banded layer's are one).  With ``masks`` (the level's style region maps
+        under the tile's region) the sums of each region, named ``regions.region_key``."""
         self.net.set_padding(padding(tile, canvas_hw[1], canvas_hw[0]))
         x = to_tensor(region, self.device, self.dtype)
-        weights = ownership(tile, [LAYER_STRIDE[n] for n in layers])
+        own = ownership(tile, [LAYER_STRIDE[n] for n in layers])
+        sets = weight_sets(own, masks)
         name_banded = banded(layers)
         t0 = time.perf_counter()
         stats = {}
         with torch.no_grad():
             feats = self.net(x, [n for n in layers if n != name_banded])
             if name_banded is not None:  # its activation a band of rows at a time (hires.bandgram)
-                stats[name_banded] = self.band_stats(x, weights[LAYER_STRIDE[name_banded]])
+                st = LAYER_STRIDE[name_banded]
+                for r, sums in zip(sets, self.band_stats(x, [w[st] for w in sets.values()])):
+                    stats[stats_key(name_banded, r)] = sums
         for name in layers:
             if name != name_banded:
                 f = feats[name]
-                stats[name] = Stats.empty(f.shape[1])
-                stats[name].add(f, weights[LAYER_STRIDE[name]])
+                for r, weights in sets.items():
+                    stats[stats_key(name, r)] = sums = Stats.empty(f.shape[1])
+                    sums.add(f, weights[LAYER_STRIDE[name]])
         seconds, flop = time.perf_counter() - t0, flops_per_pixel(layers) * x.shape[-1] * x.shape[-2]
         return stats, seconds, flop
 
-    def band_stats(self, x: torch.Tensor, wmap: np.ndarray) -> Stats:
-        """The banded layer's sums over ``x`` with ownership ``wmap`` (its map's shape), added band by
-        band by the same float64 kernel as any layer's, over the rows that own anything."""
-        ys, _ = owned_box(wmap)
-        stats = Stats.empty(LAYERS[BANDED].channels)
-        rows = [(r0, r1) for r0, r1 in band_rows(ys.start, ys.stop, wmap.shape[1]) if wmap[r0:r1].any()]
+    def band_stats(self, x: torch.Tensor, wmaps: list[np.ndarray]) -> list[Stats]:
+        """The banded layer's sums over ``x`` for each ownership map of ``wmaps`` (its map's shape),
+        added band by band by the same float64 kernel as any layer's, over the rows that own anything."""
+        union = np.any([w > 0 for w in wmaps], axis=0)
+        out = [Stats.empty(LAYERS[BANDED].channels) for _ in wmaps]
+        if not union.any():
+            return out
+        ys, _ = owned_box(union)
+        rows = [(r0, r1) for r0, r1 in band_rows(ys.start, ys.stop, union.shape[1]) if union[r0:r1].any()]
         for r0, r1, f in self.net.first_bands(x, rows):
-            stats.add(f, wmap[r0:r1])
-        return stats
+            for stats, wmap in zip(out, wmaps):
+                stats.add(f, wmap[r0:r1])
+        return out
 
-    def stats_pass(self, image: np.ndarray, layers, tiles: list[Tile],
-                   counters: Counters | None = None, executor=None, starts: dict | None = None) -> dict[str, Stats]:
-        """Whole-image Gram sums of ``image`` at ``layers``: each tile's sums (on ``executor``'s
-        workers when given), added up in tile order.  ``starts``, when given, receives each tile's
-        own sums (in float32: a level's worth of them is held through its pass)."""
-        runs = (executor or self).tile_stats_runs(image, layers, tiles)
+    def stats_pass(self, image: np.ndarray, layers, tiles: list[Tile], counters: Counters | None = None,
+                   executor=None, starts: dict | None = None, masks: np.ndarray | None = None) -> dict[str, Stats]:
+        """Whole-image Gram sums of ``image`` at ``layers`` (of each style region of ``masks``, the
+        level's region maps, when given): each tile's sums (on ``executor``'s workers when given),
+        added up in tile order.  ``starts``, when given, receives each tile's own sums (in float32:
+        a level's worth of them is held through its pass)."""
+        runs = (executor or self).tile_stats_runs(image, layers, tiles, masks)
         stats: dict[str, Stats] = {}
         # the runs first: zip then asks them once more after the last tile, so they run to their end
         # (a cluster's runs log the pass there); tiles first would stop before asking
@@ -169,10 +194,11 @@ class Engine:
                                       for name, st in tile_stats.items()}
         return stats
 
-    def tile_stats_runs(self, image: np.ndarray, layers, tiles: list[Tile]):
+    def tile_stats_runs(self, image: np.ndarray, layers, tiles: list[Tile], masks: np.ndarray | None = None):
         """(tile index, tile_stats result) for each tile, in process, one tile at a time."""
         for tile in tiles:
-            yield tile.index, self.tile_stats(take(image, tile.region), tile, layers, image.shape[:2])
+            crop = None if masks is None else take(masks, tile.region)
+            yield tile.index, self.tile_stats(take(image, tile.region), tile, layers, image.shape[:2], crop)
             release(image)
             trim()
 
@@ -190,43 +216,60 @@ class Engine:
 
     # ------------------------------------------------------------ refinement
 
-    def objective(self, tile: Tile, job: "RefineJob", content: np.ndarray | None) -> losses.TileObjective:
+    def objective(self, tile: Tile, job: "RefineJob", content: np.ndarray | None,
+                  masks: np.ndarray | None = None) -> losses.TileObjective:
         """The loss of one tile of ``job``'s pass, built once: every tensor on the engine's device
-        and dtype.  ``content`` is the content image's part under the tile's region (or None)."""
-        s, level, glob, targets = self.settings, job.level, job.glob, job.targets
-        start = job.starts.get(tile.index) if job.starts else None
+        and dtype.  ``content`` is the content image's part under the tile's region (or None);
+        ``masks`` the level's style region maps there (or None: one look over the whole frame)."""
+        s, level = self.settings, job.level
         H, W = job.canvas_hw
         self.net.set_padding(padding(tile, W, H))
         wmaps = ownership(tile, {LAYER_STRIDE[n] for n in level.layers})
         weights = {st: torch.from_numpy(np.ascontiguousarray(w).reshape(-1, 1)).to(self.device, self.dtype)
                    for st, w in wmaps.items()}
-        rows = {st: losses.OwnedRows.of(w, self.device, self.dtype) for st, w in wmaps.items()}
-        style = {}
-        for name in level.style_layers:
-            st = LAYER_STRIDE[name]
-            style[name] = losses.LayerStyleLoss(glob[name], targets[name], weights[st], float(wmaps[st].sum(dtype=np.float64)),
-                                                s.mean_weight, None if start is None else start[name], rows[st])
+        style, bands = self.style_terms(tile, job, weight_sets(wmaps, masks))
         content_term = None
         cl = level.content_layer
         if content is not None and s.content_weight:
             with torch.no_grad():
                 feat = self.net(to_tensor(content, self.device, self.dtype), [cl])[cl]
             stride = LAYER_STRIDE[cl]
-            norm = -(-H // stride) * -(-W // stride) * targets[cl].energy
+            norm = -(-H // stride) * -(-W // stride) * job.targets[cl].energy
             content_term = (cl, losses.ContentLoss(losses.flat(feat), weights[stride], norm))
         tv = losses.TVLoss(float(H * W)) if s.tv_weight else None
         return losses.TileObjective(self.net, level.layers, style, content_term, tv,
-                                    s.style_weight, s.content_weight, s.tv_weight, self.banded_gram(level, weights, wmaps))
+                                    s.style_weight, s.content_weight, s.tv_weight, bands)
 
-    def banded_gram(self, level: Level, weights: dict[int, torch.Tensor], wmaps: dict[int, np.ndarray]):
-        """(layer, its Bands) for the style layer ``level`` makes as a Gram without its activation
-        (hires.bandgram, hires.layers.banded), or None.
-        ``weights`` and ``wmaps``: the tile's ownership per stride, as (N, 1) tensors and as maps."""
-        name = level.banded
-        if name is None:
-            return None
-        st = LAYER_STRIDE[name]
-        return name, Bands.of(weights[st], *wmaps[st].shape, mean=bool(self.settings.mean_weight))
+    def style_terms(self, tile: Tile, job: "RefineJob", sets: dict):
+        """The tile's style terms per layer, one per weight set of ``sets`` (``weight_sets``: its
+        ownership, or each style region's share of it) that has positions in the tile, and (layer,
+        Bands) for the layer made as a Gram without its activation (hires.bandgram), or None."""
+        s, level = self.settings, job.level
+        start = job.starts.get(tile.index) if job.starts else None
+        H, W = job.canvas_hw
+        style, banded_sets = {}, []
+        for name in level.style_layers:
+            st, terms = LAYER_STRIDE[name], []
+            for r, wmaps in sets.items():
+                key, wmap = stats_key(name, r), wmaps[st]
+                glob, total = job.glob[key], float(wmaps[st].sum(dtype=np.float64))
+                if glob.count <= 0 or total <= 0:  # a region with no pixel in the tile (or the level)
+                    continue
+                # a region's share of the layer's positions (each counted once over all tiles)
+                scale = 1.0 if r is None else glob.count / (-(-H // st) * -(-W // st))
+                w = torch.from_numpy(np.ascontiguousarray(wmap).reshape(-1, 1)).to(self.device, self.dtype)
+                rows = losses.OwnedRows.of(wmap, self.device, self.dtype, gather=r is not None)
+                terms.append(losses.LayerStyleLoss(glob, job.targets[key], w, total, s.mean_weight,
+                                                   None if start is None else start[key], rows, scale))
+                if name == level.banded:
+                    banded_sets.append(w)
+            style[name] = terms
+        if level.banded is None or not banded_sets:
+            return style, None
+        h, w = next(iter(sets.values()))[LAYER_STRIDE[level.banded]].shape
+        bands = Bands.of(banded_sets if len(sets) > 1 or None not in sets else banded_sets[0], h, w,
+                         mean=bool(s.mean_weight))
+        return style, (level.banded, bands)
 
     @staticmethod
     def tile_flop(tile: Tile, level: Level) -> float:
@@ -234,26 +277,29 @@ class Engine:
         return flops_per_pixel(level.layers) * tile.shape[0] * tile.shape[1]
 
     def refine_tile(self, tile: Tile, job: "RefineJob", region: np.ndarray, content: np.ndarray | None,
-                    report) -> np.ndarray:
+                    report, masks: np.ndarray | None = None) -> np.ndarray:
         """One tile optimised from ``region`` (its region of the canvas) against the whole image's
-        statistics; ``content`` is the content under the region.  Returns the new pixels of the
-        tile's blend area (the rest of the region is context, held fixed)."""
-        objective = self.objective(tile, job, content)
+        statistics; ``content`` is the content under the region, ``masks`` the style region maps
+        there (or None).  Returns the new pixels of the tile's blend area (the rest of the region
+        is context, held fixed)."""
+        objective = self.objective(tile, job, content, masks)
         x0 = to_tensor(region, self.device, self.dtype)
         mask = torch.from_numpy(blend_mask(tile))[None, None].to(self.device, self.dtype)
         x = to_numpy(self.optimise(objective, x0, mask, job.level.iterations, report, job.reuse))
         return np.ascontiguousarray(blend_part(x, tile))
 
-    def refine_runs(self, canvas: np.ndarray, content: np.ndarray | None, tiles: list[Tile], job: RefineJob):
+    def refine_runs(self, canvas: np.ndarray, content: np.ndarray | None, tiles: list[Tile], job: RefineJob,
+                    masks: np.ndarray | None = None):
         """(tile, its new blend area) for each of ``tiles`` in this process, one after another, each
-        evaluation reported as a Step event."""
+        evaluation reported as a Step event; ``masks``: the level's style region maps, or None."""
         ctx = job.ctx
         for tile in tiles:
             self.progress(TileStarted(job.level.index, ctx.pass_index, tile.index + 1, job.n_tiles))
             report = TileProgress(self.progress, ctx.counters, job.level, ctx.n_levels, tile.index + 1, job.n_tiles,
                                   self.tile_flop(tile, job.level))
             part = None if content is None else take(content, tile.region)
-            yield tile, self.refine_tile(tile, job, take(canvas, tile.region), part, report)
+            crop = None if masks is None else take(masks, tile.region)
+            yield tile, self.refine_tile(tile, job, take(canvas, tile.region), part, report, crop)
 
     def optimise(self, objective, x0: torch.Tensor, mask: torch.Tensor, iters: int, report,
                  reuse: bool = True) -> torch.Tensor:

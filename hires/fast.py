@@ -23,7 +23,8 @@ from hires.canvas import path_of, release, trim
 from hires.config import builtin_mix
 from hires.errors import OptionError
 from hires.stats import Moments
-from hires.tiles import ALIGN, Tile, grid, take
+from hires.regions import Masks
+from hires.tiles import ALIGN, Tile, block_mean, grid, take
 from hires.tilestates import TileStates
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ MMAP_THRESHOLD = 16 << 20
 # 8 channels at full size before its last norm (32 B/px), with the tiles' context margins about 44;
 # they may take this share of what the budget leaves beside the images, the rest going to the tiles
 STATE_BYTES_PER_PX = 44
+# with style regions, a full-size norm's (gamma, beta) mixed per pixel: 32 channels, two float32 maps
+REGION_BYTES_PER_PX = 2 * 32 * 4
 STATE_SHARE = 0.3
 FIXED_BYTES = 400 << 20     # interpreter, torch, numba, libvips and the two networks (measured ~340 MiB)
 
@@ -76,9 +79,10 @@ class Stylist:
     """The feed-forward network and style code of a render: the arbitrary network with the style
     images' bottleneck, or the 26-style network with a built-in style's weights."""
 
-    def __init__(self, styles, content, settings, recolour=None, device="cpu"):
+    def __init__(self, styles, content, settings, recolour=None, device="cpu", masks: Masks = Masks()):
         self.builtin = settings.builtin_style is not None
         self.device = device
+        self.masks, self.n_styles = masks, len(styles)
         if self.builtin:
             if settings.strength < 1.0:
                 raise OptionError("--strength: the built-in styles have no style code of the photo to move "
@@ -88,15 +92,18 @@ class Stylist:
             self.name = f"magenta 26-style network, style {settings.builtin_style}"
         else:
             self.network = magenta.networks()[1]
-            self.code = style_bottleneck(styles, content, settings.strength, recolour, device)
+            # with style regions one code per region, mixed per pixel in the norms (RegionParams)
+            groups = [[styles[i] for i in r.styles] for r in masks.regions(len(styles))] if masks else [styles]
+            self.code = torch.cat([style_bottleneck(g, content, settings.strength, recolour, device) for g in groups])
             self.name = "magenta (the bundled feed-forward network)"
 
     @property
     def bytes_per_px(self) -> int:
-        return bytes_per_px(self.builtin)
+        return bytes_per_px(self.builtin) + (REGION_BYTES_PER_PX if self.masks else 0)
 
     def runner(self) -> "TiledTransformer":
-        return TiledTransformer(self.code, self.device, self.network)
+        regions = (self.masks, self.n_styles) if self.masks else None
+        return TiledTransformer(self.code, self.device, self.network, regions)
 
 
 def working_size(width: int, height: int, fast_size: int) -> tuple[int, int]:
@@ -150,12 +157,18 @@ class TiledTransformer:
     to ``room`` bytes, then in ``buffers``' folder), and resumes from there for layer k + 1, so the
     network runs about once per tile rather than once per layer."""
 
-    def __init__(self, code: torch.Tensor, device="cpu", network: magenta.CINNetwork | None = None):
+    def __init__(self, code: torch.Tensor, device="cpu", network: magenta.CINNetwork | None = None,
+                 regions: tuple[Masks, int] | None = None):
+        """``code``: the style code (1, ...); with ``regions`` (the job's masks and its number of
+        styles) one code per style region, (regions, ...), mixed per pixel by the masks."""
         self.net = network if network is not None else magenta.networks()[1]
         self.net.to(device)
         self.device = device
+        self.regions = regions
         with torch.no_grad():
-            self.params = self.net.style_params(code.to(device))
+            self.region_params = [self.net.style_params(c[None].to(device)) for c in code]
+        self.params = self.region_params[0]
+        self._maps = None
 
     def __call__(self, content: np.ndarray, out: np.ndarray, tile: int, room: float = float("inf"),
                  buffers=None) -> FastReport:
@@ -164,6 +177,9 @@ class TiledTransformer:
         if H % 4 or W % 4:
             raise ValueError(f"the transformer needs sizes in multiples of 4, got {W}x{H}")
         tiles = grid(W, H, tile, 0, MARGIN, False)
+        if self.regions is not None:  # the regions' weights at this size, the kept part not cut out
+            masks, n_styles = self.regions
+            self._maps = masks.maps(n_styles, W, H, keep=False)
         n = len(self.params)
         stats: list = [None] * n
         kept = TileStates(len(tiles), room if len(tiles) > 1 else 0.0, buffers)
@@ -200,7 +216,9 @@ class TiledTransformer:
             else:
                 state = tuple(None if p is None else p.to(self.device) for p in state)
             self._steps += k - start
-            return self.net.resume(state, start, k, self.params, stats)
+            params = self.params if self._maps is None else RegionParams(
+                self.region_params, take(self._maps, t.region), self.net.norm_strides, self.device)
+            return self.net.resume(state, start, k, params, stats)
 
     def _layer_stats(self, content, tiles: list[Tile], stats, kept: TileStates, k: int):
         """(mean, var) of CIN layer k's input over the whole image, from every tile's core."""
@@ -223,6 +241,27 @@ class TiledTransformer:
         mean, var = acc.mean_var()
         like = dict(dtype=torch.float32, device=self.device)
         return (torch.as_tensor(mean, **like).view(1, -1, 1, 1), torch.as_tensor(var, **like).view(1, -1, 1, 1))
+
+
+class RegionParams:
+    """Each norm's (gamma, beta) over a tile with style regions: every region's parameters mixed per
+    position by the region's weight there (its mean over the position's pixels at the norm's stride,
+    as a tile's statistics take it), made when a norm asks, so one norm's are held at a time."""
+
+    def __init__(self, region_params: list, crop: np.ndarray, strides: list[int], device):
+        self.region_params, self.crop, self.strides, self.device = region_params, crop, strides, device
+
+    def __len__(self) -> int:
+        return len(self.region_params[0])
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.strides[k]
+        gamma = beta = 0.0
+        for r, params in enumerate(self.region_params):
+            w = torch.from_numpy(block_mean(self.crop[..., r].astype(np.float32) / 255, s))[None, None].to(self.device)
+            gamma = gamma + w * params[k][0]
+            beta = beta + w * params[k][1]
+        return gamma, beta
 
 
 # ---------------------------------------------------------------- the multi-scale start of prints

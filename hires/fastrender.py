@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from hires.progress import Note, PlanReady, ignore
 from hires.pyramid import Level
 from hires.device import pick_device
 from hires.finishing import Result, finish
-from hires.request import Job, RunOptions, work_key
+from hires.request import Job, RunOptions, describe_regions, mask_bytes_per_px, work_key
 
 def recolour(colour_ref):
     """For histogram colour transfer: recolour a style image to the content's palette."""
@@ -30,7 +30,8 @@ def recolour(colour_ref):
 def fast_start(lv: Level | None, job: Job, settings: Settings, colour_ref=None) -> np.ndarray:
     """The content stylised by the feed-forward network at its working size (``--fast-size``, so its
     strokes keep the size they have in ``--method fast``), resampled to ``lv``'s size if given."""
-    stylist = fast.Stylist(job.styles, job.content, settings, recolour(colour_ref), pick_device(settings.device))
+    stylist = fast.Stylist(job.styles, job.content, settings, recolour(colour_ref), pick_device(settings.device),
+                           job.masks)
     ww, wh = fast.working_size(job.width, job.height, settings.fast_size)
     x = io.load_image(job.content, size=(ww, wh), what="content")
     y = np.empty_like(x)
@@ -51,6 +52,7 @@ class FastPlan:
     disk: bool
     budget: int
     peak_bytes: float
+    notes: list[str] = field(default_factory=list)   # the style regions, when masks are given
 
     @property
     def working(self) -> tuple[int, int]:
@@ -63,7 +65,8 @@ class FastPlan:
                 + (" (each stage over half the coarser one)" if len(self.stages) > 1 else "")
                 + ("" if (ww, wh) == (self.width, self.height) else ", resampled")
                 + f", {self.tiles} tile(s) of {self.tile} px, buffers {'on disk' if self.disk else 'in RAM'}, "
-                  f"estimated peak {self.peak_bytes / 2**30:.2f} GiB of {self.budget / 2**30:.2f}"]
+                  f"estimated peak {self.peak_bytes / 2**30:.2f} GiB of {self.budget / 2**30:.2f}"] + \
+            [f"note: {n}" for n in self.notes]
 
     def as_dict(self) -> dict:
         return {"method": "fast", "network": "magenta", "width": self.width, "height": self.height,
@@ -88,7 +91,8 @@ def fast_plan(job: Job, s: Settings) -> FastPlan:
     ram_bytes = 3 * ww * wh * 12 + (stages[0][0] * stages[0][1] * 12 if len(stages) > 1 else 0)
     ram_bytes += 2 * job.width * job.height * 12 if (ww, wh) != (job.width, job.height) else 0
     disk = fast.FIXED_BYTES + ram_bytes > 0.6 * budget
-    per_px = fast.bytes_per_px(s.builtin_style is not None)
+    per_px = fast.bytes_per_px(s.builtin_style is not None) + (fast.REGION_BYTES_PER_PX if job.masks else 0)
+    ram_bytes += mask_bytes_per_px(job) * ww * wh  # the regions' weights at the network's size
     layout = fast.tiling(budget, ww, wh, 0 if disk else ram_bytes, per_px)
     tile = layout.tile
     tiles = fast.grid(ww, wh, tile, 0, fast.MARGIN, False)
@@ -97,7 +101,8 @@ def fast_plan(job: Job, s: Settings) -> FastPlan:
     if peak > budget:  # as for the optimised method: refused before any work
         raise BudgetError(f"--memory: {s.memory} is too small for --method fast at {job.width}x{job.height}; it "
                           f"needs about {peak / 2**30:.2f} GiB even with the smallest tiles; raise --memory")
-    return FastPlan(job.width, job.height, stages, tile, len(tiles), disk, budget, peak)
+    return FastPlan(job.width, job.height, stages, tile, len(tiles), disk, budget, peak,
+                    [describe_regions(job)] if job.masks else [])
 
 
 def paint(job: Job, s: Settings, stylist: fast.Stylist, stages, scratch: Buffers, budget: int, progress=ignore):
@@ -137,7 +142,7 @@ def run_fast(job: Job, settings: Settings, progress=ignore, options: RunOptions 
     colour_ref = None
     if s.preserve_color == "histogram":
         colour_ref = colour.colour_stats(io.load_image(job.content, long_side=512, what="content"))
-    stylist = fast.Stylist(job.styles, job.content, s, recolour(colour_ref), device)
+    stylist = fast.Stylist(job.styles, job.content, s, recolour(colour_ref), device, job.masks)
     progress(Note(f"network: {stylist.name}"))
     progress(PlanReady(fp.as_dict()))
     for line in fp.describe():

@@ -14,6 +14,7 @@ from hires.canvas import Buffers, release
 from hires.checkpoints import Checkpoints
 from hires.config import Settings
 from hires.progress import Writing, ignore
+from hires.regions import blend_kept
 from hires.reports import LevelReport
 from hires.plan import Plan
 from hires.request import Job, style_size
@@ -83,6 +84,11 @@ def finish(job: Job, s: Settings, canvas: np.ndarray, buffers: Buffers, checkpoi
             canvas[y:y + STRIP] = colour.preserve_luminance(canvas[y:y + STRIP], content[y:y + STRIP])
             release(canvas, content)
         buffers.discard(content)
+    if job.masks.keep is not None:  # the photo where the keep mask is white (hires.regions)
+        photo = io.load_image(job.content, size=(job.width, job.height), what="content",
+                              out=buffers.empty("content-kept", canvas.shape))
+        blend_kept(canvas, photo, job.masks.keep_map(job.width, job.height), lambda: release(canvas, photo))
+        buffers.discard(photo)
     if job.texture and s.match_colors:
         match_examples(canvas, job, s)
     if s.mode == "gray":

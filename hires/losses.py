@@ -43,9 +43,14 @@ class OwnedRows(NamedTuple):
     extra: torch.Tensor
 
     @classmethod
-    def of(cls, weights: np.ndarray, device="cpu", dtype=torch.float32) -> "OwnedRows":
-        """From a weight map of any shape (its positions in row-major order), made on the CPU."""
+    def of(cls, weights: np.ndarray, device="cpu", dtype=torch.float32, gather: bool = False) -> "OwnedRows":
+        """From a weight map of any shape (its positions in row-major order), made on the CPU.
+        With ``gather`` (a style region's weights: scattered, not one run) ``block`` is None and
+        ``index`` the positions of nonzero weight, ``extra`` their weights: the Gram of those alone."""
         w = np.asarray(weights, np.float64).reshape(-1)
+        if gather:
+            index = np.flatnonzero(w)
+            return cls(None, torch.from_numpy(index).to(device), torch.from_numpy(w[index].reshape(-1, 1)).to(device, dtype))
         ones = np.flatnonzero(w == 1)
         b0, b1 = (int(ones[0]), int(ones[-1]) + 1) if len(ones) else (0, 0)
         extra = w.copy()
@@ -67,6 +72,9 @@ class _WeightedGram(torch.autograd.Function):
     def forward(ctx, f, rows: OwnedRows):
         ctx.rows = rows
         ctx.save_for_backward(f)
+        if rows.block is None and len(rows.index):  # gathered
+            part = f.index_select(0, rows.index)
+            return (part * rows.extra).T @ part
         if rows.block is None:
             return (f * rows.extra).T @ f
         b0, b1 = rows.block
@@ -81,6 +89,9 @@ class _WeightedGram(torch.autograd.Function):
     def backward(ctx, grad):
         (f,), rows = ctx.saved_tensors, ctx.rows
         s = grad + grad.T
+        if rows.block is None and len(rows.index):  # gathered
+            out = torch.zeros_like(f)
+            return out.index_add_(0, rows.index, (f.index_select(0, rows.index) @ s).mul_(rows.extra)), None
         if rows.block is None:
             return (f @ s).mul_(rows.extra), None
         b0, b1 = rows.block
@@ -130,12 +141,15 @@ class LayerStyleLoss(nn.Module):
     """
 
     def __init__(self, glob: Stats, target: LayerTarget, weights: torch.Tensor, weight_sum: float,
-                 mean_weight: float = 0.0, start: Stats | None = None, rows: OwnedRows | None = None):
+                 mean_weight: float = 0.0, start: Stats | None = None, rows: OwnedRows | None = None,
+                 scale: float = 1.0):
         """``weights``: the tile's ownership weight per position, (N, 1) on the tile's device;
         ``weight_sum`` their sum (a number, so that nothing waits on the device for it).  ``start``:
         the tile's own sums in ``glob`` (from the pass's statistics pass); without it, its sums at
         the first call.  ``rows``: the weights as OwnedRows on the tile's device (made from
-        ``weights`` when not given, which must then be on the CPU)."""
+        ``weights`` when not given, which must then be on the CPU).  ``scale``: a style region's
+        share of the whole image's positions (``glob`` then is the region's statistics), so that a
+        pixel's pull toward its region's painting does not depend on the region's size."""
         super().__init__()
         like = dict(dtype=weights.dtype, device=weights.device)
         g, m = glob.gram_mean()
@@ -151,7 +165,7 @@ class LayerStyleLoss(nn.Module):
         self.gram_norm, self.mean_norm = target.gram_norm, target.mean_norm
         self.mean_weight = mean_weight
         self.n_tile = max(weight_sum, 1e-6)
-        self.share = weight_sum / glob.count
+        self.share = weight_sum / glob.count * scale
         # the tile's own part of glob.  Taken from the statistics pass, not from the tile's start:
         # tiles of later colours start with their overlaps already refined by their neighbours, and
         # measured from there they would aim past the target by as much (a 256 px tile with 48 px
@@ -207,31 +221,40 @@ class TVLoss(nn.Module):
 class TileObjective(nn.Module):
     """The loss of one tile: the network's features of the tile, then weighted terms.
 
-    ``style`` maps layer names to LayerStyleLoss; ``content`` is (layer, ContentLoss) or None;
-    ``banded`` is (layer, hires.bandgram.Bands) for the style layer the network makes as a Gram
-    without its activation (``net.first_gram``), or None."""
+    ``style`` maps layer names to their LayerStyleLoss terms (one, or one per style region in the
+    tile); ``content`` is (layer, ContentLoss) or None; ``banded`` is (layer, hires.bandgram.Bands)
+    for the style layer the network makes as a Gram without its activation (``net.first_gram``),
+    or None."""
 
-    def __init__(self, net, layers, style: dict[str, LayerStyleLoss], content=None, tv: TVLoss | None = None,
+    def __init__(self, net, layers, style: dict[str, list[LayerStyleLoss]], content=None, tv: TVLoss | None = None,
                  style_weight: float = 1.0, content_weight: float = 0.0, tv_weight: float = 0.0, banded=None):
         super().__init__()
         self.banded, self.bands = banded if banded is not None else (None, None)
         self.net, self.layers = net, tuple(n for n in layers if n != self.banded)
-        self.style = nn.ModuleDict(style)
+        self.n_style = len(style)
+        self.style = nn.ModuleDict({name: nn.ModuleList(terms) for name, terms in style.items() if terms})
         self.content_layer, self.content = content if content is not None else (None, None)
         self.tv = tv
         self.style_weight, self.content_weight, self.tv_weight = style_weight, content_weight, tv_weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.net(x, self.layers)
-        style = sum(term.of_sums(*self._banded_sums(x, term)) if name == self.banded else term(flat(feats[name]))
-                    for name, term in self.style.items())
-        loss = self.style_weight * style / len(self.style)
+        style = x.new_zeros(())
+        for name, terms in self.style.items():
+            if name == self.banded:
+                style = style + sum(term.of_sums(g, m if term.mean_weight else None)
+                                    for term, (g, m) in zip(terms, self._banded_sums(x)))
+            else:
+                f = flat(feats[name])
+                style = style + sum(term(f) for term in terms)
+        loss = self.style_weight * style / max(self.n_style, 1)
         if self.content is not None:
             loss = loss + self.content_weight * self.content(flat(feats[self.content_layer]))
         if self.tv is not None:
             loss = loss + self.tv_weight * self.tv(x)
         return loss
 
-    def _banded_sums(self, x: torch.Tensor, term: LayerStyleLoss):
+    def _banded_sums(self, x: torch.Tensor):
+        """(Gram sum, mean sum) of the banded layer for each of its terms, in order."""
         g_sum, m_sum = self.net.first_gram(x, self.bands)
-        return g_sum, m_sum if term.mean_weight else None
+        return zip(g_sum, m_sum) if self.bands.stacked else [(g_sum, m_sum)]

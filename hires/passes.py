@@ -29,12 +29,13 @@ class TileRunner(Protocol):
     ``hires.cluster.DaskRunner`` (a colour's tiles at once on workers), with the same results.
     Both yield (tile index or tile, result) pairs as tiles finish, in any order."""
 
-    def tile_stats_runs(self, image: np.ndarray, layers,
-                        tiles: list[Tile]) -> Iterator[tuple[int, tuple[dict, float, float]]]:
-        """(tile index, (its Gram sums per layer, network seconds, FLOP)) for each of ``tiles``."""
+    def tile_stats_runs(self, image: np.ndarray, layers, tiles: list[Tile],
+                        masks: np.ndarray | None = None) -> Iterator[tuple[int, tuple[dict, float, float]]]:
+        """(tile index, (its Gram sums per layer, or per layer and style region of ``masks``, network
+        seconds, FLOP)) for each of ``tiles``."""
 
     def refine_runs(self, canvas: np.ndarray, content: np.ndarray | None, tiles: list[Tile],
-                    job: RefineJob) -> Iterator[tuple[Tile, np.ndarray]]:
+                    job: RefineJob, masks: np.ndarray | None = None) -> Iterator[tuple[Tile, np.ndarray]]:
         """(tile, its refined blend area) for each of ``tiles``."""
 
 
@@ -51,11 +52,13 @@ class PassContext:
     after_tile: Callable[[np.ndarray, int, int], None] | None = None  # f(canvas, tiles finished so far, of n)
     executor: TileRunner | None = None      # hires.cluster.DaskRunner: tiles on a cluster
     reuse: bool = True                      # evaluations reuse freed memory (the plan's LevelPlan.reuse)
+    masks: np.ndarray | None = None         # the level's style region maps (hires.regions), or None
 
 
 def refine_pass(engine: Engine, canvas: np.ndarray, content: np.ndarray | None, targets: dict[str, LayerTarget],
                 level: Level, tiles: list[Tile], ctx: PassContext) -> np.ndarray:
     """One pass over ``tiles``, updating ``canvas`` (float32 (H, W, 3)) in place; returns it.
+    With ``ctx.masks`` (the level's style region maps) each region keeps its own statistics.
 
     Tiles run a colour at a time (``hires.colouring``): in this process one after another, or
     with ``ctx.executor`` the tiles of a colour at once on a cluster, with the same result.
@@ -63,7 +66,7 @@ def refine_pass(engine: Engine, canvas: np.ndarray, content: np.ndarray | None, 
     H, W = canvas.shape[:2]
     runner: TileRunner = ctx.executor or engine
     starts: dict = {}
-    glob = engine.stats_pass(canvas, level.style_layers, tiles, ctx.counters, ctx.executor, starts)
+    glob = engine.stats_pass(canvas, level.style_layers, tiles, ctx.counters, ctx.executor, starts, ctx.masks)
     wsum = ctx.buffers.zeros("weights", canvas.shape[:2])
     stats_key = fingerprint(glob)
     colours = colour_groups(tiles, W, H)
@@ -78,7 +81,7 @@ def refine_pass(engine: Engine, canvas: np.ndarray, content: np.ndarray | None, 
     job = RefineJob(level, glob, targets, (H, W), len(tiles), ctx, starts, ctx.reuse)
     for group in colours:
         todo = [t for t in group if t.index not in done]
-        for tile, x_new in runner.refine_runs(canvas, content, todo, job):
+        for tile, x_new in runner.refine_runs(canvas, content, todo, job, ctx.masks):
             # Gauss-Seidel on pixels: tiles of later colours read this tile's result as their
             # context and as the start of their overlap, so both sides of a cut converge to the
             # same texture instead of two independent ones whose average would blur the seam.

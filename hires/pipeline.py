@@ -227,11 +227,13 @@ def run_level(state: RenderState, lp: LevelPlan, handed: list) -> np.ndarray:
         content = io.load_image(state.job.content, size=(lv.width, lv.height), what="content",
                                 out=buffers.empty("content", shape))
     targets = level_targets(engine, state.job, s, lp, buffers, state.colour_ref)
+    masks = state.job.masks.maps(len(state.job.styles), lv.width, lv.height) if state.job.masks else None
     canvas, content = level_start(state, lv, canvas, content, buffers, fast_started)
     for i, tiles in enumerate(lp.passes):
         after = state.snapshots.tile_done(lv.index, i) if state.snapshots else None
-        ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after, state.executor, lp.reuse)
+        ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after, state.executor, lp.reuse, masks)
         canvas = refine_pass(engine, canvas, content, targets, lv, tiles, ctx)
+    del masks
     if s.mode == "gray":  # each level starts the next from gray, so colour cannot build up
         to_gray(canvas)
     state.checkpoints.save(lv.index, canvas)
@@ -284,7 +286,8 @@ def painted_content(state: RenderState, canvas: np.ndarray, coarser: tuple[int, 
         return content
     if state.painted is None:
         job, s, t = state.job, state.settings, time.perf_counter()
-        stylist = fast.Stylist(job.styles, job.content, s, recolour(state.colour_ref), pick_device(s.device))
+        stylist = fast.Stylist(job.styles, job.content, s, recolour(state.colour_ref), pick_device(s.device),
+                               job.masks)
         stages = fast.stage_sizes(job.width, job.height, s.fast_size)
         budget = parse_memory(s.memory)
         # held through the levels that use it, which the plan does not count: on disk (its pages
@@ -327,7 +330,8 @@ def _fast_level(state: RenderState, lp: LevelPlan, canvas, buffers: Buffers) -> 
 
 def level_targets(engine: Engine, job: Job, s: Settings, lp: LevelPlan, buffers: Buffers, colour_ref=None):
     """Style statistics at this level: each style image's (recoloured to ``colour_ref``, the
-    content's colour statistics, for histogram transfer), mixed by weight."""
+    content's colour statistics, for histogram transfer), mixed by weight, and with style regions
+    each region's (hires.regions)."""
     lv = lp.level
 
     def images():
@@ -348,7 +352,8 @@ def level_targets(engine: Engine, job: Job, s: Settings, lp: LevelPlan, buffers:
         # example itself is not tileable, so its grid never wraps
         return grid(img.shape[1], img.shape[0], max(lp.tile, STATS_TILE), lp.overlap, lp.margin, False)
 
-    return style_targets(engine, images(), lv.layers, stats_grid)
+    groups = [r.styles for r in job.masks.regions(len(job.styles))] if job.masks else None
+    return style_targets(engine, images(), lv.layers, stats_grid, groups)
 
 
 def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job, colour_ref=None) -> np.ndarray:

@@ -250,7 +250,7 @@ LONG_RENDER_EVAL_PX = 200e6   # about five minutes of the hybrid's fine layers (
 DISK_GAIN = 0.95
 
 
-def plan_level(level: Level, settings: Settings, budget: int, style_px: int) -> LevelPlan:
+def plan_level(level: Level, settings: Settings, budget: int, style_px: int, mask_bytes: int = 0) -> LevelPlan:
     """The tile size for one level, and where its memory comes from.  Every placement that fits is
     planned and the cheapest in time wins: full-size buffers in RAM or on disk (``--canvas auto``;
     RAM buffers leave less of the budget to tiles, so at a tight budget the tiles shrink until their
@@ -262,7 +262,7 @@ def plan_level(level: Level, settings: Settings, budget: int, style_px: int) -> 
     plans, error = [], None
     for disk, reuse in placements:
         try:
-            plans.append(_fit(level, s, budget, style_px, disk, reuse))
+            plans.append(_fit(level, s, budget, style_px, disk, reuse, mask_bytes))
         except BudgetError as e:
             error = e  # the last placement tried needs the least memory: its figure is the one to quote
     if not plans:
@@ -270,13 +270,15 @@ def plan_level(level: Level, settings: Settings, budget: int, style_px: int) -> 
     return min(plans, key=lambda lp: lp.flop * lp.cost)
 
 
-def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool, reuse: bool = True) -> LevelPlan:
+def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool, reuse: bool = True,
+         mask_bytes: int = 0) -> LevelPlan:
     budget = int(budget * HEADROOM)
     margin = s.margin or auto_margin(level)
     overlap = s.overlap or auto_overlap(level)
     W, H = level.width, level.height
     # disk-backed buffers are released after every tile: only the tile's own pages stay resident
-    base = FIXED_BYTES + (0 if disk else CANVAS_BYTES_PER_PX * W * H + 12 * style_px)
+    # (the style regions' maps stay in RAM: one byte a px each)
+    base = FIXED_BYTES + mask_bytes * W * H + (0 if disk else CANVAS_BYTES_PER_PX * W * H + 12 * style_px)
     optimizer = s.optimizer_for(level.iterations)
     whole = tile_bytes(W * H, level, optimizer, disk, reuse)
 
@@ -333,8 +335,9 @@ def _staggered(lp: LevelPlan, coarser: list[LevelPlan]) -> LevelPlan:
 
 
 def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tuple[int, int]] = (),
-) -> Plan:
-    """Plan every level of a ``width`` x ``height`` render within ``settings.memory``."""
+              mask_bytes: int = 0) -> Plan:
+    """Plan every level of a ``width`` x ``height`` render within ``settings.memory``; ``mask_bytes``:
+    what the style regions hold per px of a level (hires.request.mask_bytes_per_px)."""
     from hires.nets import resolve_network
     budget = parse_memory(settings.memory)
     network = resolve_network(settings.network, settings.weights)
@@ -342,7 +345,7 @@ def make_plan(width: int, height: int, settings: Settings, style_sizes: list[tup
     for lv in schedule(width, height, settings, network):
         f = max(lv.width, lv.height) / max(width, height)
         style_px = int(sum(sw * sh * f * f for sw, sh in style_sizes))
-        lp = plan_level(lv, settings, budget, style_px)
+        lp = plan_level(lv, settings, budget, style_px, mask_bytes)
         levels.append(_staggered(lp, levels) if settings.seamless else lp)
     above = [i for i, lp in enumerate(levels) if i and levels[i - 1].level.fast and not lp.level.fast]
     if settings.multiscale and above:  # the first optimised level above the fast start paints the multi-scale start

@@ -23,6 +23,7 @@ from hires.errors import InputError, OptionError
 from hires.output import check_output_path
 from hires.pyramid import schedule
 from hires.plan import Plan, make_plan
+from hires.regions import ASPECT_TOLERANCE, Masks, load_mask
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Job:
     output: Path | None
     texture: bool
     overwrite: bool = False      # the output may replace a file at its path (else never, even at the end)
+    masks: Masks = Masks()       # the style regions' masks and the part kept photographic (hires.regions)
 
 
 def _run_opt(default, help, metavar=None):
@@ -153,6 +155,45 @@ def make_job(content, style, output, size, texture: bool, overwrite: bool = Fals
     return Job(content_path, styles, width, height, out, texture, bool(overwrite))
 
 
+def check_masks(masks, keep, n_styles: int, width: int, height: int, budget: int | None,
+                texture: bool = False) -> Masks:
+    """The masks checked before any work: no more masks than styles, each a gray image that
+    decodes, of the output's aspect (within 1%), covering something; the keep mask not the whole
+    frame.  Errors are one line naming the flag and the file."""
+    masks = [] if masks is None else [masks] if isinstance(masks, (str, Path)) else list(masks)
+    if len(masks) > n_styles:
+        raise OptionError(f"--mask: {len(masks)} masks for {n_styles} style(s); each --mask pairs with the --style "
+                          "of its position, so give at most one per style")
+    if texture and (masks or keep is not None):
+        raise OptionError("mask: style regions are for renders; a texture takes its examples over the whole frame")
+    checked = []
+    for name, value in [("--mask", m) for m in masks] + ([("--keep", keep)] if keep is not None else []):
+        path = path_argument(value, name)
+        w, h = io.check_decodes(path, name, budget)
+        if abs((w / h) / (width / height) - 1) > ASPECT_TOLERANCE:
+            raise InputError(f"{name}: {str(path)!r} is {w}x{h} px, aspect {w / h:.3f}, and the output is "
+                             f"{width}x{height}, aspect {width / height:.3f}; a mask must have the output's shape "
+                             "(within 1%): draw it over the photo, or resize it")
+        if not io.is_gray(path, name):
+            raise InputError(f"{name}: {str(path)!r} is a colour image; a mask is gray (white: the region, black: "
+                             "not, gray: partly): save it as grayscale")
+        small = load_mask(path, *_small(w, h))
+        if not small.any():
+            raise InputError(f"{name}: {str(path)!r} is black everywhere, so it "
+                             + ("gives its style no pixels" if name == "--mask" else "keeps nothing")
+                             + "; white marks the region (invert the mask?)")
+        if name == "--keep" and small.min() == 255:
+            raise InputError(f"--keep: {str(path)!r} is white everywhere: it keeps the whole photo and leaves "
+                             "nothing to stylise; white marks only what stays photographic")
+        checked.append(path)
+    return Masks(tuple(checked[:len(masks)]), checked[len(masks)] if keep is not None else None)
+
+
+def _small(width: int, height: int, side: int = 512) -> tuple[int, int]:
+    s = min(1.0, side / max(width, height))
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
 def builtin_only(settings: Settings) -> bool:
     """A fast render with a built-in style needs no style image."""
     return settings.method == "fast" and settings.builtin_style is not None
@@ -218,13 +259,37 @@ def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
         settings = texture_settings(job, settings, natives)
     check_sizes(job, settings, natives)
     sizes = [style_size(job, wh, job.width, job.height, settings) for wh in natives]
-    plan = make_plan(job.width, job.height, settings, sizes)
+    plan = make_plan(job.width, job.height, settings, sizes, mask_bytes_per_px(job))
     if calibrate:
         from hires import probe
         probe.calibrate(plan, settings)
     if job.texture:
         plan.notes = [n for n in [example_coverage(job, settings, natives)] if n]
+    if job.masks:
+        plan.notes.append(describe_regions(job))
     return plan
+
+
+def mask_bytes_per_px(job: Job) -> int:
+    """Bytes per output px a level's style regions hold: each mask and the keep mask as read, and
+    one map per region (hires.regions.Masks.maps)."""
+    if not job.masks:
+        return 0
+    return 2 * len(job.masks.masks) + 1 + 2 * (job.masks.keep is not None)
+
+
+def describe_regions(job: Job) -> str:
+    """The plan's line on the style regions: each one's share of the frame and its styles."""
+    regions = job.masks.regions(len(job.styles))
+    shares = job.masks.shares(len(job.styles), job.width, job.height)
+    parts = []
+    for (name, share), region in zip(shares, regions):
+        if region.name == "rest" and share < 0.005:  # every pixel under a mask
+            continue
+        names = ", ".join(Path(job.styles[i][0]).name for i in region.styles)
+        parts.append(f"{name} {share:.0%} ({names})")
+    parts += [f"kept photographic {share:.0%}" for name, share in shares[len(regions):]]
+    return "regions: " + "; ".join(parts)
 
 
 def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> None:
@@ -301,11 +366,11 @@ def style_size(job: Job, native: tuple[int, int], width: int, height: int, setti
 
 def work_key(job: Job, settings: Settings, network: str) -> str:
     h = hashlib.sha256()
-    for p in [job.content, *(p for p, _ in job.styles)]:
+    for p in [job.content, *(p for p, _ in job.styles), *job.masks.masks, job.masks.keep]:
         if p is not None:
             st = Path(p).stat()
             h.update(f"{Path(p).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-    h.update(json.dumps([job.width, job.height, [w for _, w in job.styles], network,
+    h.update(json.dumps([job.width, job.height, [w for _, w in job.styles], len(job.masks.masks), network,
                          dataclasses.asdict(settings)], default=str, sort_keys=True).encode())
     return h.hexdigest()[:16]
 

@@ -5,15 +5,17 @@ end describes what it was given as an ``Asked`` and calls ``resolve``; nothing e
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from hires.coercion import coerce_flag
-from hires.config import Settings
+from hires.config import Settings, parse_memory
 from hires.errors import OptionError
 from hires.presets import resolve_settings
-from hires.request import RUN_FIELDS, Job, RunOptions, builtin_only, make_job, requested_size, run_options_from
+from hires.request import (RUN_FIELDS, Job, RunOptions, builtin_only, check_masks, make_job, requested_size,
+                           run_options_from)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,6 +24,8 @@ class Asked:
     texture: bool = False
     content: object = None                   # a render's photo
     styles: object = None                    # its paintings, or a texture's examples (paths, 'path:w', pairs)
+    masks: object = None                     # gray masks, the i-th for the i-th style (hires.regions)
+    keep: object = None                      # a gray mask of what stays photographic
     output: object = None                    # None: the result stays in memory (a plan has none)
     size: object = None                      # 'WxH', a print size or (w, h); None: the preset's, else the default
     overwrite: object = False
@@ -68,4 +72,8 @@ def resolve(asked: Asked) -> Request:
     job = make_job(None if asked.texture else asked.content, asked.styles, asked.output, size, asked.texture,
                    overwrite=coerce_flag(asked.overwrite, prefix + "overwrite"), dpi=settings.dpi,
                    styles_optional=not asked.texture and builtin_only(settings), memory=settings.memory)
+    if asked.masks or asked.keep is not None:
+        masks = check_masks(asked.masks, asked.keep, len(job.styles), job.width, job.height,
+                            parse_memory(settings.memory), asked.texture)
+        job = dataclasses.replace(job, masks=masks)
     return Request(job, settings, options)

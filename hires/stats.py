@@ -14,6 +14,7 @@ import torch
 
 from hires.errors import InputError
 from hires.kernels import gram_accumulate, moments_accumulate
+from hires.regions import region_key
 from hires.tiles import owned_box
 
 
@@ -30,6 +31,8 @@ class Stats:
 
     def add(self, feat: torch.Tensor, wmap: np.ndarray) -> None:
         """Accumulate the positions of ``feat`` (1, C, h, w) with ownership ``wmap`` (h, w) > 0."""
+        if not wmap.any():  # (a style region with no pixel in the tile)
+            return
         ys, xs = owned_box(wmap)
         # (h, w, C), read in place by the kernel: a view for channels-last activations (a copy of
         # the box took a fifth of the time of a 64-channel tile's Gram)
@@ -89,22 +92,32 @@ def make_target(gram: np.ndarray, mean: np.ndarray, device="cpu", dtype=torch.fl
                        float(np.sum(mean64 ** 2)) + 1e-8)
 
 
-def style_targets(engine, images, layers, grid_of) -> dict[str, LayerTarget]:
+def style_targets(engine, images, layers, grid_of, groups=None) -> dict[str, LayerTarget]:
     """Per-layer style statistics of weighted style images, mixed by weight, on the engine's device.
 
     ``images`` yields (name, weight, image) with image float32 (h, w, 3); ``grid_of(image)`` gives
-    the tiles of its statistics pass.  Images are consumed one at a time, so only one is held."""
-    mixed: dict[str, list] = {}
-    total = 0.0
+    the tiles of its statistics pass.  Images are consumed one at a time, so only one is held (their
+    statistics are kept).  With ``groups`` (for each style region, its images' indices) the targets
+    of region r are named ``regions.region_key(layer, r)``, beside the mix of all by layer name."""
+    per_image: list[tuple[float, dict]] = []
     for name, weight, img in images:
         stats = engine.stats_pass(img, layers, grid_of(img))
         for layer, st in stats.items():
             if st.count <= 0:  # the planner refuses such images up front; this is the last guard
                 raise InputError(f"style: {name!r} is too small ({img.shape[1]}x{img.shape[0]} px) for layer "
                                  f"{layer}; raise --style-scale or use a larger image")
-            g, m = st.gram_mean()
-            acc = mixed.setdefault(layer, [0.0, 0.0])
-            acc[0] = acc[0] + g * weight
-            acc[1] = acc[1] + m * weight
-        total += weight
-    return {layer: make_target(g / total, m / total, engine.device, engine.dtype) for layer, (g, m) in mixed.items()}
+        per_image.append((weight, {layer: st.gram_mean() for layer, st in stats.items()}))
+
+    def mixed(indices) -> dict[str, LayerTarget]:
+        total = sum(per_image[i][0] for i in indices)
+        out = {}
+        for layer in per_image[indices[0]][1]:
+            g = sum(per_image[i][1][layer][0] * per_image[i][0] for i in indices)
+            m = sum(per_image[i][1][layer][1] * per_image[i][0] for i in indices)
+            out[layer] = make_target(g / total, m / total, engine.device, engine.dtype)
+        return out
+
+    targets = mixed(range(len(per_image)))
+    for r, indices in enumerate(groups or ()):
+        targets.update({region_key(layer, r): t for layer, t in mixed(list(indices)).items()})
+    return targets

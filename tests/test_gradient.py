@@ -18,7 +18,9 @@ from hires.losses import flat
 from hires.plan import auto_margin
 from hires.pyramid import Level
 from hires.stats import make_target
-from hires.tiles import grid, take
+from hires.nets import LAYER_STRIDE
+from hires.regions import region_key
+from hires.tiles import block_mean, grid, take
 
 # a photo of odd sides (the last positions of every stride cover a part block), a seamless texture
 # of sides that are multiples of the deepest stride (it must wrap exactly)
@@ -32,17 +34,25 @@ NETWORKS = {"random": ("random", ("relu1_1", "relu2_1", "relu3_1"), "relu3_1"),
             "hybrid-fine": ("hybrid", ("relu1_1", "mb0", "mb3"), "mb3")}
 
 
-def reference_loss(net, x, targets, s: Settings, content_feat, content_layer, LAYERS):
+def reference_loss(net, x, targets, s: Settings, content_feat, content_layer, LAYERS, maps=None):
     """The whole-image loss written out from DESIGN.md: per layer ||G - G_s||^2 / ||G_s||^2 with
-    G = F^T F / N, plus the mean term, averaged over layers; plus the content term."""
+    G = F^T F / N, plus the mean term, averaged over layers; plus the content term.  With style
+    region ``maps`` (H, W, regions) each region's term, its G and mean weighted by the region's mean
+    over each position's pixels w_r (G_r = sum w_r F F^T / N_r, N_r = sum w_r) against its own
+    target, times its share N_r / N of the positions."""
     feats = net(x, (*LAYERS, content_layer))
     style = 0.0
     for name in LAYERS:
         f = flat(feats[name])
-        t = targets[name]
-        term = ((f.T @ f / len(f) - t.gram) ** 2).sum() / t.gram_norm
-        term = term + s.mean_weight * ((f.mean(0) - t.mean) ** 2).sum() / t.mean_norm
-        style = style + term
+        regions = [(None, None)] if maps is None else [
+            (region_key(name, r), torch.from_numpy(block_mean(maps[..., r] / 255, LAYER_STRIDE[name]).astype(np.float64)))
+            for r in range(maps.shape[-1])]
+        for key, w in regions:
+            w = torch.ones(len(f), dtype=f.dtype) if w is None else w.reshape(-1)
+            t, n = targets[key or name], w.sum()
+            term = (((f * w[:, None]).T @ f / n - t.gram) ** 2).sum() / t.gram_norm
+            term = term + s.mean_weight * ((w @ f / n - t.mean) ** 2).sum() / t.mean_norm
+            style = style + term * n / len(f)
     loss = s.style_weight * style / len(LAYERS)
     if content_feat is not None:
         f = flat(feats[content_layer])
@@ -53,6 +63,26 @@ def reference_loss(net, x, targets, s: Settings, content_feat, content_layer, LA
 @pytest.mark.parametrize("layers", list(NETWORKS))
 @pytest.mark.parametrize("seamless", [False, True], ids=["photo", "seamless-texture"])
 def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path, texture_path, seamless, layers):
+    check_tile_gradients(content_path, style_path, texture_path, seamless, layers, masked=False)
+
+
+@pytest.mark.parametrize("layers", ["hybrid", "hybrid-fine"])
+@pytest.mark.parametrize("seamless", [False, True], ids=["photo", "seamless-texture"])
+def test_tile_gradients_with_style_regions_sum_to_the_whole_image_gradient(content_path, style_path, texture_path,
+                                                                           seamless, layers):
+    """Three soft style regions, each against its own painting: the same exactness, per region."""
+    check_tile_gradients(content_path, style_path, texture_path, seamless, layers, masked=True)
+
+
+def soft_maps(h: int, w: int) -> np.ndarray:
+    """Three style regions (H, W, 3) uint8: left, right and the rest, with soft edges and grain."""
+    x = np.linspace(0, 1, w)[None, :].repeat(h, 0)
+    left = np.clip((0.4 - x) / 0.15, 0, 1)
+    right = np.clip((x - 0.6) / 0.15, 0, 1) * (0.7 + 0.3 * np.random.default_rng(5).random((h, w)))
+    return np.rint(np.stack([left, right, 1 - left - right], axis=-1) * 255).astype(np.uint8)
+
+
+def check_tile_gradients(content_path, style_path, texture_path, seamless, layers, masked):
     network, LAYERS, cl = NETWORKS[layers]
     W, H = SIZES[seamless]
     s = Settings(network=network, seamless=seamless, mean_weight=0.5, content_weight=0.0 if seamless else 0.4,
@@ -71,10 +101,18 @@ def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path
         x0 = np.clip(content + 0.1 * rng.standard_normal(content.shape), 0, 1).astype(np.float32)
         style = io.load_image(style_path, long_side=200)
     assert x0.std() > 0.05 and style.std() > 0.05
-    whole = grid(W, H, max(W, H), 0, 0, seamless)
-    targets = {n: make_target(*st.gram_mean(), dtype=torch.float64)
-               for n, st in engine.stats_pass(style, level.layers,
-                                              grid(style.shape[1], style.shape[0], 512, 0, 0)).items()}
+
+    def targets_of(image):
+        return {n: make_target(*st.gram_mean(), dtype=torch.float64)
+                for n, st in engine.stats_pass(image, level.layers,
+                                               grid(image.shape[1], image.shape[0], 512, 0, 0)).items()}
+    targets = targets_of(style)
+    maps = None
+    if masked:  # each region its own painting: the style, the content photo, the style's left half
+        maps = soft_maps(H, W)
+        paintings = [targets, targets_of(io.load_image(content_path, long_side=180)),
+                     targets_of(np.ascontiguousarray(style[:, :style.shape[1] // 2]))]
+        targets = {**targets, **{region_key(n, r): t[n] for r, t in enumerate(paintings) for n in t}}
 
     # the whole image, independently of the tile machinery
     engine.net.set_padding("circular" if seamless else "reflect")
@@ -83,21 +121,23 @@ def test_tile_gradients_sum_to_the_whole_image_gradient(content_path, style_path
     if content is not None:
         with torch.no_grad():
             content_feat = flat(engine.net(to_tensor(content, "cpu", torch.float64), [cl])[cl])
-    reference_loss(engine.net, x, targets, s, content_feat, cl, LAYERS).backward()
+    reference_loss(engine.net, x, targets, s, content_feat, cl, LAYERS, maps).backward()
     want = x.grad[0].permute(1, 2, 0).numpy()
     assert np.abs(want).max() > 0
 
     # the same through the engine's single whole-frame tile, and through many tiles
+    whole = grid(W, H, max(W, H), 0, 0, seamless)
     tiles = grid(W, H, 48, 4, auto_margin(level), seamless)
     assert len(tiles) >= 9 and auto_margin(level) >= level.radius
     for grid_ in (whole, tiles):
-        glob = engine.stats_pass(x0, level.style_layers, grid_)
+        glob = engine.stats_pass(x0, level.style_layers, grid_, masks=maps)
         total = np.zeros_like(want)
         cover = np.zeros((H, W), int)
         per_tile = []
         for tile in grid_:
             part = None if content is None else take(content, tile.region)
-            objective = engine.objective(tile, RefineJob(level, glob, targets, (H, W), len(grid_)), part)
+            crop = None if maps is None else take(maps, tile.region)
+            objective = engine.objective(tile, RefineJob(level, glob, targets, (H, W), len(grid_)), part, crop)
             xr = to_tensor(take(x0, tile.region), "cpu", torch.float64).requires_grad_(True)
             objective(xr).backward()
             g = xr.grad[0].permute(1, 2, 0).numpy()
@@ -147,7 +187,7 @@ def test_a_fine_level_makes_relu1_1s_gram_without_its_activation(monkeypatch):
     results, growth = {}, {}
     for banded in (True, False):  # banded first: memory its run left to the heap can only help the other
         if not banded:
-            monkeypatch.setattr(Engine, "banded_gram", lambda *args: None)
+            monkeypatch.setattr(Level, "banded", property(lambda self: None))
         trim()
         growth[banded] = peak_growth(lambda: results.__setitem__(banded, evaluate()))
         if banded:

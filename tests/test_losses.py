@@ -72,7 +72,7 @@ def test_banded_first_layer_gram_value_and_gradient(mode, weights, monkeypatch):
     wts = _tile_weights(h, w) if weights == "tile" else torch.ones(h * w, 1, dtype=torch.float64)
     bands = bandgram.Bands.of(wts, h, w, mean=True)
     assert len(bands.rows) == 5 and bands.rows[-1] == (12, 14)
-    assert (weights == "all ones") == all(b is None for b in bands.weights)
+    assert (weights == "all ones") == all(w is None for entries in bands.weights for _, w in entries)
 
     def banded(x):
         return bandgram.conv_relu_gram(bandgram.pad(x, mode), kernel, bias, bands)
@@ -84,3 +84,31 @@ def test_banded_first_layer_gram_value_and_gradient(mode, weights, monkeypatch):
     np.testing.assert_allclose(mean.detach().numpy(), wts.numpy()[:, 0] @ f, rtol=1e-12)
     a, u = torch.rand(8, 8, generator=g, dtype=torch.float64), torch.rand(8, generator=g, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda x: ((lambda gm: (gm[0] * a).sum() + gm[1] @ u)(banded(x))), (x,))
+
+
+def test_banded_gram_of_several_weight_sets_is_each_sets_gram(monkeypatch):
+    """Style regions: one band pass makes a Gram and mean per weight set (a region with no weight in
+    a band skips it), each equal to the whole activation's weighted by that set; so do gradients."""
+    import torch.nn.functional as F
+
+    from hires import bandgram
+    monkeypatch.setattr(bandgram, "BAND_POSITIONS", 48)
+    h, w = 14, 16
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(1, 3, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(8, 3, 3, 3, generator=g, dtype=torch.float64)
+    top = torch.zeros(h, w, dtype=torch.float64)
+    top[:5] = 1.0
+    top[5] = 0.25                                       # a soft edge
+    sets = [top.reshape(-1, 1), (1 - top).reshape(-1, 1) * _tile_weights(h, w)]
+    bands = bandgram.Bands.of(sets, h, w, mean=True)
+    assert bands.stacked and [k for k, _ in bands.weights[-1]] == [1]  # the last band: the second set only
+    f = torch.relu(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel)).detach()[0].permute(1, 2, 0).reshape(-1, 8)
+    gram, mean = bandgram.conv_relu_gram(bandgram.pad(x, "reflect"), kernel, None, bands)
+    for i, wts in enumerate(sets):
+        np.testing.assert_allclose(gram[i].detach().numpy(), ((f * wts).T @ f).numpy(), rtol=1e-12)
+        np.testing.assert_allclose(mean[i].detach().numpy(), (wts.T @ f)[0].numpy(), rtol=1e-12)
+    a = torch.rand(2, 8, 8, generator=g, dtype=torch.float64)
+    u = torch.rand(2, 8, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: (lambda gm: (gm[0] * a).sum() + (gm[1] * u).sum())(
+        bandgram.conv_relu_gram(bandgram.pad(x, "reflect"), kernel, None, bands)), (x,))
