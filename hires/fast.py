@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from hires import io, magenta
 from hires.canvas import path_of, release, trim
@@ -24,7 +25,7 @@ from hires.config import builtin_mix
 from hires.errors import OptionError
 from hires.stats import Moments
 from hires.regions import Masks
-from hires.tiles import ALIGN, Tile, block_mean, grid, take
+from hires.tiles import ALIGN, Tile, grid, take
 from hires.tilestates import TileStates
 
 log = logging.getLogger(__name__)
@@ -246,22 +247,27 @@ class TiledTransformer:
 class RegionParams:
     """Each norm's (gamma, beta) over a tile with style regions: every region's parameters mixed per
     position by the region's weight there (its mean over the position's pixels at the norm's stride,
-    as a tile's statistics take it), made when a norm asks, so one norm's are held at a time."""
+    as a tile's statistics take it: average pooling, a part block at an edge the mean of what it
+    has), made when a norm asks, so one norm's are held at a time (as one product: regions x
+    channels by regions x positions, inside the norm: magenta.MixedParams)."""
 
     def __init__(self, region_params: list, crop: np.ndarray, strides: list[int], device):
-        self.region_params, self.crop, self.strides, self.device = region_params, crop, strides, device
+        self.region_params, self.strides, self.device = region_params, strides, device
+        self.crop = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None].to(device, torch.float32) / 255
+        self._weights: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.region_params[0])
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.strides[k]
-        gamma = beta = 0.0
-        for r, params in enumerate(self.region_params):
-            w = torch.from_numpy(block_mean(self.crop[..., r].astype(np.float32) / 255, s))[None, None].to(self.device)
-            gamma = gamma + w * params[k][0]
-            beta = beta + w * params[k][1]
-        return gamma, beta
+        if s not in self._weights:
+            w = self.crop if s == 1 else F.avg_pool2d(self.crop, s, s, ceil_mode=True)
+            self._weights[s] = w[0].contiguous()
+        w = self._weights[s]
+        gammas = torch.stack([p[k][0].reshape(-1) for p in self.region_params], 1)   # (C, regions)
+        betas = torch.stack([p[k][1].reshape(-1) for p in self.region_params], 1)
+        return magenta.MixedParams(gammas, betas, w.reshape(w.shape[0], -1))
 
 
 # ---------------------------------------------------------------- the multi-scale start of prints

@@ -24,6 +24,7 @@ def flat(feat: torch.Tensor) -> torch.Tensor:
 
 
 BAND_SHARE = 0.2  # of a tile's positions, above which the Gram takes one weighted copy (OwnedRows)
+GATHER_SHARE = 0.6  # of a tile's positions, under which a style region's Gram gathers its own
 
 
 class OwnedRows(NamedTuple):
@@ -45,18 +46,21 @@ class OwnedRows(NamedTuple):
     @classmethod
     def of(cls, weights: np.ndarray, device="cpu", dtype=torch.float32, gather: bool = False) -> "OwnedRows":
         """From a weight map of any shape (its positions in row-major order), made on the CPU.
-        With ``gather`` (a style region's weights: scattered, not one run) ``block`` is None and
-        ``index`` the positions of nonzero weight, ``extra`` their weights: the Gram of those alone."""
+        With ``gather`` (a style region's weights) a region that is not one run of ones with a thin
+        band (a region beside another across the rows: a vertical boundary) and holds under
+        GATHER_SHARE of the positions has ``block`` None, ``index`` its positions of nonzero weight
+        and ``extra`` their weights: the Gram of those alone, not of a weighted copy of all."""
         w = np.asarray(weights, np.float64).reshape(-1)
-        if gather:
-            index = np.flatnonzero(w)
-            return cls(None, torch.from_numpy(index).to(device), torch.from_numpy(w[index].reshape(-1, 1)).to(device, dtype))
         ones = np.flatnonzero(w == 1)
         b0, b1 = (int(ones[0]), int(ones[-1]) + 1) if len(ones) else (0, 0)
         extra = w.copy()
         extra[b0:b1] -= 1
         index = np.flatnonzero(extra)
         if len(index) > BAND_SHARE * len(w):
+            support = np.flatnonzero(w)
+            if gather and len(support) < GATHER_SHARE * len(w):  # (a region beside others: its part alone)
+                return cls(None, torch.from_numpy(support).to(device),
+                           torch.from_numpy(w[support].reshape(-1, 1)).to(device, dtype))
             return cls(None, torch.zeros(0, dtype=torch.long, device=device),
                        torch.from_numpy(w.reshape(-1, 1)).to(device, dtype))
         return cls((b0, b1), torch.from_numpy(index).to(device),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -123,15 +124,31 @@ class CIN(nn.Module):
         return instance_norm(x, params, stats)
 
 
+class MixedParams(NamedTuple):
+    """A norm's (gamma, beta) mixed per position from several styles': ``gammas`` and ``betas``
+    (C, styles), ``weights`` (styles, h x w) each position's weight of each (hires.fast.RegionParams)."""
+    gammas: torch.Tensor
+    betas: torch.Tensor
+    weights: torch.Tensor
+
+
 def instance_norm(x, params, stats=None):
     """(x - mean) / sqrt(var + eps) * gamma + beta; ``stats`` = (mean, var) over the whole image
-    replaces the statistics of ``x`` when ``x`` is one tile of it."""
-    gamma, beta = params
+    replaces the statistics of ``x`` when ``x`` is one tile of it.  ``params``: (gamma, beta), or
+    MixedParams, whose scale and shift are mixed per position (one product each, from the styles'
+    per-channel scale and shift: no full-size gamma is made)."""
     if stats is None:
         mean = x.mean(dim=(2, 3), keepdim=True)
         var = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True)
     else:
         mean, var = stats
+    if isinstance(params, MixedParams):
+        inv = torch.rsqrt(var + CIN_EPS).reshape(-1, 1)
+        scales = params.gammas * inv
+        shifts = params.betas - mean.reshape(-1, 1) * scales
+        size = (1, -1, *x.shape[2:])
+        return torch.addcmul((shifts @ params.weights).reshape(size), x, (scales @ params.weights).reshape(size))
+    gamma, beta = params
     scale = gamma * torch.rsqrt(var + CIN_EPS)
     return torch.addcmul(beta - mean * scale, x, scale)  # one pass, no temporary (2.3x at 64 channels)
 
