@@ -67,6 +67,22 @@ class OwnedRows(NamedTuple):
                    torch.from_numpy(extra[index].reshape(-1, 1)).to(device, dtype))
 
 
+def _gram(f: torch.Tensor, rows: OwnedRows) -> torch.Tensor:
+    """sum_p w_p f_p f_p^T with the weights as ``rows`` (the forward of _WeightedGram and _WeightedGrams)."""
+    if rows.block is None and len(rows.index):  # gathered
+        part = f.index_select(0, rows.index)
+        return (part * rows.extra).T @ part
+    if rows.block is None:
+        return (f * rows.extra).T @ f
+    b0, b1 = rows.block
+    core = f[b0:b1]
+    g = core.T @ core
+    if len(rows.index):
+        band = f.index_select(0, rows.index)
+        g = g.addmm_((band * rows.extra).T, band)
+    return g
+
+
 class _WeightedGram(torch.autograd.Function):
     """sum_p w_p f_p f_p^T of f (N, C) with the weights split as ``OwnedRows``: the run's Gram read
     in place, plus the band's, weighted.  The backward is one matmul into the run's rows of the
@@ -76,18 +92,7 @@ class _WeightedGram(torch.autograd.Function):
     def forward(ctx, f, rows: OwnedRows):
         ctx.rows = rows
         ctx.save_for_backward(f)
-        if rows.block is None and len(rows.index):  # gathered
-            part = f.index_select(0, rows.index)
-            return (part * rows.extra).T @ part
-        if rows.block is None:
-            return (f * rows.extra).T @ f
-        b0, b1 = rows.block
-        core = f[b0:b1]
-        g = core.T @ core
-        if len(rows.index):
-            band = f.index_select(0, rows.index)
-            g = g.addmm_((band * rows.extra).T, band)
-        return g
+        return _gram(f, rows)
 
     @staticmethod
     def backward(ctx, grad):
@@ -105,6 +110,35 @@ class _WeightedGram(torch.autograd.Function):
         torch.mm(f[b0:b1], s, out=out[b0:b1])
         if len(rows.index):
             out.index_add_(0, rows.index, (f.index_select(0, rows.index) @ s).mul_(rows.extra))
+        return out, None
+
+
+class _WeightedGrams(torch.autograd.Function):
+    """The weighted Grams of one f (N, C) for several weight sets (a tile's style regions), stacked
+    (sets, C, C): each as ``_WeightedGram`` makes it, and one gradient tensor in the backward, each
+    set's rows added into it (not a full-size gradient per set, summed after)."""
+
+    @staticmethod
+    def forward(ctx, f, rows_list):
+        ctx.rows_list = rows_list
+        ctx.save_for_backward(f)
+        return torch.stack([_gram(f, rows) for rows in rows_list])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (f,) = ctx.saved_tensors
+        out = torch.zeros_like(f)
+        for g, rows in zip(grad, ctx.rows_list):
+            s = g + g.T
+            if rows.block is None and len(rows.index):  # gathered
+                out.index_add_(0, rows.index, (f.index_select(0, rows.index) @ s).mul_(rows.extra))
+            elif rows.block is None:
+                out.addcmul_(f @ s, rows.extra)
+            else:
+                b0, b1 = rows.block
+                out[b0:b1].addmm_(f[b0:b1], s)
+                if len(rows.index):
+                    out.index_add_(0, rows.index, (f.index_select(0, rows.index) @ s).mul_(rows.extra))
         return out, None
 
 
@@ -127,6 +161,11 @@ class _WeightedSquaredError(torch.autograd.Function):
 def weighted_gram(f: torch.Tensor, rows: OwnedRows) -> torch.Tensor:
     """sum_p w_p f_p f_p^T for f (N, C) and the weights w as ``OwnedRows``."""
     return _WeightedGram.apply(f.contiguous(), rows)
+
+
+def weighted_grams(f: torch.Tensor, rows_list: list[OwnedRows]) -> torch.Tensor:
+    """(sets, C, C): sum_p w_p f_p f_p^T for each weight set of ``rows_list``."""
+    return _WeightedGrams.apply(f.contiguous(), rows_list)
 
 
 def weighted_squared_error(f: torch.Tensor, target: torch.Tensor, sqrt_w: torch.Tensor) -> torch.Tensor:
@@ -179,7 +218,14 @@ class LayerStyleLoss(nn.Module):
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """``f``: the tile's activations as (N, C) positions."""
-        g_sum = weighted_gram(f, OwnedRows(self.block, self.band_index, self.band_extra))
+        return self.with_gram(f, weighted_gram(f, self.rows()))
+
+    def rows(self) -> OwnedRows:
+        return OwnedRows(self.block, self.band_index, self.band_extra)
+
+    def with_gram(self, f: torch.Tensor, g_sum: torch.Tensor) -> torch.Tensor:
+        """The loss from ``g_sum``, the Gram sum of ``f`` weighted as this term's (made here or, for
+        several regions at once, by ``weighted_grams``)."""
         return self.of_sums(g_sum, (self.w.T @ f)[0] if self.mean_weight else None)
 
     def of_sums(self, g_sum: torch.Tensor, m_sum: torch.Tensor | None) -> torch.Tensor:
@@ -248,9 +294,12 @@ class TileObjective(nn.Module):
             if name == self.banded:
                 style = style + sum(term.of_sums(g, m if term.mean_weight else None)
                                     for term, (g, m) in zip(terms, self._banded_sums(x)))
-            else:
+            elif len(terms) == 1:
+                style = style + terms[0](flat(feats[name]))
+            else:  # style regions: their Grams together, one gradient tensor
                 f = flat(feats[name])
-                style = style + sum(term(f) for term in terms)
+                grams = weighted_grams(f, [term.rows() for term in terms])
+                style = style + sum(term.with_gram(f, g) for term, g in zip(terms, grams))
         loss = self.style_weight * style / max(self.n_style, 1)
         if self.content is not None:
             loss = loss + self.content_weight * self.content(flat(feats[self.content_layer]))
