@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hires import cli
@@ -95,3 +96,13 @@ def refuses(tmp_path, capfd, args, match: str, code: int = 2) -> str:
     assert match in line, line
     assert listing(tmp_path) == before, "a file was created or lost"
     return line
+
+
+def soft_maps(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Three style regions of (H, W, 3) uint8 weights: left, right, and a band between, soft edges."""
+    x = np.linspace(0, 1, w)[None, :].repeat(h, 0)
+    rng = np.random.default_rng(seed)
+    left = np.clip((0.4 - x) / 0.15, 0, 1)
+    right = np.clip((x - 0.6) / 0.15, 0, 1) * (0.7 + 0.3 * rng.random((h, w)))
+    maps = np.stack([left, right, 1 - left - right], axis=-1)
+    return np.rint(np.clip(maps, 0, 1) * 255).astype(np.uint8)

@@ -22,6 +22,8 @@ from hires.nets import LAYER_STRIDE
 from hires.regions import region_key
 from hires.tiles import block_mean, grid, take
 
+from helpers import soft_maps
+
 # a photo of odd sides (the last positions of every stride cover a part block), a seamless texture
 # of sides that are multiples of the deepest stride (it must wrap exactly)
 SIZES = {False: (171, 139), True: (176, 144)}
@@ -76,14 +78,6 @@ def test_tile_gradients_with_style_regions_sum_to_the_whole_image_gradient(conte
     check_tile_gradients(content_path, style_path, texture_path, seamless, layers, masked=True)
 
 
-def soft_maps(h: int, w: int) -> np.ndarray:
-    """Three style regions (H, W, 3) uint8: left, right and the rest, with soft edges and grain."""
-    x = np.linspace(0, 1, w)[None, :].repeat(h, 0)
-    left = np.clip((0.4 - x) / 0.15, 0, 1)
-    right = np.clip((x - 0.6) / 0.15, 0, 1) * (0.7 + 0.3 * np.random.default_rng(5).random((h, w)))
-    return np.rint(np.stack([left, right, 1 - left - right], axis=-1) * 255).astype(np.uint8)
-
-
 def check_tile_gradients(content_path, style_path, texture_path, seamless, layers, masked):
     network, LAYERS, cl = NETWORKS[layers]
     W, H = SIZES[seamless]
@@ -111,7 +105,7 @@ def check_tile_gradients(content_path, style_path, texture_path, seamless, layer
     targets = targets_of(style)
     maps = None
     if masked:  # each region its own painting: the style, the content photo, the style's left half
-        maps = soft_maps(H, W)
+        maps = soft_maps(H, W, seed=5)
         paintings = [targets, targets_of(io.load_image(content_path, long_side=180)),
                      targets_of(np.ascontiguousarray(style[:, :style.shape[1] // 2]))]
         targets = {**targets, **{region_key(n, r): t[n] for r, t in enumerate(paintings) for n in t}}

@@ -16,7 +16,7 @@ from hires.regions import Masks, load_mask, region_key
 from hires.tiles import block_mean, grid
 
 from conftest import data
-from helpers import refuses
+from helpers import refuses, soft_maps
 
 # odd sides (the last positions of every stride cover part blocks); a seamless canvas of sides that
 # are multiples of the deepest stride (it must wrap exactly)
@@ -24,16 +24,6 @@ SIZES = {False: (171, 139), True: (176, 144)}
 # the banded relu1_1 (hires.bandgram) beside MobileNetV2 layers, and VGG layers from activations
 LAYER_SETS = {"hybrid-fine": ("hybrid", ("relu1_1", "mb0", "mb3")),
               "random": ("random", ("relu1_1", "relu2_1"))}
-
-
-def soft_maps(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """Three style regions of (H, W, 3) uint8 weights: left, right, and a band between, soft edges."""
-    x = np.linspace(0, 1, w)[None, :].repeat(h, 0)
-    rng = np.random.default_rng(seed)
-    left = np.clip((0.4 - x) / 0.15, 0, 1)
-    right = np.clip((x - 0.6) / 0.15, 0, 1) * (0.7 + 0.3 * rng.random((h, w)))
-    maps = np.stack([left, right, 1 - left - right], axis=-1)
-    return np.rint(np.clip(maps, 0, 1) * 255).astype(np.uint8)
 
 
 def save_gray(a: np.ndarray, path) -> None:
