@@ -81,7 +81,7 @@ def test_several_examples_mix_by_weight(tmp_path, texture_path):
     pyvips.Image.new_from_file(str(texture_path)).bandjoin([]).extract_band(0, n=3)[::-1].pngsave(str(other))
     a, b = (io.load_image(p, long_side=128).reshape(-1, 3).mean(0) for p in (texture_path, other))
     assert np.abs(a - b).sum() > 0.1
-    kw = dict(size="64x64", base_size=64, **SMALL)
+    kw = dict(size="64x64", base_size=64, example_scale=0.25, **SMALL)  # (the examples' statistics at 256 px)
     for wa, nearer in ((0.8, a), (0.2, b)):
         mean = hires.texture([f"{texture_path}:{wa}", f"{other}:{1 - wa}"], **kw).image.reshape(-1, 3).mean(0)
         far = b if nearer is a else a
@@ -97,7 +97,7 @@ def gray_example(tmp_path, texture_path):
 
 def test_gray_example_gives_a_gray_one_band_texture(tmp_path, gray_example):
     out = tmp_path / "t.png"
-    res = hires.texture(gray_example, out, size="64x64", base_size=64, **SMALL)
+    res = hires.texture(gray_example, out, size="64x64", base_size=64, example_scale=0.25, **SMALL)
     im = pyvips.Image.new_from_file(str(out))
     assert im.bands == 1 and im.interpretation == "b-w"
     assert np.ptp(res.image, axis=2).max() == 0   # every level kept gray
@@ -105,13 +105,14 @@ def test_gray_example_gives_a_gray_one_band_texture(tmp_path, gray_example):
     np.testing.assert_allclose(pixels / 255, res.image[..., 0], atol=1 / 255)
     # asked for colour, the same example comes out in three bands
     colour_out = tmp_path / "c.png"
-    hires.texture(gray_example, colour_out, size="64x64", base_size=64, mode="color", **SMALL)
+    hires.texture(gray_example, colour_out, size="64x64", base_size=64, mode="color", example_scale=0.25, **SMALL)
     assert pyvips.Image.new_from_file(str(colour_out)).bands == 3
 
 
 def test_mode_gray_writes_one_band_16_bit(tmp_path, texture_path):
     out = tmp_path / "t.tif"
-    hires.texture(texture_path, out, size="64x64", base_size=64, mode="gray", bit_depth=16, **SMALL)
+    hires.texture(texture_path, out, size="64x64", base_size=64, mode="gray", bit_depth=16, example_scale=0.25,
+                  **SMALL)
     im = pyvips.Image.new_from_file(str(out))
     assert (im.bands, im.interpretation, im.format) == (1, "grey16", "ushort")
     assert im.get_typeof("icc-profile-data") == 0   # the sRGB profile is for three bands
