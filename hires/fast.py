@@ -43,8 +43,9 @@ MMAP_THRESHOLD = 16 << 20
 # 8 channels at full size before its last norm (32 B/px), with the tiles' context margins about 44;
 # they may take this share of what the budget leaves beside the images, the rest going to the tiles
 STATE_BYTES_PER_PX = 44
-# with style regions, a full-size norm's (gamma, beta) mixed per pixel: 32 channels, two float32 maps
-REGION_BYTES_PER_PX = 2 * 32 * 4
+# with style regions, per region a tile's weights: its crop (uint8), as float32 at full size and
+# pooled to the norms' strides 2 and 4 (the mixed norm makes no map beyond the plain one's output)
+REGION_BYTES_PER_PX = 8
 STATE_SHARE = 0.3
 FIXED_BYTES = 400 << 20     # interpreter, torch, numba, libvips and the two networks (measured ~340 MiB)
 
@@ -100,7 +101,7 @@ class Stylist:
 
     @property
     def bytes_per_px(self) -> int:
-        return bytes_per_px(self.builtin) + (REGION_BYTES_PER_PX if self.masks else 0)
+        return bytes_per_px(self.builtin) + region_bytes_per_px(self.masks)
 
     def runner(self) -> "TiledTransformer":
         regions = (self.masks, self.n_styles) if self.masks else None
@@ -116,6 +117,11 @@ def working_size(width: int, height: int, fast_size: int) -> tuple[int, int]:
 
 def bytes_per_px(builtin: bool) -> int:
     return BUILTIN_BYTES_PER_PX if builtin else BYTES_PER_PX
+
+
+def region_bytes_per_px(masks: Masks) -> int:
+    """What style regions add to a tile's bytes per px (none without masks)."""
+    return REGION_BYTES_PER_PX * (len(masks.masks) + 1) if masks else 0
 
 
 @dataclass(frozen=True)
@@ -263,11 +269,15 @@ class RegionParams:
         s = self.strides[k]
         if s not in self._weights:
             w = self.crop if s == 1 else F.avg_pool2d(self.crop, s, s, ceil_mode=True)
-            self._weights[s] = w[0].contiguous()
-        w = self._weights[s]
+            w = w[0].reshape(w.shape[1], -1).contiguous()
+            self._weights[s] = w, bool((w == w[:, :1]).all())
+        w, alike = self._weights[s]
         gammas = torch.stack([p[k][0].reshape(-1) for p in self.region_params], 1)   # (C, regions)
         betas = torch.stack([p[k][1].reshape(-1) for p in self.region_params], 1)
-        return magenta.MixedParams(gammas, betas, w.reshape(w.shape[0], -1))
+        if alike:  # every position's weights alike (a tile inside one region): mixed per channel
+            shape = self.region_params[0][k][0].shape
+            return (gammas @ w[:, 0]).reshape(shape), (betas @ w[:, 0]).reshape(shape)
+        return magenta.MixedParams(gammas, betas, w)
 
 
 # ---------------------------------------------------------------- the multi-scale start of prints

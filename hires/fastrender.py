@@ -91,7 +91,7 @@ def fast_plan(job: Job, s: Settings) -> FastPlan:
     ram_bytes = 3 * ww * wh * 12 + (stages[0][0] * stages[0][1] * 12 if len(stages) > 1 else 0)
     ram_bytes += 2 * job.width * job.height * 12 if (ww, wh) != (job.width, job.height) else 0
     disk = fast.FIXED_BYTES + ram_bytes > 0.6 * budget
-    per_px = fast.bytes_per_px(s.builtin_style is not None) + (fast.REGION_BYTES_PER_PX if job.masks else 0)
+    per_px = fast.bytes_per_px(s.builtin_style is not None) + fast.region_bytes_per_px(job.masks)
     ram_bytes += mask_bytes_per_px(job) * ww * wh  # the regions' weights at the network's size
     layout = fast.tiling(budget, ww, wh, 0 if disk else ram_bytes, per_px)
     tile = layout.tile

@@ -146,8 +146,18 @@ def instance_norm(x, params, stats=None):
         inv = torch.rsqrt(var + CIN_EPS).reshape(-1, 1)
         scales = params.gammas * inv
         shifts = params.betas - mean.reshape(-1, 1) * scales
-        size = (1, -1, *x.shape[2:])
-        return torch.addcmul((shifts @ params.weights).reshape(size), x, (scales @ params.weights).reshape(size))
+        # the scale map, times x, plus the shift map added by the product itself (beta = 1): one
+        # full-size tensor made, as the plain norm's, and three passes over it, in x's own layout
+        # (the scale and shift maps made apart, then addcmul, and x copied out of its channels-last
+        # layout, took a 3000 px start 1.7x the plain one's time)
+        n, c, h, w = x.shape
+        if x.is_contiguous(memory_format=torch.channels_last):  # (positions, channels) products
+            out = params.weights.T @ scales.T
+            out.mul_(x.permute(0, 2, 3, 1).reshape(h * w, c)).addmm_(params.weights.T, shifts.T)
+            return out.reshape(n, h, w, c).permute(0, 3, 1, 2)
+        out = scales @ params.weights
+        out.mul_(x.reshape(c, h * w)).addmm_(shifts, params.weights)
+        return out.reshape(n, c, h, w)
     gamma, beta = params
     scale = gamma * torch.rsqrt(var + CIN_EPS)
     return torch.addcmul(beta - mean * scale, x, scale)  # one pass, no temporary (2.3x at 64 channels)

@@ -16,6 +16,24 @@ from hires.errors import WeightsError
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def test_a_norm_mixed_per_position_is_each_styles_norm_weighted_there():
+    """MixedParams against the norm written out in float64: at each position the sum over styles
+    of weight x (gamma_r x_hat + beta_r), with x_hat normalised by the given statistics."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 5, 6, 7, generator=g)
+    gammas, betas = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    w = torch.rand(3, 42, generator=g)
+    w /= w.sum(0)
+    mean, var = torch.randn(1, 5, 1, 1, generator=g), torch.rand(1, 5, 1, 1, generator=g) + 0.5
+    x_hat = ((x.double() - mean.double()) / torch.sqrt(var.double() + magenta.CIN_EPS)).reshape(5, 42)
+    want = sum(w[r].double() * (gammas[:, r, None].double() * x_hat + betas[:, r, None].double()) for r in range(3))
+    for layout in (torch.contiguous_format, torch.channels_last):  # (the networks' own is channels-last)
+        got = magenta.instance_norm(x.contiguous(memory_format=layout), magenta.MixedParams(gammas, betas, w),
+                                    (mean, var))
+        assert got.is_contiguous(memory_format=layout)
+        torch.testing.assert_close(got.reshape(5, 42).double(), want, rtol=1e-5, atol=1e-5)
+
+
 def test_predictor_and_transformer_match_the_converted_graphs():
     a = magenta.load_arrays()
     predictor, transformer = magenta.networks()
