@@ -39,15 +39,20 @@ def _gram_kernel(feats, weights, gram_acc, mean_acc, count_acc, block):
             y = b // per_row
             lo = (b % per_row) * block
             m = min(w, lo + block) - lo
+            k = 0  # the block's positions of nonzero weight, packed: the product costs their number
             for i in range(m):
                 wi = np.float64(weights[y, lo + i])
+                if wi == 0.0:
+                    continue
                 count_acc[t] += wi
                 for j in range(c):
                     v = np.float64(feats[y, lo + i, j])
-                    f[i, j] = v
-                    fw[i, j] = v * wi
+                    f[k, j] = v
+                    fw[k, j] = v * wi
                     mean_acc[t, j] += v * wi
-            gram_acc[t] += np.dot(fw[:m].T, f[:m])
+                k += 1
+            if k > 0:
+                gram_acc[t] += np.dot(fw[:k].T, f[:k])
 
 
 @numba.njit(cache=CACHE)

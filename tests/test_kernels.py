@@ -38,6 +38,23 @@ def test_gram_runs_blas_on_one_thread_per_kernel_thread(rng, monkeypatch):
     assert _config.blas_threads() == before  # put back
 
 
+def test_gram_skips_positions_of_zero_weight(rng):
+    """A style region's weights are zero over much of its box (other regions, a kept part): those
+    positions are left out of the product, not multiplied by zero; what is not finite there (a
+    position no region owns) does not reach the sums."""
+    f = rng.standard_normal((3000, 16)).astype(np.float32)
+    w = rng.random(3000).astype(np.float32)
+    w[rng.random(3000) < 0.6] = 0.0
+    g, m = np.zeros((16, 16)), np.zeros(16)
+    poisoned = f.copy()
+    poisoned[w == 0] = np.nan
+    count = gram_accumulate(poisoned, w, g, m)
+    gr, mr, cr = gram_reference(f, w)
+    np.testing.assert_allclose(g, gr, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(m, mr, rtol=1e-10, atol=1e-10)
+    assert count == pytest.approx(cr, rel=1e-12)
+
+
 @pytest.mark.parametrize("n,c", [(1, 1), (7, 3), (2049, 5), (5000, 64), (333, 1), (4097, 17)])
 def test_gram_matches_numpy(rng, n, c):
     f = rng.standard_normal((n, c)).astype(np.float32)
