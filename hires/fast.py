@@ -176,6 +176,7 @@ class TiledTransformer:
             self.region_params = [self.net.style_params(c[None].to(device)) for c in code]
         self.params = self.region_params[0]
         self._maps = None
+        self._alike: list = []
 
     def __call__(self, content: np.ndarray, out: np.ndarray, tile: int, room: float = float("inf"),
                  buffers=None) -> FastReport:
@@ -187,6 +188,7 @@ class TiledTransformer:
         if self.regions is not None:  # the regions' weights at this size, the kept part not cut out
             masks, n_styles = self.regions
             self._maps = masks.maps(n_styles, W, H, keep=False)
+            self._alike = [alike(take(self._maps, t.region)) for t in tiles]  # once a tile, not once a norm
         n = len(self.params)
         stats: list = [None] * n
         kept = TileStates(len(tiles), room if len(tiles) > 1 else 0.0, buffers)
@@ -224,7 +226,7 @@ class TiledTransformer:
                 state = tuple(None if p is None else p.to(self.device) for p in state)
             self._steps += k - start
             params = self.params if self._maps is None else RegionParams(
-                self.region_params, take(self._maps, t.region), self.net.norm_strides, self.device)
+                self.region_params, take(self._maps, t.region), self._alike[i], self.net.norm_strides, self.device)
             return self.net.resume(state, start, k, params, stats)
 
     def _layer_stats(self, content, tiles: list[Tile], stats, kept: TileStates, k: int):
@@ -266,12 +268,14 @@ class RegionParams:
     has), made when a norm asks, so one norm's are held at a time (as one product: regions x
     channels by regions x positions, inside the norm: magenta.MixedParams)."""
 
-    def __init__(self, region_params: list, crop: np.ndarray, strides: list[int], device):
-        """``crop``: the style region maps (h, w, regions) uint8 under the tile's region.  Made for
-        each stretch of norms a tile runs (once per norm): the weights are made only when a norm
-        asks, and not at all where every pixel's are alike (a tile inside one region)."""
+    def __init__(self, region_params: list, crop: np.ndarray, same: torch.Tensor | None, strides: list[int],
+                 device):
+        """``crop``: the style region maps (h, w, regions) uint8 under the tile's region; ``same``:
+        its weights where every pixel has the same (``alike``), else None.  Made for each stretch of
+        norms a tile runs (once per norm): the weights are made only when a norm asks, and not at all
+        where every pixel's are alike (a tile inside one region)."""
         self.region_params, self.strides, self.device = region_params, strides, device
-        self.alike = alike(crop)
+        self.alike = same
         self.crop = crop
         self._weights: dict[int, torch.Tensor] = {}
 
