@@ -30,6 +30,7 @@ LEVEL_RE = re.compile(r"^level\d+\.f32$")
 TILE_RE = re.compile(r"^tile-L(\d+)-P(\d+)-T(\d+)\.npz$")
 PARTIAL_RE = re.compile(r"\.partial(-[0-9a-f]+)?$")  # a temporary file of Folder.replacing (or of older hires)
 STATE = "state.json"
+FIT_STATE = "fit-state.npz"  # a style fit's (hires.fitjob)
 
 
 def work_folder_path(output: Path | None, work_dir: str | None) -> Path | None:
@@ -163,7 +164,7 @@ class MadeFile:
 
 def _is_checkpoint(name: str) -> bool:
     """A file of the resume state: a finished level, a finished tile, or the state record."""
-    return bool(LEVEL_RE.match(name) or TILE_RE.match(name)) or name == "state.json"
+    return bool(LEVEL_RE.match(name) or TILE_RE.match(name)) or name in (STATE, FIT_STATE)
 
 
 def _alive(pid: int) -> bool:

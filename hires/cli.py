@@ -187,7 +187,7 @@ def build_parser(expert: bool = False) -> Parser:
 
 
 def _other_commands(sub) -> None:
-    """batch, presets and weights."""
+    """batch, presets, weights and style."""
     b = sub.add_parser("batch", help="run the renders of one or more job files, one after another")
     b.add_argument("jobs", nargs="+", metavar="JOBS.toml", help="files of [[job]] tables (see the README)")
     b.add_argument("--report", metavar="FILE.json", help="write each job's status, time, peak memory and output")
@@ -208,6 +208,9 @@ def _other_commands(sub) -> None:
     fe.add_argument("--dest", help="folder to put it in (default: torch's hub checkpoint folder)")
     fe.add_argument("--url", help=argparse.SUPPRESS)
     fe.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    from hires import stylecmd
+    stylecmd.add_parser(sub, Parser)
 
 
 def progress_kind(args) -> str:
@@ -338,14 +341,17 @@ def main(argv=None) -> int:
             return cmd_batch(args, console)
         if args.command == "presets":
             return cmd_presets(args, console)
+        if args.command == "style":
+            from hires import stylecmd
+            return stylecmd.run(args, console, progress)
         return cmd_weights(args, console)
     except HiresError as e:
         if debug:
             raise
         return _said(progress, str(e), e.exit_code)
     except KeyboardInterrupt:
-        return _said(progress, "interrupted; run the same command again to resume from the last finished tile", 130,
-                     "hires: ")
+        where = "the saved fit state" if args.command == "style" else "the last finished tile"
+        return _said(progress, f"interrupted; run the same command again to resume from {where}", 130, "hires: ")
     except OSError as e:  # a disk that filled up, a file that vanished: still one line, no traceback
         if debug:
             raise

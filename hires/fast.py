@@ -21,8 +21,6 @@ import torch.nn.functional as F
 
 from hires import io, magenta
 from hires.canvas import path_of, release, trim
-from hires.config import builtin_mix
-from hires.errors import OptionError
 from hires.stats import Moments
 from hires.regions import Masks
 from hires.tiles import ALIGN, Tile, grid, take
@@ -52,60 +50,6 @@ FIXED_BYTES = 400 << 20     # interpreter, torch, numba, libvips and the two net
 
 def to_nchw(a: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].contiguous().to(device)
-
-
-def bottleneck(image: np.ndarray, device="cpu") -> torch.Tensor:
-    """The predictor's (1, 100) style bottleneck of a float32 (256, 256, 3) image."""
-    predictor, _ = magenta.networks()
-    with torch.no_grad():
-        return predictor.to(device)(to_nchw(image, device))
-
-
-def style_bottleneck(styles, content=None, strength: float = 1.0, recolour=None, device="cpu") -> torch.Tensor:
-    """Bottlenecks of weighted style images (paths), mixed by weight; with ``strength`` < 1 moved
-    toward the content's own bottleneck (Magenta's interpolation knob): strength 0 is the content's.
-    ``recolour`` (optional) maps a (h, w, 3) image's colours before prediction."""
-    total = sum(w for _, w in styles)
-    mixed = 0.0
-    for path, weight in styles:
-        img = io.load_image(path, size=(magenta.STYLE_SIZE, magenta.STYLE_SIZE), what="style")
-        mixed = mixed + bottleneck(recolour(img) if recolour else img, device) * (weight / total)
-    if strength < 1.0:
-        own = bottleneck(io.load_image(content, size=(magenta.STYLE_SIZE, magenta.STYLE_SIZE), what="content"),
-                         device)
-        mixed = strength * mixed + (1.0 - strength) * own
-    return mixed
-
-
-class Stylist:
-    """The feed-forward network and style code of a render: the arbitrary network with the style
-    images' bottleneck, or the 26-style network with a built-in style's weights."""
-
-    def __init__(self, styles, content, settings, recolour=None, device="cpu", masks: Masks = Masks()):
-        self.builtin = settings.builtin_style is not None
-        self.device = device
-        self.masks, self.n_styles = masks, len(styles)
-        if self.builtin:
-            if settings.strength < 1.0:
-                raise OptionError("--strength: the built-in styles have no style code of the photo to move "
-                                  "toward; leave --strength at 1 with --builtin-style")
-            self.network = magenta.multistyle()
-            self.code = magenta.builtin_weights(builtin_mix(settings.builtin_style))
-            self.name = f"magenta 26-style network, style {settings.builtin_style}"
-        else:
-            self.network = magenta.networks()[1]
-            # with style regions one code per region, mixed per pixel in the norms (RegionParams)
-            groups = [[styles[i] for i in r.styles] for r in masks.regions(len(styles))] if masks else [styles]
-            self.code = torch.cat([style_bottleneck(g, content, settings.strength, recolour, device) for g in groups])
-            self.name = "magenta (the bundled feed-forward network)"
-
-    @property
-    def bytes_per_px(self) -> int:
-        return bytes_per_px(self.builtin) + region_bytes_per_px(self.masks)
-
-    def runner(self) -> "TiledTransformer":
-        regions = (self.masks, self.n_styles) if self.masks else None
-        return TiledTransformer(self.code, self.device, self.network, regions)
 
 
 def working_size(width: int, height: int, fast_size: int) -> tuple[int, int]:
@@ -166,14 +110,17 @@ class TiledTransformer:
 
     def __init__(self, code: torch.Tensor, device="cpu", network: magenta.CINNetwork | None = None,
                  regions: tuple[Masks, int] | None = None):
-        """``code``: the style code (1, ...); with ``regions`` (the job's masks and its number of
-        styles) one code per style region, (regions, ...), mixed per pixel by the masks."""
+        """``code``: the style code (1, ...), or the norms' parameters themselves (a list of one list
+        of (gamma, beta) per norm: ``style_norms``); with ``regions`` (the job's masks and its number
+        of styles) one per style region, mixed per pixel by the masks."""
         self.net = network if network is not None else magenta.networks()[1]
         self.net.to(device)
         self.device = device
         self.regions = regions
         with torch.no_grad():
-            self.region_params = [self.net.style_params(c[None].to(device)) for c in code]
+            self.region_params = ([self.net.style_params(c[None].to(device)) for c in code]
+                                  if isinstance(code, torch.Tensor)
+                                  else [[(g.to(device), b.to(device)) for g, b in p] for p in code])
         self.params = self.region_params[0]
         self._maps = None
         self._alike: list = []
@@ -323,11 +270,12 @@ def stage_sizes(width: int, height: int, fast_size: int) -> list[tuple[int, int]
     return sizes + ([last] if last != first else [])
 
 
-def cascade(stylist: Stylist, content_at, sizes: list[tuple[int, int]], buffers, budget: int,
+def cascade(stylist, content_at, sizes: list[tuple[int, int]], buffers, budget: int,
             progress=None) -> tuple[np.ndarray, FastReport]:
-    """The content painted at every scale (issue 23): the network at ``sizes[0]``, then at each
-    finer size on REPAINT_MIX of the coarser result (resampled) and the rest the photo; the result
-    is the last stage's strokes over the first stage's picture (the band split at BAND_SIGMA).
+    """The content painted at every scale (issue 23) by ``stylist`` (hires.stylecode.Stylist): the
+    network at ``sizes[0]``, then at each finer size on REPAINT_MIX of the coarser result (resampled)
+    and the rest the photo; the result is the last stage's strokes over the first stage's picture
+    (the band split at BAND_SIGMA).
     ``content_at((w, h), out)`` loads the content at a size into ``out``; ``buffers`` (RAM or disk)
     holds the stages.  Returns the last stage's size image and the tiling of its run."""
     from scipy.ndimage import gaussian_filter

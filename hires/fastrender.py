@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hires import colour, fast, io, lifecycle
+from hires import colour, fast, io, lifecycle, stylecode
 from hires.canvas import Buffers, path_of, return_memory_promptly
 from hires.config import Settings, parse_memory
 from hires.errors import BudgetError, OptionError
@@ -30,7 +30,7 @@ def recolour(colour_ref):
 def fast_start(lv: Level | None, job: Job, settings: Settings, colour_ref=None) -> np.ndarray:
     """The content stylised by the feed-forward network at its working size (``--fast-size``, so its
     strokes keep the size they have in ``--method fast``), resampled to ``lv``'s size if given."""
-    stylist = fast.Stylist(job.styles, job.content, settings, recolour(colour_ref), pick_device(settings.device),
+    stylist = stylecode.Stylist(job.styles, job.content, settings, recolour(colour_ref), pick_device(settings.device),
                            job.masks)
     ww, wh = fast.working_size(job.width, job.height, settings.fast_size)
     x = io.load_image(job.content, size=(ww, wh), what="content")
@@ -105,7 +105,7 @@ def fast_plan(job: Job, s: Settings) -> FastPlan:
                     [describe_regions(job)] if job.masks else [])
 
 
-def paint(job: Job, s: Settings, stylist: fast.Stylist, stages, scratch: Buffers, budget: int, progress=ignore):
+def paint(job: Job, s: Settings, stylist: stylecode.Stylist, stages, scratch: Buffers, budget: int, progress=ignore):
     """The content painted by the fast network at ``stages`` (fast.cascade): the image at the last
     stage's size, in ``scratch``, and the tiling of the largest run."""
     def content_at(size, out):
@@ -142,7 +142,7 @@ def run_fast(job: Job, settings: Settings, progress=ignore, options: RunOptions 
     colour_ref = None
     if s.preserve_color == "histogram":
         colour_ref = colour.colour_stats(io.load_image(job.content, long_side=512, what="content"))
-    stylist = fast.Stylist(job.styles, job.content, s, recolour(colour_ref), device, job.masks)
+    stylist = stylecode.Stylist(job.styles, job.content, s, recolour(colour_ref), device, job.masks)
     progress(Note(f"network: {stylist.name}"))
     progress(PlanReady(fp.as_dict()))
     for line in fp.describe():

@@ -68,7 +68,19 @@ def loader_of(path) -> str | None:
     return None if name == pyvips.ffi.NULL else pyvips.ffi.string(name).decode()
 
 
+def _embedded(path) -> bytes | None:
+    """The JPEG bytes of an image held in a file rather than being one (a source with a ``jpeg()``
+    method: a painting embedded in a fitted style, hires.hstyle.Embedded), else None."""
+    return path.jpeg() if callable(getattr(path, "jpeg", None)) else None
+
+
 def _open_header(path, what: str) -> pyvips.Image:
+    data = _embedded(path)
+    if data is not None:  # (hires.hstyle checked the file and that this is a JPEG)
+        try:
+            return pyvips.Image.new_from_buffer(data, "", access="sequential")
+        except pyvips.Error as e:
+            raise InputError(f"{what}: the painting in {str(path)!r} cannot be read: {_vips_message(e)}") from None
     p = check_readable(path, what)
     loader = loader_of(p)
     if loader not in LOADERS:
@@ -191,7 +203,11 @@ def load_image(path, size: tuple[int, int] | None = None, long_side: int | None 
     else:
         tw, th = w0, h0
     try:
-        if _high_depth(header):
+        data = _embedded(path)
+        if data is not None:
+            im = pyvips.Image.thumbnail_buffer(data, tw, height=th, size="both", crop="centre",
+                                               export_profile="srgb", option_string="fail_on=error")
+        elif _high_depth(header):
             im = _high_depth_at(path, header, tw, th, what)
         else:
             im = pyvips.Image.thumbnail(str(path), tw, height=th, size="both", crop="centre",

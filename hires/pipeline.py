@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hires import colour, detail, fast, io, lifecycle, output, probe, process
+from hires import colour, detail, fast, io, lifecycle, output, probe, process, stylecode
 from hires.canvas import Buffers, path_of, release
 from hires.checkpoints import Checkpoints, WorkFolder
 from hires.config import Settings, parse_memory
@@ -28,6 +28,7 @@ from hires.engine import Engine
 from hires.passes import PassContext, refine_pass
 from hires.reports import Counters, LevelReport
 from hires.fastrender import fast_start, paint, recolour, run_fast
+from hires.hstyle import image_sources
 from hires.finishing import STRIP, Result, finish, to_gray, examples_at
 from hires.plan import LevelPlan, Plan, describe
 from hires.request import (Job, RunOptions, output_mode, plan_job, style_size,
@@ -286,7 +287,7 @@ def painted_content(state: RenderState, canvas: np.ndarray, coarser: tuple[int, 
         return content
     if state.painted is None:
         job, s, t = state.job, state.settings, time.perf_counter()
-        stylist = fast.Stylist(job.styles, job.content, s, recolour(state.colour_ref), pick_device(s.device),
+        stylist = stylecode.Stylist(job.styles, job.content, s, recolour(state.colour_ref), pick_device(s.device),
                                job.masks)
         stages = fast.stage_sizes(job.width, job.height, s.fast_size)
         budget = parse_memory(s.memory)
@@ -334,8 +335,10 @@ def level_targets(engine: Engine, job: Job, s: Settings, lp: LevelPlan, buffers:
     each region's (hires.regions)."""
     lv = lp.level
 
+    sources = image_sources(job.styles)  # a fitted style's embedded paintings are its images
+
     def images():
-        for path, weight in job.styles:
+        for _, path, weight in sources:
             sw, sh = style_size(job, io.image_size(path, "style"), lv.width, lv.height, s)
             # on a disk-backed level the style image is disk-backed too: a style image larger than
             # memory is read tile by tile like the canvas
@@ -352,7 +355,8 @@ def level_targets(engine: Engine, job: Job, s: Settings, lp: LevelPlan, buffers:
         # example itself is not tileable, so its grid never wraps
         return grid(img.shape[1], img.shape[0], max(lp.tile, STATS_TILE), lp.overlap, lp.margin, False)
 
-    groups = [r.styles for r in job.masks.regions(len(job.styles))] if job.masks else None
+    groups = ([[k for k, (i, _, _) in enumerate(sources) if i in r.styles] for r in job.masks.regions(len(job.styles))]
+              if job.masks else None)
     return style_targets(engine, images(), lv.layers, stats_grid, groups)
 
 

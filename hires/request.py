@@ -17,6 +17,7 @@ from pathlib import Path
 
 
 from hires import io
+from hires.hstyle import image_sources, is_hstyle, load as load_fitted
 from hires.coercion import coerce_value, scheduler_spec
 from hires.config import Settings, check_weight, flag, parse_memory, parse_size, parse_style
 from hires.errors import InputError, OptionError
@@ -130,7 +131,12 @@ def _styles(style, what: str, optional: bool = False, budget: int | None = None)
     out = []
     for spec in specs:
         path, weight = spec if isinstance(spec, tuple) else parse_style(str(spec))
-        io.check_decodes(path, what, budget)
+        if is_hstyle(path):
+            if what == "example":
+                raise OptionError(f"example: {str(path)!r} is a fitted style; a texture takes example images")
+            load_fitted(path, what)
+        else:
+            io.check_decodes(path, what, budget)
         out.append((Path(path), check_weight(weight, spec)))
     return out
 
@@ -211,7 +217,7 @@ def output_mode(job: Job, settings: Settings) -> str:
     texture, not the random network's colour speckle)."""
     if settings.mode != "auto":
         return settings.mode
-    inputs = [p for p, _ in job.styles] + ([job.content] if job.content else [])
+    inputs = [src for _, src, _ in image_sources(job.styles)] + ([job.content] if job.content else [])
     return "gray" if all(io.is_gray(p) for p in inputs) else "color"
 
 
@@ -254,10 +260,11 @@ def example_coverage(job: Job, settings: Settings, natives: list[tuple[int, int]
 
 def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
     settings = with_network(settings)
-    natives = [io.image_size(p, "style") for p, _ in job.styles]
+    sources = image_sources(job.styles)
+    natives = [io.image_size(src, "style") for _, src, _ in sources]
     if job.texture:
         settings = texture_settings(job, settings, natives)
-    check_sizes(job, settings, natives)
+    check_sizes(job, settings, [src for _, src, _ in sources], natives)
     sizes = [style_size(job, wh, job.width, job.height, settings) for wh in natives]
     plan = make_plan(job.width, job.height, settings, sizes, mask_bytes_per_px(job))
     if calibrate:
@@ -292,9 +299,9 @@ def describe_regions(job: Job) -> str:
     return "regions: " + "; ".join(parts)
 
 
-def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> None:
-    """Refuse, before any work, a level or style image whose deepest used layer would be smaller
-    than 2x2 (the network's 3x3 convolutions cannot pad a 1 px map)."""
+def check_sizes(job: Job, settings: Settings, sources: list, natives: list[tuple[int, int]]) -> None:
+    """Refuse, before any work, a level or style image (``sources``, of sizes ``natives``) whose
+    deepest used layer would be smaller than 2x2 (the network's 3x3 convolutions cannot pad a 1 px map)."""
     what = "example" if job.texture else "--style"
     if job.texture and settings.seamless:
         check_seamless_size(job.width, job.height, settings)
@@ -306,7 +313,7 @@ def check_sizes(job: Job, settings: Settings, natives: list[tuple[int, int]]) ->
                 f"{lv.width // stride}x{lv.height // stride} at {lv.coarsest}, and the network needs 2x2 there; "
                 f"give a short side of at least {-(-2 * stride * min(job.width, job.height) // min(lv.width, lv.height))} "
                 f"px or fewer --style-layers")
-        for (path, _), native in zip(job.styles, natives):
+        for path, native in zip(sources, natives):
             sw, sh = style_size(job, native, lv.width, lv.height, settings)
             if min(sw, sh) < 2 * stride:
                 scale = "example_scale" if job.texture else "style_scale"

@@ -74,7 +74,7 @@ def test_the_wheel_carries_the_weights_and_the_licence(tmp_path):
 # ---------------------------------------------------------------- the fast method
 
 import hires  # noqa: E402
-from hires import fast, io  # noqa: E402
+from hires import fast, io, stylecode  # noqa: E402
 from hires.fastrender import fast_start  # noqa: E402
 from hires.request import make_job  # noqa: E402
 from hires.config import Settings  # noqa: E402
@@ -84,7 +84,7 @@ from hires.pyramid import Level  # noqa: E402
 def test_tiled_instance_norm_equals_the_whole_frame(content_path, style_path):
     """Many tiles, each CIN layer's statistics gathered over the whole image first: the tiled
     output equals the whole-frame output."""
-    b = fast.style_bottleneck([(style_path, 1.0)])
+    b = stylecode.style_bottleneck([(style_path, 1.0)])
     content = io.load_image(content_path, size=(256, 192))
     whole, tiled = np.zeros_like(content), np.zeros_like(content)
     assert fast.TiledTransformer(b)(content, whole, 256).tiles == 1
@@ -109,7 +109,7 @@ def test_tiles_resume_where_they_stopped_in_ram_on_disk_or_from_their_input(tmp_
     (work 1.0) instead of once per layer; kept on disk when RAM has no room (the files go with the
     run), or, with neither, each tile runs again from its input: every way equals the whole frame."""
     from hires.canvas import Buffers
-    b = fast.style_bottleneck([(style_path, 1.0)])
+    b = stylecode.style_bottleneck([(style_path, 1.0)])
     content = io.load_image(content_path, size=(256, 192))
     whole = np.zeros_like(content)
     fast.TiledTransformer(b)(content, whole, 256)
@@ -127,16 +127,16 @@ def test_tiles_resume_where_they_stopped_in_ram_on_disk_or_from_their_input(tmp_
 
 
 def test_strength_interpolates_in_bottleneck_space(content_path, style_path):
-    b0, b5, b1 = (fast.style_bottleneck([(style_path, 1.0)], content_path, s) for s in (0.0, 0.5, 1.0))
+    b0, b5, b1 = (stylecode.style_bottleneck([(style_path, 1.0)], content_path, s) for s in (0.0, 0.5, 1.0))
     assert (b1 - b0).abs().max() > 0.1
     torch.testing.assert_close(b5, (b0 + b1) / 2, atol=1e-5, rtol=1e-5)
-    own = fast.bottleneck(io.load_image(content_path, size=(256, 256)))
+    own = stylecode.bottleneck(io.load_image(content_path, size=(256, 256)))
     torch.testing.assert_close(b0, own)
 
 
 def test_several_styles_mix_their_bottlenecks(style_path, texture_path):
-    a, b = fast.style_bottleneck([(style_path, 1.0)]), fast.style_bottleneck([(texture_path, 1.0)])
-    mixed = fast.style_bottleneck([(style_path, 3.0), (texture_path, 1.0)])
+    a, b = stylecode.style_bottleneck([(style_path, 1.0)]), stylecode.style_bottleneck([(texture_path, 1.0)])
+    mixed = stylecode.style_bottleneck([(style_path, 3.0), (texture_path, 1.0)])
     torch.testing.assert_close(mixed, 0.75 * a + 0.25 * b, atol=1e-5, rtol=1e-5)
 
 

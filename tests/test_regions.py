@@ -8,7 +8,7 @@ import pyvips
 import torch
 
 import hires
-from hires import io
+from hires import io, stylecode
 from hires.config import Settings
 from hires.engine import Engine, to_tensor
 from hires.layers import LAYERS
@@ -221,7 +221,7 @@ def test_feed_forward_regions_mix_the_styles_codes_per_pixel_tiled_as_whole(cont
     def render(masks, tile=256):
         out = np.zeros_like(content)
         groups = [[styles[i] for i in r.styles] for r in masks.regions(2)] if masks else [styles[:1]]
-        codes = torch.cat([fast.style_bottleneck(g) for g in groups])  # (as hires.fast.Stylist makes them)
+        codes = torch.cat([stylecode.style_bottleneck(g) for g in groups])  # (as hires.stylecode.Stylist makes them)
         fast.TiledTransformer(codes, regions=(masks, 2) if masks else None)(content, out, tile)
         return out
 
