@@ -176,9 +176,9 @@ class RichProgress:
             if self.task is None:  # start on the first step, so early errors print no bar
                 self.bar.start()
                 self.task = self.bar.add_task("", total=event.work_total)
+            where = f"{self.level} tile {event.tile}/{event.n_tiles} " if self.level else ""  # (a style fit has no levels)
             self.bar.update(self.task, total=event.work_total, completed=min(event.work_done, event.work_total),
-                            description=f"{self.level} tile {event.tile}/{event.n_tiles} "
-                                        f"it {event.iteration}/{event.iterations} loss {event.loss:.4g}")
+                            description=f"{where}it {event.iteration}/{event.iterations} loss {event.loss:.4g}")
 
 
 class SilentProgress:

@@ -145,6 +145,7 @@ def test_style_show_prints_what_the_file_holds(tmp_path, capfd, style_path):
 
 @pytest.mark.parametrize("args, match", [
     (["missing.jpg"], "does not exist"),
+    (["{notes}"], "is not a JPEG, PNG, TIFF, WebP image"),
     (["{style}", "--photos", "{empty}"], "holds 0 image(s)"),
     (["{style}", "--photos", "{one}"], "at least 2"),
     (["{style}", "--minutes", "0"], "--minutes"),
@@ -159,9 +160,10 @@ def test_bad_fit_input_is_refused_in_one_line(tmp_path, capfd, style_path, conte
     (tmp_path / "one").mkdir()
     (tmp_path / "one" / "a.png").write_bytes(content_path.read_bytes())
     (tmp_path / "there.hstyle").write_text("the user's own file")
+    (tmp_path / "notes.jpg").write_text("a text file with a painting's name")
     hstyle.save(guess_style(style_path), tmp_path / "g.hstyle")
     names = dict(style=style_path, empty=tmp_path / "empty", one=tmp_path / "one", there=tmp_path / "there.hstyle",
-                 png=tmp_path / "x.png", hstyle=tmp_path / "g.hstyle")
+                 png=tmp_path / "x.png", hstyle=tmp_path / "g.hstyle", notes=tmp_path / "notes.jpg")
     args = [a.format(**names) for a in args]
     if "-o" not in args:
         args += ["-o", str(tmp_path / "new.hstyle")]
