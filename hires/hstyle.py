@@ -231,10 +231,24 @@ def _paintings(header: dict, members, refuse) -> tuple[Painting, ...]:
               and math.isfinite(entry["weight"]) and entry["weight"] > 0)
         if not ok or jpeg is None or jpeg.dtype != np.uint8 or jpeg.ndim != 1 or bytes(jpeg[:3]) != b"\xff\xd8\xff":
             raise refuse(f"does not hold its painting {k} as a JPEG with a name and a positive weight")
+        size = _jpeg_size(bytes(jpeg))
+        if size is None or max(size) > EMBED_SIDE:
+            raise refuse(f"holds a painting {k} of {'an unreadable size' if size is None else '%dx%d px' % size}; "
+                         f"hires embeds at most {EMBED_SIDE} px")
         out.append(Painting(entry["name"], entry["sha256"], float(entry["weight"]), bytes(jpeg)))
     if sum(n.startswith("painting_") for n in members) != len(out):
         raise refuse("holds paintings its header does not list")
     return tuple(out)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's header, nothing decoded; None when libvips cannot read it."""
+    import pyvips
+    try:
+        im = pyvips.Image.new_from_buffer(data, "", access="sequential")
+    except pyvips.Error:
+        return None
+    return im.width, im.height
 
 
 def describe(style: FittedStyle, path) -> list[str]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pyvips
 import torch
 
 import hires
@@ -121,6 +122,9 @@ BAD_FILES = {
                    "not finite"),
     "wrong shape": (lambda data, m: _with_checksum({**m, "gamma_01": m["gamma_01"][:-1]}), "norm 1"),
     "text": (lambda data, m: b"painting = 'starry.jpg'\n", "not a hires fitted style"),
+    # a crafted file's painting larger than hires embeds (a decoder's memory the budget never saw)
+    "huge painting": (lambda data, m: _with_checksum({**m, "painting_0": np.frombuffer(
+        pyvips.Image.black(20000, 8).jpegsave_buffer(), np.uint8)}), "20000x8 px"),
 }
 
 
