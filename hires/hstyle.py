@@ -55,9 +55,13 @@ class FittedStyle:
     info: dict = field(default_factory=dict)           # "fitted", "fit" (settings), "heldout" (figures)
 
     def torch_params(self, device="cpu") -> list:
-        """The norms' (gamma, beta) as the network takes them: (1, C, 1, 1) tensors."""
-        import torch
-        return [tuple(torch.from_numpy(a.copy()).view(1, -1, 1, 1).to(device) for a in pair) for pair in self.norms]
+        return as_torch(self.norms, device)
+
+
+def as_torch(norms, device="cpu") -> list:
+    """Norms' (gamma, beta) arrays as the network takes them: (1, C, 1, 1) tensors of their own."""
+    import torch
+    return [tuple(torch.from_numpy(a.copy()).view(1, -1, 1, 1).to(device) for a in pair) for pair in norms]
 
 
 class Embedded(NamedTuple):

@@ -38,13 +38,14 @@ def check_place(p: Path, label: str, error=OutputError, example: str = "out.png"
         raise error(f"{label}: {str(p)!r} is a folder; give a file name such as {example}")
 
 
-def check_output_path(path, overwrite: bool = False) -> Path:
-    """Raise before any work if ``path`` cannot be written, or exists and ``overwrite`` is off."""
+def check_output_path(path, overwrite: bool = False, suffixes=WRITERS, example: str = "out.png") -> Path:
+    """Raise before any work if ``path`` cannot be written (its extension not one of ``suffixes``:
+    by default an image's), or exists and ``overwrite`` is off."""
     p = Path(path)
-    if p.suffix.lower() not in WRITERS:
-        raise OutputError(f"-o: {str(path)!r} has no known image extension; "
-                          f"use one of {', '.join(sorted(WRITERS))}")
-    check_place(p, "-o", OutputError, "out.png")
+    if p.suffix.lower() not in suffixes:
+        raise OutputError(f"-o: {str(path)!r} has no known image extension; use one of {', '.join(sorted(WRITERS))}"
+                          if suffixes is WRITERS else f"-o: {str(path)!r} is not a {'/'.join(suffixes)} name; e.g. {example}")
+    check_place(p, "-o", OutputError, example)
     if os.path.lexists(p) and not overwrite:  # (a dangling symlink is a name that exists, too)
         raise OutputError(f"-o: {str(path)!r} exists; give another name or pass --overwrite to replace it")
     return p

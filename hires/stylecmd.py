@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hires.errors import OptionError
 
 
 def add_parser(sub, parser_class) -> None:
@@ -38,13 +37,6 @@ def add_parser(sub, parser_class) -> None:
     sh.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
 
-def _number(text: str, flag: str, kind=float):
-    try:
-        return kind(text)
-    except (TypeError, ValueError):
-        raise OptionError(f"{flag}: {text!r} is not a{'n integer' if kind is int else ' number'}") from None
-
-
 def run(args, console, progress) -> int:
     from hires import hstyle
     if args.action == "show":
@@ -52,9 +44,10 @@ def run(args, console, progress) -> int:
         return 0
     from hires.fitjob import FitRequest, fit_style
     from hires.fitoptions import FitOptions
-    options = FitOptions(minutes=_number(args.minutes, "--minutes"), size=_number(args.size, "--size", int),
-                         crop=_number(args.crop, "--crop", int), fitted=args.fitted,
-                         seed=_number(args.seed, "--seed", int))
+    from hires.coercion import coerce_value
+    options = FitOptions(minutes=coerce_value(float, args.minutes, "--minutes"),
+                         size=coerce_value(int, args.size, "--size"), crop=coerce_value(int, args.crop, "--crop"),
+                         fitted=args.fitted, seed=coerce_value(int, args.seed, "--seed"))
     req = FitRequest(args.painting, Path(args.output), args.photos, options, args.memory, args.overwrite, args.fresh)
     with progress:
         result = fit_style(req, progress)

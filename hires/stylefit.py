@@ -180,25 +180,15 @@ def fit_key(inputs: Inputs, options: FitOptions) -> str:
 
 def check_output(path, overwrite: bool) -> Path:
     """``-o`` for a fitted style: a ``.hstyle`` name in a writable folder, not there unless ``overwrite``."""
-    from hires.output import check_place
-    from hires.errors import OutputError
-    p = Path(path)
-    if p.suffix.lower() != hstyle.SUFFIX:
-        raise OutputError(f"-o: {str(path)!r} is not a {hstyle.SUFFIX} name; e.g. -o starry{hstyle.SUFFIX}")
-    check_place(p, "-o", OutputError, f"starry{hstyle.SUFFIX}")
-    if Path(p).exists() or p.is_symlink():
-        if not overwrite:
-            raise OutputError(f"-o: {str(path)!r} exists; give another name or pass --overwrite to replace it")
-    return p
+    from hires.output import check_output_path
+    return check_output_path(path, overwrite, (hstyle.SUFFIX,), f"starry{hstyle.SUFFIX}")
 
 
 def embed(path: Path) -> bytes:
     """The painting as the file embeds it: sRGB JPEG, long side at most hstyle.EMBED_SIDE."""
-    import pyvips
     w, h = io.image_size(path, "painting")
     img = io.load_image(path, long_side=min(hstyle.EMBED_SIDE, max(w, h)), what="painting")
-    u8 = np.ascontiguousarray(np.clip(np.rint(img * 255), 0, 255).astype(np.uint8))
-    im = pyvips.Image.new_from_memory(u8.data, u8.shape[1], u8.shape[0], 3, "uchar")
+    im = (io.vips_from_array(img) * 255 + 0.5).cast("uchar").copy(interpretation="srgb")  # (cast clips)
     return im.jpegsave_buffer(Q=hstyle.EMBED_QUALITY, strip=True)
 
 
@@ -250,7 +240,7 @@ class Fit:
         """Mean style and content loss over the held-out photos, whole, with ``norms``."""
         style = content = 0.0
         with torch.no_grad():
-            tn = [tuple(torch.from_numpy(a).view(1, -1, 1, 1) for a in pair) for pair in norms]
+            tn = hstyle.as_torch(norms)
             for img in self.held:
                 x = fast_tensor(img)
                 s, c = self.objective(self.params.stylise(x, tn), x)
