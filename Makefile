@@ -1,11 +1,12 @@
 # make demo: install into .venv and render the bundled example.  make test: install and run the tests
-# (make test-fast: the ones not marked slow).
+# but the long ones (make test-all: every test; make test-fast: the ones not marked slow).  The markers
+# come from each test's measured time in tests/durations.json (make durations refreshes it).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hires-installed
 
-.PHONY: install demo test test-fast gallery clean
+.PHONY: install demo test test-all test-fast durations gallery clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,14 +35,29 @@ AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS
 # (on a CPU whose torch already runs at AVX2, the first run was the AVX2 path: the second is skipped)
 NATIVE_AVX2 := $(BIN)/python -c "import sys, torch; sys.exit(torch.backends.cpu.get_cpu_capability() not in ('AVX2', 'DEFAULT'))"
 
-test: install
-	$(BIN)/python -m pytest -q
+# $(call suite,EXPR): the tests but those the pytest -m expression EXPR leaves out (empty: every test),
+# then the numerical ones again restricted to AVX2
+define suite
+	$(BIN)/python -m pytest -q $(if $(1),-m "$(1)")
 	@if $(NATIVE_AVX2); then echo "torch runs at AVX2 on this CPU already: the AVX2 pass was the run above"; \
-	else $(AVX2) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_avx2.py $(NUMERICAL); fi
+	else $(AVX2) $(BIN)/python -m pytest -q -p no:cacheprovider $(if $(1),-m "$(1)") tests/test_avx2.py $(NUMERICAL); fi
+endef
+
+# the suite under 10 minutes on 2 cores: every test but those of 8 s or more (about half the time)
+test: install
+	$(call suite,not long)
+
+# every test, the long ones too (seams, measured peaks, kill -9 resumes at size): about 16 min on 2 cores
+test-all: install
+	$(call suite,)
 
 # the inner loop: everything not marked slow, in about a minute
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# each test's measured time, the markers' source (run alone: the machine's load moves the times)
+durations: install
+	$(BIN)/python -m pytest -q --record-durations
 
 gallery: install
 	$(BIN)/python benchmarks/gallery.py

@@ -72,12 +72,15 @@ FAST = dict(base_size=64, iterations=(6,), style_layers=("relu1_1", "relu2_1", "
             content_layer="relu3_1", memory="8GiB", init="content")
 
 
-# The slow marker comes from measured durations, not a hand list: tests/durations.json holds each
-# test's call time from the last `pytest --record-durations` (make durations), and a test that took
-# SLOW_SECONDS or more is marked slow, so that `make test-fast` leaves it out.  A test not yet
-# measured is not slow until it is.
+# The slow and long markers come from measured durations, not a hand list: tests/durations.json holds
+# each test's set-up and call time from the last `pytest --record-durations` (make durations), and a
+# test that took SLOW_SECONDS or more is marked slow (`make test-fast` leaves it out), LONG_SECONDS or
+# more also long (`make test` leaves it out, `make test-all` runs it: the renders that measure seams,
+# peaks and resumes at sizes that take a quarter minute each, about half the whole suite's time).
+# A test not yet measured is neither until it is.
 DURATIONS = Path(__file__).with_name("durations.json")
 SLOW_SECONDS = 2.0
+LONG_SECONDS = 8.0
 
 
 def recorded_durations() -> dict[str, float]:
@@ -89,22 +92,28 @@ def recorded_durations() -> dict[str, float]:
 
 def pytest_addoption(parser):
     parser.addoption("--record-durations", action="store_true",
-                     help="write each test's call time to tests/durations.json (the slow marker's source)")
+                     help="write each test's set-up and call time to tests/durations.json (the source of the slow "
+                          "and long markers)")
 
 
 def pytest_collection_modifyitems(config, items):
     durations = recorded_durations()
     for item in items:
-        if durations.get(item.nodeid, 0.0) >= SLOW_SECONDS:
+        took = durations.get(item.nodeid, 0.0)
+        if took >= SLOW_SECONDS:
             item.add_marker(pytest.mark.slow)
+        if took >= LONG_SECONDS:
+            item.add_marker(pytest.mark.long)
 
 
 _MEASURED: dict[str, float] = {}
 
 
 def pytest_runtest_logreport(report):
-    if report.when == "call":
+    if report.when == "setup":  # a fixture's render counts as its test's
         _MEASURED[report.nodeid] = round(report.duration, 2)
+    elif report.when == "call":
+        _MEASURED[report.nodeid] = round(_MEASURED.get(report.nodeid, 0.0) + report.duration, 2)
 
 
 def pytest_sessionfinish(session, exitstatus):
