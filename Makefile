@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --upgrade pip
 	# the CPU build of torch; an unpinned torch pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install -e ".[test,distributed]"
+	$(BIN)/python -m pip install -e ".[test,distributed,serve]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -110,7 +110,7 @@ def load_jobs(path) -> list[BatchJob]:
     for i, raw in enumerate(jobs, 1):
         # a job's own kind decides which defaults apply: a texture takes no style or content
         drop = {"content", "style"} if "example" in raw else {"example"} if "content" in raw else set()
-        out.append(_job(path, i, {**{k: v for k, v in defaults.items() if k not in drop}, **raw}))
+        out.append(job_from_table(path, i, {**{k: v for k, v in defaults.items() if k not in drop}, **raw}))
     return out
 
 
@@ -136,7 +136,9 @@ def check_jobs(jobs: list[BatchJob]) -> None:
                               f"{other.name}; give each job its own output")
 
 
-def _job(source: Path, index: int, raw: dict) -> BatchJob:
+def job_from_table(source: Path, index: int, raw: dict) -> BatchJob:
+    """One job of a batch file (or a studio form's table): keys resolved against ``source``'s
+    folder and checked; a mistake raises a HiresError naming the source, the job and the key."""
     base = source.resolve().parent
     name = str(raw.get("name", f"job {index}"))
     where = f"{source}: {name}"

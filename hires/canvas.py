@@ -145,20 +145,33 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def _status_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_bytes() -> int:
     """This process's own peak resident memory: VmHWM of /proc/self/status (the high-water mark of
     its address space since exec).  getrusage's ru_maxrss is not that on Linux: it keeps, across
     exec, the peak of the process that spawned it, so a child of a large process reports the
     parent's size."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    peak = _status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_rss_bytes() -> int:
+    """This process's resident memory now (VmRSS; its peak where /proc is not there)."""
+    now = _status_bytes("VmRSS")
+    return now if now is not None else peak_rss_bytes()
 
 
 # ---------------------------------------------------------------- the C heap

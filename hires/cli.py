@@ -187,7 +187,7 @@ def build_parser(expert: bool = False) -> Parser:
 
 
 def _other_commands(sub) -> None:
-    """batch, presets, weights and style."""
+    """batch, presets, weights, style and serve."""
     b = sub.add_parser("batch", help="run the renders of one or more job files, one after another")
     b.add_argument("jobs", nargs="+", metavar="JOBS.toml", help="files of [[job]] tables (see the README)")
     b.add_argument("--report", metavar="FILE.json", help="write each job's status, time, peak memory and output")
@@ -209,8 +209,9 @@ def _other_commands(sub) -> None:
     fe.add_argument("--url", help=argparse.SUPPRESS)
     fe.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    from hires import stylecmd
+    from hires import servecmd, stylecmd
     stylecmd.add_parser(sub, Parser)
+    servecmd.add_parser(sub, Parser)
 
 
 def progress_kind(args) -> str:
@@ -344,6 +345,9 @@ def main(argv=None) -> int:
         if args.command == "style":
             from hires import stylecmd
             return stylecmd.run(args, console, progress)
+        if args.command == "serve":
+            from hires import servecmd
+            return servecmd.run(args)
         return cmd_weights(args, console)
     except HiresError as e:
         if debug:

@@ -1,0 +1,51 @@
+"""The studio's quick looks: a fast-network painting of a small photo (the page sends it downscaled),
+and the built-in styles' thumbnails (the bundled photo painted with each).  One at a time (``lock``):
+two would share two cores and both be late.  The network stays loaded between calls
+(``hires.magenta`` keeps it), so a preview costs its painting only."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from hires.errors import OptionError
+
+PREVIEW_SIDE = 1024
+BUNDLED_PHOTO = Path(__file__).with_name("data") / "chelsea.png"
+
+
+def _jpeg(image) -> bytes:
+    """An sRGB JPEG of a float image in [0, 1]."""
+    from hires import io
+    im = (io.vips_from_array(image) * 255 + 0.5).cast("uchar")
+    return im.jpegsave_buffer(Q=88)
+
+
+def _paint(lock: threading.Lock, content, styles, size, memory: int, **settings) -> bytes:
+    from hires import process
+    from hires.api import render
+    process.huge_pages_for_torch()
+    with lock:
+        result = render(content, styles or None, None, size=size, method="fast", multiscale=False,
+                        memory=f"{memory}B", **settings)
+    return _jpeg(result.image)
+
+
+def fast_preview(lock: threading.Lock, files: dict, values: dict, memory: int) -> bytes:
+    """A JPEG of the photo ``files['content']`` (at most PREVIEW_SIDE px long) painted with
+    ``files['style']`` or ``values['builtin_style']``, at ``values['strength']``."""
+    from hires import io
+    unknown = set(values) - {"strength", "builtin_style"}
+    if unknown:
+        raise OptionError(f"{sorted(unknown)[0]}: a preview takes only strength and builtin_style")
+    if len(files["content"]) != 1:
+        raise OptionError("content: send one photo")
+    content = files["content"][0]
+    w, h = io.image_size(content, "content")
+    s = min(1.0, PREVIEW_SIDE / max(w, h))
+    size = f"{max(1, round(w * s))}x{max(1, round(h * s))}"
+    settings = {k: values[k] for k in ("strength", "builtin_style") if values.get(k) not in (None, "")}
+    return _paint(lock, content, [str(p) for p in files["style"]], size, memory, fast_size=PREVIEW_SIDE, **settings)
+
+
+def builtin_thumbnail(lock: threading.Lock, index: int, size: str, memory: int) -> bytes:
+    return _paint(lock, BUNDLED_PHOTO, None, size, memory, builtin_style=str(index))

@@ -1,0 +1,217 @@
+"""The studio's folder (``hires serve --data-dir``): uploads and jobs, and nothing but what hires made.
+
+    DATA/.hires-studio            the marker: hires made this folder (a folder without it is refused)
+    DATA/uploads/SHA.jpg          each upload once, named by its content's SHA-256 and its real format
+    DATA/jobs/ID/job.json         a job: its table (the batch file's keys), status, plan, message
+    DATA/jobs/ID/result.tif       its output (with the work folder ``.result.hires-work`` while it runs)
+    DATA/jobs/ID/snapshots/       the previews the render writes as it goes (``--snapshots``)
+
+No name a client sends reaches the file system: an upload is named by its hash and the loader that
+reads it (checked before anything decodes it), a job by an id the server draws (``JOB_ID``), and a
+job's table is made here from the upload names and the form's settings, never from a path.  Removing
+a job removes only the names listed above, the work folder through its own marker, then the folder
+when nothing else is in it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hires.errors import InputError, OptionError, OutputError
+from hires.safefiles import Folder
+
+MARKER = ".hires-studio"
+JOB_ID = re.compile(r"^[0-9a-f]{16}$")
+UPLOAD_NAME = re.compile(r"^[0-9a-f]{64}\.(jpg|png|tif|webp|hstyle)$")
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WebP": "webp"}
+RECORD = "job.json"
+SNAPSHOTS = "snapshots"
+RESULT = "result"
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+ENDED = ("done", "failed", "cancelled")
+
+
+@dataclass
+class JobRecord:
+    """A job as the server keeps it (``job.json``) and the API shows it."""
+    id: str
+    table: dict                       # the batch table the render is made from (hires.batch.job_from_table)
+    status: str = "queued"
+    created: float = field(default_factory=time.time)
+    message: str | None = None        # a failure's one line
+    plan: dict | None = None          # the plan's as_dict(), made before the job was queued
+    output: str | None = None         # the result's file name in the job's folder
+    used: dict = field(default_factory=dict)   # what the page lists: file names, style, size, method
+    progress: dict = field(default_factory=dict)  # the latest level, tile, iteration, ETA
+    snapshot: str | None = None       # the latest preview's file name in snapshots/
+    wall_s: float | None = None
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("table")
+        return d
+
+
+class Studio:
+    """The data folder, held open (``safefiles.Folder``): uploads and job records."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.uploads = self.root / "uploads"
+        self.jobs = self.root / "jobs"
+
+    @classmethod
+    def open(cls, path) -> "Studio":
+        """Make the folder (its parent must exist) or open one hires made; refuse any other."""
+        root = Path(path)
+        if not os.path.lexists(root):
+            if not root.parent.is_dir():
+                raise OptionError(f"--data-dir: {str(root.parent)!r} does not exist; create it first")
+            try:
+                root.mkdir()
+                (root / MARKER).write_text("made by hires serve: its uploads and jobs\n")
+            except OSError as e:
+                raise OptionError(f"--data-dir: cannot create {str(root)!r} ({e.strerror or e})") from None
+        else:
+            try:
+                folder = Folder.open(root)
+            except OSError:
+                raise OptionError(f"--data-dir: {str(root)!r} is not a folder of this user's; give another") from None
+            ours = folder.is_regular(MARKER)
+            folder.close()
+            if not ours:
+                raise OptionError(f"--data-dir: {str(root)!r} exists and was not made by hires serve; give a new "
+                                  "folder's name (hires makes it) or one it made before")
+        for sub in ("uploads", "jobs"):
+            p = root / sub
+            if os.path.islink(p) or (os.path.lexists(p) and not p.is_dir()):
+                raise OptionError(f"--data-dir: {str(p)!r} is not the folder hires made; move it away")
+            p.mkdir(exist_ok=True)
+        return cls(root)
+
+    # ------------------------------------------------------------ uploads
+
+    def upload_path(self, name: str) -> Path:
+        if not UPLOAD_NAME.match(name):
+            raise InputError(f"upload {name!r}: no such upload")
+        return self.uploads / name
+
+    def keep_upload(self, staged: Path, what: str, fitted: bool = False) -> Path:
+        """Check a staged upload (a file the server wrote) before anything decodes it, and keep it
+        under its content's name; the staged file is removed either way.  ``fitted``: the client
+        named it ``.hstyle``, so it must read as a fitted style (hires.hstyle checks every member)."""
+        from hires import hstyle, io
+        try:
+            if fitted:
+                hstyle.load(staged, what)
+                ext = "hstyle"
+            else:
+                loader = io.loader_of(staged)
+                if loader not in io.LOADERS:
+                    kind = f" (it reads as {loader.removeprefix('VipsForeignLoad').removesuffix('File')})" if loader else ""
+                    raise InputError(f"{what}: the upload is not a {io.FORMATS} image{kind}")
+                ext = EXTENSIONS[io.LOADERS[loader]]
+            digest = _sha256(staged)
+            target = self.uploads / f"{digest}.{ext}"
+            if not target.exists():
+                os.replace(staged, target)
+            return target
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def staging(self) -> Path:
+        """A new file name for an upload being received (the hidden prefix keeps it from the API)."""
+        return self.uploads / f".incoming-{secrets.token_hex(8)}"
+
+    # ------------------------------------------------------------ jobs
+
+    def new_id(self) -> str:
+        return secrets.token_hex(8)
+
+    def job_dir(self, job_id: str) -> Path:
+        if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+            raise KeyError(job_id)
+        return self.jobs / job_id
+
+    def save(self, record: JobRecord) -> None:
+        d = self.job_dir(record.id)
+        d.mkdir(exist_ok=True)
+        folder = Folder.open(d)
+        try:
+            folder.write_text(RECORD, json.dumps(asdict(record), indent=1, default=str))
+        finally:
+            folder.close()
+
+    def load(self, job_id: str) -> JobRecord:
+        d = self.job_dir(job_id)
+        folder = Folder.open(d)
+        try:
+            data = json.loads(folder.read(RECORD, 1 << 20))
+        finally:
+            folder.close()
+        known = set(JobRecord.__dataclass_fields__)
+        if not isinstance(data, dict) or data.get("id") != job_id or data.get("status") not in STATUSES:
+            raise ValueError(f"{d / RECORD}: not a job record")
+        return JobRecord(**{k: v for k, v in data.items() if k in known})
+
+    def records(self) -> list[JobRecord]:
+        """Every readable job record, oldest first (an unreadable one is left alone, unlisted)."""
+        out = []
+        for name in sorted(os.listdir(self.jobs)):
+            if JOB_ID.match(name):
+                try:
+                    out.append(self.load(name))
+                except (OSError, ValueError, TypeError):
+                    continue
+        return sorted(out, key=lambda r: r.created)
+
+    def result_path(self, record: JobRecord) -> Path | None:
+        if record.output is None or not re.fullmatch(rf"{RESULT}\.(png|jpg|webp|tif)", record.output):
+            return None
+        return self.job_dir(record.id) / record.output
+
+    def snapshot_path(self, record: JobRecord) -> Path | None:
+        name = record.snapshot
+        if not name or "/" in name or name.startswith(".") or not name.endswith(".jpg"):
+            return None
+        return self.job_dir(record.id) / SNAPSHOTS / name
+
+    def remove(self, job_id: str) -> None:
+        """Remove a job's own names (see the module docstring); what else is in its folder stays."""
+        from hires.checkpoints import WorkFolder
+        d = self.job_dir(job_id)
+        folder = Folder.open(d)
+        try:
+            for name in folder.names():
+                if name.startswith(f".{RESULT}.") and name.endswith(".hires-work"):
+                    try:
+                        WorkFolder.open(d / name).remove()
+                    except OutputError:
+                        pass
+                elif name == RECORD or re.fullmatch(rf"{RESULT}\.(png|jpg|webp|tif)", name):
+                    folder.unlink(name)
+            snaps = d / SNAPSHOTS
+            if os.path.isdir(snaps) and not os.path.islink(snaps):
+                inner = Folder.open(snaps)
+                for name in inner.names():
+                    if name.endswith(".jpg") and "-L" in name:
+                        inner.unlink(name)
+                inner.rmdir_self()
+                inner.close()
+            folder.rmdir_self()
+        finally:
+            folder.close()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

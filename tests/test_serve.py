@@ -1,0 +1,205 @@
+"""The studio (``hires serve``) through its JSON API, the real server in a process of its own: quick
+previews, renders queued one at a time with live progress, results, cancel, a restart that resumes,
+and hostile requests answered in one line without harm."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import pyvips
+
+from conftest import ROOT, data
+from studio import Server, events, post
+
+pytest.importorskip("starlette")
+
+
+@pytest.fixture
+def photo():
+    return data("contents/forest_path_2560x1600.jpg", "photos/coffee.jpg")
+
+
+@pytest.fixture
+def painting():
+    return data("styles/munch_the_scream_1893.jpg", "vangogh_starry_night_1889.jpg")
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path / "studio", "--memory", "3GiB")
+    yield s
+    s.stop()
+
+
+def pixels(content: bytes) -> np.ndarray:
+    im = pyvips.Image.new_from_buffer(content, "")
+    return np.ndarray(buffer=im.write_to_memory(), dtype={"uchar": np.uint8, "ushort": np.uint16}[im.format],
+                      shape=(im.height, im.width, im.bands))
+
+
+def test_a_preview_is_the_fast_render_of_the_photo_at_the_strength_asked(server, photo, painting, tmp_path):
+    import hires
+    small = tmp_path / "small.jpg"
+    pyvips.Image.thumbnail(str(photo), 400).jpegsave(str(small))
+    previews = {}
+    for strength in (0.3, 1.0):
+        r = post(server, "/api/preview", {"content": small, "style": painting}, strength=strength)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg", r.text
+        previews[strength] = pixels(r.content).astype(float) / 255
+    w = pyvips.Image.new_from_file(str(small)).width
+    assert previews[1.0].shape[1] == w
+    refs = {k: hires.render(small, painting, method="fast", strength=k, multiscale=False, fast_size=1024).image
+            for k in (0.3, 1.0)}
+    for strength, preview in previews.items():   # each is its strength's painting, through JPEG
+        other = 1.0 if strength == 0.3 else 0.3
+        assert np.abs(preview - refs[strength]).mean() < min(0.02, 0.5 * np.abs(preview - refs[other]).mean())
+
+
+def test_a_render_job_runs_reports_and_gives_a_16_bit_tiff(server, photo, painting):
+    r = post(server, "/api/jobs", {"content": photo, "style": painting}, method="fast", size="640x400",
+             format="tif", **{"bit-depth": 16})
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    record = server.wait(job_id)
+    assert record["status"] == "done", record
+    assert record["plan"]["peak_bytes"] > 0 and record["used"]["content"] == photo.name
+    result = server.http.get(f"/api/jobs/{job_id}/result")
+    assert result.status_code == 200
+    im = pyvips.Image.new_from_buffer(result.content, "")
+    assert (im.width, im.height, im.format) == (640, 400, "ushort")
+    listed = server.http.get("/api/jobs").json()
+    assert [j["id"] for j in listed] == [job_id]
+
+
+def test_an_optimised_render_shows_its_levels_live_and_can_be_cancelled(server, photo, painting):
+    stream: list = []
+    listener = threading.Thread(target=events, args=(server.url, stream, lambda e: e["status"] == "done"),
+                                daemon=True)
+    listener.start()
+    time.sleep(0.3)
+    r = post(server, "/api/jobs", {"content": photo, "style": painting}, size="256x160", iterations="0,4",
+             base_size=128, fast_size=128)
+    job_id = r.json()["id"]
+    done = server.wait(job_id)
+    assert done["status"] == "done", done
+    preview = server.http.get(f"/api/jobs/{job_id}/preview")
+    assert preview.status_code == 200 and pixels(preview.content).shape[1] == 256   # the finest level's picture
+    listener.join(10)
+    assert {e["status"] for e in stream} >= {"queued", "running", "done"}
+    assert any(e.get("snapshot") for e in stream if e["status"] == "running")  # pictures came while it ran
+    assert any(e["progress"].get("n_levels") == 2 for e in stream)
+
+    slow = post(server, "/api/jobs", {"content": photo, "style": painting}, size="256x160", iterations="0,400",
+                base_size=128, fast_size=128).json()["id"]
+    t0 = time.monotonic()
+    while not server.job(slow)["progress"].get("iteration") and time.monotonic() - t0 < 60:
+        time.sleep(0.1)
+    cancelled = server.http.delete(f"/api/jobs/{slow}")
+    assert cancelled.status_code == 200
+    assert server.wait(slow)["status"] == "cancelled"
+    folder = server.data_dir / "jobs" / slow
+    assert folder.exists()
+    assert server.http.delete(f"/api/jobs/{slow}").json()["removed"] is True
+    assert not folder.exists() and server.http.get(f"/api/jobs/{slow}").status_code == 404
+
+
+def test_a_restarted_server_resumes_the_render_it_was_killed_in(tmp_path, photo, painting):
+    first = Server(tmp_path / "studio")
+    job_id = post(first, "/api/jobs", {"content": photo, "style": painting}, size="640x400",
+                  iterations="0,40", base_size=160, fast_size=160, format="png").json()["id"]
+    # killed outright while the tiled level runs (its first tiles saved)
+    t0 = time.monotonic()
+    while not (first.job(job_id)["progress"].get("tiles_done") or time.monotonic() - t0 > 120):
+        time.sleep(0.1)
+    first.stop(signal.SIGKILL)
+    time.sleep(1.5)   # the render notices its server is gone and saves (hires.servework)
+    second = Server(tmp_path / "studio")
+    try:
+        record = second.wait(job_id)
+        assert record["status"] == "done", record
+        notes = second.job(job_id)
+        assert notes["output"] == "result.png"
+        assert (tmp_path / "studio" / "jobs" / job_id / "result.png").is_file()
+    finally:
+        second.stop()
+
+
+def test_hostile_requests_are_answered_in_one_line(tmp_path, photo, painting):
+    srv = Server(tmp_path / "studio", "--max-upload", "2MB")
+    try:
+        big = tmp_path / "big.jpg"
+        big.write_bytes(os.urandom(3 << 20))
+        r = post(srv, "/api/uploads", {"content": big})
+        assert r.status_code == 413 and "--max-upload" in r.json()["error"]
+        svg = tmp_path / "photo.jpg"
+        svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="9000" height="9000"/>')
+        csv = tmp_path / "painting.png"
+        csv.write_text("1,2,3\n4,5,6\n")
+        for field, fake in (("content", svg), ("style", csv)):
+            r = post(srv, "/api/uploads", {field: fake})
+            assert r.status_code == 400 and "not a JPEG, PNG, TIFF, WebP image" in r.json()["error"], r.text
+        for bad in ("../../etc/passwd", "/etc/passwd", "a" * 64 + ".jpg/../x"):
+            r = post(srv, "/api/jobs", {"style": painting}, content_upload=bad)
+            assert r.status_code == 400 and "no such upload" in r.json()["error"]
+        for key, value in (("work_dir", "/tmp"), ("output", "/etc/x.png"), ("memory", "100GiB"), ("config", "/x")):
+            r = post(srv, "/api/jobs", {"content": photo, "style": painting}, **{key: value})
+            assert r.status_code == 400 and "set by the server" in r.json()["error"]
+        r = post(srv, "/api/jobs", {"content": photo, "style": painting}, strength="2", method="fast")
+        assert r.status_code == 400 and "between 0 and 1" in r.json()["error"]
+        for path in ("/api/jobs/0123456789abcdef", "/api/jobs/..%2F..%2Fetc", "/api/jobs/x/result"):
+            assert srv.http.get(path).status_code == 404
+        assert srv.http.delete("/api/jobs/0123456789abcdef").status_code == 404
+        assert srv.http.get("/static/../hires/cli.py").status_code == 404
+        # every refused job left nothing behind
+        assert os.listdir(tmp_path / "studio" / "jobs") == []
+        assert [n for n in os.listdir(tmp_path / "studio" / "uploads") if n.startswith(".")] == []
+    finally:
+        srv.stop()
+
+
+def test_concurrent_submissions_queue_and_render_one_at_a_time(server, photo, painting):
+    ids, errors = [], []
+
+    def submit():
+        r = post(server, "/api/jobs", {"content": photo, "style": painting}, method="fast", size="320x200")
+        (ids if r.status_code == 201 else errors).append(r.json().get("id") or r.text)
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for t in threads:
+        t.start()
+    running = set()
+    while any(t.is_alive() for t in threads) or any(server.job(i)["status"] in ("queued", "running") for i in ids):
+        now = [j["id"] for j in server.http.get("/api/jobs").json() if j["status"] == "running"]
+        assert len(now) <= 1
+        running.update(now)
+        time.sleep(0.05)
+    assert errors == [] and len(set(ids)) == 4
+    assert all(server.job(i)["status"] == "done" for i in ids)
+
+
+def test_the_server_refuses_what_would_expose_or_clobber(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = (lambda *a: subprocess.run([sys.executable, "-m", "hires.cli", "serve", *a], capture_output=True,
+                                     text=True, env=env, timeout=60))
+    r = run("--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path / "d"))
+    assert r.returncode == 2 and "--token" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    r = run("--port", "0", "--data-dir", str(theirs))
+    assert r.returncode == 2 and "not made by hires" in r.stderr
+    assert os.listdir(theirs) == ["notes.txt"]
+    token = "s3cret-token-of-24-chars"
+    srv = Server(tmp_path / "studio", "--host", "0.0.0.0", "--token", token)
+    try:
+        assert srv.http.get("/api/jobs").status_code == 401
+        assert srv.http.get("/api/jobs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert srv.http.get(f"/api/jobs?token={token}").status_code == 200
+        assert srv.http.get("/").status_code == 401
+    finally:
+        srv.stop()
