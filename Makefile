@@ -43,9 +43,10 @@ define suite
 	else $(AVX2) $(BIN)/python -m pytest -q -p no:cacheprovider $(if $(1),-m "$(1)") tests/test_avx2.py $(NUMERICAL); fi
 endef
 
-# the suite under 10 minutes on 2 cores: every test but those of 8 s or more (about half the time)
+# the suite under 10 minutes on 2 cores: every test but those of 8 s or more (about half the time),
+# and the studio's page driven in a real browser whatever its time
 test: install
-	$(call suite,not long)
+	$(call suite,not long or browser)
 
 # every test, the long ones too (seams, measured peaks, kill -9 resumes at size): about 16 min on 2 cores
 test-all: install

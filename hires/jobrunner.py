@@ -58,6 +58,13 @@ class Runner:
                 q.get_nowait()
             q.put_nowait(update)
 
+    def rendering_bytes(self) -> int:
+        """The memory budget of the render that runs now (0 when none does)."""
+        if self.current is None:
+            return 0
+        from hires.config import parse_memory
+        return parse_memory(self.records[self.current[0]].table["memory"])
+
     def cancel(self, job_id: str) -> JobRecord:
         """Stop a queued or running job (a running render is interrupted: SIGINT, as Ctrl-C)."""
         record = self.records[job_id]

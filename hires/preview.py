@@ -47,5 +47,24 @@ def fast_preview(lock: threading.Lock, files: dict, values: dict, memory: int) -
     return _paint(lock, content, [str(p) for p in files["style"]], size, memory, fast_size=PREVIEW_SIDE, **settings)
 
 
-def builtin_thumbnail(lock: threading.Lock, index: int, size: str, memory: int) -> bytes:
-    return _paint(lock, BUNDLED_PHOTO, None, size, memory, builtin_style=str(index))
+THUMBNAILS = Path(__file__).with_name("static") / "builtin"
+THUMB_SIZE = "180x120"    # the bundled photo's aspect
+N_BUILTIN = 26
+
+
+def builtin_thumbnail(lock: threading.Lock, index: int, memory: int = 2 << 30) -> bytes:
+    """Built-in style ``index`` shown as the bundled photo painted with it (a JPEG)."""
+    return _paint(lock, BUNDLED_PHOTO, None, THUMB_SIZE, memory, builtin_style=str(index))
+
+
+def write_thumbnails(folder: Path = THUMBNAILS) -> None:
+    """The page's thumbnails of the built-in styles, shipped in the package so that the page shows
+    them at once (``python -m hires.preview``; tests/test_serve.py checks they are current)."""
+    folder.mkdir(exist_ok=True)
+    lock = threading.Lock()
+    for i in range(N_BUILTIN):
+        (folder / f"{i:02d}.jpg").write_bytes(builtin_thumbnail(lock, i))
+
+
+if __name__ == "__main__":
+    write_thumbnails()

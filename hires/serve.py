@@ -26,11 +26,10 @@ from starlette.staticfiles import StaticFiles
 from hires.errors import HiresError, InputError, OptionError
 from hires.jobrunner import Runner, result_name
 from hires.servelimits import Limits, UploadLimit, TooLarge
+from hires.preview import N_BUILTIN
 from hires.studio import SNAPSHOTS, JobRecord, Studio
 
 STATIC = Path(__file__).with_name("static")
-THUMB_SIZE = "180x120"    # a built-in style's thumbnail (the bundled photo painted with it)
-N_BUILTIN = 26
 FORMATS = ("png", "jpg", "tif", "webp")
 # what a client may set: the settings by name or flag spelling, but nothing that names a file or the
 # machine (the server sets memory from its own budget, output and previews in the job's folder)
@@ -47,7 +46,6 @@ class StudioState:
         self.studio, self.limits = studio, limits
         self.runner = Runner(studio)
         self.preview_lock = threading.Lock()
-        self.thumbs: dict[int, bytes] = {}
         self.names: dict[str, str] = {}   # an upload's name as its sender gave it: shown, never used as a path
 
     # ------------------------------------------------------------ forms
@@ -116,6 +114,12 @@ def _resolve(table: dict, source: Path, calibrate: bool = False):
     job = job_from_table(source, 1, table)
     r = job.request(with_output=source.parent.is_dir())
     return r, plan_of(r, calibrate)
+
+
+def _warm() -> None:
+    import importlib
+    for module in ("hires.api", "hires.fastrender", "hires.fast"):
+        importlib.import_module(module)
 
 
 def _used(table: dict, files: dict, names: dict) -> dict:
@@ -201,22 +205,12 @@ def build_app(studio: Studio, limits: Limits, token: str | None = None) -> Starl
     async def preview(request: Request):
         values, files = await state.form(request)
         from hires import preview as previews
-        data = await asyncio.to_thread(previews.fast_preview, state.preview_lock, files, values,
-                                       limits.preview_memory())
+        room = limits.preview_memory(state.runner.rendering_bytes())
+        data = await asyncio.to_thread(previews.fast_preview, state.preview_lock, files, values, room)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     async def styles(request: Request):
-        return JSONResponse([{"index": i, "thumb": f"/api/styles/{i}.jpg"} for i in range(N_BUILTIN)])
-
-    async def style_thumb(request: Request):
-        i = request.path_params["index"]
-        if not 0 <= i < N_BUILTIN:
-            raise KeyError(i)
-        if i not in state.thumbs:
-            from hires import preview as previews
-            state.thumbs[i] = await asyncio.to_thread(previews.builtin_thumbnail, state.preview_lock, i, THUMB_SIZE,
-                                                      limits.preview_memory())
-        return Response(state.thumbs[i], media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+        return JSONResponse([{"index": i, "thumb": f"/static/builtin/{i:02d}.jpg"} for i in range(N_BUILTIN)])
 
     async def upload(request: Request):
         _, files = await state.form(request)
@@ -244,12 +238,14 @@ def build_app(studio: Studio, limits: Limits, token: str | None = None) -> Starl
         Route("/api/jobs/{job_id}/result", job_result),
         Route("/api/events", events),
         Route("/api/styles", styles),
-        Route("/api/styles/{index:int}.jpg", style_thumb),
         Mount("/static", StaticFiles(directory=STATIC)),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        # what planning and previews load (torch among it) is loaded now, so that the server's size is
+        # what it stays at when a job's share of the memory is measured
+        await asyncio.to_thread(_warm)
         state.runner.restore()
         task = asyncio.create_task(state.runner.run_forever())
         try:

@@ -56,7 +56,7 @@ def run(args) -> int:
     print(f"hires studio at http://{host}:{port}/" + (f"?token={args.token}" if args.token else ""), flush=True)
     app = build_app(studio, limits, args.token)
     config = uvicorn.Config(app, log_level="debug" if args.debug else "warning", lifespan="on",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=1)  # (the event streams never end by themselves)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

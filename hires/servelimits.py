@@ -8,6 +8,13 @@ from dataclasses import dataclass
 from hires.canvas import current_rss_bytes
 
 MIN_JOB_MEMORY = 256 << 20
+# what a 1024 px preview adds to the server at its peak, over the server at rest with torch loaded
+# (measured: 302 MiB at rest, 510 MiB at the peak of the second preview)
+PREVIEW_BYTES = 256 << 20
+# of what the budget leaves beside the server, the share a render is planned for: the fast method's
+# plans ran under their measured peaks at small budgets (6000x4500, benchmarks/serve.py: planned 0.63
+# GiB, peak 0.71 at a 0.70 GiB share; planned 0.53, peak 0.67 at this share of 0.59)
+JOB_SHARE = 0.85
 
 
 class TooLarge(Exception):
@@ -20,12 +27,20 @@ class Limits:
     max_upload: int      # a request's body at most (--max-upload), bytes
 
     def job_memory(self) -> int:
-        """A render's share: what the budget leaves beside the server as it is now (its own
-        process: the page, the queue and, once previews ran, the fast network)."""
-        return max(MIN_JOB_MEMORY, self.memory - current_rss_bytes())
+        """A render's share: JOB_SHARE of what the budget leaves beside the server as it is now (its
+        own process, warmed at its start: the page, the queue, torch and, once previews ran, the fast
+        network)."""
+        return max(MIN_JOB_MEMORY, int(JOB_SHARE * (self.memory - current_rss_bytes())))
 
-    def preview_memory(self) -> int:
-        return self.memory
+    def preview_memory(self, rendering: int = 0) -> int:
+        """What a preview may use beside a render holding ``rendering`` bytes of the budget; an
+        OptionError when that is less than a preview needs (previews wait for the render)."""
+        room = self.memory - rendering - current_rss_bytes()
+        if room < PREVIEW_BYTES:
+            from hires.errors import OptionError
+            raise OptionError(f"a render holds {rendering / 2**30:.2f} GiB of the server's {self.memory / 2**30:.2f} GiB "
+                              "(--memory), which leaves no room for a preview; previews come back when it ends")
+        return room
 
 
 class UploadLimit:

@@ -203,3 +203,16 @@ def test_the_server_refuses_what_would_expose_or_clobber(tmp_path):
         assert srv.http.get("/").status_code == 401
     finally:
         srv.stop()
+
+
+def test_the_shipped_thumbnails_are_the_built_in_styles_of_this_network():
+    """The page's thumbnails (hires/static/builtin, made by ``python -m hires.preview``) are what the
+    bundled network paints now: regenerate them when it changes."""
+    import threading
+    from hires import preview
+    assert len(list(preview.THUMBNAILS.glob("*.jpg"))) == preview.N_BUILTIN
+    lock = threading.Lock()
+    for i in (0, 19):
+        shipped = pixels((preview.THUMBNAILS / f"{i:02d}.jpg").read_bytes()).astype(float)
+        fresh = pixels(preview.builtin_thumbnail(lock, i)).astype(float)
+        assert np.abs(shipped - fresh).mean() < 2.0, i

@@ -117,7 +117,7 @@ async function preview() {
     if (seq !== state.previewSeq) return;   // a newer preview was asked for
     URL.revokeObjectURL($("preview").src);
     $("preview").src = URL.createObjectURL(blob);
-    const at = state.style ? `strength ${$("strength").value}` : `built-in style ${state.builtin}`;
+    const at = state.style ? `strength ${Number($("strength").value).toFixed(2)}` : `built-in style ${state.builtin}`;
     say("preview-status", `preview at ${at}, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } catch (e) {
     if (seq === state.previewSeq) say("preview-status", e.message, true);
@@ -131,6 +131,7 @@ function renderForm() {
   const method = $("method").value;
   form.append("method", method);
   if (method === "fast" && state.style) form.append("strength", $("strength").value);
+  if (method !== "fast") form.append("preset", $("preset").value);
   for (const id of ["size", "dpi", "format", "bit-depth"]) form.append(id, $(id).value);
   return form;
 }
@@ -223,7 +224,10 @@ function wire() {
   drop.ondragleave = () => drop.classList.remove("over");
   drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); if (e.dataTransfer.files[0]) choosePhoto(e.dataTransfer.files[0]); };
   $("strength").oninput = () => { $("strength-value").textContent = Number($("strength").value).toFixed(2); changed(); };
-  for (const id of ["size", "dpi", "method", "format", "bit-depth"]) $(id).onchange = () => plan();
+  let planTimer = null;
+  const replan = () => { clearTimeout(planTimer); planTimer = setTimeout(plan, 300); };
+  for (const id of ["size", "dpi"]) $(id).oninput = replan;
+  for (const id of ["method", "preset", "format", "bit-depth"]) $(id).onchange = replan;
   $("render").onclick = render;
   $("cancel").onclick = () => state.job && api(`/api/jobs/${state.job}`, { method: "DELETE" });
 }
