@@ -152,12 +152,12 @@ def _update(record: JobRecord, event: dict, kind: str, folder: Path) -> bool:
     p = record.progress
     if kind == "level_start":
         p.update(level=event["level"], n_levels=event["n_levels"], width=event["width"], height=event["height"],
-                 n_tiles=event["n_tiles"], tile=0)
+                 n_tiles=event["n_tiles"], tile=0, tiles_done=0)
     elif kind == "iteration":
         p.update(tile=event["tile"], n_tiles=event["n_tiles"], iteration=event["iteration"],
                  iterations=event["iterations"], done=round(event["work_done"] / max(event["work_total"], 1e-9), 4))
-    elif kind == "tile_end":
-        p.update(tiles_done=event["tile"])
+    elif kind == "tile_end":   # (tiles finish in colour order: count them, their numbers jump)
+        p["tiles_done"] = p.get("tiles_done", 0) + 1
     elif kind == "snapshot":
         path = Path(event["path"])
         if path.parent.resolve() != (folder / SNAPSHOTS).resolve():
