@@ -106,14 +106,19 @@ class StudioState:
         return table
 
 
-def _resolve(table: dict, source: Path, calibrate: bool = False):
-    """The request a table resolves to (every check the command line makes), and its plan (with
-    times when ``calibrate``: this machine's speed, measured once and cached)."""
+class NotFound(Exception):
+    pass
+
+
+def _resolve(table: dict, source: Path, planning: bool = False):
+    """The request a table resolves to (every check the command line makes), and its plan; for a
+    plan only (``planning``), without the output's checks and with times (this machine's speed,
+    measured once and cached)."""
     from hires.api import plan_of
     from hires.batch import job_from_table
     job = job_from_table(source, 1, table)
-    r = job.request(with_output=source.parent.is_dir())
-    return r, plan_of(r, calibrate)
+    r = job.request(with_output=not planning)
+    return r, plan_of(r, calibrate=planning)
 
 
 def _warm() -> None:
@@ -157,7 +162,7 @@ def build_app(studio: Studio, limits: Limits, token: str | None = None) -> Starl
     def record(request: Request) -> JobRecord:
         job_id = request.path_params["job_id"]
         if job_id not in state.runner.records:
-            raise KeyError(job_id)
+            raise NotFound(job_id)
         return state.runner.records[job_id]
 
     async def jobs(request: Request):
@@ -258,7 +263,7 @@ def build_app(studio: Studio, limits: Limits, token: str | None = None) -> Starl
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         HiresError: lambda req, e: JSONResponse({"error": str(e)}, status_code=400),
-        KeyError: lambda req, e: JSONResponse({"error": "no such job or style"}, status_code=404),
+        NotFound: lambda req, e: JSONResponse({"error": "no such job"}, status_code=404),
         TooLarge: lambda req, e: JSONResponse({"error": str(e)}, status_code=413),
         Exception: lambda req, e: JSONResponse({"error": f"{type(e).__name__}: {e}"}, status_code=500),
     })

@@ -32,11 +32,12 @@ def main(argv=None) -> int:
     process.tune_for_rendering()
     from hires.batch import job_from_table, run_here
     from hires.errors import HiresError
-    from hires.studio import RECORD
+    from hires.studio import RECORD, check_table
     _stop_with_the_server(os.getppid())
-    folder = Path((argv or sys.argv[1:])[0])
+    folder = Path(os.path.abspath((argv or sys.argv[1:])[0]))
     try:
         table = json.loads((folder / RECORD).read_text())["table"]
+        check_table(table, folder, folder.parent.parent / "uploads")
         job = job_from_table(folder / RECORD, 1, table)
     except (HiresError, OSError, ValueError, KeyError) as e:
         msg = {"status": "failed", "output": None, "error": str(e), "wall_s": 0.0, "peak_rss_bytes": None}

@@ -69,7 +69,7 @@ class Studio:
     @classmethod
     def open(cls, path) -> "Studio":
         """Make the folder (its parent must exist) or open one hires made; refuse any other."""
-        root = Path(path)
+        root = Path(os.path.abspath(path))   # (the job tables name files by absolute paths)
         if not os.path.lexists(root):
             if not root.parent.is_dir():
                 raise OptionError(f"--data-dir: {str(root.parent)!r} does not exist; create it first")
@@ -207,6 +207,23 @@ class Studio:
             folder.rmdir_self()
         finally:
             folder.close()
+
+
+def check_table(table: dict, job_dir: Path, uploads: Path) -> None:
+    """A job table read back from disk (it may have been edited) names only what the server would
+    have put there: inputs among the uploads, the output and previews in the job's own folder.
+    Anything else is an InputError, and the job is not run."""
+    def inside(value, folder: Path, pattern) -> bool:
+        p = Path(str(value))
+        return p.parent == folder and bool(pattern.fullmatch(p.name))
+    styles = table.get("style", [])
+    ok = (isinstance(table, dict) and inside(table.get("content"), uploads, UPLOAD_NAME)
+          and isinstance(styles, list) and all(inside(v, uploads, UPLOAD_NAME) for v in styles)
+          and inside(table.get("output"), job_dir, re.compile(rf"{RESULT}\.(png|jpg|webp|tif)"))
+          and table.get("snapshots") in (None, str(job_dir / SNAPSHOTS))
+          and not {"work_dir", "weights", "config", "mask", "keep", "example"} & set(table))
+    if not ok:
+        raise InputError(f"{job_dir / RECORD}: the job names files outside the studio's own; not run")
 
 
 def _sha256(path: Path) -> str:

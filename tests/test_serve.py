@@ -3,6 +3,7 @@ previews, renders queued one at a time with live progress, results, cancel, a re
 and hostile requests answered in one line without harm."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -216,3 +217,42 @@ def test_the_shipped_thumbnails_are_the_built_in_styles_of_this_network():
         shipped = pixels((preview.THUMBNAILS / f"{i:02d}.jpg").read_bytes()).astype(float)
         fresh = pixels(preview.builtin_thumbnail(lock, i)).astype(float)
         assert np.abs(shipped - fresh).mean() < 2.0, i
+
+
+def test_an_edited_job_record_cannot_make_the_server_write_or_read_elsewhere(tmp_path, photo, painting):
+    """A job's record is state on disk: one edited to name an output (or an input) outside the
+    studio's own folders is not run, and nothing is written there."""
+    srv = Server(tmp_path / "studio")
+    job_id = post(srv, "/api/jobs", {"content": photo, "style": painting}, method="fast", size="160x100").json()["id"]
+    assert srv.wait(job_id)["status"] == "done"
+    srv.stop()
+    record_path = tmp_path / "studio" / "jobs" / job_id / "job.json"
+    record = json.loads(record_path.read_text())
+    elsewhere = tmp_path / "elsewhere.png"
+    for edit in ({"output": str(elsewhere)}, {"content": str(photo)}):
+        record.update(status="queued", table={**record["table"], **edit})
+        record_path.write_text(json.dumps(record))
+        again = Server(tmp_path / "studio")
+        try:
+            failed = again.wait(job_id)
+        finally:
+            again.stop()
+        assert failed["status"] == "failed" and "outside the studio" in failed["message"]
+        assert not elsewhere.exists()
+
+
+def test_a_fitted_style_file_is_a_style_the_page_can_use(server, photo, painting, tmp_path):
+    import hires
+    from hires import hstyle
+    from test_stylefit import guess_style
+    fitted = hstyle.save(guess_style(painting), tmp_path / "mine.hstyle")
+    small = tmp_path / "small.jpg"
+    pyvips.Image.thumbnail(str(photo), 320).jpegsave(str(small))
+    r = post(server, "/api/preview", {"content": small, "style": fitted}, strength=1)
+    assert r.status_code == 200, r.text
+    ref = hires.render(small, str(fitted), method="fast", multiscale=False, fast_size=1024).image
+    assert np.abs(pixels(r.content).astype(float) / 255 - ref).mean() < 0.02
+    fake = tmp_path / "fake.hstyle"
+    fake.write_bytes(painting.read_bytes())     # a JPEG named .hstyle
+    r = post(server, "/api/uploads", {"style": fake})
+    assert r.status_code == 400 and "fitted style" in r.json()["error"]
