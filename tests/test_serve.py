@@ -132,7 +132,7 @@ def test_a_restarted_server_resumes_the_render_it_was_killed_in(tmp_path, photo,
 
 
 def test_hostile_requests_are_answered_in_one_line(tmp_path, photo, painting):
-    srv = Server(tmp_path / "studio", "--max-upload", "2MB")
+    srv = Server(tmp_path / "studio", "--max-upload", "2MB", "--memory", "1GiB")
     try:
         big = tmp_path / "big.jpg"
         big.write_bytes(os.urandom(3 << 20))
@@ -145,6 +145,10 @@ def test_hostile_requests_are_answered_in_one_line(tmp_path, photo, painting):
         for field, fake in (("content", svg), ("style", csv)):
             r = post(srv, "/api/uploads", {field: fake})
             assert r.status_code == 400 and "not a JPEG, PNG, TIFF, WebP image" in r.json()["error"], r.text
+        bomb = tmp_path / "bomb.jpg"   # a progressive JPEG is decoded whole: 12000x12000 px, 0.4 GiB at once
+        pyvips.Image.black(12000, 12000, bands=3).jpegsave(str(bomb), interlace=True, Q=20)
+        r = post(srv, "/api/jobs", {"content": bomb, "style": painting}, method="fast", size="600x600")
+        assert r.status_code == 400 and "decoded whole" in r.json()["error"], r.text
         for bad in ("../../etc/passwd", "/etc/passwd", "a" * 64 + ".jpg/../x"):
             r = post(srv, "/api/jobs", {"style": painting}, content_upload=bad)
             assert r.status_code == 400 and "no such upload" in r.json()["error"]
