@@ -223,26 +223,32 @@ def test_the_shipped_thumbnails_are_the_built_in_styles_of_this_network():
         assert np.abs(shipped - fresh).mean() < 2.0, i
 
 
-def test_an_edited_job_record_cannot_make_the_server_write_or_read_elsewhere(tmp_path, photo, painting):
-    """A job's record is state on disk: one edited to name an output (or an input) outside the
-    studio's own folders is not run, and nothing is written there."""
-    srv = Server(tmp_path / "studio")
-    job_id = post(srv, "/api/jobs", {"content": photo, "style": painting}, method="fast", size="160x100").json()["id"]
-    assert srv.wait(job_id)["status"] == "done"
-    srv.stop()
-    record_path = tmp_path / "studio" / "jobs" / job_id / "job.json"
-    record = json.loads(record_path.read_text())
+def test_an_edited_job_record_cannot_make_the_render_write_or_read_elsewhere(tmp_path, photo, painting, capsys):
+    """A job's record is state on disk, read back by the render process (hires.servework): one
+    edited to name an output or an input outside the studio's own folders is not run, and nothing is
+    written there."""
+    from hires import servework
+    from hires.studio import Studio
+    studio = Studio.open(tmp_path / "studio")
+    uploads = []
+    for src in (photo, painting):
+        staged = studio.staging()
+        staged.write_bytes(src.read_bytes())
+        uploads.append(str(studio.keep_upload(staged, "content")))
+    folder = studio.jobs / "0123456789abcdef"
+    folder.mkdir()
+    good = {"content": uploads[0], "style": [uploads[1]], "method": "fast", "size": "160x100",
+            "output": str(folder / "result.png"), "memory": "2GiB"}
     elsewhere = tmp_path / "elsewhere.png"
-    for edit in ({"output": str(elsewhere)}, {"content": str(photo)}):
-        record.update(status="queued", table={**record["table"], **edit})
-        record_path.write_text(json.dumps(record))
-        again = Server(tmp_path / "studio")
-        try:
-            failed = again.wait(job_id)
-        finally:
-            again.stop()
-        assert failed["status"] == "failed" and "outside the studio" in failed["message"]
-        assert not elsewhere.exists()
+    for edit in ({"output": str(elsewhere)}, {"content": str(photo)}, {"style": [str(painting)]},
+                 {"work_dir": str(tmp_path)}):
+        (folder / "job.json").write_text(json.dumps({"table": {**good, **edit}}))
+        assert servework.main([str(folder)]) == 1
+        said = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert said["status"] == "failed" and "outside the studio" in said["error"], said
+        assert not elsewhere.exists() and not (folder / "result.png").exists()
+    (folder / "job.json").write_text(json.dumps({"table": good}))   # the same job, unedited, runs
+    assert servework.main([str(folder)]) == 0 and (folder / "result.png").is_file()
 
 
 def test_a_fitted_style_file_is_a_style_the_page_can_use(server, photo, painting, tmp_path):
