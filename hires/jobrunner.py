@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from hires.studio import ENDED, RESULT, SNAPSHOTS, JobRecord, Studio
+from hires.studio import ENDED, SNAPSHOTS, JobRecord, Studio
 
 PROGRESS_EVERY_S = 0.5   # iteration events are many: the record takes one this often
 
@@ -142,7 +142,8 @@ class Runner:
         else:
             record.status = "failed"
             record.message = (msg or {}).get("error") or last_line or f"the render process ended with exit code {code}"
-        record.progress = {**record.progress, "eta_s": 0.0} if record.status == "done" else record.progress
+        if record.status == "done":
+            record.progress["eta_s"] = 0.0
         self.studio.save(record)
         self._publish(record)
 
@@ -172,7 +173,3 @@ def _update(record: JobRecord, event: dict, kind: str, folder: Path) -> bool:
         return False
     p["elapsed_s"], p["eta_s"] = event.get("elapsed_s"), event.get("eta_s")
     return True
-
-
-def result_name(fmt: str) -> str:
-    return f"{RESULT}.{fmt}"

@@ -30,21 +30,18 @@ def _paint(lock: threading.Lock, content, styles, size, memory: int, **settings)
     return _jpeg(result.image)
 
 
-def fast_preview(lock: threading.Lock, files: dict, values: dict, memory: int) -> bytes:
-    """A JPEG of the photo ``files['content']`` (at most PREVIEW_SIDE px long) painted with
-    ``files['style']`` or ``values['builtin_style']``, at ``values['strength']``."""
+def fast_preview(lock: threading.Lock, content: Path, styles: list, values: dict, memory: int) -> bytes:
+    """A JPEG of the photo ``content`` (at most PREVIEW_SIDE px long) painted with ``styles`` or
+    ``values['builtin_style']``, at ``values['strength']``."""
     from hires import io
     unknown = set(values) - {"strength", "builtin_style"}
     if unknown:
         raise OptionError(f"{sorted(unknown)[0]}: a preview takes only strength and builtin_style")
-    if len(files["content"]) != 1:
-        raise OptionError("content: send one photo")
-    content = files["content"][0]
     w, h = io.image_size(content, "content")
     s = min(1.0, PREVIEW_SIDE / max(w, h))
     size = f"{max(1, round(w * s))}x{max(1, round(h * s))}"
     settings = {k: values[k] for k in ("strength", "builtin_style") if values.get(k) not in (None, "")}
-    return _paint(lock, content, [str(p) for p in files["style"]], size, memory, fast_size=PREVIEW_SIDE, **settings)
+    return _paint(lock, content, [str(p) for p in styles], size, memory, fast_size=PREVIEW_SIDE, **settings)
 
 
 THUMBNAILS = Path(__file__).with_name("static") / "builtin"

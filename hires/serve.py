@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import signal
 import threading
 from pathlib import Path
 
@@ -24,19 +25,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from hires.errors import HiresError, InputError, OptionError
-from hires.jobrunner import Runner, result_name
+from hires.jobrunner import Runner
 from hires.servelimits import Limits, UploadLimit, TooLarge
 from hires.preview import N_BUILTIN
 from hires.studio import SNAPSHOTS, JobRecord, Studio
 
 STATIC = Path(__file__).with_name("static")
-FORMATS = ("png", "jpg", "tif", "webp")
 # what a client may set: the settings by name or flag spelling, but nothing that names a file or the
 # machine (the server sets memory from its own budget, output and previews in the job's folder)
 NOT_FROM_CLIENTS = {"weights", "work_dir", "memory", "device", "config", "output", "snapshots", "content",
                     "style", "example", "mask", "keep", "name", "overwrite", "fresh", "keep_work", "scheduler",
                     "snapshot_size", "snapshot_every"}
-FORM_KEYS = {"content", "style", "content_upload", "style_upload", "format"}
 
 
 class StudioState:
@@ -90,24 +89,23 @@ class StudioState:
                 raise OptionError(f"{key}: unknown option; give the command line's names (method, size, strength, ...)")
             if value != "":
                 table[name] = value
-        if len(files["content"]) != 1:
-            raise OptionError("content: send one photo")
-        table["content"] = str(files["content"][0])
+        table["content"] = str(one_photo(files))
         if files["style"]:
             table["style"] = [str(p) for p in files["style"]]
-        fmt = table.pop("format", "png").lower().removeprefix(".")
-        if fmt not in FORMATS:
-            raise OptionError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+        name = self.studio.result_name(table.pop("format", "png").lower().removeprefix("."))
         table["memory"] = f"{self.limits.job_memory()}B"
-        if job_dir is not None:
-            table["output"] = str(job_dir / result_name(fmt))
-        else:
-            table["output"] = result_name(fmt)
+        table["output"] = str(job_dir / name) if job_dir is not None else name
         return table
 
 
 class NotFound(Exception):
     pass
+
+
+def one_photo(files: dict) -> Path:
+    if len(files["content"]) != 1:
+        raise OptionError("content: send one photo")
+    return files["content"][0]
 
 
 def _resolve(table: dict, source: Path, planning: bool = False):
@@ -211,7 +209,8 @@ def build_app(studio: Studio, limits: Limits, token: str | None = None) -> Starl
         values, files = await state.form(request)
         from hires import preview as previews
         room = limits.preview_memory(state.runner.rendering_bytes())
-        data = await asyncio.to_thread(previews.fast_preview, state.preview_lock, files, values, room)
+        data = await asyncio.to_thread(previews.fast_preview, state.preview_lock, one_photo(files), files["style"],
+                                       values, room)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     async def styles(request: Request):
@@ -259,7 +258,7 @@ def build_app(studio: Studio, limits: Limits, token: str | None = None) -> Starl
             task.cancel()
             if state.runner.current:   # a render stops with the server; a restart resumes it
                 with contextlib.suppress(ProcessLookupError):
-                    state.runner.current[1].send_signal(2)
+                    state.runner.current[1].send_signal(signal.SIGINT)
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         HiresError: lambda req, e: JSONResponse({"error": str(e)}, status_code=400),

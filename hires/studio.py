@@ -33,6 +33,8 @@ EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WebP": "webp"}
 RECORD = "job.json"
 SNAPSHOTS = "snapshots"
 RESULT = "result"
+FORMATS = ("png", "jpg", "tif", "webp")                  # a result's formats, by file extension
+RESULT_NAME = re.compile(rf"{RESULT}\.({'|'.join(FORMATS)})")
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ENDED = ("done", "failed", "cancelled")
 
@@ -171,8 +173,14 @@ class Studio:
                     continue
         return sorted(out, key=lambda r: r.created)
 
+    def result_name(self, fmt: str) -> str:
+        """A result's file name in its job's folder, for a format of FORMATS."""
+        if fmt not in FORMATS:
+            raise OptionError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+        return f"{RESULT}.{fmt}"
+
     def result_path(self, record: JobRecord) -> Path | None:
-        if record.output is None or not re.fullmatch(rf"{RESULT}\.(png|jpg|webp|tif)", record.output):
+        if record.output is None or not RESULT_NAME.fullmatch(record.output):
             return None
         return self.job_dir(record.id) / record.output
 
@@ -194,7 +202,7 @@ class Studio:
                         WorkFolder.open(d / name).remove()
                     except OutputError:
                         pass
-                elif name == RECORD or re.fullmatch(rf"{RESULT}\.(png|jpg|webp|tif)", name):
+                elif name == RECORD or RESULT_NAME.fullmatch(name):
                     folder.unlink(name)
             snaps = d / SNAPSHOTS
             if os.path.isdir(snaps) and not os.path.islink(snaps):
@@ -219,7 +227,7 @@ def check_table(table: dict, job_dir: Path, uploads: Path) -> None:
     styles = table.get("style", [])
     ok = (isinstance(table, dict) and inside(table.get("content"), uploads, UPLOAD_NAME)
           and isinstance(styles, list) and all(inside(v, uploads, UPLOAD_NAME) for v in styles)
-          and inside(table.get("output"), job_dir, re.compile(rf"{RESULT}\.(png|jpg|webp|tif)"))
+          and inside(table.get("output"), job_dir, RESULT_NAME)
           and table.get("snapshots") in (None, str(job_dir / SNAPSHOTS))
           and not {"work_dir", "weights", "config", "mask", "keep", "example"} & set(table))
     if not ok:
