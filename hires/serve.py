@@ -171,14 +171,14 @@ def build_app(studio: Studio, limits: Limits, token: str | None = None) -> Starl
 
     async def job_preview(request: Request):
         path = studio.snapshot_path(record(request))
-        if path is None or not path.is_file():
+        if path is None:
             return JSONResponse({"error": "no preview yet"}, status_code=404)
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     async def job_result(request: Request):
         r = record(request)
         path = studio.result_path(r) if r.status == "done" else None
-        if path is None or not path.is_file():
+        if path is None:
             return JSONResponse({"error": f"the job is {r.status}; no result"}, status_code=404)
         return FileResponse(path, filename=f"hires-{r.id}{path.suffix}")
 

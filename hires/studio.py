@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -180,15 +181,18 @@ class Studio:
         return f"{RESULT}.{fmt}"
 
     def result_path(self, record: JobRecord) -> Path | None:
+        """The job's result, a regular file of its folder (never through a link), else None."""
         if record.output is None or not RESULT_NAME.fullmatch(record.output):
             return None
-        return self.job_dir(record.id) / record.output
+        return _regular(self.job_dir(record.id), record.output)
 
     def snapshot_path(self, record: JobRecord) -> Path | None:
+        """The job's latest picture, a regular file of its snapshots folder (no link on the way), else None."""
         name = record.snapshot
         if not name or "/" in name or name.startswith(".") or not name.endswith(".jpg"):
             return None
-        return self.job_dir(record.id) / SNAPSHOTS / name
+        folder = self.job_dir(record.id)
+        return _regular(folder / SNAPSHOTS, name) if _regular(folder, SNAPSHOTS, stat.S_ISDIR) else None
 
     def remove(self, job_id: str) -> None:
         """Remove a job's own names (see the module docstring); what else is in its folder stays."""
@@ -232,6 +236,14 @@ def check_table(table: dict, job_dir: Path, uploads: Path) -> None:
           and not {"work_dir", "weights", "config", "mask", "keep", "example"} & set(table))
     if not ok:
         raise InputError(f"{job_dir / RECORD}: the job names files outside the studio's own; not run")
+
+
+def _regular(folder: Path, name: str, kind=stat.S_ISREG) -> Path | None:
+    """``folder / name`` when it is of ``kind`` itself (not a link to one), else None."""
+    try:
+        return folder / name if kind(os.lstat(folder / name).st_mode) else None
+    except OSError:
+        return None
 
 
 def _sha256(path: Path) -> str:

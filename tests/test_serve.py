@@ -266,3 +266,17 @@ def test_a_fitted_style_file_is_a_style_the_page_can_use(server, photo, painting
     fake.write_bytes(painting.read_bytes())     # a JPEG named .hstyle
     r = post(server, "/api/uploads", {"style": fake})
     assert r.status_code == 400 and "fitted style" in r.json()["error"]
+
+
+def test_a_link_planted_in_a_job_folder_is_never_served(server, photo, painting, tmp_path):
+    """The files the server sends are hires' own in the job's folder: a link put at a result's or a
+    picture's name (the folder is state on disk) is not followed."""
+    job_id = post(server, "/api/jobs", {"content": photo, "style": painting}, method="fast", size="160x100").json()["id"]
+    record = server.wait(job_id)
+    assert record["status"] == "done" and server.http.get(f"/api/jobs/{job_id}/result").status_code == 200
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not for the web")
+    result = server.data_dir / "jobs" / job_id / record["output"]
+    result.unlink()
+    result.symlink_to(secret)
+    assert server.http.get(f"/api/jobs/{job_id}/result").status_code == 404
