@@ -67,7 +67,7 @@ def main() -> None:
     from hires.config import parse_memory
     from hires.pipeline import level_targets
     from hires.request import make_job, plan_job
-    from hires.plan import plan_level
+    from hires.planner import plan_level
 
     content = data("contents/forest_path_2560x1600.jpg", "forest_path_2560x1600.jpg")
     style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")

@@ -25,13 +25,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hires import hstyle
 from hires.canvas import peak_rss_bytes, reset_peak_rss
 from hires.coercion import coerce_flag
 from hires.config import Settings, parse_style, read_toml
 from hires.errors import HiresError, OptionError
 from hires.presets import resolve_settings
 from hires.safefiles import read_regular
-from hires.request import RUN_FIELDS, RunOptions, builtin_only, default_output, requested_size, run_options_from
+from hires.request import (RUN_FIELDS, RunOptions, builtin_only, check_mask_count, default_output, requested_size,
+                           run_options_from)
 
 PATH_KEYS = ("content", "output", "snapshots", "work_dir", "weights")
 
@@ -126,6 +128,9 @@ def check_jobs(jobs: list[BatchJob]) -> None:
         inputs += [("mask", m) for m in job.masks] + ([("keep", job.keep)] if job.keep else [])
         for key, path in ([("content", job.content)] if job.content else []) + inputs:
             check_readable(path, f"{where}: {key}")
+            if key == "style" and hstyle.is_hstyle(path):
+                hstyle.load(path, f"{where}: style")   # (every member checked before anything runs)
+        check_mask_count(len(job.masks), len(job.styles), job.texture, job.keep is not None, where)
         try:
             check_output_path(job.output, overwrite=True)
         except HiresError as e:

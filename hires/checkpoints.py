@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import stat
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,6 +206,18 @@ def _copy_file(source, dest) -> None:
         done += sent
 
 
+class _Damaged(Exception):
+    """A checkpoint that is not what hires wrote (unreadable, wrong shape, not finite)."""
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What ``Checkpoints.restore_tiles`` put back: the tiles' indices, in order, and the index of a
+    damaged saved tile it met (None: none), which is refined again with those after it."""
+    tiles: list[int]
+    damaged: int | None
+
+
 def _blend_rows_cols(tile: Tile, shape) -> tuple[np.ndarray, np.ndarray]:
     """Canvas rows and columns a tile's blend writes (they wrap around a seamless canvas)."""
     y0, y1, x0, x1 = tile.blend
@@ -310,29 +324,51 @@ class Checkpoints:
                               f"({e.strerror or e}); free some disk space or give another --work-dir") from None
 
     def restore_tiles(self, level: int, pass_index: int, tiles: list[Tile], stats_key: str,
-                      canvas: np.ndarray, wsum: np.ndarray) -> list[int]:
-        """Put the saved tiles of this pass back into ``canvas`` and ``wsum``, in order; returns
-        their indices.  Tiles are refined in order, so the saved ones are the first k; any saved
-        for other statistics, or after a gap, are deleted and refined again."""
+                      canvas: np.ndarray, wsum: np.ndarray) -> Restored:
+        """Put the saved tiles of this pass back into ``canvas`` and ``wsum``, in order.  Tiles are
+        refined in order, so the saved ones are the first k; any saved for other statistics, or
+        after a gap, are deleted and refined again.  A saved tile that cannot be read whole, has
+        the wrong shape or holds a value that is not finite (a disk, a crash, a sync tool) is
+        damaged: it and the tiles after it are refined again, and ``Restored.damaged`` names it."""
         if self.folder is None or self._state_key() != self.key:
-            return []
-        done = []
+            return Restored([], None)
+        done, damaged = [], None
         for tile in tiles:
             try:
-                with self.folder.dir.open_read(self._tile_name(level, pass_index, tile.index)) as fh, np.load(fh) as z:
-                    if str(z["key"]) != f"{self.key}:{stats_key}":
-                        break
-                    rows, cols = _blend_rows_cols(tile, canvas.shape)
-                    canvas[np.ix_(rows, cols)] = z["canvas"]
-                    wsum[np.ix_(rows, cols)] = z["wsum"]
-            except (OSError, ValueError, KeyError):
+                saved = self._read_tile(level, pass_index, tile, f"{self.key}:{stats_key}", canvas.shape)
+            except _Damaged:
+                damaged = tile.index
                 break
+            if saved is None:
+                break
+            rows, cols = _blend_rows_cols(tile, canvas.shape)
+            canvas[np.ix_(rows, cols)], wsum[np.ix_(rows, cols)] = saved
             done.append(tile.index)
         for name in self.folder.dir.names():  # the rest are refined again
             m = TILE_RE.match(name)
             if m and (int(m.group(1)), int(m.group(2))) == (level, pass_index) and int(m.group(3)) not in done:
                 self.folder.dir.unlink(name)
-        return done
+        return Restored(done, damaged)
+
+    def _read_tile(self, level: int, pass_index: int, tile: Tile, key: str, shape) -> tuple | None:
+        """(canvas values, weight sums) of a saved tile; None when there is none, or it was saved
+        for other statistics; _Damaged when it cannot be what ``save_tile`` wrote."""
+        rows, cols = _blend_rows_cols(tile, shape)
+        try:
+            with self.folder.dir.open_read(self._tile_name(level, pass_index, tile.index)) as fh, \
+                    np.load(fh, allow_pickle=False) as z:
+                if z["key"].dtype.kind != "U" or str(z["key"]) != key:
+                    return None
+                values, weights = z["canvas"], z["wsum"]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+            raise _Damaged from None
+        if (values.shape != (len(rows), len(cols), shape[2]) or weights.shape != (len(rows), len(cols))
+                or values.dtype != np.float32 or weights.dtype != np.float32
+                or not (np.isfinite(values).all() and np.isfinite(weights).all())):
+            raise _Damaged
+        return values, weights
 
     def _state_key(self) -> str | None:
         state = self._state()

@@ -16,7 +16,7 @@ from hires.config import Settings
 from hires.progress import Writing, ignore
 from hires.regions import blend_kept
 from hires.reports import LevelReport
-from hires.plan import Plan
+from hires.planner import Plan
 from hires.request import Job, style_size
 
 @dataclass(repr=False)

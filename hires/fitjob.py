@@ -20,6 +20,7 @@ from hires.config import parse_memory
 from hires.errors import BudgetError
 from hires.progress import Note, Step, ignore
 from hires.fitoptions import FitOptions
+from hires.safefiles import file_sha256
 from hires.stylefit import CHECKPOINT_S, Fit, check_output, embed, fit_key, load_inputs
 
 
@@ -89,8 +90,8 @@ def fit_style(req: FitRequest, progress=ignore) -> FitResult:
 
 
 def _paintings(inputs) -> tuple[hstyle.Painting, ...]:
-    import hashlib
-    return tuple(hstyle.Painting(p.name, hashlib.sha256(p.read_bytes()).hexdigest(), w, embed(p))
+    # (the name as the file reader takes it: printable, at most hstyle.MAX_TEXT characters)
+    return tuple(hstyle.Painting(hstyle.printable(p.name)[:hstyle.MAX_TEXT], file_sha256(p), w, embed(p))
                  for p, w in inputs.paintings)
 
 

@@ -11,7 +11,9 @@ the fit's settings and held-out figures), ``gamma_NN`` and ``beta_NN`` (float32,
 ``painting_K`` (JPEG bytes) and ``checksum`` (SHA-256 over every other member's name, dtype, shape
 and bytes).  A file is refused in one line when it is not that, is truncated or edited (checksum),
 comes from a newer format version, or holds shapes the network does not have or values that are not
-finite numbers.
+finite numbers inside +-VALUE_LIMIT.  It is read in the order a zip allows (``read_members``): the
+member list, each member's declared size and npy header checked against the format before anything is
+inflated, so a crafted file cannot make the reader hold more than the format's own sizes.
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ import io as _bytes_io
 import json
 import math
 import os
+import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +42,15 @@ MAX_FILE_BYTES = 16 << 20   # what is read of a file at most (hires writes about
 EMBED_SIDE = 1280           # the embedded painting's long side at most
 EMBED_QUALITY = 90
 MAX_PAINTINGS = 4           # (4 embedded paintings stay under 4 MiB)
+MAX_PAINTING_BYTES = 4 << 20  # one embedded JPEG at most (hires' are 0.2-0.9 MiB at EMBED_SIDE px)
+MAX_HEADER_BYTES = 64 << 10   # the JSON header at most (hires writes about 1 KiB)
+MAX_HEADER_DEPTH = 8          # how deeply the header's JSON may nest (hires' nests 3 deep)
+NPY_HEADER_BYTES = 4096       # an npy member's own header at most (numpy writes 128 bytes)
+MAX_TEXT = 256                # a painting's name at most, in characters
+# the norms' scales and shifts at most, in size: the predictor gives |gamma| <= 5.7 and |beta| <= 16
+# over the bundled and shared paintings, photos and textures, and a fit moves each by at most its
+# learning rate a step (0.02: 4.6 in a 5-minute fit); beyond this the network paints nothing usable
+VALUE_LIMIT = 100.0
 
 
 @dataclass(frozen=True)
@@ -139,7 +152,11 @@ def save(style: FittedStyle, path, overwrite: bool = False) -> Path:
     """Write ``style`` to ``path`` (a temporary file beside it, linked into place: an existing file
     is replaced only with ``overwrite``, and a failed write leaves nothing)."""
     from hires.output import create_exclusively, partial_path, publish
+    from hires.errors import NumericalError
     path = Path(path)
+    if any(not np.isfinite(a).all() or np.abs(a).max() > VALUE_LIMIT for pair in style.norms for a in pair):
+        raise NumericalError(f"-o: the fitted numbers ran beyond +-{VALUE_LIMIT:g} (the fit diverged), and a "
+                             "style file that no reader takes is not written; fit again with a lower learning rate")
     tmp = partial_path(path)
     create_exclusively(tmp)
     try:
@@ -173,34 +190,90 @@ def _load(path: str, size: int, mtime: int, what: str) -> FittedStyle:
         data = read_regular(path, MAX_FILE_BYTES)
     except OSError as e:
         raise InputError(f"{what}: {name} cannot be read as a fitted style ({e.strerror or e})") from None
-    try:
-        with np.load(_bytes_io.BytesIO(data), allow_pickle=False) as z:
-            members = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise InputError(f"{what}: {name} is not a hires fitted style, or is damaged or cut short ({type(e).__name__}); "
-                         "make it again with `hires style fit`") from None
-    return parse(members, name, what)
 
-
-def parse(members: dict[str, np.ndarray], name: str, what: str = "--style") -> FittedStyle:
-    """A FittedStyle from an npz's members, every check made (see the module docstring)."""
     def refuse(why: str) -> InputError:
-        return InputError(f"{what}: {name} {why}")
+        return InputError(f"{what}: {printable(name)} {why}")
+    return parse(read_members(data, refuse), refuse)
+
+
+def _member_rules() -> dict[str, tuple[np.dtype, int, int]]:
+    """Every member the format has: name -> (dtype, fewest elements, most elements)."""
+    rules = {"header": (np.dtype(np.uint8), 2, MAX_HEADER_BYTES), "checksum": (np.dtype(np.uint8), 64, 64)}
+    for k, c in enumerate(norm_channels()):
+        rules[f"gamma_{k:02d}"] = rules[f"beta_{k:02d}"] = (np.dtype("<f4"), c, c)
+    for k in range(MAX_PAINTINGS):
+        rules[f"painting_{k}"] = (np.dtype(np.uint8), 4, MAX_PAINTING_BYTES)
+    return rules
+
+
+def read_members(data: bytes, refuse) -> dict[str, np.ndarray]:
+    """The npz's members as arrays, read in the order a zip allows: the member list and each
+    member's declared size, then its npy header (dtype, shape), checked against the format's rules
+    before a byte of it is inflated; a member is inflated only up to the size it declared."""
+    damaged = ("is not a hires fitted style, or is damaged or cut short ({}); make it again with "
+               "`hires style fit`")
+    rules = _member_rules()
+    members: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(_bytes_io.BytesIO(data)) as z:
+            infos = z.infolist()
+            if len(infos) > len(rules):
+                raise refuse(f"holds {len(infos)} members; the format has at most {len(rules)}")
+            for info in infos:
+                stem = info.filename.removesuffix(".npy")
+                if stem not in rules or not info.filename.endswith(".npy") or stem in members:
+                    raise refuse(f"holds a member {printable(info.filename)!r} the format does not have")
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 1:
+                    raise refuse(f"holds its member {stem!r} compressed or encrypted in a way hires does not write")
+                dtype, fewest, most = rules[stem]
+                if info.file_size > most * dtype.itemsize + NPY_HEADER_BYTES:
+                    raise refuse(f"declares its member {stem!r} as {info.file_size} bytes, more than the format "
+                                 "allows")
+                with z.open(info) as fh:
+                    members[stem] = _read_array(fh, stem, dtype, fewest, most, refuse)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, zlib.error) as e:
+        raise refuse(damaged.format(type(e).__name__)) from None
+    return members
+
+
+def _read_array(fh, stem: str, dtype: np.dtype, fewest: int, most: int, refuse) -> np.ndarray:
+    """One npy member: its header read and checked (a numeric dtype of the format's, one axis of a
+    length it allows), then exactly that many bytes, nothing more."""
+    version = np.lib.format.read_magic(fh)   # (ValueError when the member is not an npy array)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in read_header:
+        raise ValueError(f"npy version {version}")
+    shape, fortran, got = read_header[version](fh, max_header_size=NPY_HEADER_BYTES)
+    if got != dtype or fortran or len(shape) != 1 or not fewest <= shape[0] <= most:
+        raise refuse(f"holds its member {stem!r} as {got.str} {tuple(shape)}; the format has "
+                     f"{dtype.str} of {fewest if fewest == most else f'{fewest} to {most}'} values")
+    n = shape[0] * dtype.itemsize
+    raw = fh.read(n + 1)     # (one more: a member longer than its header says is refused too)
+    if len(raw) != n:
+        raise ValueError(f"{stem} holds {len(raw)} bytes, not {n}")
+    return np.frombuffer(raw, dtype)
+
+
+def parse(members: dict[str, np.ndarray], refuse) -> FittedStyle:
+    """A FittedStyle from an npz's members (``read_members``), every check made (see the module
+    docstring); ``refuse(why)`` makes the error."""
     header = _header(members, refuse)
     checksum = members.pop("checksum", None)
-    if checksum is None or checksum.dtype != np.uint8 or bytes(checksum).decode("ascii", "replace") != _checksum(members):
+    if checksum is None or bytes(checksum).decode("ascii", "replace") != _checksum(members):
         raise refuse("fails its checksum (edited, damaged or cut short); make it again with `hires style fit`")
     channels = norm_channels()
     norms = []
     for k, c in enumerate(channels):
         g, b = members.get(f"gamma_{k:02d}"), members.get(f"beta_{k:02d}")
-        if g is None or b is None or g.dtype != np.float32 or b.dtype != np.float32 or g.shape != (c,) or b.shape != (c,):
+        if g is None or b is None:
             raise refuse(f"does not hold the network's norm {k} ({c} float32 scales and shifts)")
         if not (np.isfinite(g).all() and np.isfinite(b).all()):
             raise refuse(f"holds values that are not finite numbers (norm {k})")
+        if max(np.abs(g).max(), np.abs(b).max()) > VALUE_LIMIT:
+            raise refuse(f"holds scales or shifts beyond +-{VALUE_LIMIT:g} (norm {k}: up to "
+                         f"{max(np.abs(g).max(), np.abs(b).max()):.3g}), which no fit reaches; make it again "
+                         "with `hires style fit`")
         norms.append((g, b))
-    if sum(n.startswith(("gamma_", "beta_")) for n in members) != 2 * len(channels):
-        raise refuse("holds norms the network does not have")
     paintings = _paintings(header, members, refuse)
     info = {k: v for k, v in header.items() if k not in ("format", "version", "paintings")}
     return FittedStyle(tuple(norms), paintings, info)
@@ -209,18 +282,42 @@ def parse(members: dict[str, np.ndarray], name: str, what: str = "--style") -> F
 def _header(members, refuse) -> dict:
     raw = members.get("header")
     try:
-        header = json.loads(bytes(raw).decode()) if raw is not None and raw.dtype == np.uint8 else None
-    except (UnicodeDecodeError, ValueError):
+        text = bytes(raw).decode() if raw is not None else None
+        header = json.loads(text) if text is not None and json_depth(text) <= MAX_HEADER_DEPTH else None
+    except (UnicodeDecodeError, ValueError, RecursionError):
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise refuse("is not a hires fitted style (no header); make it with `hires style fit`")
     version = header.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise refuse(f"has no valid format version ({version!r})")
+        raise refuse(f"has no valid format version ({printable(repr(version))})")
     if version > VERSION:
         raise refuse(f"is format version {version}, made by a newer hires (this one reads version {VERSION}); "
                      "upgrade hires")
     return header
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text``'s JSON arrays and objects nest, counted without parsing (so a header
+    nested past the interpreter's recursion limit is measured, not recursed into)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def _paintings(header: dict, members, refuse) -> tuple[Painting, ...]:
@@ -230,11 +327,15 @@ def _paintings(header: dict, members, refuse) -> tuple[Painting, ...]:
     out = []
     for k, entry in enumerate(listed):
         jpeg = members.get(f"painting_{k}")
-        ok = (isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("sha256"), str)
+        named = isinstance(entry, dict) and isinstance(entry.get("name"), str)
+        if named and not (0 < len(entry["name"]) <= MAX_TEXT and entry["name"].isprintable()):
+            raise refuse(f"names its painting {k} {printable(entry['name'][:MAX_TEXT])!r}: not a file name hires "
+                         f"writes (printable, at most {MAX_TEXT} characters); make it again with `hires style fit`")
+        ok = (named and isinstance(entry.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])
               and isinstance(entry.get("weight"), (int, float)) and not isinstance(entry.get("weight"), bool)
-              and math.isfinite(entry["weight"]) and entry["weight"] > 0)
-        if not ok or jpeg is None or jpeg.dtype != np.uint8 or jpeg.ndim != 1 or bytes(jpeg[:3]) != b"\xff\xd8\xff":
-            raise refuse(f"does not hold its painting {k} as a JPEG with a name and a positive weight")
+              and math.isfinite(entry["weight"]) and 0 < entry["weight"] <= 1e6)
+        if not ok or jpeg is None or bytes(jpeg[:3]) != b"\xff\xd8\xff":
+            raise refuse(f"does not hold its painting {k} as a JPEG with a name, a SHA-256 and a positive weight")
         size = _jpeg_size(bytes(jpeg))
         if size is None or max(size) > EMBED_SIDE:
             raise refuse(f"holds a painting {k} of {'an unreadable size' if size is None else '%dx%d px' % size}; "
@@ -256,17 +357,24 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 
 
 def describe(style: FittedStyle, path) -> list[str]:
-    """What ``hires style show`` prints: the paintings, what was fitted and how, the held-out figures."""
-    lines = [f"{path}: hires fitted style, format version {VERSION}"]
+    """What ``hires style show`` prints: the paintings, what was fitted and how, the held-out figures
+    (every text from the file with its control characters escaped: a name cannot drive the terminal)."""
+    lines = [f"{printable(str(path))}: hires fitted style, format version {VERSION}"]
     for p in style.paintings:
-        lines.append(f"  painting: {p.name} (weight {p.weight:g}, SHA-256 {p.sha256[:16]}..., "
+        lines.append(f"  painting: {printable(p.name)} (weight {p.weight:g}, SHA-256 {p.sha256[:16]}..., "
                      f"embedded {len(p.jpeg) // 1024} KiB)")
-    lines.append(f"  fitted: {style.info.get('fitted', '?')} ({sum(g.size + b.size for g, b in style.norms)} numbers "
-                 f"over {len(style.norms)} norms)")
+    lines.append(f"  fitted: {printable(str(style.info.get('fitted', '?')))} "
+                 f"({sum(g.size + b.size for g, b in style.norms)} numbers over {len(style.norms)} norms)")
     for key in ("fit", "heldout"):
         if isinstance(style.info.get(key), dict):
-            lines.append(f"  {key}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in style.info[key].items()))
+            lines.append(f"  {key}: " + ", ".join(f"{printable(k)} {printable(_fmt(v))}"
+                                                   for k, v in style.info[key].items()))
     return lines
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (escape sequences, newlines) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _fmt(v) -> str:

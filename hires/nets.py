@@ -12,7 +12,6 @@ Nothing here downloads unless ``fetch_weights`` is called.
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -30,7 +29,7 @@ from hires.bandgram import Bands, conv_relu_bands, conv_relu_gram, pad
 from hires.borders import FrameConv2d
 from hires.errors import OptionError, WeightsError
 from hires.layers import CFG
-from hires.safefiles import not_regular, open_regular
+from hires.safefiles import file_sha256, not_regular
 
 log = logging.getLogger(__name__)
 
@@ -232,19 +231,11 @@ def find_weights(explicit: str | os.PathLike | None = None) -> WeightsLookup:
     return WeightsLookup(None, "not found", searched)
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with os.fdopen(open_regular(path), "rb") as fh:  # (a FIFO is refused, not waited on)
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_weights(path: Path) -> tuple[str, bool]:
     """(the file's SHA-256, whether it is torchvision's official file).  A file named as the
     official one that is not it (truncated, damaged) is refused."""
     try:
-        got = sha256_file(path)
+        got = file_sha256(path)
     except OSError as e:
         raise WeightsError(f"--weights: {str(path)!r} cannot be read ({e.strerror or e}); give {WEIGHTS_NAME}") from None
     official = got.startswith(OFFICIAL_PREFIX)
@@ -336,7 +327,7 @@ def fetch_weights(dest_dir: Path | None = None, url: str = WEIGHTS_URL, progress
     name = url.rsplit("/", 1)[-1]
     final = dest_dir / name
     if final.is_file():
-        if not sha256_file(final).startswith(expected):
+        if not file_sha256(final).startswith(expected):
             raise WeightsError(f"weights fetch: {str(final)!r} exists and is not the file asked for; move it away")
         return final
     part = final.with_name(final.name + ".part")
@@ -358,7 +349,7 @@ def fetch_weights(dest_dir: Path | None = None, url: str = WEIGHTS_URL, progress
         with resp:
             _append_response(resp, part, have, progress)
     want = expected
-    got = sha256_file(part)
+    got = file_sha256(part)
     if not got.startswith(want):
         part.unlink()
         raise WeightsError(f"weights fetch: the download fails verification (SHA-256 {got[:12]}..., "

@@ -17,7 +17,7 @@ from hires.checkpoints import Checkpoints, fingerprint
 from hires.colouring import colour_groups
 from hires.engine import Engine, RefineJob
 from hires.kernels import blend_into
-from hires.progress import TileFinished, TilesRestored
+from hires.progress import Note, TileFinished, TilesRestored
 from hires.pyramid import Level
 from hires.reports import Counters
 from hires.stats import LayerTarget
@@ -73,7 +73,11 @@ def refine_pass(engine: Engine, canvas: np.ndarray, content: np.ndarray | None, 
     done = set()
     if ctx.checkpoints is not None:
         order = [t for group in colours for t in group]
-        done = set(ctx.checkpoints.restore_tiles(level.index, ctx.pass_index, order, stats_key, canvas, wsum))
+        restored = ctx.checkpoints.restore_tiles(level.index, ctx.pass_index, order, stats_key, canvas, wsum)
+        done = set(restored.tiles)
+        if restored.damaged is not None:
+            engine.progress(Note(f"tile {restored.damaged + 1} of level {level.index} was damaged in the work folder; "
+                                 "it is rendered again"))
     if done:
         engine.progress(TilesRestored(level.index, ctx.pass_index, tuple(sorted(i + 1 for i in done))))
     ctx.counters.work_done += sum(2 * engine.tile_flop(t, level) * level.iterations for t in tiles if t.index in done)

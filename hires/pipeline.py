@@ -30,7 +30,7 @@ from hires.reports import Counters, LevelReport
 from hires.fastrender import fast_start, paint, recolour, run_fast
 from hires.hstyle import image_sources
 from hires.finishing import STRIP, Result, finish, to_gray, examples_at
-from hires.plan import LevelPlan, Plan, describe
+from hires.planner import LevelPlan, Plan, describe
 from hires.request import (Job, RunOptions, output_mode, plan_job, style_size,
                            texture_settings, with_network, work_key)
 from hires.snapshots import Snapshots
@@ -192,15 +192,33 @@ def resume(state: RenderState) -> tuple[np.ndarray | None, int]:
     if latest is None:
         return None, 0
     index, saved = latest
-    lp = state.plan.levels[index]
-    canvas = state.scratch.for_level(f"level{index}", lp.disk).empty("canvas", saved.shape)
+    lp = state.plan.levels[index] if index < len(state.plan.levels) else None
+    if lp is None or saved.shape != (lp.level.height, lp.level.width, 3):
+        return _damaged_level(state, index)
+    buffers = state.scratch.for_level(f"level{index}", lp.disk)
+    canvas = buffers.empty("canvas", saved.shape)
     for y in range(0, saved.shape[0], STRIP):
         canvas[y:y + STRIP] = saved[y:y + STRIP]
+        finite = np.isfinite(canvas[y:y + STRIP]).all()
         release(canvas, saved)
+        if not finite:
+            del saved
+            buffers.discard(canvas)
+            return _damaged_level(state, index)
     del saved
     state.counters.work_done = sum(p.flop for p in state.plan.levels[:index + 1])
     state.progress(Note(f"resuming after level {index} from {state.checkpoints.folder.path}"))
     return canvas, index + 1
+
+
+def _damaged_level(state: RenderState, index: int) -> tuple[None, int]:
+    """A saved level that is not what hires wrote (another shape, values that are not finite): said
+    in one line, and the render starts from the beginning (its tiles' checkpoints are of later
+    passes and go with it)."""
+    state.progress(Note(f"the saved level {index} in the work folder was damaged; the render starts again "
+                        "from the beginning"))
+    state.checkpoints.clear()
+    return None, 0
 
 
 def run_level(state: RenderState, lp: LevelPlan, handed: list) -> np.ndarray:

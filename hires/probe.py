@@ -10,7 +10,7 @@ from dataclasses import astuple, dataclass, replace
 
 from hires.config import Settings
 from hires.layers import flops_per_pixel
-from hires.plan import LevelPlan, Plan
+from hires.planner import LevelPlan, Plan
 from hires.pyramid import Level
 from hires.tiles import Tile, grid
 

@@ -23,7 +23,7 @@ from hires.config import Settings, check_weight, flag, parse_memory, parse_size,
 from hires.errors import InputError, OptionError
 from hires.output import check_output_path
 from hires.pyramid import schedule
-from hires.plan import Plan, make_plan
+from hires.planner import Plan, make_plan
 from hires.regions import ASPECT_TOLERANCE, Masks, load_mask
 
 log = logging.getLogger(__name__)
@@ -166,12 +166,8 @@ def check_masks(masks, keep, n_styles: int, width: int, height: int, budget: int
     """The masks checked before any work: no more masks than styles, each a gray image that
     decodes, of the output's aspect (within 1%), covering something; the keep mask not the whole
     frame.  Errors are one line naming the flag and the file."""
-    masks = [] if masks is None else [masks] if isinstance(masks, (str, Path)) else list(masks)
-    if len(masks) > n_styles:
-        raise OptionError(f"--mask: {len(masks)} masks for {n_styles} style(s); each --mask pairs with the --style "
-                          "of its position, so give at most one per style")
-    if texture and (masks or keep is not None):
-        raise OptionError("mask: style regions are for renders; a texture takes its examples over the whole frame")
+    masks = mask_list(masks)
+    check_mask_count(len(masks), n_styles, texture, keep is not None)
     checked = []
     for name, value in [("--mask", m) for m in masks] + ([("--keep", keep)] if keep is not None else []):
         path = path_argument(value, name)
@@ -193,6 +189,28 @@ def check_masks(masks, keep, n_styles: int, width: int, height: int, budget: int
                              "nothing to stylise; white marks only what stays photographic")
         checked.append(path)
     return Masks(tuple(checked[:len(masks)]), checked[len(masks)] if keep is not None else None)
+
+
+def mask_list(masks) -> list:
+    """The masks argument as a list: None, one path (str or os.PathLike) or a list or tuple of them;
+    anything else is an OptionError (each path itself is checked by ``path_argument``)."""
+    if masks is None:
+        return []
+    if isinstance(masks, (str, os.PathLike)):
+        return [masks]
+    if isinstance(masks, (list, tuple)) and all(isinstance(m, (str, os.PathLike)) for m in masks):
+        return list(masks)
+    raise OptionError(f"masks: {masks!r} is not a mask's path or a list of paths; give a str or os.PathLike "
+                      "(or a list of them), the i-th for the i-th style")
+
+
+def check_mask_count(n_masks: int, n_styles: int, texture: bool, keep: bool, where: str = "--mask") -> None:
+    """As many masks as styles at most (each pairs with the style of its position), none for a texture."""
+    if n_masks > n_styles:
+        raise OptionError(f"{where}: {n_masks} masks for {n_styles} style(s); each mask pairs with the style "
+                          "of its position, so give at most one per style")
+    if texture and (n_masks or keep):
+        raise OptionError(f"{where}: style regions are for renders; a texture takes its examples over the whole frame")
 
 
 def _small(width: int, height: int, side: int = 512) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from hires.coercion import coerce_flag
 from hires.config import Settings, parse_memory
 from hires.errors import OptionError
 from hires.presets import resolve_settings
-from hires.request import (RUN_FIELDS, Job, RunOptions, builtin_only, check_masks, make_job, requested_size,
+from hires.request import (RUN_FIELDS, Job, RunOptions, builtin_only, check_masks, make_job, mask_list, requested_size,
                            run_options_from)
 
 
@@ -72,7 +72,7 @@ def resolve(asked: Asked) -> Request:
     job = make_job(None if asked.texture else asked.content, asked.styles, asked.output, size, asked.texture,
                    overwrite=coerce_flag(asked.overwrite, prefix + "overwrite"), dpi=settings.dpi,
                    styles_optional=not asked.texture and builtin_only(settings), memory=settings.memory)
-    if asked.masks or asked.keep is not None:
+    if mask_list(asked.masks) or asked.keep is not None:
         masks = check_masks(asked.masks, asked.keep, len(job.styles), job.width, job.height,
                             parse_memory(settings.memory), asked.texture)
         job = dataclasses.replace(job, masks=masks)

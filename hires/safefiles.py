@@ -10,6 +10,7 @@ a link planted at any name in the folder is replaced as a name, never followed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import stat
@@ -65,6 +66,15 @@ def read_regular(path, limit: int = 64 << 20, **kw) -> bytes:
     if len(data) > limit:
         raise OSError(f"{path} is larger than {limit} bytes")
     return data
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a regular file's bytes, read a block at a time (never the whole file in memory)."""
+    h = hashlib.sha256()
+    with os.fdopen(open_regular(path), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class Folder:

@@ -26,6 +26,7 @@ from hires import hstyle, io, magenta
 from hires.adam import Adam
 from hires.errors import InputError, OptionError
 from hires.layers import DEFAULT_LAYERS
+from hires.safefiles import file_sha256
 from hires.fitoptions import FitOptions
 
 DATA = Path(__file__).parent / "data"
@@ -172,7 +173,7 @@ def fit_key(inputs: Inputs, options: FitOptions) -> str:
     """What a saved fit state belongs to: every input's bytes and every option (the budget aside)."""
     h = hashlib.sha256()
     for p in [*(p for p, _ in inputs.paintings), *inputs.photos, *inputs.held_out]:
-        h.update(hashlib.sha256(p.read_bytes()).digest())
+        h.update(bytes.fromhex(file_sha256(p)))   # (streamed: a photo is never read whole)
     opts = {k: v for k, v in asdict(options).items() if k not in ("minutes", "max_steps")}
     h.update(json.dumps([[w for _, w in inputs.paintings], opts], sort_keys=True).encode())
     return h.hexdigest()[:24]

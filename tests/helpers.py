@@ -81,6 +81,18 @@ def run_cli(args, capfd) -> tuple[int, str]:
     return code, capfd.readouterr().err
 
 
+def measured_cli(runs: list[list[str]]) -> dict:
+    """``hires`` command lines run in one fresh process (tests/measured_cli.py): each one's exit code
+    and stderr, and the process's peak resident memory over all of them."""
+    import json
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("measured_cli.py")), json.dumps(runs)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def listing(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (hidden ones too) with its bytes."""
     return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>")

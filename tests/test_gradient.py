@@ -15,7 +15,7 @@ from hires import io
 from hires.config import Settings
 from hires.engine import Engine, RefineJob, to_tensor
 from hires.losses import flat
-from hires.plan import auto_margin
+from hires.planner import auto_margin
 from hires.pyramid import Level
 from hires.stats import make_target
 from hires.nets import LAYER_STRIDE

@@ -23,6 +23,7 @@ import torch
 import hires
 from hires import cli, io, losses, nets, output, pipeline
 from hires.errors import InputError, NumericalError, OutputError, WeightsError
+from hires.safefiles import file_sha256
 
 from conftest import data
 from helpers import listing, one_line, refuses, run_cli
@@ -324,7 +325,7 @@ def test_weights_are_not_verified_by_their_own_name(tmp_path, capsys):
     """Row 5: a file named with its own hash prefix is reported unverified."""
     tmp = tmp_path / "w.pth"
     torch.save(_state_dict(), tmp)
-    evil = tmp_path / f"evil-{nets.sha256_file(tmp)[:8]}.pth"
+    evil = tmp_path / f"evil-{file_sha256(tmp)[:8]}.pth"
     tmp.rename(evil)
     assert cli.main(["weights", "status", "--weights", str(evil)]) == 0
     said = capsys.readouterr().out
@@ -687,3 +688,24 @@ def test_fast_keep_work_keeps_the_work_folder(tmp_path, capfd):
                          "-q", "--overwrite"], capfd)
     assert code == 0 and not work.exists(), err
 
+
+
+def test_a_damaged_level_checkpoint_starts_the_render_again(tmp_path, capfd):
+    """A kept work folder whose saved level holds a NaN (a disk, a crash, a sync tool): one line says
+    so and the render starts from the beginning, giving what an undamaged rerun gives (it resumed
+    from the NaN, and wrote it)."""
+    out = tmp_path / "o.png"
+    args = ["render", content(), "-s", style(), "-o", out, *TINY_FLAGS[1:], "--keep-work", "--overwrite",
+            "--json-progress"]
+    assert run_cli(args, capfd)[0] == 0
+    first = pyvips.Image.new_from_file(str(out)).write_to_memory()
+    saved = tmp_path / ".o.hires-work" / "level1.f32"
+    level = np.fromfile(saved, np.float32)
+    level[len(level) // 2] = np.nan
+    level.tofile(saved)
+    code, err = run_cli(args, capfd)
+    assert code == 0, err
+    notes = [json.loads(ln)["text"] for ln in err.splitlines() if '"note"' in ln]
+    assert [n for n in notes if "was damaged" in n] == [
+        "the saved level 1 in the work folder was damaged; the render starts again from the beginning"], notes
+    assert pyvips.Image.new_from_file(str(out)).write_to_memory() == first

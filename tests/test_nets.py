@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hires import nets
+from hires.safefiles import file_sha256
 from hires.errors import WeightsError
 
 
@@ -56,7 +57,7 @@ def test_verification_rejects_wrong_or_truncated_files(tmp_path):
     bad.write_bytes(path.read_bytes())
     with pytest.raises(WeightsError, match="fails verification"):
         nets.load_vgg19(bad)
-    assert nets.check_weights(path) == (nets.sha256_file(path), False)  # its own hash in its name
+    assert nets.check_weights(path) == (file_sha256(path), False)  # its own hash in its name
     trunc = tmp_path / path.name.replace(".pth", "") / path.name
     trunc.parent.mkdir()
     trunc.write_bytes(path.read_bytes()[:1000])
@@ -154,7 +155,7 @@ def test_fetch_resumes_and_verifies(tmp_path, server):
     RangeHandler.requests = []
     url = f"http://127.0.0.1:{server.server_port}/{src.name}"
     dest = tmp_path / "dl"
-    expected = nets.sha256_file(src)[:8]  # (a test file: the official one's prefix cannot be made)
+    expected = file_sha256(src)[:8]  # (a test file: the official one's prefix cannot be made)
     with pytest.raises(WeightsError, match="resume"):
         nets.fetch_weights(dest, url, timeout=5, expected=expected)  # the connection drops after a third
     part = dest / (src.name + ".part")

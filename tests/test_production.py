@@ -120,6 +120,37 @@ def test_sigkill_then_rerun_equals_uninterrupted(reference, tmp_path, point):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no partial output, no work folder
 
 
+def _nan_tile(path: Path) -> None:
+    with np.load(path) as z:
+        parts = {k: z[k] for k in z.files}
+    parts["canvas"][0, 0, 0] = np.nan
+    with open(path, "wb") as fh:
+        np.savez(fh, **parts)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "nan"])
+def test_a_damaged_tile_checkpoint_is_rendered_again(reference, tmp_path, damage):
+    """A kept work folder whose saved tile is garbage, or holds a NaN: one line says so, that tile
+    and those after it are refined again, and the render equals an uninterrupted one (it stopped
+    on a BadZipFile traceback, or on a NaN loss blamed on the user's settings, on every rerun)."""
+    ref_out, _, _ = reference
+    out = tmp_path / "out.png"
+    code, first = _run(_cmd(out), kill_when=lambda e: e["event"] == "tile_end" and e["level"] == 1 and e["tile"] == 3)
+    assert code == -signal.SIGKILL
+    first_tile = next(e["tile"] for e in first if e["event"] == "tile_end" and e["level"] == 1)  # (1-based)
+    victim = tmp_path / ".out.hires-work" / f"tile-L1-P0-T{first_tile - 1:05d}.npz"
+    if damage == "garbage":
+        victim.write_bytes(b"not a checkpoint" * 64)
+    else:
+        _nan_tile(victim)
+    code, second = _run(_cmd(out))
+    assert code == 0 and second[-1]["event"] == "done", second[-1]
+    said = [e["text"] for e in second if e["event"] == "note" and "was damaged" in e["text"]]
+    assert said == [f"tile {first_tile} of level 1 was damaged in the work folder; it is rendered again"], said
+    assert first_tile in {e["tile"] for e in second if e["event"] == "tile_start" and e["level"] == 1}
+    assert np.abs(_read(out).astype(int) - _read(ref_out).astype(int)).max() <= 1
+
+
 def test_changed_settings_start_fresh_and_fresh_flag(tmp_path):
     out = tmp_path / "out.png"
     in_level_1 = lambda e: e["event"] == "tile_end" and e["level"] == 1  # noqa: E731
@@ -289,3 +320,43 @@ def test_batch_report_never_replaces_a_file_hires_did_not_write(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 2 and "--report" in res.stderr
     assert report.read_text() == '{"mine": true}\n' and not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("damage", ["garbage", "nan", "wrong shape", "object key"])
+def test_restoring_tiles_stops_at_a_damaged_one_and_names_it(tmp_path, damage):
+    """The quick twin of the render above: saved tiles restored in order up to a damaged one
+    (unreadable, NaN, another shape, a pickled key), which is reported, and it and those after it
+    removed to be refined again."""
+    from hires.checkpoints import Checkpoints, WorkFolder
+    from hires.tiles import grid
+    tiles = grid(96, 64, 32, 8, 8)
+    rng = np.random.default_rng(0)
+    canvas = rng.random((64, 96, 3), dtype=np.float32)
+    wsum = rng.random((64, 96), dtype=np.float32) + 0.5
+    work = WorkFolder.open(tmp_path / "w.hires-work")
+    saver = Checkpoints(work, "render")
+    saver.begin()
+    for t in tiles[:4]:
+        saver.save_tile(1, 0, t, "stats", canvas, wsum)
+    victim = tmp_path / "w.hires-work" / "tile-L1-P0-T00002.npz"
+    if damage == "garbage":
+        victim.write_bytes(b"PK\x03\x04 not a zip" * 8)
+    else:
+        with np.load(victim) as z:
+            parts = {k: z[k] for k in z.files}
+        if damage == "nan":
+            parts["wsum"][-1, -1] = np.nan
+        elif damage == "wrong shape":
+            parts["canvas"] = parts["canvas"][:-1]
+        else:
+            parts["key"] = np.array([{"render": 1}], dtype=object)
+        with open(victim, "wb") as fh:
+            np.savez(fh, **parts)
+    into, wsum_into = np.zeros_like(canvas), np.zeros_like(wsum)
+    restored = Checkpoints(work, "render").restore_tiles(1, 0, tiles, "stats", into, wsum_into)
+    assert restored.tiles == [0, 1] and restored.damaged == 2
+    y0, y1, x0, x1 = tiles[1].blend
+    assert np.array_equal(into[y0:y1, x0:x1], canvas[y0:y1, x0:x1])
+    assert sorted(p.name for p in (tmp_path / "w.hires-work").glob("tile-*")) == [
+        "tile-L1-P0-T00000.npz", "tile-L1-P0-T00001.npz"]
+    work.close()

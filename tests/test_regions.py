@@ -2,6 +2,8 @@
 others' pixels, the masks' rules (overlaps, the rest, the kept part), and bad masks refused."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import pyvips
@@ -234,3 +236,62 @@ def test_feed_forward_regions_mix_the_styles_codes_per_pixel_tiled_as_whole(cont
     whole = render(soft)
     np.testing.assert_allclose(render(soft, tile=96), whole, atol=1e-4)
     assert np.abs(whole - alone)[:, W // 2:].mean() > 0.03  # the right side is not the first style's
+
+
+# ---------------------------------------------------------------- masks' types and the batch's up-front check
+
+class _Where(os.PathLike):
+    """A path type of the caller's own (not a pathlib.Path): the API takes any os.PathLike."""
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+@pytest.mark.parametrize("bad", [5, 0, 2.5, [5], {"face.png": 1}, b"face.png"])
+def test_masks_that_are_not_paths_are_one_option_error(tmp_path, content_path, style_path, bad):
+    with pytest.raises(hires.errors.OptionError, match="masks"):
+        hires.render(content_path, style_path, tmp_path / "o.png", masks=bad, method="fast", size="144x96")
+    with pytest.raises(hires.errors.OptionError, match="masks"):
+        hires.plan(content_path, style_path, masks=bad, size="144x96")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_the_api_functions_stay_functions_after_a_render(content_path, style_path):
+    """``hires.render`` then ``hires.plan`` (the README's order): the plan function was shadowed by
+    the planner module of the same name that the render imported."""
+    import importlib
+    importlib.import_module("hires.planner")
+    hires.render(content_path, style_path, method="fast", size="64x48", fast_size=0)
+    assert callable(hires.plan) and callable(hires.texture) and callable(hires.render)
+
+
+def test_a_mask_of_any_os_pathlike_is_taken(tiny_masks, content_path, style_path, texture_path):
+    face, rest = tiny_masks
+    kw = dict(method="fast", size="144x96", fast_size=0)
+    by_path = hires.render(content_path, [style_path, texture_path], masks=face, keep=rest, **kw).image
+    by_own = hires.render(content_path, [style_path, texture_path], masks=[_Where(face)], keep=_Where(rest), **kw).image
+    assert np.array_equal(by_path, by_own)
+
+
+def test_a_batch_job_with_more_masks_than_styles_is_refused_before_any_job_runs(tiny_masks, tmp_path, capfd,
+                                                                                  content_path, style_path):
+    face, rest = tiny_masks
+    (tmp_path / "jobs.toml").write_text(f"""
+[[job]]
+content = "{content_path}"
+style = ["{style_path}"]
+output = "first.png"
+method = "fast"
+size = "144x96"
+
+[[job]]
+content = "{content_path}"
+style = ["{style_path}"]
+mask = ["{face}", "{rest}"]
+output = "second.png"
+method = "fast"
+size = "144x96"
+""")
+    refuses(tmp_path, capfd, ["batch", tmp_path / "jobs.toml"], "2 masks for 1 style")

@@ -12,7 +12,7 @@ from hires.engine import Engine
 from hires.errors import OptionError
 from hires.pipeline import level_targets
 from hires.request import make_job
-from hires.plan import make_plan
+from hires.planner import make_plan
 
 from conftest import FAST
 
@@ -254,9 +254,9 @@ def test_the_engine_reuses_memory_only_where_the_plan_says(monkeypatch, reuse):
 
 
 def test_a_level_allocates_the_canvas_bytes_the_plan_counts(monkeypatch, content_path, style_path):
-    """The memory model's full-size buffers per level pixel (plan.CANVAS_BYTES_PER_PX) are what a
+    """The memory model's full-size buffers per level pixel (planner.CANVAS_BYTES_PER_PX) are what a
     level allocates: its canvas, weight map and content target."""
-    from hires import plan
+    from hires import planner as plan
     made = []
     real = Buffers.empty
 

@@ -1,7 +1,7 @@
 """Fitted styles: ``hires style fit`` lowers the loss, resumes, and writes a ``.hstyle`` that every
 style option reads exactly, or refuses in one line."""
-import io as bytes_io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,9 @@ from hires.fitjob import FitRequest, fit_style
 from hires.fitoptions import FitOptions
 from hires.stylefit import split
 
-from helpers import listing, one_line, refuses, run_cli
+import crafted
+from conftest import data
+from helpers import listing, measured_cli, one_line, refuses, run_cli
 
 TINY = FitOptions(size=96, crop=64, batch=1, lr=0.05, max_steps=4)
 
@@ -89,41 +91,24 @@ def test_the_optimised_method_takes_its_targets_from_the_embedded_painting(tmp_p
     assert hires.render(content_path, [str(path), style_path], **kw).image.shape == by_file.shape
 
 
-def _members(style: hstyle.FittedStyle) -> dict:
-    with np.load(bytes_io.BytesIO(hstyle.to_bytes(style)), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def _saved(members: dict) -> bytes:
-    buf = bytes_io.BytesIO()
-    np.savez(buf, **members)
-    return buf.getvalue()
-
-
-def _with_checksum(members: dict) -> bytes:
-    """``members`` with a checksum made for them: past the checksum, to the checks behind it."""
-    members = {k: v for k, v in members.items() if k != "checksum"}
-    return _saved({**members, "checksum": np.frombuffer(hstyle._checksum(members).encode(), np.uint8)})
-
-
 def _future(m):
     header = json.loads(bytes(m["header"]).decode())
     m["header"] = np.frombuffer(json.dumps({**header, "version": hstyle.VERSION + 1}).encode(), np.uint8)
-    return _with_checksum(m)
+    return crafted.with_checksum(m)
 
 
 BAD_FILES = {
     "truncated": (lambda data, m: data[: len(data) // 2], "cut short"),
     "edited bytes": (lambda data, m: data.replace(m["gamma_00"].tobytes()[:8], m["gamma_00"].tobytes()[:8][::-1], 1),
                      "damaged"),
-    "edited values": (lambda data, m: _saved({**m, "gamma_00": m["gamma_00"] * 1.01}), "checksum"),
+    "edited values": (lambda data, m: crafted.npz({**m, "gamma_00": m["gamma_00"] * 1.01}), "checksum"),
     "future": (lambda data, m: _future(m), "newer hires"),
-    "not finite": (lambda data, m: _with_checksum({**m, "beta_03": np.full_like(m["beta_03"], np.nan)}),
+    "not finite": (lambda data, m: crafted.with_checksum({**m, "beta_03": np.full_like(m["beta_03"], np.nan)}),
                    "not finite"),
-    "wrong shape": (lambda data, m: _with_checksum({**m, "gamma_01": m["gamma_01"][:-1]}), "norm 1"),
+    "wrong shape": (lambda data, m: crafted.with_checksum({**m, "gamma_01": m["gamma_01"][:-1]}), "'gamma_01'"),
     "text": (lambda data, m: b"painting = 'starry.jpg'\n", "not a hires fitted style"),
     # a crafted file's painting larger than hires embeds (a decoder's memory the budget never saw)
-    "huge painting": (lambda data, m: _with_checksum({**m, "painting_0": np.frombuffer(
+    "huge painting": (lambda data, m: crafted.with_checksum({**m, "painting_0": np.frombuffer(
         pyvips.Image.black(20000, 8).jpegsave_buffer(), np.uint8)}), "20000x8 px"),
 }
 
@@ -133,10 +118,56 @@ def test_a_bad_fitted_style_is_refused_in_one_line(tmp_path, capfd, content_path
     good = guess_style(style_path)
     make, match = BAD_FILES[kind]
     bad = tmp_path / "bad.hstyle"
-    bad.write_bytes(make(hstyle.to_bytes(good), _members(good)))
+    bad.write_bytes(make(hstyle.to_bytes(good), crafted.members(good)))
     refuses(tmp_path, capfd, ["render", content_path, "--style", bad, "--method", "fast", "-o", tmp_path / "o.png"],
             match)
     refuses(tmp_path, capfd, ["style", "show", bad], match)
+
+
+@pytest.fixture(scope="module")
+def crafted_files(tmp_path_factory):
+    """Every crafted file of tests/crafted.py, written once: name -> (path, what its refusal says)."""
+    style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
+    folder = tmp_path_factory.mktemp("crafted")
+    good = crafted.members(guess_style(style))
+    out = {}
+    for k, (name, (make, match)) in enumerate(crafted.CRAFTED.items()):
+        path = folder / f"crafted{k}.hstyle"
+        path.write_bytes(make(dict(good)))
+        out[name] = (path, match)
+    return out
+
+
+@pytest.mark.parametrize("kind", list(crafted.CRAFTED))
+def test_a_crafted_fitted_style_is_refused_in_one_line(tmp_path, capfd, content_path, crafted_files, kind):
+    path, match = crafted_files[kind]
+    refuses(tmp_path, capfd, ["render", content_path, "--style", path, "--method", "fast", "-o", tmp_path / "o.png"],
+            match)
+    line = refuses(tmp_path, capfd, ["style", "show", path], match)
+    assert "\x1b" not in line and all(c.isprintable() for c in line)    # (a name's escapes never reach the terminal)
+
+
+def test_crafted_fitted_styles_are_refused_inside_the_memory_budget(tmp_path, content_path, crafted_files):
+    """Render, batch and ``style show`` in one fresh process over every crafted file: each refused
+    in one line (exit 2), the process's peak resident memory under the 1 GiB budget given (a zip
+    bomb's member inflating to 768 MiB took the reader to 6.4 GiB before its members were checked
+    before they were inflated)."""
+    budget = 1 << 30
+    runs = []
+    for k, (kind, (path, match)) in enumerate(crafted_files.items()):
+        jobs = tmp_path / f"jobs{k}.toml"
+        jobs.write_text(f'[[job]]\ncontent = "{content_path}"\nstyle = ["{path}"]\nmethod = "fast"\n'
+                        f'output = "{tmp_path / f"out{k}.png"}"\nmemory = "1GiB"\n')
+        runs += [(kind, match, ["render", "-q", str(content_path), "--style", str(path), "--method", "fast",
+                                "--memory", "1GiB", "-o", str(tmp_path / "o.png")]),
+                 (kind, match, ["batch", "-q", str(jobs)]),
+                 (kind, match, ["style", "show", str(path)])]
+    said = measured_cli([args for _, _, args in runs])
+    for (kind, match, args), r in zip(runs, said["results"]):
+        line = one_line(r["code"], r["err"])
+        assert match in line, (kind, args[0], line)
+    assert said["peak_rss_bytes"] < budget, f"peak {said['peak_rss_bytes'] / 2**30:.2f} GiB"
+    assert not list(tmp_path.glob("*.png"))
 
 
 def test_style_show_prints_what_the_file_holds(tmp_path, capfd, style_path):
@@ -175,6 +206,21 @@ def test_bad_fit_input_is_refused_in_one_line(tmp_path, capfd, style_path, conte
     line = one_line(*run_cli(["style", "fit", "-q", *args], capfd))
     assert match in line, line
     assert listing(tmp_path) == before
+
+
+def test_a_fit_holds_its_budget_beside_a_huge_sparse_photo(tmp_path, style_path, photos):
+    """A photo whose file is 2.7 GB (a small TIFF followed by a sparse hole) among the photos: the
+    fit hashes every file as a stream and decodes each shrunk, so it stays under ``--memory 1GiB``
+    (it peaked at 2.9 GiB when each photo was read whole to hash it)."""
+    big = photos / "p9.tif"
+    pyvips.Image.new_from_file(str(photos / "p0.png")).tiffsave(str(big))
+    os.truncate(big, 2_700_000_000)
+    out = tmp_path / "fit.hstyle"
+    said = measured_cli([["style", "fit", "-q", str(style_path), "--photos", str(photos), "--memory", "1GiB",
+                          "--minutes", "0.02", "--size", "96", "--crop", "64", "-o", str(out)]])
+    assert said["results"][0]["code"] == 0, said["results"][0]["err"]
+    assert said["peak_rss_bytes"] < 1 << 30, f"peak {said['peak_rss_bytes'] / 2**30:.2f} GiB"
+    assert hstyle.load(out).info["fit"]["photos"] == 4
 
 
 def test_the_bundled_photos_are_enough_to_fit_from_a_fresh_install():

@@ -11,7 +11,7 @@ from hires.engine import Engine
 from hires.canvas import Buffers
 from hires.pipeline import level_targets
 from hires.request import make_job, plan_job
-from hires.plan import auto_margin
+from hires.planner import auto_margin
 from hires.pyramid import Level
 from helpers import seam_ratio
 from hires.tiles import grid, padding

@@ -8,7 +8,7 @@ import pytest
 
 from hires.config import Settings
 from hires.errors import BudgetError, OptionError
-from hires.plan import describe, make_plan
+from hires.planner import describe, make_plan
 from hires.probe import TileCost
 from hires.layers import flops_per_pixel
 from hires.probe import measure_costs, resample_rates
@@ -144,7 +144,7 @@ def test_planner_weighs_reused_memory_against_the_tiles_it_costs():
     """Evaluations that reuse freed memory are 1.5x faster but need more memory per tile: the plan
     takes them unless the smaller tiles cost more work than the speed gives back."""
     from hires.config import parse_memory
-    from hires.plan import MAPPED_COST, _fit, plan_level, tile_bytes
+    from hires.planner import MAPPED_COST, _fit, plan_level, tile_bytes
     s = Settings(init="content", network="random")
     base = schedule(1500, 1125, s)[0]  # 375x281, relu5_1 deep
     assert tile_bytes(100_000, base, "lbfgs", reuse=True) > tile_bytes(100_000, base, "lbfgs", reuse=False)
@@ -189,7 +189,7 @@ def test_level_time_counts_each_tile_and_each_evaluation():
     to the tile's forward FLOP, and the style images' statistics pass (one forward, half a fixed
     part).  By hand: relu1_1 is 2 x 3 x 64 x 9 = 3456 FLOP per px and its Gram 2 x 64 x 64 = 8192, so
     one 100x100 tile's forward is 0.11648 GFLOP, and a 1000x1000 style image's 11.648 GFLOP."""
-    from hires.plan import LevelPlan
+    from hires.planner import LevelPlan
     from hires.pyramid import Level
     level = Level(0, 100, 100, 10, ("relu1_1",), "relu1_1")
     lp = LevelPlan(level, 100, 0, 0, [grid(100, 100, 100, 0, 0)], 0.0, 11648e4 * (2 + 2 * 10), style_px=1000 * 1000)
@@ -368,7 +368,7 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
 def test_a_long_render_is_told_by_its_evaluated_pixels_not_only_its_flop():
     """The hybrid print at 6000x4500 is 17.6 TFLOP (under the VGG threshold) but took 14.6 min: its
     plan counts the pixels evaluated, (2 + iterations) per tile region px, and calls it long."""
-    from hires.plan import LONG_RENDER_FLOP
+    from hires.planner import LONG_RENDER_FLOP
     plan = make_plan(6000, 4500, Settings(network="hybrid"), [(1280, 1014)])
     assert plan.flop < LONG_RENDER_FLOP and plan.long
     lp = plan.levels[-1]
