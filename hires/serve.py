@@ -12,25 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
-import secrets
+import logging
 import signal
 import threading
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from hires.errors import HiresError, InputError, OptionError
 from hires.jobrunner import Runner
+from hires.serveguard import Guard
 from hires.servelimits import Limits, UploadLimit, TooLarge
 from hires.preview import N_BUILTIN
 from hires.studio import SNAPSHOTS, JobRecord, Studio
 
 STATIC = Path(__file__).with_name("static")
+logger = logging.getLogger(__name__)
 # what a client may set: the settings by name or flag spelling, but nothing that names a file or the
 # machine (the server sets memory from its own budget, output and previews in the job's folder)
 NOT_FROM_CLIENTS = {"weights", "work_dir", "memory", "device", "config", "output", "snapshots", "content",
@@ -67,18 +70,23 @@ class StudioState:
 
     async def _keep(self, upload, key: str) -> Path:
         staged = self.studio.staging()
-        with open(staged, "wb") as fh:
-            while block := await upload.read(1 << 20):
-                fh.write(block)
+        try:
+            with open(staged, "wb") as fh:
+                while block := await upload.read(1 << 20):
+                    fh.write(block)
+        except BaseException:   # a full disk, a client gone: nothing of it is left behind
+            staged.unlink(missing_ok=True)
+            raise
         given = "".join(c for c in (upload.filename or "upload") if c.isprintable())[-100:]
         fitted = key == "style" and given.lower().endswith(".hstyle")
-        kept = await asyncio.to_thread(self.studio.keep_upload, staged, key, fitted)
+        kept = await asyncio.to_thread(self.studio.keep_upload, staged, key, fitted, self.limits.job_memory())
         self.names.setdefault(kept.name, given)
         return kept
 
     def table(self, values: dict, files: dict, job_dir: Path | None) -> dict:
         """A batch table from the form: uploads by the server's own paths, options checked by name."""
         from hires.config import Settings
+        from hires.presets import preset_names
         settings = {f.replace("_", "-") for f in Settings.__dataclass_fields__} | set(Settings.__dataclass_fields__)
         table = {}
         for key, value in values.items():
@@ -87,6 +95,8 @@ class StudioState:
                 raise OptionError(f"{key}: set by the server, not by a request")
             if name not in settings and name not in ("size", "print_size", "preset", "format"):
                 raise OptionError(f"{key}: unknown option; give the command line's names (method, size, strength, ...)")
+            if name == "preset" and value not in ("", *preset_names()):
+                raise OptionError(f"preset: {value[:64]!r} is not one of hires' presets ({', '.join(preset_names())})")
             if value != "":
                 table[name] = value
         table["content"] = str(one_photo(files))
@@ -132,7 +142,9 @@ def _used(table: dict, files: dict, names: dict) -> dict:
                if k in table}}
 
 
-def build_app(studio: Studio, limits: Limits, token: str | None = None) -> Starlette:
+def build_app(studio: Studio, limits: Limits, *, token: str | None = None, host: str = "127.0.0.1",
+              allow_hosts: tuple[str, ...] = ()):
+    """The studio's ASGI app behind its front door (hires.serveguard) and its upload limit."""
     state = StudioState(studio, limits)
 
     async def plan(request: Request):
@@ -262,30 +274,28 @@ def build_app(studio: Studio, limits: Limits, token: str | None = None) -> Starl
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         HiresError: lambda req, e: JSONResponse({"error": str(e)}, status_code=400),
+        OSError: _os_error,
+        ClientDisconnect: _client_gone,
         NotFound: lambda req, e: JSONResponse({"error": "no such job"}, status_code=404),
         TooLarge: lambda req, e: JSONResponse({"error": str(e)}, status_code=413),
         Exception: lambda req, e: JSONResponse({"error": f"{type(e).__name__}: {e}"}, status_code=500),
     })
     app.state.studio = state
-    return UploadLimit(_guarded(app, token), limits.max_upload)
+    return Guard(UploadLimit(app, limits.max_upload), bound=host, token=token, allow_hosts=allow_hosts)
 
 
-def _guarded(app, token: str | None):
-    """With a token, every request must carry it (``Authorization: Bearer T``, or ``?token=T`` for
-    images and downloads, which the page cannot give a header)."""
-    if token is None:
-        return app
+def _os_error(request: Request, e: OSError) -> JSONResponse:
+    """A failure of the machine (a full disk above all) in one line: 507 when there is no room."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return JSONResponse({"error": "the studio's disk is full; free some space on it and send this again"},
+                            status_code=507)
+    return JSONResponse({"error": f"the server could not do this ({e.strerror or e})"}, status_code=500)
 
-    async def guarded(scope, receive, send):
-        if scope["type"] == "http":
-            headers = dict(scope["headers"])
-            given = headers.get(b"authorization", b"").decode(errors="replace").removeprefix("Bearer ").strip()
-            query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode().split("&") if "=" in p)
-            if not (secrets.compare_digest(given, token) or secrets.compare_digest(query.get("token", ""), token)):
-                await JSONResponse({"error": "this server needs its token"}, status_code=401)(scope, receive, send)
-                return
-        await app(scope, receive, send)
-    return guarded
+
+def _client_gone(request: Request, e: Exception) -> Response:
+    """A client that went away before its request was read whole: one line in the log, no traceback."""
+    logger.warning("a client went away during %s %s", request.method, request.url.path)
+    return Response(status_code=400)
 
 
 def check_bind(host: str, token: str | None) -> None:

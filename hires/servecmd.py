@@ -16,6 +16,9 @@ def add_parser(sub, parser_class) -> None:
     s.add_argument("--port", default="8000", metavar="N", help="port (default: 8000; 0: any free one)")
     s.add_argument("--token", metavar="SECRET", help="a secret every request must carry (the printed address "
                                                     "carries it); required off this machine")
+    s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="another name the page may be opened at (a proxy's, this machine's network name); "
+                        "by default only the bound address, localhost, 127.0.0.1 and [::1]")
     s.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
                    help=f"the folder of uploads and renders, made by hires (default: ./{DEFAULT_DATA_DIR})")
     s.add_argument("--memory", default="2GiB", metavar="SIZE",
@@ -54,7 +57,7 @@ def run(args) -> int:
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"hires studio at http://{host}:{port}/" + (f"?token={args.token}" if args.token else ""), flush=True)
-    app = build_app(studio, limits, args.token)
+    app = build_app(studio, limits, token=args.token, host=args.host, allow_hosts=tuple(args.allow_host))
     config = uvicorn.Config(app, log_level="debug" if args.debug else "warning", lifespan="on",
                             timeout_graceful_shutdown=1)  # (the event streams never end by themselves)
     uvicorn.Server(config).run(sockets=[sock])

@@ -14,7 +14,6 @@ when nothing else is in it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hires.errors import InputError, OptionError, OutputError
-from hires.safefiles import Folder
+from hires.safefiles import Folder, file_sha256
 
 MARKER = ".hires-studio"
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -36,6 +35,9 @@ SNAPSHOTS = "snapshots"
 RESULT = "result"
 FORMATS = ("png", "jpg", "tif", "webp")                  # a result's formats, by file extension
 RESULT_NAME = re.compile(rf"{RESULT}\.({'|'.join(FORMATS)})")
+# the largest image the studio keeps: decoding costs time with the pixels (a PNG is read whole to
+# make even a thumbnail), and 250 Mpx is a 19000x13000 photo, beyond any print the studio renders
+MAX_UPLOAD_PIXELS = 250_000_000
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ENDED = ("done", "failed", "cancelled")
 
@@ -105,10 +107,12 @@ class Studio:
             raise InputError(f"upload {name!r}: no such upload")
         return self.uploads / name
 
-    def keep_upload(self, staged: Path, what: str, fitted: bool = False) -> Path:
+    def keep_upload(self, staged: Path, what: str, fitted: bool = False, budget: int | None = None) -> Path:
         """Check a staged upload (a file the server wrote) before anything decodes it, and keep it
         under its content's name; the staged file is removed either way.  ``fitted``: the client
-        named it ``.hstyle``, so it must read as a fitted style (hires.hstyle checks every member)."""
+        named it ``.hstyle``, so it must read as a fitted style (hires.hstyle checks every member).
+        An image's header is checked against ``budget`` (a render's share of the server's memory)
+        and MAX_UPLOAD_PIXELS, before it is kept."""
         from hires import hstyle, io
         try:
             if fitted:
@@ -120,7 +124,14 @@ class Studio:
                     kind = f" (it reads as {loader.removeprefix('VipsForeignLoad').removesuffix('File')})" if loader else ""
                     raise InputError(f"{what}: the upload is not a {io.FORMATS} image{kind}")
                 ext = EXTENSIONS[io.LOADERS[loader]]
-            digest = _sha256(staged)
+                try:
+                    header = io.check_decode_budget(staged, budget, what)
+                except InputError as e:   # (said of "the upload": the server's own paths are not the client's)
+                    raise InputError(str(e).replace(repr(str(staged)), "the upload")) from None
+                if header.width * header.height > MAX_UPLOAD_PIXELS:
+                    raise InputError(f"{what}: the upload is {header.width}x{header.height} px; the studio takes "
+                                     f"images of up to {MAX_UPLOAD_PIXELS // 10**6} megapixels: send a smaller one")
+            digest = file_sha256(staged)
             target = self.uploads / f"{digest}.{ext}"
             if not target.exists():
                 os.replace(staged, target)
@@ -244,11 +255,3 @@ def _regular(folder: Path, name: str, kind=stat.S_ISREG) -> Path | None:
         return folder / name if kind(os.lstat(folder / name).st_mode) else None
     except OSError:
         return None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

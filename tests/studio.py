@@ -17,16 +17,22 @@ from conftest import ROOT
 
 
 class Server:
-    def __init__(self, data_dir: Path, *args: str):
+    """``hires serve`` in a process of its own; what it says on stderr is kept in a file (``log``,
+    beside the data folder unless given), so that a failing test can show it."""
+
+    def __init__(self, data_dir: Path, *args: str, log: Path | None = None):
         self.data_dir = data_dir
+        self.log = log or data_dir.with_name(f"{data_dir.name}-server-stderr.log")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "hires.cli", "serve", "--port", "0",
-                                      "--data-dir", str(data_dir), *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        with open(self.log, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "hires.cli", "serve", "--port", "0",
+                                          "--data-dir", str(data_dir), *args],
+                                         stdout=subprocess.PIPE, stderr=err, text=True, env=env)
         line = self.proc.stdout.readline()
         if not line.startswith("hires studio at "):
             self.proc.kill()
-            raise RuntimeError(f"the server did not start: {line!r} {self.proc.stderr.read()}")
+            self.proc.wait()
+            raise RuntimeError(f"the server did not start: {line!r} {self.stderr_text()}")
         self.url = line.split()[-1].split("?")[0].rstrip("/")
         self.http = httpx.Client(base_url=self.url, timeout=120)
 
@@ -51,8 +57,11 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.proc.stdout.close()
-        self.proc.stderr.close()
         self.http.close()
+
+    def stderr_text(self) -> str:
+        """What the server has written to stderr so far."""
+        return self.log.read_text(errors="replace")
 
 
 def post(server: Server, path: str, files=None, **fields):

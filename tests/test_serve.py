@@ -280,3 +280,142 @@ def test_a_link_planted_in_a_job_folder_is_never_served(server, photo, painting,
     result.unlink()
     result.symlink_to(secret)
     assert server.http.get(f"/api/jobs/{job_id}/result").status_code == 404
+
+
+# ---------------------------------------------------------------- other sites, other names, failure paths
+
+def _peak_rss(pid: int) -> int:
+    """A process's peak resident memory (VmHWM), bytes."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_other_sites_pages_and_names_are_refused(server, photo, painting):
+    """A page of another site open in the user's browser can post forms and fetch with its own
+    Origin, and reach the API under its own name by rebinding DNS: both are refused, nothing is
+    queued or removed; the studio's own page (its Origin) and scripts (no Origin) pass."""
+    own = server.url
+    evil = {"Origin": "http://evil.example"}
+    files = [("content", (photo.name, photo.read_bytes())), ("style", (painting.name, painting.read_bytes()))]
+    for headers in (evil, {"Origin": "null"}, {"Referer": "http://evil.example/page.html"}):
+        r = server.http.post("/api/jobs", files=files, data={"method": "fast", "size": "160x100"}, headers=headers)
+        assert r.status_code == 403 and "another site" in r.json()["error"], r.text
+    assert server.http.get("/api/jobs").json() == []
+    r = server.http.post("/api/jobs", files=files, data={"method": "fast", "size": "160x100"}, headers={"Origin": own})
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    server.wait(job_id)
+    assert server.http.delete(f"/api/jobs/{job_id}", headers=evil).status_code == 403
+    assert server.job(job_id)["status"] == "done"
+    port = own.rsplit(":", 1)[1]
+    for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1.evil.example:{port}"):
+        r = server.http.get("/api/jobs", headers={"Host": host})
+        assert r.status_code == 403 and "answers to" in r.json()["error"], (host, r.text)
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+        assert server.http.get("/api/jobs", headers={"Host": host}).status_code == 200, host
+    assert server.http.delete(f"/api/jobs/{job_id}").json()["removed"] is True   # (a script, no Origin)
+
+
+def test_a_crafted_fitted_style_upload_is_refused_inside_the_servers_budget(tmp_path, painting):
+    """Every crafted .hstyle of tests/crafted.py sent to the studio: a one-line 400 each, nothing
+    kept, and the server's peak resident memory under its --memory (a zip bomb took it to 6.5 GiB
+    of its 2 GiB)."""
+    import crafted
+    from test_stylefit import guess_style
+    good = crafted.members(guess_style(painting))
+    srv = Server(tmp_path / "studio", "--memory", "1GiB")
+    try:
+        for kind, (make, _) in crafted.CRAFTED.items():
+            path = tmp_path / "mine.hstyle"
+            path.write_bytes(make(dict(good)))
+            r = post(srv, "/api/uploads", {"style": path})
+            assert r.status_code == 400, (kind, r.status_code, r.text)
+            assert "\n" not in r.json()["error"] and "\x1b" not in r.json()["error"], kind
+        assert _peak_rss(srv.proc.pid) < 1 << 30, f"peak {_peak_rss(srv.proc.pid) / 2**30:.2f} GiB"
+        assert os.listdir(tmp_path / "studio" / "uploads") == []
+    finally:
+        srv.stop()
+
+
+def test_the_studios_failure_paths_are_one_line_and_leave_nothing(tmp_path, photo, painting):
+    """A non-ASCII token, a preset given as a file of the server's, an image whose header claims
+    10^10 pixels: each a one-line refusal, the image not kept, no traceback in the server's log."""
+    import struct
+    import zlib
+    token = "s3cret-token-of-24-chars"
+    srv = Server(tmp_path / "studio", "--token", token)
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        r = srv.http.get("/api/jobs", headers={"Authorization": "Bearer \u00e9".encode()})
+        assert r.status_code == 401 and r.json() == {"error": "this server needs its token"}
+        assert srv.http.get("/api/jobs?token=%C3%A9").status_code == 401
+        settings = tmp_path / "some.toml"
+        settings.write_text('iterations = [1]\n')
+        files = [("content", (photo.name, photo.read_bytes())), ("style", (painting.name, painting.read_bytes()))]
+        r = srv.http.post("/api/plan", files=files, data={"preset": str(settings)}, headers=auth)
+        assert r.status_code == 400 and "is not one of hires' presets" in r.json()["error"], r.text
+
+        def chunk(kind: bytes, body: bytes) -> bytes:
+            return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        kept = sorted(os.listdir(tmp_path / "studio" / "uploads"))   # (the plan's photo and painting)
+        huge = tmp_path / "huge.png"
+        huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+                         + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+        r = srv.http.post("/api/uploads", files=[("content", ("huge.png", huge.read_bytes()))], headers=auth)
+        assert r.status_code == 400 and "100000x100000" in r.json()["error"] and "studio" not in r.json()["error"][:8]
+        assert ".incoming" not in r.json()["error"]
+        assert sorted(os.listdir(tmp_path / "studio" / "uploads")) == kept
+        assert os.listdir(tmp_path / "studio" / "jobs") == []
+        _hang_up_mid_upload(srv, token)
+        assert sorted(os.listdir(tmp_path / "studio" / "uploads")) == kept
+    finally:
+        srv.stop()
+    log = srv.stderr_text()
+    assert "Traceback" not in log and log.count("a client went away during POST /api/uploads") == 1, log
+
+
+def _hang_up_mid_upload(srv: Server, token: str) -> None:
+    """Send half of a multipart upload's body, then close the connection."""
+    import socket
+    from urllib.parse import urlsplit
+    url = urlsplit(srv.url)
+    head = ("--b\r\nContent-Disposition: form-data; name=\"content\"; filename=\"a.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + b"\xff\xd8\xff" + bytes(200_000)
+    with socket.create_connection((url.hostname, url.port)) as s:
+        s.sendall((f"POST /api/uploads HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {token}\r\n"
+                   f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000\r\n\r\n").encode() + head)
+        time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while "a client went away" not in srv.stderr_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_a_full_disk_answers_507_and_leaves_no_staged_upload(tmp_path, photo):
+    """The data folder on a 2 MiB disk (a tmpfs, mounted as root) and a 3 MiB upload: 507 in one
+    line, no ``.incoming-*`` file left to keep the disk full, and the next upload that fits works."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    try:
+        srv = Server(disk / "studio", log=tmp_path / "server.log")
+        try:
+            big = tmp_path / "big.png"
+            pyvips.Image.new_from_array(np.random.default_rng(0).integers(0, 255, (1100, 1100, 3), dtype=np.uint8)
+                                        .astype(np.uint8)).pngsave(str(big), compression=0)
+            assert big.stat().st_size > 3 << 20
+            r = post(srv, "/api/uploads", {"content": big})
+            assert r.status_code == 507 and "disk is full" in r.json()["error"], r.text
+            assert os.listdir(disk / "studio" / "uploads") == []
+            small = tmp_path / "small.jpg"
+            pyvips.Image.thumbnail(str(photo), 320).jpegsave(str(small))
+            r = post(srv, "/api/uploads", {"content": small})
+            assert r.status_code == 201, r.text
+        finally:
+            srv.stop()
+        assert "Traceback" not in srv.stderr_text()
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
