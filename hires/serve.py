@@ -34,6 +34,7 @@ from hires.studio import SNAPSHOTS, JobRecord, Studio
 
 STATIC = Path(__file__).with_name("static")
 logger = logging.getLogger(__name__)
+CLOSING = threading.Event()   # set when the server is asked to stop: the event streams end by themselves
 # what a client may set: the settings by name or flag spelling, but nothing that names a file or the
 # machine (the server sets memory from its own budget, output and previews in the job's folder)
 NOT_FROM_CLIENTS = {"weights", "work_dir", "memory", "device", "config", "output", "snapshots", "content",
@@ -47,7 +48,11 @@ class StudioState:
     def __init__(self, studio: Studio, limits: Limits):
         self.studio, self.limits = studio, limits
         self.runner = Runner(studio)
-        self.preview_lock = threading.Lock()
+        # one computation at a time in this process: previews and plans run numba's parallel kernels,
+        # whose default threading layer (workqueue) ends the whole process when two threads enter it
+        # at once (the page asks for a preview and a plan together), and each is planned for the
+        # memory the budget leaves as if it ran alone
+        self.compute_lock = threading.Lock()
         self.names: dict[str, str] = {}   # an upload's name as its sender gave it: shown, never used as a path
 
     # ------------------------------------------------------------ forms
@@ -118,15 +123,16 @@ def one_photo(files: dict) -> Path:
     return files["content"][0]
 
 
-def _resolve(table: dict, source: Path, planning: bool = False):
+def _resolve(lock: threading.Lock, table: dict, source: Path, planning: bool = False):
     """The request a table resolves to (every check the command line makes), and its plan; for a
     plan only (``planning``), without the output's checks and with times (this machine's speed,
-    measured once and cached)."""
+    measured once and cached), under ``lock`` (the process's one computation at a time)."""
     from hires.api import plan_of
     from hires.batch import job_from_table
-    job = job_from_table(source, 1, table)
-    r = job.request(with_output=not planning)
-    return r, plan_of(r, calibrate=planning)
+    with lock:
+        job = job_from_table(source, 1, table)
+        r = job.request(with_output=not planning)
+        return r, plan_of(r, calibrate=planning)
 
 
 def _warm() -> None:
@@ -150,7 +156,7 @@ def build_app(studio: Studio, limits: Limits, *, token: str | None = None, host:
     async def plan(request: Request):
         values, files = await state.form(request)
         table = state.table(values, files, None)
-        _, p = await asyncio.to_thread(_resolve, table, studio.jobs / "plan.json", True)
+        _, p = await asyncio.to_thread(_resolve, state.compute_lock, table, studio.jobs / "plan.json", True)
         return JSONResponse(p.as_dict())
 
     async def submit(request: Request):
@@ -160,7 +166,7 @@ def build_app(studio: Studio, limits: Limits, *, token: str | None = None, host:
         job_dir.mkdir()
         try:
             table = state.table(values, files, job_dir)
-            r, p = await asyncio.to_thread(_resolve, table, job_dir / "job.json")
+            r, p = await asyncio.to_thread(_resolve, state.compute_lock, table, job_dir / "job.json")
             if r.settings.method != "fast":   # the fast method paints in seconds and writes no previews
                 table.update(snapshots=str(job_dir / SNAPSHOTS), snapshot_every=1)
         except BaseException:
@@ -207,12 +213,17 @@ def build_app(studio: Studio, limits: Limits, *, token: str | None = None, host:
         async def stream():
             try:
                 yield ": hires\n\n"
-                while True:
+                quiet = 0.0
+                while not CLOSING.is_set():   # (the server stopping ends the stream, not a cancel)
                     try:
-                        update = await asyncio.wait_for(q.get(), timeout=15)
+                        update = await asyncio.wait_for(q.get(), timeout=0.5)
                         yield f"data: {json.dumps(update, default=str)}\n\n"
+                        quiet = 0.0
                     except asyncio.TimeoutError:
-                        yield ": still here\n\n"
+                        quiet += 0.5
+                        if quiet >= 15:
+                            yield ": still here\n\n"
+                            quiet = 0.0
             finally:
                 state.runner.unlisten(q)
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
@@ -221,7 +232,7 @@ def build_app(studio: Studio, limits: Limits, *, token: str | None = None, host:
         values, files = await state.form(request)
         from hires import preview as previews
         room = limits.preview_memory(state.runner.rendering_bytes())
-        data = await asyncio.to_thread(previews.fast_preview, state.preview_lock, one_photo(files), files["style"],
+        data = await asyncio.to_thread(previews.fast_preview, state.compute_lock, one_photo(files), files["style"],
                                        values, room)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 

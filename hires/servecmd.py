@@ -60,7 +60,20 @@ def run(args) -> int:
     app = build_app(studio, limits, token=args.token, host=args.host, allow_hosts=tuple(args.allow_host))
     config = uvicorn.Config(app, log_level="debug" if args.debug else "warning", lifespan="on",
                             timeout_graceful_shutdown=1)  # (the event streams never end by themselves)
-    uvicorn.Server(config).run(sockets=[sock])
+    _server_class()(config).run(sockets=[sock])
     return 0
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server that tells the event streams it is stopping (they would otherwise be
+        cancelled at the graceful shutdown's timeout, each with a traceback in the log)."""
+        def handle_exit(self, sig, frame) -> None:
+            from hires.serve import CLOSING
+            CLOSING.set()
+            super().handle_exit(sig, frame)
+    return Server
 
 

@@ -419,3 +419,42 @@ def test_a_full_disk_answers_507_and_leaves_no_staged_upload(tmp_path, photo):
         assert "Traceback" not in srv.stderr_text()
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_previews_and_plans_asked_together_leave_the_server_running(tmp_path, photo, painting):
+    """The page asks for a preview and a plan at once, and for another plan as the size is typed:
+    two plans measuring this machine ran numba's parallel kernels on two threads of the server,
+    whose threading layer then ended the whole process ("Concurrent access has been detected"):
+    the page said "Failed to fetch" and its render never finished (the browser test's failures on
+    busy CI machines, where the first plan's measuring takes long).  Now one computation runs at a
+    time."""
+    small = tmp_path / "small.jpg"
+    pyvips.Image.thumbnail(str(photo), 1024).jpegsave(str(small))   # (the page's preview size)
+    env = {"HIRES_CACHE_DIR": str(tmp_path / "fresh-cache")}   # the first plan measures this machine
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        srv = Server(tmp_path / "studio", "--memory", "3GiB")
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    try:
+        kept = [post(srv, "/api/uploads", {field: p}).json()[0]["upload"]
+                for field, p in (("content", small), ("style", painting))]
+        answers = []
+
+        def ask(path, **fields):
+            answers.append(srv.http.post(path, data={"content_upload": kept[0], "style_upload": kept[1], **fields}))
+        for size in ("1100x688", "1200x750", "1300x813"):
+            threads = [threading.Thread(target=ask, args=("/api/preview",), kwargs={"strength": "0.5"}),
+                       *(threading.Thread(target=ask, args=("/api/plan",), kwargs={"method": "optimise", "size": size})
+                         for _ in range(2))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert [a.status_code for a in answers] == [200] * 9, [a.text[:200] for a in answers]
+        assert srv.proc.poll() is None
+    finally:
+        srv.stop()
+    assert "Concurrent access" not in srv.stderr_text()

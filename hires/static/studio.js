@@ -8,9 +8,22 @@ const withToken = (url) => token ? url + (url.includes("?") ? "&" : "?") + "toke
 const state = { content: null, previewContent: null, builtin: null, style: null, job: null, previewSeq: 0 };
 const PREVIEW_SIDE = 1024;
 
+// a request the server never answered (it restarted, the machine was busy, the network dropped):
+// a read is tried again a few times; a change (POST, DELETE) is not resent, and says what to do
+const NOT_ANSWERED = "the studio did not answer; is `hires serve` still running? Try again";
+
 async function api(path, options = {}) {
   const headers = token ? { Authorization: "Bearer " + token } : {};
-  const response = await fetch(path, { ...options, headers });
+  const reads = !options.method || options.method === "GET";
+  let response = null;
+  for (let attempt = 0; response === null; attempt++) {
+    try {
+      response = await fetch(path, { ...options, headers });
+    } catch (e) {
+      if (!reads || attempt >= 3) throw new Error(NOT_ANSWERED);
+      await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt));
+    }
+  }
   if (!response.ok) {
     let message = response.statusText;
     try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
@@ -204,12 +217,22 @@ function listJob(job) {
 }
 
 function listen() {
+  // the browser reconnects a dropped stream by itself; what happened meanwhile is read afresh
   const events = new EventSource(withToken("/api/events"));
   events.onmessage = (message) => {
     const job = JSON.parse(message.data);
     listJob(job);
     if (job.id === state.job) showProgress(job);
   };
+  events.onopen = () => resync().catch(() => {});
+  events.onerror = () => {
+    if (state.job) say("progress", "lost touch with the studio; reconnecting…", true);
+  };
+}
+
+async function resync() {
+  await loadJobs();
+  if (state.job) showProgress(await (await api(`/api/jobs/${state.job}`)).json());
 }
 
 async function loadJobs() {
