@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hires-installed
 
-.PHONY: install demo test test-all test-fast durations gallery clean
+.PHONY: install demo test test-long test-all test-fast durations gallery clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -48,7 +48,12 @@ endef
 test: install
 	$(call suite,not long or browser)
 
-# every test, the long ones too (seams, measured peaks, kill -9 resumes at size): about 16 min on 2 cores
+# the long tests alone (seams, measured peaks, kill -9 resumes at size), each of which has a quick twin
+# in make test (tests/twins.py): CI runs make test, then this
+test-long: install
+	$(call suite,long and not browser)
+
+# every test, the long ones too: about 16 min on 2 cores
 test-all: install
 	$(call suite,)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from hires import cli
 
-from conftest import data
+from conftest import data, skip_or_fail
 from hires.seams import band_ratio
 
 
@@ -22,7 +21,7 @@ def peak_growth(fn) -> int:
     """Bytes the process's peak resident memory rose while ``fn`` ran."""
     from hires.canvas import peak_rss_bytes, reset_peak_rss
     if not reset_peak_rss():
-        pytest.skip("this system cannot reset the peak resident memory")
+        skip_or_fail("this system cannot reset the peak resident memory")
     before = peak_rss_bytes()
     fn()
     return peak_rss_bytes() - before

@@ -78,9 +78,30 @@ def test_tile_gradients_with_style_regions_sum_to_the_whole_image_gradient(conte
     check_tile_gradients(content_path, style_path, texture_path, seamless, layers, masked=True)
 
 
-def check_tile_gradients(content_path, style_path, texture_path, seamless, layers, masked):
+# the quick twins' sizes (tests/twins.py): the same claim, the same layer sets, on fewer pixels, in
+# tiles of 32 px (still nine or more, the hybrid's 48 px context still reaching across tiles)
+QUICK_SIZES = {False: (99, 75), True: (96, 96)}
+
+
+@pytest.mark.parametrize("layers", ["random", "hybrid"])
+@pytest.mark.parametrize("seamless", [False, True], ids=["photo", "seamless-texture"])
+def test_tile_gradients_sum_to_the_whole_image_gradient_quick(content_path, style_path, texture_path, seamless,
+                                                              layers):
+    """The quick twin of the test above for the full layer sets (10-22 s each at its sizes)."""
+    check_tile_gradients(content_path, style_path, texture_path, seamless, layers, masked=False,
+                         size=QUICK_SIZES[seamless], tile=32)
+
+
+def test_tile_gradients_with_style_regions_sum_to_the_whole_image_gradient_quick(content_path, style_path,
+                                                                                 texture_path):
+    """The quick twin of the full hybrid's regions on a photo (20 s at its size)."""
+    check_tile_gradients(content_path, style_path, texture_path, False, "hybrid", masked=True,
+                         size=QUICK_SIZES[False], tile=32)
+
+
+def check_tile_gradients(content_path, style_path, texture_path, seamless, layers, masked, size=None, tile=48):
     network, LAYERS, cl = NETWORKS[layers]
-    W, H = SIZES[seamless]
+    W, H = size or SIZES[seamless]
     s = Settings(network=network, seamless=seamless, mean_weight=0.5, content_weight=0.0 if seamless else 0.4,
                  style_layers=LAYERS, content_layer=cl)
     engine = Engine(s)
@@ -123,7 +144,7 @@ def check_tile_gradients(content_path, style_path, texture_path, seamless, layer
 
     # the same through the engine's single whole-frame tile, and through many tiles
     whole = grid(W, H, max(W, H), 0, 0, seamless)
-    tiles = grid(W, H, 48, 4, auto_margin(level), seamless)
+    tiles = grid(W, H, tile, 4, auto_margin(level), seamless)
     assert len(tiles) >= 9 and auto_margin(level) >= level.radius
     for grid_ in (whole, tiles):
         glob = engine.stats_pass(x0, level.style_layers, grid_, masks=maps)

@@ -280,20 +280,6 @@ def test_fast_method_killed_while_writing_leaves_nothing_after_a_rerun(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 2 MiB file system (a tmpfs; needs root, as CI and the sessions here have)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small file system here (not root)")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-
-
 @pytest.mark.parametrize("ext", ["jpg", "png"])
 def test_a_full_disk_is_said_as_such(full_disk, capfd, ext):
     """Row 22: libvips says 'Unknown error -1' or 'unable to write to target'; hires says the

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+import hires
 import pytest
 import pyvips
 
@@ -360,3 +362,35 @@ def test_restoring_tiles_stops_at_a_damaged_one_and_names_it(tmp_path, damage):
     assert sorted(p.name for p in (tmp_path / "w.hires-work").glob("tile-*")) == [
         "tile-L1-P0-T00000.npz", "tile-L1-P0-T00001.npz"]
     work.close()
+
+
+# ---------------------------------------------------------------- quick twins (tests/twins.py)
+
+QUICK = dict(size="192x128", base_size=96, tile_size=64, iterations=(3, 2), style_layers=("relu1_1", "relu2_1"),
+             content_layer="relu2_1", init="content", memory="4GiB")
+
+
+def test_an_interrupted_tiled_level_resumes_from_its_saved_tiles_quick(tmp_path, content_path, style_path):
+    """The quick twin of ``test_sigkill_then_rerun_equals_uninterrupted`` (in process, interrupted as
+    a tile ends instead of killed): the rerun puts the finished tiles back, refines none of them
+    again, and equals the uninterrupted render (pixels written as 8-bit PNG)."""
+    from hires.progress import TileFinished, TilesRestored, TileStarted
+    reference = hires.render(content_path, style_path, tmp_path / "ref.png", **QUICK)
+    out = tmp_path / "out.png"
+    finished = []
+
+    def stop_after_3(event):
+        if isinstance(event, TileFinished) and event.level == 1:
+            finished.append(event.tile)
+            if len(finished) == 3:
+                raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        hires.render(content_path, style_path, out, progress=stop_after_3, **QUICK)
+    events = []
+    hires.render(content_path, style_path, out, progress=events.append, **QUICK)
+    restored = [e for e in events if isinstance(e, TilesRestored)]
+    again = {e.tile for e in events if isinstance(e, TileStarted) and e.level == 1}
+    assert restored and set(restored[0].tiles) == set(finished) and not again & set(finished), (restored, again)
+    assert np.abs(_read(out).astype(int) - _read(tmp_path / "ref.png").astype(int)).max() <= 1
+    assert reference.output == tmp_path / "ref.png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "ref.png"]

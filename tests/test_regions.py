@@ -139,8 +139,8 @@ TINY = dict(size="144x96", base_size=72, iterations=(3, 2), style_layers=("relu1
 
 def test_a_kept_region_is_the_photo_and_regions_take_their_own_paintings(tiny_masks, tmp_path):
     face, rest = tiny_masks
-    photo, starry = data("contents/chelsea.png", "chelsea.png"), data("styles/vangogh_starry_night_1889.jpg")
-    wave = data("styles/hokusai_great_wave_c1831.jpg")
+    photo, starry = data("contents/chelsea.png", "chelsea.png"), data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
+    wave = data("styles/hokusai_great_wave_c1831.jpg", "stone_bricks_ambientcg_bricks102.jpg")
     r = hires.render(photo, [starry, wave], tmp_path / "kept.png", masks=[rest], keep=face, **TINY)
     out = io.load_image(tmp_path / "kept.png")
     content = io.load_image(photo, size=(144, 96))
@@ -153,8 +153,8 @@ def test_a_kept_region_is_the_photo_and_regions_take_their_own_paintings(tiny_ma
 def test_regions_through_a_batch_file_and_the_plan(tiny_masks, tmp_path, capfd):
     from hires import cli
     face, rest = tiny_masks
-    photo, starry = data("contents/chelsea.png", "chelsea.png"), data("styles/vangogh_starry_night_1889.jpg")
-    wave = data("styles/hokusai_great_wave_c1831.jpg")
+    photo, starry = data("contents/chelsea.png", "chelsea.png"), data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
+    wave = data("styles/hokusai_great_wave_c1831.jpg", "stone_bricks_ambientcg_bricks102.jpg")
     code = cli.main(["plan", "render", str(photo), "--style", str(starry), "--mask", str(face), "--style", str(wave),
                      "--size", "1440x960", "--no-calibrate"])
     out = capfd.readouterr().out
@@ -176,7 +176,7 @@ size = "144x96"
 
 @pytest.fixture
 def bad_inputs(tmp_path):
-    photo, starry = data("contents/chelsea.png", "chelsea.png"), data("styles/vangogh_starry_night_1889.jpg")
+    photo, starry = data("contents/chelsea.png", "chelsea.png"), data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
     folder = tmp_path / "in"
     folder.mkdir()
     save_gray(np.full((100, 100), 255), folder / "square.png")
@@ -216,7 +216,7 @@ def test_feed_forward_regions_mix_the_styles_codes_per_pixel_tiled_as_whole(cont
     tiled as whole, and a picture unlike either style's own."""
     from hires import fast
     W, H = 256, 192
-    wave = data("styles/hokusai_great_wave_c1831.jpg")
+    wave = data("styles/hokusai_great_wave_c1831.jpg", "stone_bricks_ambientcg_bricks102.jpg")
     content = io.load_image(content_path, size=(W, H))
     styles = [(style_path, 1.0), (wave, 1.0)]
 

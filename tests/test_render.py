@@ -14,7 +14,7 @@ from hires.pipeline import level_targets
 from hires.request import make_job
 from hires.planner import make_plan
 
-from conftest import FAST
+from conftest import FAST, data
 
 
 def gram_distance(image, example, layers=("relu1_1", "relu2_1", "relu3_1")):
@@ -80,9 +80,7 @@ def test_adam_optimiser_reduces_the_loss(content_path, style_path):
 
 
 def test_several_styles_mix_their_statistics(content_path, style_path):
-    other = style_path.parent / "hokusai_great_wave_c1831.jpg"
-    if not other.exists():
-        pytest.skip("second style not available")
+    other = data("styles/hokusai_great_wave_c1831.jpg", "stone_bricks_ambientcg_bricks102.jpg")
     s = Settings(**FAST)
     engine = Engine(s)
     job_a = make_job(content_path, [f"{style_path}:1"], None, "64x48", False)

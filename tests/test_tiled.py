@@ -40,8 +40,8 @@ def test_tiled_statistics_equal_whole_image_statistics(content_path, seamless):
         np.testing.assert_allclose(tiled[name].gram, whole[name].gram, rtol=1e-4, atol=1e-4 * np.abs(whole[name].gram).max())
 
 
-def _loss_of(result_image, content_path, style_path, settings):
-    job = make_job(content_path, style_path, None, "384x288", False)
+def _loss_of(result_image, content_path, style_path, settings, size: str = "384x288"):
+    job = make_job(content_path, style_path, None, size, False)
     lp = plan_job(job, settings).levels[-1]
     engine = Engine(settings)
     targets = level_targets(engine, job, settings, lp, Buffers(None, False))
@@ -311,3 +311,42 @@ def test_every_tile_is_refined_against_its_sums_in_the_pass_statistics(style_pat
         for name in level.style_layers:
             assert np.array_equal(start[name].gram, expected[index][name].gram)
             assert np.allclose(obj.style[name][0].gram0.numpy(), expected[index][name].gram)
+
+
+# ---------------------------------------------------------------- the quick twins (tests/twins.py)
+
+QUICK = dict(base_size=192, iterations=(8,), style_layers=("relu1_1", "relu2_1", "relu3_1"), init="content",
+             content_layer="relu3_1", memory="8GiB")
+
+
+def misplaced_tiles(monkeypatch):
+    """Broken on purpose: each tile's result is blended 8 px down and right of its place (an
+    off-by-some in where a tile's pixels go back)."""
+    from hires import passes
+    real = passes.blend_into
+
+    def blend(canvas, wsum, tile, window, y0, x0):
+        h, w = tile.shape[:2]
+        y0, x0 = min(y0 + 8, canvas.shape[0] - h), min(x0 + 8, canvas.shape[1] - w)
+        return real(canvas, wsum, tile, window, y0, x0)
+    monkeypatch.setattr(passes, "blend_into", blend)
+
+
+@pytest.mark.parametrize("broken", [None, misplaced_tiles], ids=["engine", "misplaced-tiles"])
+def test_tiled_render_matches_untiled_render_quick(content_path, style_path, monkeypatch, broken):
+    """The quick twin of ``test_tiled_render_matches_untiled_render`` (192x144, 9 tiles of 64 px,
+    8 iterations): the tiled whole-image style loss within 5% of the untiled one (or at most 40%
+    below it) and both far below the start; with the tiles' results put back 8 px off their place
+    it is not."""
+    size = "192x144"
+    untiled = hires.render(content_path, style_path, size=size, **QUICK)
+    if broken is not None:
+        broken(monkeypatch)
+    tiled = hires.render(content_path, style_path, size=size, tile_size=64, **QUICK)
+    assert len(untiled.plan.levels[-1].tiles) == 1 and len(tiled.plan.levels[-1].tiles) == 9
+    s = Settings(**QUICK)
+    start = _loss_of(io.load_image(content_path, size=(192, 144)), content_path, style_path, s, size)
+    lu = _loss_of(untiled.image, content_path, style_path, s, size)
+    lt = _loss_of(tiled.image, content_path, style_path, s, size)
+    assert lu < 0.7 * start
+    assert (0.6 * lu <= lt <= 1.05 * lu) == (broken is None), (start, lu, lt)
