@@ -84,3 +84,24 @@ def test_no_module_assigns_another_objects_settings():
     assert not {k: v for k, v in found.items() if v}
     assert outside_settings_assignments("engine.s = x\nstate.executor.settings = y\nself.settings = z\n") == [
         "line 1: engine.s", "line 2: state.executor.settings"]
+
+
+def test_every_long_test_is_listed_with_its_quick_twin():
+    """A test measured long leaves ``make test``: tests/twins.py must list it, with its quick twin
+    (a test that exists and is not long itself) or None, so that crossing the line is decided."""
+    import re
+    from conftest import LONG_SECONDS, recorded_durations
+    from twins import ALWAYS_RUN, TWINS
+    durations = recorded_durations()
+    long = {k.split("[")[0] for k, v in durations.items() if v >= LONG_SECONDS and not k.startswith(ALWAYS_RUN)}
+    assert sorted(long - set(TWINS)) == [], "long tests with no entry in tests/twins.py"
+
+    def exists(test: str) -> bool:
+        path, name = test.split("::")
+        return re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M) is not None
+    assert [t for t in TWINS if not exists(t)] == []
+    for test, (twin, _) in TWINS.items():
+        if twin is not None:
+            assert exists(twin), twin
+            took = [v for k, v in durations.items() if k.split("[")[0] == twin]
+            assert all(v < LONG_SECONDS for v in took), (twin, took)

@@ -20,7 +20,7 @@ from hires.stylefit import split
 
 import crafted
 from conftest import data
-from helpers import listing, measured_cli, one_line, refuses, run_cli
+from helpers import listing, measured_cli, one_line, peak_growth, refuses, run_cli
 
 TINY = FitOptions(size=96, crop=64, batch=1, lr=0.05, max_steps=4)
 
@@ -221,6 +221,18 @@ def test_a_fit_holds_its_budget_beside_a_huge_sparse_photo(tmp_path, style_path,
     assert said["results"][0]["code"] == 0, said["results"][0]["err"]
     assert said["peak_rss_bytes"] < 1 << 30, f"peak {said['peak_rss_bytes'] / 2**30:.2f} GiB"
     assert hstyle.load(out).info["fit"]["photos"] == 4
+
+
+def test_a_fits_key_hashes_its_photos_as_streams_quick(tmp_path, style_path, photos):
+    """The quick twin of the test above: the fit's key (every input's SHA-256) over a 1 GB sparse
+    photo raises this process's peak memory by far less than the file (read whole to hash it, the
+    defect, it rose by the file's size)."""
+    from hires.stylefit import Inputs, fit_key
+    big = photos / "p9.tif"
+    pyvips.Image.new_from_file(str(photos / "p0.png")).tiffsave(str(big))
+    os.truncate(big, 1_000_000_000)
+    inputs = Inputs([(style_path, 1.0)], [photos / "p0.png", big], [photos / "p1.jpg"])
+    assert peak_growth(lambda: fit_key(inputs, TINY)) < 100 << 20
 
 
 def test_the_bundled_photos_are_enough_to_fit_from_a_fresh_install():
