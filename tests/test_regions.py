@@ -271,7 +271,7 @@ def test_a_mask_of_any_os_pathlike_is_taken(tiny_masks, content_path, style_path
     face, rest = tiny_masks
     kw = dict(method="fast", size="144x96", fast_size=0)
     by_path = hires.render(content_path, [style_path, texture_path], masks=face, keep=rest, **kw).image
-    by_own = hires.render(content_path, [style_path, texture_path], masks=[_Where(face)], keep=_Where(rest), **kw).image
+    by_own = hires.render(content_path, [style_path, texture_path], masks=_Where(face), keep=_Where(rest), **kw).image
     assert np.array_equal(by_path, by_own)
 
 
