@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 import pyvips
 
-from conftest import ROOT, data
+from conftest import BUNDLED, ROOT, SHARED, data
 from studio import Server
 
 pytest.importorskip("starlette")
@@ -91,12 +92,24 @@ def choose_photo(browser, photo) -> None:
     wait_for(browser, "document.getElementById('photo-note').textContent.includes(' px')", what="the photo")
 
 
-def test_pick_a_photo_and_styles_and_the_slider_repaints_the_preview(page):
+def large_photo(tmp_path) -> Path:
+    """A 2560x1600 photo (larger than the page's 1024 px previews): the shared forest photo, or in a
+    plain clone the bundled coffee photo enlarged to that size."""
+    shared = SHARED / "contents" / "forest_path_2560x1600.jpg"
+    if shared.exists():
+        return shared
+    out = tmp_path / "photo_2560x1600.jpg"
+    im = pyvips.Image.new_from_file(str(BUNDLED / "photos" / "coffee.jpg"))
+    im.resize(2560 / im.width).crop(0, 0, 2560, 1600).jpegsave(str(out), Q=90)
+    return out
+
+
+def test_pick_a_photo_and_styles_and_the_slider_repaints_the_preview(page, tmp_path):
     browser, _ = page
     wait_for(browser, "document.querySelectorAll('#builtins img').length == 26 && "
                       "[...document.querySelectorAll('#builtins img')].every(i => i.complete && i.naturalWidth > 0)",
              what="the 26 built-in styles' thumbnails")
-    choose_photo(browser, data("contents/forest_path_2560x1600.jpg", "photos/coffee.jpg"))
+    choose_photo(browser, large_photo(tmp_path))
     assert browser.find_element("id", "size").get_attribute("value") == "2560x1600"
     browser.find_element("css selector", "#builtins button[data-index='3']").click()
     wait_for(browser, "document.getElementById('preview-status').textContent.includes('built-in style 3')",
@@ -121,7 +134,7 @@ def test_pick_a_photo_and_styles_and_the_slider_repaints_the_preview(page):
 
 def test_render_shows_progress_and_the_picture_then_downloads(page, tmp_path):
     browser, server = page
-    choose_photo(browser, data("contents/forest_path_2560x1600.jpg", "photos/coffee.jpg"))
+    choose_photo(browser, large_photo(tmp_path))
     browser.find_element("id", "style-input").send_keys(str(data("styles/munch_the_scream_1893.jpg",
                                                                  "vangogh_starry_night_1889.jpg")))
     wait_for(browser, "!document.getElementById('render').disabled", what="the Render button")
