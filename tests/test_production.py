@@ -394,3 +394,30 @@ def test_an_interrupted_tiled_level_resumes_from_its_saved_tiles_quick(tmp_path,
     assert np.abs(_read(out).astype(int) - _read(tmp_path / "ref.png").astype(int)).max() <= 1
     assert reference.output == tmp_path / "ref.png"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "ref.png"]
+
+
+def test_changed_settings_start_fresh_and_fresh_flag_quick(tmp_path, content_path, style_path):
+    """The quick twin of ``test_changed_settings_start_fresh_and_fresh_flag`` (in process, interrupted
+    as a tile ends): another seed does not resume the first render's tiles and says it starts fresh;
+    ``fresh`` ignores even the render's own state; ``keep_work`` keeps the folder."""
+    from hires.progress import Note, TileFinished, TilesRestored
+    out = tmp_path / "out.png"
+
+    def stop_in_level_1(event):
+        if isinstance(event, TileFinished) and event.level == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        hires.render(content_path, style_path, out, progress=stop_in_level_1, **QUICK)
+    events = []
+
+    def record_then_stop(event):
+        events.append(event)
+        stop_in_level_1(event)
+    with pytest.raises(KeyboardInterrupt):
+        hires.render(content_path, style_path, out, progress=record_then_stop, seed=7, **QUICK)
+    assert not [e for e in events if isinstance(e, TilesRestored)]
+    assert any(isinstance(e, Note) and "starting fresh" in e.text for e in events)
+    events.clear()
+    hires.render(content_path, style_path, out, progress=events.append, seed=7, fresh=True, keep_work=True, **QUICK)
+    assert not [e for e in events if isinstance(e, TilesRestored)]
+    assert out.is_file() and (tmp_path / ".out.hires-work").is_dir()

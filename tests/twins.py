@@ -34,7 +34,9 @@ TWINS: dict[str, tuple[str | None, str]] = {
     "tests/test_production.py::test_a_damaged_tile_checkpoint_is_rendered_again": (
         "tests/test_production.py::test_restoring_tiles_stops_at_a_damaged_one_and_names_it",
         "restore_tiles catching only OSError, ValueError and KeyError (as before: a BadZipFile escaped)"),
-    "tests/test_production.py::test_changed_settings_start_fresh_and_fresh_flag": (None, ""),
+    "tests/test_production.py::test_changed_settings_start_fresh_and_fresh_flag": (
+        "tests/test_production.py::test_changed_settings_start_fresh_and_fresh_flag_quick",
+        "another render's work folder never seen as stale (Checkpoints.stale always False)"),
     "tests/test_production.py::test_json_progress_and_snapshots": (None, ""),
     "tests/test_production.py::test_batch_runs_the_rest_reports_and_skips_on_rerun": (None, ""),
     "tests/test_production.py::test_batch_changed_job_is_not_skipped_and_never_overwrites": (None, ""),
