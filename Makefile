@@ -27,9 +27,10 @@ demo: install
 # the engine's numerical claims (tiled equals whole, kernels against float64, the networks' outputs)
 # must hold on both of torch's CPU float paths: run them again restricted to AVX2 (no AVX-512, no bf16);
 # the seam tests (a measure of the look, 40 s) and the style regions' gradients (the same arithmetic
-# as the whole frame's, per region: 25 s) run once, to keep the suite under 10 minutes
+# as the whole frame's, per region: 25 s) run once, to keep the suite under 10 minutes; so do the quick
+# twins of the long tests (their claims are the long ones', which make test-long runs on both paths)
 NUMERICAL := tests/test_gradient.py tests/test_kernels.py tests/test_losses.py tests/test_tiled.py tests/test_magenta.py \
-	-k "not no_seams_along_tile_boundaries and not style_regions"
+	-k "not no_seams_along_tile_boundaries and not style_regions and not _quick"
 AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
 
 # (on a CPU whose torch already runs at AVX2, the first run was the AVX2 path: the second is skipped)
