@@ -421,3 +421,30 @@ def test_changed_settings_start_fresh_and_fresh_flag_quick(tmp_path, content_pat
     hires.render(content_path, style_path, out, progress=events.append, seed=7, fresh=True, keep_work=True, **QUICK)
     assert not [e for e in events if isinstance(e, TilesRestored)]
     assert out.is_file() and (tmp_path / ".out.hires-work").is_dir()
+
+
+def test_json_progress_and_snapshots_quick(tmp_path, capfd, content_path, style_path):
+    """The quick twin of ``test_json_progress_and_snapshots`` (the command in process, a render of
+    two small levels): every stderr line is a JSON event with elapsed and ETA, from the plan to done;
+    at least one snapshot per level, each an image no larger than asked, named in the order written;
+    the work folder gone after success."""
+    from hires import cli
+    out, snaps = tmp_path / "q.png", tmp_path / "snaps"
+    args = ["render", str(content_path), "-s", str(style_path), "-o", str(out), "--size", "192x128",
+            "--base-size", "96", "--tile-size", "64", "--iterations", "3,2", "--style-layers", "relu1_1,relu2_1",
+            "--content-layer", "relu2_1", "--init", "content", "--json-progress", "--snapshots", str(snaps),
+            "--snapshot-every", "2"]
+    capfd.readouterr()
+    assert cli.main(args) == 0
+    events = _events(capfd.readouterr().err)
+    kinds = [e["event"] for e in events]
+    assert "plan" in kinds[:3] and kinds[-1] == "done" and events[-1]["output"] == str(out)
+    for k in ("level_start", "tile_start", "tile_end", "iteration", "snapshot", "write"):
+        assert k in kinds, k
+    assert all("elapsed_s" in e and "eta_s" in e for e in events)
+    written = [Path(e["path"]).name for e in events if e["event"] == "snapshot"]
+    assert written == sorted(written) == sorted(p.name for p in snaps.iterdir())
+    for level in {e["level"] for e in events if e["event"] == "level_start"}:
+        mine = [p for p in snaps.iterdir() if f"-L{level:02d}-" in p.name]
+        assert mine and all(pyvips.Image.new_from_file(str(p)).avg() > 0 for p in mine), level
+    assert not (tmp_path / ".q.hires-work").exists()

@@ -37,7 +37,9 @@ TWINS: dict[str, tuple[str | None, str]] = {
     "tests/test_production.py::test_changed_settings_start_fresh_and_fresh_flag": (
         "tests/test_production.py::test_changed_settings_start_fresh_and_fresh_flag_quick",
         "another render's work folder never seen as stale (Checkpoints.stale always False)"),
-    "tests/test_production.py::test_json_progress_and_snapshots": (None, ""),
+    "tests/test_production.py::test_json_progress_and_snapshots": (
+        "tests/test_production.py::test_json_progress_and_snapshots_quick",
+        "no picture when the first level ends (Snapshots.level_done skipping level 0)"),
     "tests/test_production.py::test_batch_runs_the_rest_reports_and_skips_on_rerun": (None, ""),
     "tests/test_production.py::test_batch_changed_job_is_not_skipped_and_never_overwrites": (None, ""),
     "tests/test_hostile.py::test_a_16_bit_bomb_is_read_shrunk_inside_the_budget": (None, ""),
