@@ -448,3 +448,36 @@ def test_json_progress_and_snapshots_quick(tmp_path, capfd, content_path, style_
         mine = [p for p in snaps.iterdir() if f"-L{level:02d}-" in p.name]
         assert mine and all(pyvips.Image.new_from_file(str(p)).avg() > 0 for p in mine), level
     assert not (tmp_path / ".q.hires-work").exists()
+
+
+def _in_process(monkeypatch):
+    """Batch jobs run in this process (``run_here``) instead of one spawned process each: the batch's
+    own decisions (run the rest after a failure, record, skip, never overwrite) are what is tested."""
+    from hires import batch
+
+    def run_job(job, progress_kind):
+        fp, outcome = batch._before_running(job)
+        return outcome if outcome is not None else batch._outcome(job, fp, batch.run_here(job, "quiet"))
+    monkeypatch.setattr(batch, "run_job", run_job)
+
+
+def test_batch_runs_the_rest_skips_on_rerun_and_never_overwrites_quick(tmp_path, monkeypatch):
+    """The quick twin of the two batch tests above (the jobs in process): the job after a failing one
+    runs, a rerun skips the finished jobs without touching their files, and a changed job is not
+    skipped and does not replace the output it finds."""
+    from hires.batch import run_batch
+    _in_process(monkeypatch)
+    jobs = batch_file(tmp_path)
+    first = run_batch([jobs], "quiet")
+    assert [(o.name, o.status) for o in first.outcomes] == [("first", "done"), ("broken", "failed"), ("third", "done")]
+    assert "truncated.png" in first.outcomes[1].error
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
+    assert sorted(mtimes) == ["first.png", "third.jpg"]
+    second = run_batch([jobs], "quiet")
+    assert [o.status for o in second.outcomes] == ["skipped", "failed", "skipped"]
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == mtimes
+    jobs.write_text(jobs.read_text().replace("strength = 0.5", "strength = 0.25"))
+    third = run_batch([jobs], "quiet")
+    assert [o.status for o in third.outcomes] == ["skipped", "failed", "failed"]
+    assert "exists" in third.outcomes[2].error
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == mtimes

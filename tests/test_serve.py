@@ -451,3 +451,43 @@ def test_previews_and_plans_asked_together_leave_the_server_running(tmp_path, ph
     finally:
         srv.stop()
     assert "Concurrent access" not in srv.stderr_text()
+
+
+def test_a_restarted_server_queues_again_what_was_queued_or_running_quick(tmp_path):
+    """The quick twin of ``test_a_restarted_server_resumes_the_render_it_was_killed_in`` (its queue
+    alone, in process; the render's own resume is tests/test_production.py's): the job records of a
+    server that stopped mid-render are read back, the running and queued ones queued again (and so
+    saved), the ended ones left as they were."""
+    from hires.jobrunner import Runner
+    from hires.studio import JobRecord, Studio
+    studio = Studio.open(tmp_path / "studio")
+    for job_id, status in (("a" * 16, "running"), ("b" * 16, "queued"), ("c" * 16, "done"), ("d" * 16, "failed")):
+        studio.job_dir(job_id).mkdir()
+        studio.save(JobRecord(job_id, {"content": "x"}, status=status))
+    runner = Runner(Studio.open(tmp_path / "studio"))
+    runner.restore()
+    assert {i: r.status for i, r in runner.records.items()} == {
+        "a" * 16: "queued", "b" * 16: "queued", "c" * 16: "done", "d" * 16: "failed"}
+    assert studio.load("a" * 16).status == "queued" and runner.wake.is_set()
+
+
+def test_a_queued_job_is_cancelled_and_a_running_render_interrupted_quick(tmp_path):
+    """The quick twin of the optimised render's cancel (its queue alone, in process): a queued job is
+    cancelled at once; a running one's render is sent SIGINT (Ctrl-C: it keeps what it finished) and
+    the job ends cancelled, not failed, when the render process ends."""
+    from hires.jobrunner import Runner
+    from hires.studio import JobRecord, Studio
+    studio = Studio.open(tmp_path / "studio")
+    runner = Runner(studio)
+    waiting, running = JobRecord("a" * 16, {}), JobRecord("b" * 16, {}, status="running")
+    for r in (waiting, running):
+        studio.job_dir(r.id).mkdir()
+        runner.add(r)
+    running.status = "running"
+    signals = []
+    runner.current = (running.id, type("Render", (), {"send_signal": lambda self, sig: signals.append(sig)})())
+    assert runner.cancel(waiting.id).status == "cancelled" and studio.load(waiting.id).status == "cancelled"
+    runner.cancel(running.id)
+    assert signals == [signal.SIGINT]
+    runner._finish(running, b"", -signal.SIGINT, "hires: interrupted", 1.0)
+    assert running.status == "cancelled" and studio.load(running.id).status == "cancelled"

@@ -40,8 +40,12 @@ TWINS: dict[str, tuple[str | None, str]] = {
     "tests/test_production.py::test_json_progress_and_snapshots": (
         "tests/test_production.py::test_json_progress_and_snapshots_quick",
         "no picture when the first level ends (Snapshots.level_done skipping level 0)"),
-    "tests/test_production.py::test_batch_runs_the_rest_reports_and_skips_on_rerun": (None, ""),
-    "tests/test_production.py::test_batch_changed_job_is_not_skipped_and_never_overwrites": (None, ""),
+    "tests/test_production.py::test_batch_runs_the_rest_reports_and_skips_on_rerun": (
+        "tests/test_production.py::test_batch_runs_the_rest_skips_on_rerun_and_never_overwrites_quick",
+        "a finished job never recognised (batch.already_done always False)"),
+    "tests/test_production.py::test_batch_changed_job_is_not_skipped_and_never_overwrites": (
+        "tests/test_production.py::test_batch_runs_the_rest_skips_on_rerun_and_never_overwrites_quick",
+        "a changed job's fingerprint taken as the old one (batch.already_done ignoring the fingerprint)"),
     "tests/test_hostile.py::test_a_16_bit_bomb_is_read_shrunk_inside_the_budget": (None, ""),
     "tests/test_hostile.py::test_fast_method_killed_while_writing_leaves_nothing_after_a_rerun": (None, ""),
     "tests/test_stylefit.py::test_a_fit_holds_its_budget_beside_a_huge_sparse_photo": (
@@ -61,8 +65,12 @@ TWINS: dict[str, tuple[str | None, str]] = {
     "tests/test_cluster.py::test_a_worker_killed_mid_tile_does_not_change_the_render": (None, ""),
     "tests/test_cluster.py::test_batch_on_a_cluster_reports_like_the_local_batch": (None, ""),
     # the studio
-    "tests/test_serve.py::test_a_restarted_server_resumes_the_render_it_was_killed_in": (None, ""),
-    "tests/test_serve.py::test_an_optimised_render_shows_its_levels_live_and_can_be_cancelled": (None, ""),
+    "tests/test_serve.py::test_a_restarted_server_resumes_the_render_it_was_killed_in": (
+        "tests/test_serve.py::test_a_restarted_server_queues_again_what_was_queued_or_running_quick",
+        "Runner.restore leaving a running job's record as it was"),
+    "tests/test_serve.py::test_an_optimised_render_shows_its_levels_live_and_can_be_cancelled": (
+        "tests/test_serve.py::test_a_queued_job_is_cancelled_and_a_running_render_interrupted_quick",
+        "Runner.cancel not signalling the running render"),
     "tests/test_serve.py::test_concurrent_submissions_queue_and_render_one_at_a_time": (None, ""),
     "tests/test_serve.py::test_previews_and_plans_asked_together_leave_the_server_running": (None, ""),
     # the command line
