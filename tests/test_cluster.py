@@ -156,3 +156,14 @@ def test_batch_on_a_cluster_reports_like_the_local_batch(tmp_path):
     second = subprocess.run(cmd, capture_output=True, text=True)
     assert second.returncode == 1
     assert [j["status"] for j in json.loads(report.read_text())["jobs"]] == ["skipped", "failed", "skipped"]
+
+
+def test_a_render_through_a_dask_client_equals_the_in_process_render_quick(one_thread, content_path, style_path):
+    """The quick twin of ``test_cluster_render_equals_the_in_process_render``: the same tasks, the
+    same colouring and the same driver, through a Dask client whose one worker thread lives in this
+    process (it starts in a second; a cluster of processes in several)."""
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        there = hires.render(content_path, style_path, scheduler=c, **RENDER)
+    here = hires.render(content_path, style_path, **RENDER)
+    assert len(there.plan.levels[-1].tiles) >= 6
+    np.testing.assert_array_equal(there.image, here.image)

@@ -63,7 +63,9 @@ TWINS: dict[str, tuple[str | None, str]] = {
     "tests/test_texture.py::test_wrap_around_tiles_are_refined": (None, ""),
     "tests/test_texture.py::test_detail_noise_brings_back_the_examples_fine_contrast": (None, ""),
     # the cluster
-    "tests/test_cluster.py::test_cluster_render_equals_the_in_process_render": (None, "a Dask cluster starts in seconds"),
+    "tests/test_cluster.py::test_cluster_render_equals_the_in_process_render": (
+        "tests/test_cluster.py::test_a_render_through_a_dask_client_equals_the_in_process_render_quick",
+        "a worker not sent the tile's content (cluster.DaskRunner.refine_runs)"),
     "tests/test_cluster.py::test_a_worker_killed_mid_tile_does_not_change_the_render": (None, ""),
     "tests/test_cluster.py::test_batch_on_a_cluster_reports_like_the_local_batch": (None, ""),
     # the studio
