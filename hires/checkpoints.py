@@ -334,14 +334,15 @@ class Checkpoints:
             return Restored([], None)
         done, damaged = [], None
         for tile in tiles:
+            rows, cols = _blend_rows_cols(tile, canvas.shape)
             try:
-                saved = self._read_tile(level, pass_index, tile, f"{self.key}:{stats_key}", canvas.shape)
+                saved = self._read_tile(level, pass_index, tile.index, f"{self.key}:{stats_key}",
+                                        (len(rows), len(cols), canvas.shape[2]))
             except _Damaged:
                 damaged = tile.index
                 break
             if saved is None:
                 break
-            rows, cols = _blend_rows_cols(tile, canvas.shape)
             canvas[np.ix_(rows, cols)], wsum[np.ix_(rows, cols)] = saved
             done.append(tile.index)
         for name in self.folder.dir.names():  # the rest are refined again
@@ -350,12 +351,12 @@ class Checkpoints:
                 self.folder.dir.unlink(name)
         return Restored(done, damaged)
 
-    def _read_tile(self, level: int, pass_index: int, tile: Tile, key: str, shape) -> tuple | None:
-        """(canvas values, weight sums) of a saved tile; None when there is none, or it was saved
-        for other statistics; _Damaged when it cannot be what ``save_tile`` wrote."""
-        rows, cols = _blend_rows_cols(tile, shape)
+    def _read_tile(self, level: int, pass_index: int, index: int, key: str, shape: tuple) -> tuple | None:
+        """(canvas values, weight sums) of a saved tile whose blend area is ``shape`` (h, w, bands);
+        None when there is none, or it was saved for other statistics; _Damaged when it cannot be
+        what ``save_tile`` wrote."""
         try:
-            with self.folder.dir.open_read(self._tile_name(level, pass_index, tile.index)) as fh, \
+            with self.folder.dir.open_read(self._tile_name(level, pass_index, index)) as fh, \
                     np.load(fh, allow_pickle=False) as z:
                 if z["key"].dtype.kind != "U" or str(z["key"]) != key:
                     return None
@@ -364,7 +365,7 @@ class Checkpoints:
             return None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
             raise _Damaged from None
-        if (values.shape != (len(rows), len(cols), shape[2]) or weights.shape != (len(rows), len(cols))
+        if (values.shape != shape or weights.shape != shape[:2]
                 or values.dtype != np.float32 or weights.dtype != np.float32
                 or not (np.isfinite(values).all() and np.isfinite(weights).all())):
             raise _Damaged

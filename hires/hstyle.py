@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hires.errors import InputError
+from hires.errors import InputError, NumericalError
 from hires.safefiles import read_regular
 
 SUFFIX = ".hstyle"
@@ -152,9 +152,8 @@ def save(style: FittedStyle, path, overwrite: bool = False) -> Path:
     """Write ``style`` to ``path`` (a temporary file beside it, linked into place: an existing file
     is replaced only with ``overwrite``, and a failed write leaves nothing)."""
     from hires.output import create_exclusively, partial_path, publish
-    from hires.errors import NumericalError
     path = Path(path)
-    if any(not np.isfinite(a).all() or np.abs(a).max() > VALUE_LIMIT for pair in style.norms for a in pair):
+    if any(not _in_range(g, b) for g, b in style.norms):
         raise NumericalError(f"-o: the fitted numbers ran beyond +-{VALUE_LIMIT:g} (the fit diverged), and a "
                              "style file that no reader takes is not written; fit again with a lower learning rate")
     tmp = partial_path(path)
@@ -269,7 +268,7 @@ def parse(members: dict[str, np.ndarray], refuse) -> FittedStyle:
             raise refuse(f"does not hold the network's norm {k} ({c} float32 scales and shifts)")
         if not (np.isfinite(g).all() and np.isfinite(b).all()):
             raise refuse(f"holds values that are not finite numbers (norm {k})")
-        if max(np.abs(g).max(), np.abs(b).max()) > VALUE_LIMIT:
+        if not _in_range(g, b):
             raise refuse(f"holds scales or shifts beyond +-{VALUE_LIMIT:g} (norm {k}: up to "
                          f"{max(np.abs(g).max(), np.abs(b).max()):.3g}), which no fit reaches; make it again "
                          "with `hires style fit`")
@@ -295,6 +294,12 @@ def _header(members, refuse) -> dict:
         raise refuse(f"is format version {version}, made by a newer hires (this one reads version {VERSION}); "
                      "upgrade hires")
     return header
+
+
+def _in_range(gamma: np.ndarray, beta: np.ndarray) -> bool:
+    """One norm's scales and shifts are finite and within +-VALUE_LIMIT (what the reader takes, and
+    so what ``save`` writes)."""
+    return all(np.isfinite(a).all() and np.abs(a).max() <= VALUE_LIMIT for a in (gamma, beta))
 
 
 def json_depth(text: str) -> int:

@@ -72,8 +72,9 @@ def resolve(asked: Asked) -> Request:
     job = make_job(None if asked.texture else asked.content, asked.styles, asked.output, size, asked.texture,
                    overwrite=coerce_flag(asked.overwrite, prefix + "overwrite"), dpi=settings.dpi,
                    styles_optional=not asked.texture and builtin_only(settings), memory=settings.memory)
-    if mask_list(asked.masks) or asked.keep is not None:
-        masks = check_masks(asked.masks, asked.keep, len(job.styles), job.width, job.height,
+    masks = mask_list(asked.masks)
+    if masks or asked.keep is not None:
+        masks = check_masks(masks, asked.keep, len(job.styles), job.width, job.height,
                             parse_memory(settings.memory), asked.texture)
         job = dataclasses.replace(job, masks=masks)
     return Request(job, settings, options)

@@ -59,7 +59,7 @@ def run(args) -> int:
     print(f"hires studio at http://{host}:{port}/" + (f"?token={args.token}" if args.token else ""), flush=True)
     app = build_app(studio, limits, token=args.token, host=args.host, allow_hosts=tuple(args.allow_host))
     config = uvicorn.Config(app, log_level="debug" if args.debug else "warning", lifespan="on",
-                            timeout_graceful_shutdown=1)  # (the event streams never end by themselves)
+                            timeout_graceful_shutdown=1)  # (event streams end when CLOSING is set)
     _server_class()(config).run(sockets=[sock])
     return 0
 

@@ -414,7 +414,7 @@ def test_a_full_disk_answers_507_and_leaves_no_staged_upload(tmp_path, full_disk
     assert "Traceback" not in srv.stderr_text()
 
 
-def test_previews_and_plans_asked_together_leave_the_server_running(tmp_path, photo, painting):
+def test_previews_and_plans_asked_together_leave_the_server_running(tmp_path, monkeypatch, photo, painting):
     """The page asks for a preview and a plan at once, and for another plan as the size is typed:
     two plans measuring this machine ran numba's parallel kernels on two threads of the server,
     whose threading layer then ended the whole process ("Concurrent access has been detected"):
@@ -423,14 +423,8 @@ def test_previews_and_plans_asked_together_leave_the_server_running(tmp_path, ph
     time."""
     small = tmp_path / "small.jpg"
     pyvips.Image.thumbnail(str(photo), 1024).jpegsave(str(small))   # (the page's preview size)
-    env = {"HIRES_CACHE_DIR": str(tmp_path / "fresh-cache")}   # the first plan measures this machine
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        srv = Server(tmp_path / "studio", "--memory", "3GiB")
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    monkeypatch.setenv("HIRES_CACHE_DIR", str(tmp_path / "fresh-cache"))   # the first plan measures this machine
+    srv = Server(tmp_path / "studio", "--memory", "3GiB")
     try:
         kept = [post(srv, "/api/uploads", {field: p}).json()[0]["upload"]
                 for field, p in (("content", small), ("style", painting))]
