@@ -23,7 +23,7 @@ import numpy as np
 
 from hires.canvas import path_of
 from hires.errors import OutputError
-from hires.safefiles import Folder
+from hires.safefiles import NPY_HEADER_BYTES, Folder, load_npz
 from hires.tiles import Tile
 
 MARKER = "HIRES-WORK-FOLDER"
@@ -357,7 +357,7 @@ class Checkpoints:
         what ``save_tile`` wrote."""
         try:
             with self.folder.dir.open_read(self._tile_name(level, pass_index, index)) as fh, \
-                    np.load(fh, allow_pickle=False) as z:
+                    load_npz(fh, 4 * int(np.prod(shape)) + NPY_HEADER_BYTES) as z:
                 if z["key"].dtype.kind != "U" or str(z["key"]) != key:
                     return None
                 values, weights = z["canvas"], z["wsum"]

@@ -20,7 +20,7 @@ from hires.config import parse_memory
 from hires.errors import BudgetError
 from hires.progress import Note, Step, ignore
 from hires.fitoptions import FitOptions
-from hires.safefiles import file_sha256
+from hires.safefiles import file_sha256, load_npz
 from hires.stylefit import CHECKPOINT_S, Fit, check_output, embed, fit_key, load_inputs
 
 
@@ -134,7 +134,7 @@ def _resume(fit: Fit, work: WorkFolder, key: str, progress) -> int:
     if not work.dir.is_regular(FIT_STATE):
         return 0
     try:
-        with np.load(_bytes_io.BytesIO(work.dir.read(FIT_STATE, 1 << 20)), allow_pickle=False) as z:
+        with load_npz(_bytes_io.BytesIO(work.dir.read(FIT_STATE, 1 << 20)), 1 << 20) as z:
             saved = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         saved = {}

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hires.errors import InputError, NumericalError
-from hires.safefiles import read_regular
+from hires.safefiles import NPY_HEADER_BYTES, read_regular
 
 SUFFIX = ".hstyle"
 FORMAT = "hires-style"
@@ -45,7 +45,6 @@ MAX_PAINTINGS = 4           # (4 embedded paintings stay under 4 MiB)
 MAX_PAINTING_BYTES = 4 << 20  # one embedded JPEG at most (hires' are 0.2-0.9 MiB at EMBED_SIDE px)
 MAX_HEADER_BYTES = 64 << 10   # the JSON header at most (hires writes about 1 KiB)
 MAX_HEADER_DEPTH = 8          # how deeply the header's JSON may nest (hires' nests 3 deep)
-NPY_HEADER_BYTES = 4096       # an npy member's own header at most (numpy writes 128 bytes)
 MAX_TEXT = 256                # a painting's name at most, in characters
 # the norms' scales and shifts at most, in size: the predictor gives |gamma| <= 5.7 and |beta| <= 16
 # over the bundled and shared paintings, photos and textures, and a fit moves each by at most its

@@ -77,6 +77,25 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
+NPY_HEADER_BYTES = 4096   # an npy member's own header at most (numpy writes 128 bytes)
+
+
+def load_npz(fh, most: int):
+    """``np.load`` of an npz (no pickle) whose every member declares at most ``most`` bytes, stored
+    or deflated: a member that declares more, or another compression, is a ValueError before any is
+    inflated (a member is inflated only to the size it declares), so state on disk that someone
+    crafted cannot make hires hold more than that."""
+    import zipfile
+
+    import numpy as np
+    with zipfile.ZipFile(fh) as z:
+        for info in z.infolist():
+            if info.file_size > most or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise ValueError(f"{info.filename}: declares {info.file_size} bytes (at most {most})")
+    fh.seek(0)
+    return np.load(fh, allow_pickle=False)
+
+
 class Folder:
     """A real folder, held by a descriptor: every name is opened, made, renamed and removed
     relative to it, so neither the folder nor a name in it can be swapped for a link to

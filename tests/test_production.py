@@ -21,7 +21,7 @@ from hires.presets import presets
 from hires.errors import OutputError
 
 from conftest import data
-from helpers import batch_file
+from helpers import batch_file, peak_growth
 
 # a small tiled render: 2 tiles at the base level, 6 at the next, shallow layers so it is quick
 RENDER = ["--size", "192x128", "--base-size", "96", "--tile-size", "64", "--iterations", "4,3",
@@ -324,11 +324,12 @@ def test_batch_report_never_replaces_a_file_hires_did_not_write(tmp_path):
     assert report.read_text() == '{"mine": true}\n' and not list((tmp_path / "out").iterdir())
 
 
-@pytest.mark.parametrize("damage", ["garbage", "nan", "wrong shape", "object key"])
+@pytest.mark.parametrize("damage", ["garbage", "nan", "wrong shape", "object key", "zip bomb"])
 def test_restoring_tiles_stops_at_a_damaged_one_and_names_it(tmp_path, damage):
     """The quick twin of the render above: saved tiles restored in order up to a damaged one
-    (unreadable, NaN, another shape, a pickled key), which is reported, and it and those after it
-    removed to be refined again."""
+    (unreadable, NaN, another shape, a pickled key, a member that inflates to 256 MiB), which is
+    reported, and it and those after it removed to be refined again; the bomb is refused by its
+    declared size, before it is inflated."""
     from hires.checkpoints import Checkpoints, WorkFolder
     from hires.tiles import grid
     tiles = grid(96, 64, 32, 8, 8)
@@ -343,6 +344,16 @@ def test_restoring_tiles_stops_at_a_damaged_one_and_names_it(tmp_path, damage):
     victim = tmp_path / "w.hires-work" / "tile-L1-P0-T00002.npz"
     if damage == "garbage":
         victim.write_bytes(b"PK\x03\x04 not a zip" * 8)
+    elif damage == "zip bomb":
+        import zipfile
+        import io as bytes_io
+        key = bytes_io.BytesIO()
+        np.save(key, np.array("render:stats"))   # (this pass's: the reader goes on to the canvas)
+        with zipfile.ZipFile(victim, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+            z.writestr("key.npy", key.getvalue())
+            with z.open("canvas.npy", "w", force_zip64=True) as member:
+                for _ in range(16):
+                    member.write(bytes(16 << 20))
     else:
         with np.load(victim) as z:
             parts = {k: z[k] for k in z.files}
@@ -355,8 +366,11 @@ def test_restoring_tiles_stops_at_a_damaged_one_and_names_it(tmp_path, damage):
         with open(victim, "wb") as fh:
             np.savez(fh, **parts)
     into, wsum_into = np.zeros_like(canvas), np.zeros_like(wsum)
-    restored = Checkpoints(work, "render").restore_tiles(1, 0, tiles, "stats", into, wsum_into)
-    assert restored.tiles == [0, 1] and restored.damaged == 2
+    got = []
+    grew = peak_growth(lambda: got.append(Checkpoints(work, "render").restore_tiles(1, 0, tiles, "stats", into,
+                                                                                     wsum_into)))
+    restored = got[0]
+    assert restored.tiles == [0, 1] and restored.damaged == 2 and grew < 64 << 20
     y0, y1, x0, x1 = tiles[1].blend
     assert np.array_equal(into[y0:y1, x0:x1], canvas[y0:y1, x0:x1])
     assert sorted(p.name for p in (tmp_path / "w.hires-work").glob("tile-*")) == [
