@@ -178,6 +178,33 @@ def test_plan_command_text_and_impossible_budget(content_path, style_path):
     assert r.returncode == 2 and "too small" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.fixture
+def priced(monkeypatch):
+    """This machine's costs as fixed figures: a plan in seconds, not after measuring (the plan's
+    arithmetic and its text are what is tested here; measuring has tests of its own)."""
+    from hires import fast, probe
+    monkeypatch.setattr(probe, "measure_costs", lambda settings, levels, *a, **kw: {
+        lp.level.index: probe.TileCost(0.05, 0.02, 0.01, 0.001) for lp in levels if lp.level.iterations})
+    monkeypatch.setattr(probe, "resample_rates", lambda *a: (1e-8, 1e-8))
+    monkeypatch.setattr(fast, "measure_rate", lambda *a, **kw: 1e-7)
+
+
+def test_plan_command_text_and_impossible_budget_quick(content_path, style_path, capfd, priced):
+    """The quick twin of ``test_plan_command_text_and_impossible_budget`` (in process, the machine's
+    costs fixed): each level and the time on stdout, and a budget too small for any tile one line
+    and exit code 2."""
+    capfd.readouterr()
+    assert cli.main(["plan", "render", str(content_path), "--style", str(style_path), "--size", "2000x1500"]) == 0
+    text = capfd.readouterr().out
+    levels = re.findall(r"^\s*level (\d+)", text, re.M)
+    assert levels and levels == [str(i) for i in range(len(levels))], text
+    assert re.search(r"estimated time[^\n]*\d", text), text
+    from helpers import one_line, run_cli
+    line = one_line(*run_cli(["plan", "render", content_path, "--style", style_path, "--size", "6000x4500",
+                              "--memory", "300MB"], capfd))
+    assert "too small" in line
+
+
 def test_readme_and_ci_run_the_same_test_command():
     """The README's first code block holds the two commands, and CI runs its test one, then only the
     long tests it leaves out (every test at every landing)."""
