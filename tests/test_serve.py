@@ -465,6 +465,101 @@ def test_a_restarted_server_queues_again_what_was_queued_or_running_quick(tmp_pa
     assert studio.load("a" * 16).status == "queued" and runner.wake.is_set()
 
 
+FAKE_RENDER = """
+import json, sys, time
+from pathlib import Path
+spans, folder = Path(sys.argv[1]), Path(sys.argv[2])
+with open(spans, "a") as f:
+    f.write(f"start {folder.name} {time.time()}\\n")
+time.sleep(0.3)
+print(json.dumps({"event": "level", "level": 0, "levels": 1}), file=sys.stderr, flush=True)
+with open(spans, "a") as f:
+    f.write(f"end {folder.name} {time.time()}\\n")
+print(json.dumps({"status": "done", "output": str(folder / "out.png")}))
+"""
+
+
+def test_concurrent_submissions_queue_and_render_one_at_a_time_quick(tmp_path, monkeypatch):
+    """The quick twin of ``test_concurrent_submissions_queue_and_render_one_at_a_time`` (the queue in
+    process, each render a process that takes 0.3 s): jobs added while another renders all end done,
+    their render processes one after another, never two at once."""
+    import asyncio
+    from hires import jobrunner
+    from hires.jobrunner import Runner
+    from hires.studio import JobRecord, Studio
+    studio = Studio.open(tmp_path / "studio")
+    runner = Runner(studio)
+    real_exec = asyncio.create_subprocess_exec
+    monkeypatch.setattr(jobrunner.asyncio, "create_subprocess_exec",
+                        lambda exe, *args, **kw: real_exec(exe, "-c", FAKE_RENDER, tmp_path / "spans.txt", args[-1], **kw))
+
+    async def main():
+        worker = asyncio.create_task(runner.run_forever())
+        ids = []
+        for n in range(4):
+            job_id = studio.new_id()
+            studio.job_dir(job_id).mkdir()
+            runner.add(JobRecord(job_id, {"memory": "1GiB"}))
+            ids.append(job_id)
+            await asyncio.sleep(0.1 * n)   # the later ones while one renders
+        while any(runner.records[i].status in ("queued", "running") for i in ids):
+            await asyncio.sleep(0.05)
+        worker.cancel()
+        return ids
+    ids = asyncio.run(asyncio.wait_for(main(), 60))
+    assert [studio.load(i).status for i in ids] == ["done"] * 4
+    events_ = [line.split() for line in (tmp_path / "spans.txt").read_text().splitlines()]
+    assert sorted(name for kind, name, _ in events_ if kind == "start") == sorted(ids)
+    ordered = sorted(events_, key=lambda e: float(e[2]))
+    assert [kind for kind, _, _ in ordered] == ["start", "end"] * 4, ordered   # never two at once
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient` is deprecated")   # (httpx2: same API)
+def test_previews_and_plans_asked_together_run_one_at_a_time_quick(tmp_path, monkeypatch, painting):
+    """The quick twin of ``test_previews_and_plans_asked_together_leave_the_server_running`` (the app
+    in process, a 256 px photo and a 320x200 plan): a preview and two plans asked at once are all
+    answered, and no two of their computations (the fast render, the plan that measures this
+    machine) ever run at the same time, the lock that keeps numba's threading layer entered once."""
+    from starlette.testclient import TestClient
+    from hires import api
+    from hires.serve import build_app
+    from hires.servelimits import Limits
+    from hires.studio import Studio
+    running, overlaps = [], []
+
+    def alone(fn):
+        def wrapped(*a, **kw):
+            running.append(fn.__name__)
+            overlaps.append(len(running))
+            try:
+                time.sleep(0.2)   # long enough for the others to arrive
+                return fn(*a, **kw)
+            finally:
+                running.remove(fn.__name__)
+        return wrapped
+    monkeypatch.setattr(api, "render", alone(api.render))
+    monkeypatch.setattr(api, "plan_of", alone(api.plan_of))
+    small = tmp_path / "small.jpg"
+    pyvips.Image.thumbnail(str(data("contents/chelsea.png", "chelsea.png")), 256).jpegsave(str(small))
+    app = build_app(Studio.open(tmp_path / "studio"), Limits(3 << 30, 50 << 20))
+    origin = {"Origin": "http://127.0.0.1"}
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        kept = [client.post("/api/uploads", files={field: p.read_bytes()}, headers=origin).json()[0]["upload"]
+                for field, p in (("content", small), ("style", painting))]
+        form = {"content_upload": kept[0], "style_upload": kept[1]}
+        answers = []
+        asks = [("/api/preview", {"strength": "0.5"}), *(("/api/plan", {"method": "optimise", "size": "320x200"}),) * 2]
+        threads = [threading.Thread(target=lambda p=p, f=f: answers.append(client.post(p, data={**form, **f},
+                                                                                          headers=origin)))
+                   for p, f in asks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert sorted(a.status_code for a in answers) == [200] * 3, [a.text[:200] for a in answers]
+    assert len(overlaps) == 3 and max(overlaps) == 1, overlaps
+
+
 def test_a_queued_job_is_cancelled_and_a_running_render_interrupted_quick(tmp_path):
     """The quick twin of the optimised render's cancel (its queue alone, in process): a queued job is
     cancelled at once; a running one's render is sent SIGINT (Ctrl-C: it keeps what it finished) and
