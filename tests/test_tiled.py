@@ -137,6 +137,48 @@ def test_no_seams_along_tile_boundaries(content_path, style_path, monkeypatch, b
     assert good == (broken is None), (blur, blocks)
 
 
+def test_each_tile_reads_the_tiles_before_it_and_the_whole_images_statistics_quick(content_path, style_path,
+                                                                                    monkeypatch):
+    """The quick twin of ``test_no_seams_along_tile_boundaries`` (its two mechanisms, measured on a
+    192x192 render's 9 tiles rather than on the picture): each tile starts from the canvas as the
+    tiles before it left it (their results are its context and the start of its overlaps:
+    Gauss-Seidel, not a snapshot of the pass's start), and each matches the statistics of the whole
+    image at the pass's start, not of its own region."""
+    seen, canvases = [], []
+    real_refine, real_tile = pipeline.refine_pass, Engine.refine_tile
+
+    def refine(self, canvas, *a, **kw):
+        canvases.append((canvas, canvas.copy()))
+        return real_refine(self, canvas, *a, **kw)
+
+    def refine_tile(self, tile, job, region, *a, **kw):
+        canvas = canvases[-1][0]
+        seen.append((tile, region.copy(), engine_module.take(canvas, tile.region), job))
+        return real_tile(self, tile, job, region, *a, **kw)
+    monkeypatch.setattr(pipeline, "refine_pass", refine)
+    monkeypatch.setattr(Engine, "refine_tile", refine_tile)
+    res = hires.render(content_path, style_path, size="192x192", base_size=96, tile_size=64, init="content",
+                       iterations=(2, 2), style_layers=("relu1_1", "relu2_1"), content_layer="relu2_1",
+                       memory="8GiB", optimizer="lbfgs")
+    last = res.plan.levels[-1]
+    assert len(last.tiles) == 9 and len(canvases) == 2
+    tiles = [(t, r, now, job) for t, r, now, job in seen[-9:]]
+    start = canvases[-1][1]
+    for tile, region, now, _ in tiles:
+        np.testing.assert_array_equal(region, now)   # the canvas as it is when the tile starts
+    # and that is the pass's start only for the first colour's tiles (run first, none touching another)
+    from hires.colouring import colour_groups
+    first = {t.index for t in colour_groups(last.tiles, 192, 192)[0]}
+    changed = {tile.index for tile, region, _, _ in tiles
+               if not np.array_equal(region, engine_module.take(start, tile.region))}
+    assert changed == set(range(9)) - first and len(first) < 9, (changed, first)
+    whole = Engine(Settings(network="hybrid")).stats_pass(start, last.level.style_layers, grid(192, 192, 192, 0, 0))
+    for _, _, _, job in tiles:
+        for name, st in whole.items():
+            assert job.glob[name].count == pytest.approx(st.count, rel=1e-6)
+            np.testing.assert_allclose(job.glob[name].gram, st.gram, rtol=1e-4, atol=1e-4 * np.abs(st.gram).max())
+
+
 def test_crashed_render_resumes_from_last_level(tmp_path, content_path, style_path, monkeypatch):
     kw = dict(size="128x96", base_size=64, init="content", iterations=(5, 3), style_layers=("relu1_1", "relu2_1"),
               content_layer="relu2_1", memory="8GiB")
