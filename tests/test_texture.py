@@ -27,10 +27,9 @@ def test_seamless_texture_shows_no_seam_where_it_wraps(texture_path):
     assert wrap_seam_ratio(plain, band=4) > 1.15
 
 
-def test_wrap_around_tiles_are_refined(texture_path, monkeypatch):
-    """With several tiles per level, the pixels along the texture's edges (refined by the tiles
-    that wrap around) change between the upsampled start of a level and its end as much as
-    the pixels inside."""
+def _edges_and_inside_change(texture_path, monkeypatch, size: int, tile: int, iterations) -> tuple[int, float, float]:
+    """A seamless texture's last level: its tiles, and the mean change of the pixels along its edges
+    (refined by the tiles that wrap around) and inside, from its upsampled start to its end."""
     starts, ends = {}, {}
     real = pipeline.refine_pass
 
@@ -40,12 +39,28 @@ def test_wrap_around_tiles_are_refined(texture_path, monkeypatch):
         ends[level.index] = np.array(out)
         return out
     monkeypatch.setattr(pipeline, "refine_pass", refine)
-    res = hires.texture(texture_path, size="192x192", base_size=96, seamless=True, tile_size=64,
-                        example_scale=0.25, **SMALL)
-    assert len(res.plan.levels[-1].tiles) >= 9
+    res = hires.texture(texture_path, size=f"{size}x{size}", base_size=size // 2, seamless=True, tile_size=tile,
+                        example_scale=0.25, **dict(SMALL, iterations=iterations))
     change = np.abs(ends[1] - starts[1]).mean(2)
     border = np.concatenate([change[:2].ravel(), change[-2:].ravel(), change[:, :2].ravel(), change[:, -2:].ravel()])
-    assert border.mean() > 0.5 * change[8:-8, 8:-8].mean() > 0
+    return len(res.plan.levels[-1].tiles), float(border.mean()), float(change[8:-8, 8:-8].mean())
+
+
+def test_wrap_around_tiles_are_refined(texture_path, monkeypatch):
+    """With several tiles per level, the pixels along the texture's edges (refined by the tiles
+    that wrap around) change between the upsampled start of a level and its end as much as
+    the pixels inside."""
+    tiles, border, inside = _edges_and_inside_change(texture_path, monkeypatch, 192, 64, SMALL["iterations"])
+    assert tiles >= 9
+    assert border > 0.5 * inside > 0
+
+
+def test_wrap_around_tiles_are_refined_quick(texture_path, monkeypatch):
+    """The quick twin of ``test_wrap_around_tiles_are_refined``: a 128 px texture of 4 tiles, each
+    wrapping around an edge, 4 iterations at its last level."""
+    tiles, border, inside = _edges_and_inside_change(texture_path, monkeypatch, 128, 64, (30, 4))
+    assert tiles == 4
+    assert border > 0.5 * inside > 0, (border, inside)
 
 
 def test_example_scale_sets_the_size_of_the_features(texture_path):
