@@ -148,7 +148,7 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Say which tests of this run took LONG_SECONDS or more without being marked long (the next
     ``make durations`` moves them out of ``make test``: list each in tests/twins.py with a quick
-    twin), and how many long tests have no quick twin yet."""
+    twin)."""
     marked = {k for k, v in recorded_durations().items() if v >= LONG_SECONDS}
     crossed = sorted(k for k, v in _MEASURED.items() if v >= LONG_SECONDS and k not in marked
                      and not k.startswith("tests/test_browser.py::"))
@@ -156,10 +156,3 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_sep("-", f"{len(crossed)} test(s) took {LONG_SECONDS:g} s or more and are not marked long")
         for k in crossed:
             terminalreporter.write_line(f"{_MEASURED[k]:6.1f} s  {k}  (give it a quick twin: tests/twins.py)")
-    try:
-        from twins import TWINS
-    except ImportError:
-        return
-    without = [k for k, (twin, _) in TWINS.items() if twin is None]
-    if without and config.getoption("markexpr", "") and "long" in config.getoption("markexpr", ""):
-        terminalreporter.write_line(f"{len(without)} of {len(TWINS)} long tests have no quick twin yet (tests/twins.py)")

@@ -88,7 +88,8 @@ def test_no_module_assigns_another_objects_settings():
 
 def test_every_long_test_is_listed_with_its_quick_twin():
     """A test measured long leaves ``make test``: tests/twins.py must list it, with its quick twin
-    (a test that exists and is not long itself) or None, so that crossing the line is decided."""
+    (a test that exists and is not long itself) and the defect planted to see the twin fail, so that
+    crossing the line is decided."""
     import re
     from conftest import LONG_SECONDS, recorded_durations
     from twins import ALWAYS_RUN, TWINS
@@ -100,8 +101,7 @@ def test_every_long_test_is_listed_with_its_quick_twin():
         path, name = test.split("::")
         return re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M) is not None
     assert [t for t in TWINS if not exists(t)] == []
-    for test, (twin, _) in TWINS.items():
-        if twin is not None:
-            assert exists(twin), twin
-            took = [v for k, v in durations.items() if k.split("[")[0] == twin]
-            assert all(v < LONG_SECONDS for v in took), (twin, took)
+    for test, (twin, planted) in TWINS.items():
+        assert exists(twin) and planted, (test, twin)
+        took = [v for k, v in durations.items() if k.split("[")[0] == twin]
+        assert all(v < LONG_SECONDS for v in took), (twin, took)
