@@ -5,5 +5,7 @@ The public functions here validate their inputs and allocate outputs; the privat
 """
 from hires.kernels.gram import gram_accumulate, gram_finalize, moments_accumulate
 from hires.kernels.blend import blend_into, feather_window
+from hires.kernels.patches import patchmatch, vote
 
-__all__ = ["gram_accumulate", "gram_finalize", "moments_accumulate", "blend_into", "feather_window"]
+__all__ = ["gram_accumulate", "gram_finalize", "moments_accumulate", "blend_into", "feather_window", "patchmatch",
+           "vote"]
