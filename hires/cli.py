@@ -100,7 +100,7 @@ def settings_from_args(args) -> Settings:
 
 SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color", "method", "strength", "fast_size",
                 "builtin_style", "style_scale", "multiscale"}
-SKIP_RENDER = {"seamless", "example_scale", "match_colors", "detail"}
+SKIP_RENDER = {"seamless", "example_scale", "match_colors", "detail", "start", "variety"}
 
 
 def _sizes(q, default: str):

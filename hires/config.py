@@ -95,6 +95,12 @@ class Settings:
     quality: int = _opt(92, "JPEG/WebP quality")
     pyramid: bool = _opt(False, "write a pyramidal TIFF (every power-of-two reduction, for viewers of huge images)")
     seamless: bool = _opt(False, "make the texture tile with itself (texture only)")
+    start: str = _opt("patch", "texture: start of the whole-frame level: patch (the examples' own patches laid out "
+                               "by a multi-scale patch synthesis, which keeps their shapes: stones bounded by mortar, "
+                               "plates by cracks) or noise (the finer levels' statistics alone)",
+                      choices=("patch", "noise"))
+    variety: float = _opt(1.0, "texture, patch start: how strongly it avoids reusing a few parts of the examples "
+                               "(0 = not at all: fewer seams between patches, more repeats)")
     detail: float = _opt(1.0, "texture: noise added to each finer level's start, as a fraction of the detail the "
                               "example has at that scale and the upsampled coarser level lacks (0 = none)")
     match_colors: bool = _opt(True, "texture: as a last step, give the result the examples' color mean and "
@@ -333,6 +339,7 @@ LIMITS = {
     "margin": _between(0, 4096, "between 0 and 4096"),
     "dpi": _between(1, 10000, "between 1 and 10000, e.g. 300"),
     "quality": (lambda v: 1 <= v <= 100, "between 1 and 100"),
+    "variety": _between(0, 100, "between 0 and 100 (default 1)"),
     "memory": (lambda v: parse_memory(v) > 0, "a size such as 4GiB, 1500MB or 2G"),
 }
 

@@ -18,13 +18,13 @@ GROUPS = {
               "style_layers", "content_layer", "min_style_layers"),
     "schedule": ("base_size", "iterations", "optimizer", "lr", "init", "seed", "second_pass"),
     "fast network": ("method", "strength", "fast_size", "multiscale", "builtin_style"),
-    "texture": ("example_scale", "seamless", "detail", "match_colors"),
+    "texture": ("example_scale", "seamless", "start", "variety", "detail", "match_colors"),
     "feature network and device": ("network", "weights", "pooling", "device", "precision"),
     "memory and tiles": ("memory", "tile_size", "overlap", "margin", "canvas", "work_dir"),
 }
 # settings a first-time user does not need: `hires render --help` leaves them out, `--help-all` shows them
 EXPERT = {"tv_weight", "mean_weight", "style_layers", "content_layer", "min_style_layers", "optimizer", "lr",
-          "pooling", "device", "precision", "tile_size", "overlap", "margin", "canvas"}
+          "pooling", "device", "precision", "tile_size", "overlap", "margin", "canvas", "variety"}
 # metavars by field (else by type: N for whole numbers, X for others, LIST for tuples)
 METAVARS = {"base_size": "PX", "fast_size": "PX", "tile_size": "PX", "overlap": "PX", "margin": "PX",
             "weights": "FILE", "work_dir": "DIR", "memory": "SIZE", "style_layers": "LAYER,...",

@@ -245,10 +245,10 @@ def run_level(state: RenderState, lp: LevelPlan, handed: list) -> np.ndarray:
     if state.job.content and not fast_started:
         content = io.load_image(state.job.content, size=(lv.width, lv.height), what="content",
                                 out=buffers.empty("content", shape))
-    targets = level_targets(engine, state.job, s, lp, buffers, state.colour_ref)
+    targets = level_targets(engine, state.job, s, lp, buffers, state.colour_ref) if lv.iterations else None
     masks = state.job.masks.maps(len(state.job.styles), lv.width, lv.height) if state.job.masks else None
     canvas, content = level_start(state, lv, canvas, content, buffers, fast_started)
-    for i, tiles in enumerate(lp.passes):
+    for i, tiles in enumerate(lp.passes if lv.iterations else []):   # (a patch start's level is not optimised)
         after = state.snapshots.tile_done(lv.index, i) if state.snapshots else None
         ctx = PassContext(buffers, counters, n_levels, i, state.checkpoints, after, state.executor, lp.reuse, masks)
         canvas = refine_pass(engine, canvas, content, targets, lv, tiles, ctx)
@@ -385,6 +385,12 @@ def initial_canvas(content, lv: Level, settings: Settings, rng, job: Job, colour
         return np.array(content)
     if content is not None:
         mean = content.reshape(-1, 3).mean(0)
+    elif settings.start == "patch":   # texture: the examples' own patches, laid out at this level
+        from hires import patchstart
+        images, weights = examples_at(job, settings, lv.width, lv.height)
+        start = patchstart.synthesise([np.ascontiguousarray(e[..., :3]) for e in images], weights, lv.width,
+                                      lv.height, settings.seamless, settings.seed, settings.variety)
+        return colour.to_gray(start) if settings.mode == "gray" else start
     else:  # texture: start from the examples' mean colour
         mean = np.zeros(3, np.float32)
         total = sum(w for _, w in job.styles)

@@ -98,6 +98,7 @@ class LevelPlan:
     # to this size and to the coarser one).  Not FLOP, and no tile's: at 3000 and 6000 px 3.6 and
     # 6.9 s of a print's levels, 6% and 3% of their time, that the tiles' costs missed
     resample: tuple[int, int] = (0, 0)
+    patch: bool = False  # a texture's patch start is laid out at this level (hires.patchstart)
 
     @property
     def tiles(self) -> list[Tile]:
@@ -151,7 +152,8 @@ class LevelPlan:
                 "overlap": self.overlap, "shift": self.shift,
                 "tiles": len(self.tiles), "passes": len(self.passes), "peak_bytes": int(self.peak_bytes),
                 "gflop": self.flop / 1e9, "canvas": "disk" if self.disk else "ram", "reuse_memory": self.reuse,
-                "optimizer": self.optimizer, "paint_stages": [list(wh) for wh in self.paint]}
+                "optimizer": self.optimizer, "paint_stages": [list(wh) for wh in self.paint],
+                "patch_start": self.patch}
 
 
 @dataclass
@@ -204,7 +206,7 @@ class Plan:
         if self.costs is None:
             return None
         if not lp.flop:
-            return 0.0
+            return self.patch_seconds(lp)
         return sum(self.parts(lp).values())
 
     def parts(self, lp: LevelPlan) -> dict[str, float]:
@@ -212,6 +214,12 @@ class Plan:
         paints it, and the resampling that starts it."""
         return {**self.costs[lp.level.index].parts(lp), "paint": self.paint_seconds(lp),
                 "resample": self.resample_seconds(lp)}
+
+    @staticmethod
+    def patch_seconds(lp: LevelPlan) -> float:
+        """The patch start's time, when ``lp`` lays it out (hires.patchstart.seconds)."""
+        from hires import patchstart
+        return patchstart.seconds(lp.level.width, lp.level.height) if lp.patch else 0.0
 
     def resample_seconds(self, lp: LevelPlan) -> float:
         """The resampling of the level's start (LevelPlan.resample) at this machine's rates."""
@@ -285,9 +293,9 @@ def _fit(level: Level, s: Settings, budget: int, style_px: int, disk: bool, reus
     def largest(tiles):
         return max(t.shape[0] * t.shape[1] for t in tiles)
 
-    if level.fast:
-        # the feed-forward network's result, resampled: nothing is optimised, and the network
-        # tiles itself inside the budget (fast.tiling)
+    if level.fast or not level.iterations:
+        # the feed-forward network's result, resampled, or a start kept as it is: nothing is
+        # optimised (the network tiles itself inside the budget: fast.tiling)
         tiles = grid(W, H, max(W, H), overlap, margin, s.seamless)
         return LevelPlan(level, max(W, H), margin, overlap, [tiles], base, 0.0, disk, reuse=reuse, optimizer=optimizer)
     if s.tile_size:
@@ -376,6 +384,11 @@ def describe(plan: Plan) -> list[str]:
         lv = lp.level
         if lv.fast:
             lines.append(f"  level {lv.index}: {lv.width}x{lv.height}, the fast network's stylisation, resampled")
+            continue
+        if not lv.iterations:
+            lines.append(f"  level {lv.index}: {lv.width}x{lv.height}, "
+                         + (f"the examples' patches laid out (patch start, about {plan.patch_seconds(lp):.0f} s)"
+                            if lp.patch else "its start, not optimised"))
             continue
         lines.append(f"  level {lv.index}: {lv.width}x{lv.height}, {len(lp.tiles)} tile(s) of {lp.tile} px "
                      f"(+{lp.margin} px context), {lv.iterations} iterations, layers {','.join(lv.layers)}, "

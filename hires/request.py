@@ -252,7 +252,13 @@ def texture_settings(job: Job, settings: Settings, natives: list[tuple[int, int]
     level where the example is smaller than that cannot lay its structures out anyway)."""
     example_long = max(max(w, h) for w, h in natives) * settings.example_scale
     ideal = math.ceil(max(job.width, job.height) * EXAMPLE_AT_BASE / example_long)
-    return settings.replace(init="noise", base_size=max(64, min(settings.base_size, ideal)))
+    settings = settings.replace(init="noise", base_size=max(64, min(settings.base_size, ideal)))
+    if settings.start == "patch" and len(schedule(job.width, job.height, settings)) > 1:
+        # the patch start lays the whole-frame level out (hires.patchstart): the finer levels refine
+        # it, and optimising the whole-frame level itself from there only blurred its shapes
+        n = len(schedule(job.width, job.height, settings))
+        settings = settings.replace(iterations=(0, *(settings.level_iterations(k) for k in range(1, n))))
+    return settings
 
 
 def example_coverage(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> str | None:
@@ -285,6 +291,11 @@ def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
     check_sizes(job, settings, [src for _, src, _ in sources], natives)
     sizes = [style_size(job, wh, job.width, job.height, settings) for wh in natives]
     plan = make_plan(job.width, job.height, settings, sizes, mask_bytes_per_px(job))
+    if job.texture and settings.start == "patch":
+        from hires import patchstart
+        first = plan.levels[0]
+        plan.levels[0] = dataclasses.replace(first, patch=True, peak_bytes=first.peak_bytes + patchstart.memory_bytes(
+            first.level.width, first.level.height))
     if calibrate:
         from hires import probe
         probe.calibrate(plan, settings)
@@ -323,6 +334,9 @@ def check_sizes(job: Job, settings: Settings, sources: list, natives: list[tuple
     what = "example" if job.texture else "--style"
     if job.texture and settings.seamless:
         check_seamless_size(job.width, job.height, settings)
+    if job.texture and settings.start == "patch":
+        from hires.patchstart import check_examples
+        check_examples(natives, [str(p) for p in sources])
     for lv in schedule(job.width, job.height, settings):
         stride = lv.stride
         if min(lv.width, lv.height) < 2 * stride:

@@ -262,3 +262,28 @@ def test_soft_band_finds_a_band_without_a_step():
     assert soft_band(img, [300], [200]) > 4
     assert soft_band(img, [100], [200]) < 3.5  # only along the lines asked about
     assert line_ratio(img, [300], [200]) < 1.6
+
+
+def test_the_patch_start_lays_out_the_whole_frame_level_and_noise_is_a_choice(texture_path):
+    """--start patch (the default) makes the whole-frame level from the example's patches and does not
+    optimise it (the finer levels refine it); --start noise optimises it from noise.  The plan says
+    which, and counts the patch start's time."""
+    kw = dict(size="192x192", base_size=96, seamless=True, **SMALL)
+    patch = hires.texture(texture_path, **kw)
+    noise = hires.texture(texture_path, start="noise", **kw)
+    first = patch.plan.levels[0]
+    assert first.patch and first.level.iterations == 0 and patch.plan.levels[1].level.iterations == 10
+    assert not noise.plan.levels[0].patch and noise.plan.levels[0].level.iterations == 30
+    assert "patch start" in "\n".join(patch.plan.describe()) and patch.plan.as_dict()["levels"][0]["patch_start"]
+    assert patch.image.shape == noise.image.shape and not np.allclose(patch.image, noise.image, atol=0.05)
+
+
+def test_a_bad_start_or_an_example_smaller_than_a_patch_is_one_line(tmp_path, capfd, texture_path):
+    from helpers import one_line, run_cli
+    out = tmp_path / "t.png"
+    line = one_line(*run_cli(["texture", texture_path, "--size", "64x64", "-o", out, "--start", "quilt"], capfd))
+    assert "--start" in line and "patch" in line and not out.exists()
+    tiny = tmp_path / "tiny.png"
+    pyvips.Image.black(6, 6, bands=3).pngsave(str(tiny))
+    line = one_line(*run_cli(["texture", tiny, "--size", "64x64", "-o", out], capfd))
+    assert "too small for the patch start" in line and "--start noise" in line and not out.exists()
