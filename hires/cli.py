@@ -98,7 +98,7 @@ def settings_from_args(args) -> Settings:
     return resolve_settings(dict(a.values), preset=a.preset, config=a.config, label=a.label)
 
 
-SKIP_TEXTURE = {"content_weight", "content_layer", "init", "preserve_color", "method", "strength", "fast_size",
+SKIP_TEXTURE = {"content_layer", "init", "preserve_color", "method", "strength", "fast_size",
                 "builtin_style", "style_scale", "multiscale"}
 SKIP_RENDER = {"seamless", "example_scale", "match_colors", "detail", "start", "variety"}
 

@@ -38,7 +38,8 @@ class Settings:
     lr: float = _opt(0.05, "Adam learning rate (pixel units)")
     # losses
     style_weight: float = _opt(1.0, "weight of the style (Gram) loss")
-    content_weight: float = _opt(0.3, "weight of the content loss")
+    content_weight: float = _opt(0.3, "weight of the content loss (a texture's with the patch start: how closely "
+                                      "the finer levels keep the shapes it laid out)")
     tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
     mean_weight: float = _opt(0.0, "weight of an extra term matching each style layer's feature mean")
     style_scale: float = _opt(1.0, "style image long side relative to the output's (bigger = larger strokes)")

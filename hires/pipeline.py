@@ -280,6 +280,12 @@ def level_start(state: RenderState, lv: Level, canvas: np.ndarray | None, conten
                            wrap=state.job.texture and s.seamless)
         state.scratch.discard(previous)
         del previous  # not held through this level's refinement
+        if state.job.texture and s.start == "patch":
+            # the shapes the patch start laid out are kept as a content target, as a render keeps its
+            # photo: from the upsampled start alone the statistics smeared stones back into cells
+            content = buffers.empty("content", shape)
+            for y in range(0, lv.height, STRIP):
+                content[y:y + STRIP] = canvas[y:y + STRIP]
         if state.job.texture and s.detail:
             cov = detail.octave_covariance(*examples_at(state.job, s, lv.width, lv.height))
             detail.add_noise(canvas, cov, s.detail, s.seed, lv.index)

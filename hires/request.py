@@ -244,6 +244,7 @@ def output_mode(job: Job, settings: Settings) -> str:
 # 64 px, inside the deepest layer's receptive field (relu5_1: about 200 px) and 16x16 cells of it,
 # while the frame holds as many repeats as the finished texture will
 EXAMPLE_AT_BASE = 256
+PATCH_START_SCALE = 2
 
 
 def texture_settings(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> Settings:
@@ -251,7 +252,10 @@ def texture_settings(job: Job, settings: Settings, natives: list[tuple[int, int]
     larger than needed to show the example at about EXAMPLE_AT_BASE px (coarser is cheaper, and a
     level where the example is smaller than that cannot lay its structures out anyway)."""
     example_long = max(max(w, h) for w, h in natives) * settings.example_scale
-    ideal = math.ceil(max(job.width, job.height) * EXAMPLE_AT_BASE / example_long)
+    # the patch start lays the example out at twice that (its stones' mortar crisp, not upsampled
+    # from a 256 px layout), in seconds
+    shown = EXAMPLE_AT_BASE * (PATCH_START_SCALE if settings.start == "patch" else 1)
+    ideal = math.ceil(max(job.width, job.height) * shown / example_long)
     settings = settings.replace(init="noise", base_size=max(64, min(settings.base_size, ideal)))
     if settings.start == "patch" and len(schedule(job.width, job.height, settings)) > 1:
         # the patch start lays the whole-frame level out (hires.patchstart): the finer levels refine

@@ -7,7 +7,7 @@ import pyvips
 import hires
 from hires import io, pipeline
 from hires.config import Settings
-from hires.request import EXAMPLE_AT_BASE, make_job, plan_job
+from hires.request import EXAMPLE_AT_BASE, PATCH_START_SCALE, make_job, plan_job
 from hires.seams import wrap_seam_ratio
 
 SMALL = dict(iterations=(30, 10), style_layers=("relu1_1", "relu2_1", "relu3_1"), memory="8GiB")
@@ -107,12 +107,15 @@ def test_example_scale_sets_the_size_of_the_features_quick(texture_path, coarse_
 
 
 def test_whole_frame_level_shows_the_example_at_its_working_size(texture_path):
-    """The base level is as coarse as shows the example at about EXAMPLE_AT_BASE px, never above
-    --base-size; a note says when the example will hardly repeat or is too small at the base."""
+    """The base level is as coarse as shows the example at about EXAMPLE_AT_BASE px (twice that for
+    the patch start), never above --base-size; a note says when the example will hardly repeat or
+    is too small at the base."""
     w, h = io.image_size(texture_path)  # 1024x512
     job = make_job(None, texture_path, None, "1024x1024", True)
-    base = plan_job(job, Settings()).levels[0].level
+    base = plan_job(job, Settings(start="noise")).levels[0].level
     assert max(base.width, base.height) * max(w, h) / 1024 == EXAMPLE_AT_BASE   # the example at 256 px there
+    base = plan_job(job, Settings(start="patch")).levels[0].level
+    assert max(base.width, base.height) * max(w, h) / 1024 == EXAMPLE_AT_BASE * PATCH_START_SCALE
     assert plan_job(job, Settings(example_scale=0.25)).levels[0].level.width == 512   # capped by --base-size
     assert plan_job(job, Settings(example_scale=0.25, base_size=384)).levels[0].level.width == 256
     assert "hardly repeat" in plan_job(job, Settings()).notes[0]
@@ -264,18 +267,30 @@ def test_soft_band_finds_a_band_without_a_step():
     assert line_ratio(img, [300], [200]) < 1.6
 
 
-def test_the_patch_start_lays_out_the_whole_frame_level_and_noise_is_a_choice(texture_path):
+def test_the_patch_start_lays_out_the_whole_frame_level_and_noise_is_a_choice(texture_path, monkeypatch):
     """--start patch (the default) makes the whole-frame level from the example's patches and does not
-    optimise it (the finer levels refine it); --start noise optimises it from noise.  The plan says
-    which, and counts the patch start's time."""
-    kw = dict(size="192x192", base_size=96, seamless=True, **SMALL)
+    optimise it; the finer levels refine it with its shapes as their content target.  --start noise
+    optimises the whole-frame level from noise, with no content.  The plan says which, and counts the
+    patch start's time."""
+    contents = {}
+    real = pipeline.refine_pass
+
+    def refine(self, canvas, content, targets, level, tiles, ctx):
+        contents[level.index] = None if content is None else np.array(content)
+        return real(self, canvas, content, targets, level, tiles, ctx)
+    monkeypatch.setattr(pipeline, "refine_pass", refine)
+    kw = dict(size="128x128", base_size=64, seamless=True, iterations=(30, 4),
+              style_layers=("relu1_1", "relu2_1", "relu3_1"), memory="8GiB")
     patch = hires.texture(texture_path, **kw)
-    noise = hires.texture(texture_path, start="noise", **kw)
     first = patch.plan.levels[0]
-    assert first.patch and first.level.iterations == 0 and patch.plan.levels[1].level.iterations == 10
-    assert not noise.plan.levels[0].patch and noise.plan.levels[0].level.iterations == 30
+    assert first.patch and first.level.iterations == 0 and patch.plan.levels[1].level.iterations == 4
+    assert list(contents) == [1] and contents[1].shape == (128, 128, 3)   # (level 0 not optimised)
     assert "patch start" in "\n".join(patch.plan.describe()) and patch.plan.as_dict()["levels"][0]["patch_start"]
-    assert patch.image.shape == noise.image.shape and not np.allclose(patch.image, noise.image, atol=0.05)
+    assert patch.plan.patch_seconds(first) > 0
+    job = make_job(None, texture_path, None, "128x128", True)
+    settings = {k: v for k, v in kw.items() if k != "size"}
+    noise = plan_job(job, Settings(**settings, start="noise"))
+    assert not noise.levels[0].patch and noise.levels[0].level.iterations == 30
 
 
 def test_a_bad_start_or_an_example_smaller_than_a_patch_is_one_line(tmp_path, capfd, texture_path):
