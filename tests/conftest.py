@@ -151,8 +151,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Say which tests of this run took LONG_SECONDS or more without being marked long (the next
     ``make durations`` moves them out of ``make test``: list each in tests/twins.py with a quick
     twin)."""
+    from twins import TWINS
     marked = {k for k, v in recorded_durations().items() if v >= LONG_SECONDS}
     crossed = sorted(k for k, v in _MEASURED.items() if v >= LONG_SECONDS and k not in marked
+                     and k.split("[")[0] not in TWINS
                      and not k.startswith("tests/test_browser.py::"))
     if crossed:
         terminalreporter.write_sep("-", f"{len(crossed)} test(s) took {LONG_SECONDS:g} s or more and are not marked long")
