@@ -248,21 +248,34 @@ PATCH_START_SCALE = 2
 
 
 def texture_settings(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> Settings:
-    """A texture starts from noise, at a whole-frame level no larger than ``base_size`` and no
-    larger than needed to show the example at about EXAMPLE_AT_BASE px (coarser is cheaper, and a
-    level where the example is smaller than that cannot lay its structures out anyway)."""
+    """A texture's whole-frame level is no larger than ``base_size`` and no larger than needed to show
+    the example at about EXAMPLE_AT_BASE px (coarser is cheaper, and a level where the example is
+    smaller than that cannot lay its structures out anyway); from noise, it is optimised.
+
+    The patch start (hires.patchstart) lays it out instead, at twice that (its stones' mortar crisp,
+    not upsampled from a 256 px layout; in seconds), and it is not optimised: from there it only
+    blurred the shapes.  Each finer level takes the iterations and layers the noise start's schedule
+    gives a level of its size, so no size costs more than from noise."""
     example_long = max(max(w, h) for w, h in natives) * settings.example_scale
-    # the patch start lays the example out at twice that (its stones' mortar crisp, not upsampled
-    # from a 256 px layout), in seconds
-    shown = EXAMPLE_AT_BASE * (PATCH_START_SCALE if settings.start == "patch" else 1)
-    ideal = math.ceil(max(job.width, job.height) * shown / example_long)
-    settings = settings.replace(init="noise", base_size=max(64, min(settings.base_size, ideal)))
-    if settings.start == "patch" and len(schedule(job.width, job.height, settings)) > 1:
-        # the patch start lays the whole-frame level out (hires.patchstart): the finer levels refine
-        # it, and optimising the whole-frame level itself from there only blurred its shapes
-        n = len(schedule(job.width, job.height, settings))
-        settings = settings.replace(iterations=(0, *(settings.level_iterations(k) for k in range(1, n))))
-    return settings
+
+    def sized(shown: int) -> Settings:
+        ideal = math.ceil(max(job.width, job.height) * shown / example_long)
+        return settings.replace(init="noise", base_size=max(64, min(settings.base_size, ideal)))
+    noise = sized(EXAMPLE_AT_BASE)
+    if settings.start != "patch":
+        return noise
+    patch = sized(EXAMPLE_AT_BASE * PATCH_START_SCALE)
+    n = len(schedule(job.width, job.height, patch))
+    if n == 1:   # the whole texture is the one level: it is refined
+        return patch
+    finer = len(schedule(job.width, job.height, noise)) - n   # 1 where the patch start's base is the larger
+    patch = patch.replace(iterations=(0, *(settings.level_iterations(k + finer) for k in range(1, n))))
+    from hires.layers import keep_rank
+    from hires.nets import resolve_network
+    network = resolve_network(settings.network, settings.weights)
+    kept = sorted(settings.layers_for(network)[0], key=lambda name: keep_rank(name, network))
+    drop = min(finer, max(0, len(kept) - settings.min_style_layers))   # (pyramid.schedule's order)
+    return patch.replace(style_layers=tuple(kept[:len(kept) - drop])) if drop else patch
 
 
 def example_coverage(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> str | None:
