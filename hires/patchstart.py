@@ -101,6 +101,9 @@ class Atlas:
             self.source[:h, o:o + w] = e
             self.valid[:h - PATCH + 1, o:o + w - PATCH + 1] = True
             self.owner[:h, o:o + w] = i
+        # the occurrence penalty's unit: a patch's squared distance to the examples' mean colour
+        inside = self.source[self.valid]
+        self.spread = float(((inside - inside.mean(0)) ** 2).sum(1).mean()) * PATCH * PATCH
 
     def random_field(self, shape: tuple[int, int], rng) -> np.ndarray:
         """A random quilt: each block of PATCH x PATCH target patches copies one random region of an
@@ -151,12 +154,8 @@ class Atlas:
 
     def match(self, image: np.ndarray, field: np.ndarray, seamless: bool, seed: int, variety: float):
         from hires.kernels import patchmatch
-        # the penalty in units of the examples' own patch distances: a patch's squared distance to
-        # the examples' mean colour, summed over its pixels
-        spread = float(((self.source[self.valid] - self.source[self.valid].mean(0)) ** 2).sum(1).mean())
-        penalty = variety * spread * PATCH * PATCH
         return patchmatch(image, self.source, self.valid, field, PATCH, seamless, sweeps=2, seed=seed,
-                          penalty=penalty, expected=self.expected_use(field.shape[0] * field.shape[1]))
+                          penalty=variety * self.spread, expected=self.expected_use(field.shape[0] * field.shape[1]))
 
     def vote(self, field: np.ndarray, cost: np.ndarray, shape: tuple[int, int], seamless: bool) -> np.ndarray:
         from hires.kernels import vote

@@ -146,10 +146,14 @@ def _field_shape(target_shape, p: int, wrap: bool) -> tuple[int, int]:
 
 def patch_uses(field: np.ndarray, source_shape, p: int) -> np.ndarray:
     """How many target patches cover each source pixel under ``field``."""
-    uses = np.zeros(source_shape[:2], np.float64)
-    for sy, sx in field.reshape(-1, 2):
-        uses[sy:sy + p, sx:sx + p] += 1.0
-    return uses
+    H, W = source_shape[:2]
+    corners = np.zeros((H + 1, W + 1), np.float64)   # patches starting at each corner, then summed
+    np.add.at(corners, (field[..., 0].ravel() + 1, field[..., 1].ravel() + 1), 1.0)
+    total = corners.cumsum(0).cumsum(1)
+    ys, xs = np.arange(1, H + 1), np.arange(1, W + 1)
+    y0, x0 = np.maximum(ys - p, 0), np.maximum(xs - p, 0)
+    # a pixel is covered by the patches whose corner lies within p - 1 px above and left of it
+    return total[ys][:, xs] - total[y0][:, xs] - total[ys][:, x0] + total[y0][:, x0]
 
 
 def patchmatch(target: np.ndarray, source: np.ndarray, valid: np.ndarray, field: np.ndarray, p: int, wrap: bool,
