@@ -20,7 +20,7 @@ from hires import io
 from hires.hstyle import image_sources, is_hstyle, load as load_fitted
 from hires.coercion import coerce_value, scheduler_spec
 from hires.config import Settings, check_weight, flag, parse_memory, parse_size, parse_style
-from hires.errors import InputError, OptionError
+from hires.errors import BudgetError, InputError, OptionError
 from hires.output import check_output_path
 from hires.pyramid import schedule
 from hires.planner import Plan, make_plan
@@ -311,8 +311,12 @@ def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
     if job.texture and settings.start == "patch":
         from hires import patchstart
         first = plan.levels[0]
-        plan.levels[0] = dataclasses.replace(first, patch=True, peak_bytes=first.peak_bytes + patchstart.memory_bytes(
-            first.level.width, first.level.height))
+        peak = first.peak_bytes + patchstart.memory_bytes(first.level.width, first.level.height)
+        if peak > plan.budget:   # (a --base-size of 16384 would ask 17 GB of it)
+            raise BudgetError(f"--memory: {settings.memory} is too small for the patch start at "
+                              f"{first.level.width}x{first.level.height}; it needs about {peak / 2**30:.2f} GiB: "
+                              "lower --base-size, raise --memory or use --start noise")
+        plan.levels[0] = dataclasses.replace(first, patch=True, peak_bytes=peak)
     if calibrate:
         from hires import probe
         probe.calibrate(plan, settings)

@@ -302,3 +302,13 @@ def test_a_bad_start_or_an_example_smaller_than_a_patch_is_one_line(tmp_path, ca
     pyvips.Image.black(6, 6, bands=3).pngsave(str(tiny))
     line = one_line(*run_cli(["texture", tiny, "--size", "64x64", "-o", out], capfd))
     assert "too small for the patch start" in line and "--start noise" in line and not out.exists()
+
+
+def test_a_patch_start_larger_than_the_budget_is_refused_before_any_work(texture_path):
+    """A --base-size that puts the whole 8192 px texture at the patch start's level (64 bytes a px)
+    does not fit 4 GiB: refused by the plan, with the way out, not found out by the render."""
+    from hires.errors import BudgetError
+    job = make_job(None, texture_path, None, "8192x8192", True)
+    with pytest.raises(BudgetError, match="patch start.*--start noise"):
+        plan_job(job, Settings(base_size=8192, example_scale=0.1, memory="4GiB"))
+    assert plan_job(job, Settings(base_size=8192, example_scale=0.1, memory="4GiB", start="noise")).levels
