@@ -31,8 +31,7 @@ from hires.fastrender import fast_start, paint, recolour, run_fast
 from hires.hstyle import image_sources
 from hires.finishing import STRIP, Result, finish, to_gray, examples_at
 from hires.planner import LevelPlan, Plan, describe
-from hires.request import (Job, RunOptions, output_mode, plan_job, style_size,
-                           texture_settings, with_network, work_key)
+from hires.request import Job, RunOptions, output_mode, plan_settled, settle, style_size, work_key
 from hires.snapshots import Snapshots
 from hires.stats import style_targets
 
@@ -89,10 +88,8 @@ def _run(job: Job, settings: Settings, progress, options: RunOptions) -> Result:
     settings = settings.replace(mode=output_mode(job, settings))
     if settings.method == "fast":
         return run_fast(job, settings, progress, options)
-    settings = with_network(settings)
-    if job.texture:  # before the work key is made: the key holds the settings the render uses
-        settings = texture_settings(job, settings, [io.image_size(p, "example") for p, _ in job.styles])
-    plan = plan_job(job, settings)
+    settings = settle(job, settings)   # before the work key is made: the key holds the settings the render uses
+    plan = plan_settled(job, settings)
     if plan.levels[-1].disk and job.output is None:
         raise OptionError(f"--memory: a {job.width}x{job.height} result does not fit {settings.memory} in memory; "
                           "give an output path so it can be written from disk, or raise --memory")

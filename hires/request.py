@@ -245,6 +245,11 @@ def output_mode(job: Job, settings: Settings) -> str:
 # while the frame holds as many repeats as the finished texture will
 EXAMPLE_AT_BASE = 256
 PATCH_START_SCALE = 2
+# The patch start is not optimised (about 12 us a pixel against minutes for an optimised level), so
+# it may be made larger than --base-size, up to this many times: at 8192 px from a 1024 px example
+# it lays the example out at 2048 px, where the noise start's 512 px level shrinks it to 64 px, too
+# small for 8 px patches to hold its shapes
+PATCH_BASE_FACTOR = 4
 
 
 def texture_settings(job: Job, settings: Settings, natives: list[tuple[int, int]]) -> Settings:
@@ -253,18 +258,21 @@ def texture_settings(job: Job, settings: Settings, natives: list[tuple[int, int]
     smaller than that cannot lay its structures out anyway); from noise, it is optimised.
 
     The patch start (hires.patchstart) lays it out instead, at twice that (its stones' mortar crisp,
-    not upsampled from a 256 px layout; in seconds), and it is not optimised: from there it only
-    blurred the shapes.  Each finer level takes the iterations and layers the noise start's schedule
-    gives a level of its size, so no size costs more than from noise."""
+    not upsampled from a 256 px layout; in seconds; up to PATCH_BASE_FACTOR x ``base_size``), and it
+    is not optimised: from there it only blurred the shapes.  Each finer level takes the iterations
+    and layers the noise start's schedule gives a level of its size, so no size costs more than from
+    noise."""
     example_long = max(max(w, h) for w, h in natives) * settings.example_scale
+    out_long = max(job.width, job.height)
 
-    def sized(shown: int) -> Settings:
-        ideal = math.ceil(max(job.width, job.height) * shown / example_long)
-        return settings.replace(init="noise", base_size=max(64, min(settings.base_size, ideal)))
-    noise = sized(EXAMPLE_AT_BASE)
+    def sized(shown: int, cap: int) -> Settings:
+        ideal = math.ceil(out_long * shown / example_long)
+        return settings.replace(init="noise", base_size=max(64, min(cap, ideal)))
+    noise = sized(EXAMPLE_AT_BASE, settings.base_size)
     if settings.start != "patch":
         return noise
-    patch = sized(EXAMPLE_AT_BASE * PATCH_START_SCALE)
+    # (at most half the texture: its last level is always refined, from the start's shapes)
+    patch = sized(EXAMPLE_AT_BASE * PATCH_START_SCALE, min(settings.base_size * PATCH_BASE_FACTOR, out_long // 2))
     n = len(schedule(job.width, job.height, patch))
     if n == 1:   # the whole texture is the one level: it is refined
         return patch
@@ -299,12 +307,25 @@ def example_coverage(job: Job, settings: Settings, natives: list[tuple[int, int]
     return None
 
 
-def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
+def settle(job: Job, settings: Settings) -> Settings:
+    """The settings a run of ``job`` uses: its network named, and a texture's whole-frame level and
+    schedule sized to its examples (texture_settings).  Applied once: a texture's settled
+    ``base_size`` is its level's size, not the user's cap, and the patch start's may be 4x it."""
     settings = with_network(settings)
+    if job.texture:
+        settings = texture_settings(job, settings, [io.image_size(src, "style") for _, src, _ in image_sources(job.styles)])
+    return settings
+
+
+def plan_job(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
+    """The plan of ``job`` with the user's ``settings`` (settled here)."""
+    return plan_settled(job, settle(job, settings), calibrate)
+
+
+def plan_settled(job: Job, settings: Settings, calibrate: bool = False) -> Plan:
+    """The plan of ``job`` with ``settings`` as ``settle`` returned them."""
     sources = image_sources(job.styles)
     natives = [io.image_size(src, "style") for _, src, _ in sources]
-    if job.texture:
-        settings = texture_settings(job, settings, natives)
     check_sizes(job, settings, [src for _, src, _ in sources], natives)
     sizes = [style_size(job, wh, job.width, job.height, settings) for wh in natives]
     plan = make_plan(job.width, job.height, settings, sizes, mask_bytes_per_px(job))

@@ -7,6 +7,7 @@ import pyvips
 import hires
 from hires import io, pipeline
 from hires.config import Settings
+from hires.progress import PlanReady
 from hires.request import EXAMPLE_AT_BASE, PATCH_START_SCALE, make_job, plan_job
 from hires.seams import wrap_seam_ratio
 
@@ -108,7 +109,7 @@ def test_example_scale_sets_the_size_of_the_features_quick(texture_path, coarse_
 
 def test_whole_frame_level_shows_the_example_at_its_working_size(texture_path):
     """The base level is as coarse as shows the example at about EXAMPLE_AT_BASE px (twice that for
-    the patch start), never above --base-size; a note says when the example will hardly repeat or
+    the patch start), never above --base-size (4x for the patch start); a note says when the example will hardly repeat or
     is too small at the base."""
     w, h = io.image_size(texture_path)  # 1024x512
     job = make_job(None, texture_path, None, "1024x1024", True)
@@ -116,12 +117,43 @@ def test_whole_frame_level_shows_the_example_at_its_working_size(texture_path):
     assert max(base.width, base.height) * max(w, h) / 1024 == EXAMPLE_AT_BASE   # the example at 256 px there
     base = plan_job(job, Settings(start="patch")).levels[0].level
     assert max(base.width, base.height) * max(w, h) / 1024 == EXAMPLE_AT_BASE * PATCH_START_SCALE
-    assert plan_job(job, Settings(example_scale=0.25)).levels[0].level.width == 512   # capped by --base-size
-    assert plan_job(job, Settings(example_scale=0.25, base_size=384)).levels[0].level.width == 256
+    quarter = Settings(start="noise", example_scale=0.25)
+    assert plan_job(job, quarter).levels[0].level.width == 512   # capped by --base-size
+    assert plan_job(job, quarter.replace(base_size=384)).levels[0].level.width == 256
+    wide = make_job(None, texture_path, None, "2048x2048", True)   # (the patch start: up to 4x --base-size)
+    assert plan_job(wide, quarter.replace(base_size=256, start="patch")).levels[0].level.width == 1024
     assert "hardly repeat" in plan_job(job, Settings()).notes[0]
     big = make_job(None, texture_path, None, "8192x8192", True)
-    assert "too small there" in plan_job(big, Settings(seamless=True)).notes[0]
-    assert plan_job(big, Settings(seamless=True, example_scale=4)).notes == []
+    assert "too small there" in plan_job(big, Settings(seamless=True, start="noise")).notes[0]
+    assert plan_job(big, Settings(seamless=True, start="noise", example_scale=4)).notes == []
+    # the patch start costs seconds, not an optimised level's minutes: it may be made at up to 4x
+    # --base-size, where the example has the room to show its shapes
+    levels = plan_job(big, Settings(seamless=True)).levels
+    assert levels[0].level.width == 4 * Settings().base_size and levels[0].level.iterations == 0
+    assert plan_job(big, Settings(seamless=True)).notes == []
+
+
+class _Planned(Exception):
+    pass
+
+
+def test_a_texture_follows_the_plan_that_hires_plan_shows(tmp_path, texture_path):
+    """A texture's settings are settled once: the levels a render runs are those ``hires plan``
+    shows.  (Settled twice, the patch start's cap of 4x --base-size applied to its own result: the
+    plan said a 256 px start, the render made it at 512.)"""
+    square = tmp_path / "square.png"
+    pyvips.Image.new_from_file(str(texture_path)).crop(0, 0, 512, 512).pngsave(str(square))
+    kw = dict(size="1024x1024", base_size=64, example_scale=0.5, seamless=True)
+    planned = [lp.level.width for lp in hires.plan(square, texture=True, **kw).levels]
+    rendered = []
+
+    def progress(e):
+        if isinstance(e, PlanReady):   # (the plan the render follows: enough, stop before the work)
+            rendered.extend(lv["width"] for lv in e.plan["levels"])
+            raise _Planned
+    with pytest.raises(_Planned):
+        hires.texture(square, progress=progress, **kw)
+    assert planned == rendered == [256, 512, 1024]
 
 
 def test_several_examples_mix_by_weight(tmp_path, texture_path):
@@ -305,10 +337,11 @@ def test_a_bad_start_or_an_example_smaller_than_a_patch_is_one_line(tmp_path, ca
 
 
 def test_a_patch_start_larger_than_the_budget_is_refused_before_any_work(texture_path):
-    """A --base-size that puts the whole 8192 px texture at the patch start's level (64 bytes a px)
-    does not fit 4 GiB: refused by the plan, with the way out, not found out by the render."""
+    """A --base-size that puts a 16384 px texture's patch start at 8192 px (64 bytes a px) does not
+    fit 4 GiB: refused by the plan, with the way out, not found out by the render."""
     from hires.errors import BudgetError
-    job = make_job(None, texture_path, None, "8192x8192", True)
+    job = make_job(None, texture_path, None, "16384x16384", True)
+    big = Settings(base_size=8192, example_scale=0.5, memory="4GiB")
     with pytest.raises(BudgetError, match="patch start.*--start noise"):
-        plan_job(job, Settings(base_size=8192, example_scale=0.1, memory="4GiB"))
-    assert plan_job(job, Settings(base_size=8192, example_scale=0.1, memory="4GiB", start="noise")).levels
+        plan_job(job, big)
+    assert plan_job(job, big.replace(start="noise")).levels
