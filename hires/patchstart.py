@@ -21,7 +21,9 @@ COARSEST = 32         # px: the coarsest scale's long side at least
 ROUNDS = (8, 4)       # nearest-patch field and vote rounds: at the coarsest scale, at each finer one
 VOTE_POWER = -1.2     # a patch's weight in the vote: its RMS distance to this power (Kwatra et al.'s r = 0.8)
 HISTOGRAM_MIX = 0.5   # after each vote, this far towards the examples' colour histograms
-SECONDS_PER_PX = 12e-6   # this step's time per px of the start on a 2-core EPYC (benchmarks/texture_structure.py)
+# the start's level's time per px of the start on a 2-core EPYC, its examples' loading included (one
+# thread: 7.4 s at 512 px, benchmarks/texture_structure.py; 132 s at 2048, benchmarks/texture_scale.py)
+SECONDS_PER_PX = 24e-6
 BYTES_PER_PX = 64        # its memory per px of the start: the image, the field, its costs, the vote's sums
 
 
