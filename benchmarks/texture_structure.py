@@ -6,9 +6,10 @@ over the shared textures, seamless at 1024 px.
 Each texture is made in a child process (its wall time and peak RSS its own).  Measured on the
 output: the wrap seam ratio (hires.seams, 1.0 when the wrap cannot be told), and against the example
 at the output's scale, the nearest-patch field of the output's 8x8 patches (PatchMatch, 6 sweeps,
-over a 512 px window): the share of patches that are verbatim copies (RMS distance under 0.01) and
-the field's coherence (the share of neighbouring patches whose matches are neighbours too, within
-1 px: copied runs score high, an image made afresh low).  A sheet per example (example | noise start
+over a 512 px window): the share of patches that are verbatim copies (RMS distance under 0.01;
+among the patches that are not flat, as a flat patch is near any flat patch) and the field's
+coherence (the share of neighbouring patches whose matches are neighbours too, within 1 px: copied
+runs score high, an image made afresh low).  A sheet per example (example | noise start
 | patch start | the patch start tiled 2x2) goes to benchmarks/images/texture_structure_NAME.jpg.
 """
 from __future__ import annotations
@@ -37,6 +38,18 @@ EXAMPLES = {
 }
 WINDOW = 512
 P = 8
+CONTRAST = 0.02   # a patch's RMS deviation from its own mean below which it counts as flat
+
+
+def patch_contrast(image: np.ndarray) -> np.ndarray:
+    """Each PxP patch's RMS deviation from its own mean, channel by channel (summed-area tables)."""
+    def box(a):
+        s = np.pad(a.cumsum(0).cumsum(1), ((1, 0), (1, 0), (0, 0)))
+        return s[P:, P:] - s[:-P, P:] - s[P:, :-P] + s[:-P, :-P]
+    x = image.astype(np.float64)
+    mean = box(x) / (P * P)
+    variance = np.maximum(box(x * x) / (P * P) - mean ** 2, 0)
+    return np.sqrt(variance.mean(-1))
 
 
 def field_measures(image: np.ndarray, example: np.ndarray, seed: int = 0) -> dict:
@@ -52,9 +65,13 @@ def field_measures(image: np.ndarray, example: np.ndarray, seed: int = 0) -> dic
                       rng.integers(0, example.shape[1] - P + 1, shape)], -1).astype(np.int64)
     field, cost = patchmatch(window, example, valid, field, P, False, sweeps=6, seed=seed)
     rms = np.sqrt(cost / (P * P * example.shape[2]))
+    # a flat patch (a gray example's even stretches) is near every flat patch: copied or not, it
+    # cannot be told, so only patches with some contrast count towards the verbatim share
+    textured = patch_contrast(window) >= CONTRAST
     right = np.abs(field[:, 1:] - field[:, :-1] - np.array([0, 1])).max(-1) <= 1
     down = np.abs(field[1:] - field[:-1] - np.array([1, 0])).max(-1) <= 1
-    return {"verbatim_share": round(float((rms < 0.01).mean()), 4),
+    return {"verbatim_share": round(float((rms[textured] < 0.01).mean()), 4),
+            "textured_share": round(float(textured.mean()), 3),
             "coherence": round(float(np.concatenate([right.ravel(), down.ravel()]).mean()), 3)}
 
 
