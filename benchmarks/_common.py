@@ -56,7 +56,7 @@ def machine() -> dict:
     as such), bf16 and AMX, and this run's fp32 (and native bf16) matmul rates."""
     import torch
 
-    from hires.device import bf16_supported, isa_restricted
+    from hires.core.device import bf16_supported, isa_restricted
     try:
         flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
@@ -91,8 +91,8 @@ def write_json(name: str, payload: dict) -> Path:
 CHILD = r"""
 import json, statistics, sys, time
 import hires
-from hires.canvas import peak_rss_bytes, reset_peak_rss
-from hires.progress import LevelStarted, Note, PlanReady, Step, TileStarted, Writing
+from hires.core.canvas import peak_rss_bytes, reset_peak_rss
+from hires.core.progress import LevelStarted, Note, PlanReady, Step, TileStarted, Writing
 args = json.loads(sys.argv[1])
 t = time.perf_counter()
 # peak RSS per phase (what ran before a level's first tile, its tiles, the output): the high-water

@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # this file has the Dask package's name: its folder goes to the end of the import path, so that
-# `import distributed` (in hires.cluster, and in the spawned workers) finds Dask, not this file
+# `import distributed` (in hires.engine.cluster, and in the spawned workers) finds Dask, not this file
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
 from _common import data, machine, write_json  # noqa: E402
 

@@ -45,7 +45,7 @@ def run(content, style, output: Path, size: str, memory: str, fast_size: int) ->
         raise SystemExit(r.stderr)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = next(json.loads(ln)["RESULT"] for ln in r.stdout.splitlines() if ln.startswith('{"RESULT"'))
-    from hires.config import parse_memory
+    from hires.core.config import parse_memory
     return {"size": size, "fast_size": fast_size, "process_wall_s": wall, **result,
             "peak_rss_bytes": peak * 1024 if peak > before else None, "memory_budget_bytes": parse_memory(memory)}
 

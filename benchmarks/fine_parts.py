@@ -9,12 +9,12 @@ One interior tile of the 6000x4500 print's finest level (a 912 px region: 880 px
 context, layers relu1_1 and mb3, content at mb3), its loss evaluated (forward and backward) by the
 engine's own objective as a render does (inside ``canvas.reuse_memory``), median of ``--repeats``:
 
-* the whole evaluation, with relu1_1's Gram made band by band (hires.bandgram) and from the whole
+* the whole evaluation, with relu1_1's Gram made band by band (hires.engine.bandgram) and from the whole
   activation;
 * MobileNetV2 to mb3 alone, with its Gram and the content term, and relu1_1's part as the whole
   evaluation less that.
 
-Each with its GFLOP (hires.layers' count: convolutions and Gram products, forward and backward) and
+Each with its GFLOP (hires.core.layers' count: convolutions and Gram products, forward and backward) and
 its rate.  The yardsticks of the same run: the fp32 matmul (2048 px, torch) and the memory rate of a
 large copy (torch, 256 MiB: bytes read plus bytes written per second).
 """
@@ -32,13 +32,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, matmul_gflops, write_json  # noqa: E402
 
-from hires.canvas import reuse_memory  # noqa: E402
-from hires.config import Settings  # noqa: E402
-from hires.engine import Engine, RefineJob, to_tensor  # noqa: E402
-from hires.layers import flops_per_pixel  # noqa: E402
-from hires.pyramid import Level  # noqa: E402
-from hires.stats import Stats, make_target  # noqa: E402
-from hires.tiles import grid  # noqa: E402
+from hires.core.canvas import reuse_memory  # noqa: E402
+from hires.core.config import Settings  # noqa: E402
+from hires.engine.engine import Engine, RefineJob, to_tensor  # noqa: E402
+from hires.core.layers import flops_per_pixel  # noqa: E402
+from hires.engine.pyramid import Level  # noqa: E402
+from hires.engine.stats import Stats, make_target  # noqa: E402
+from hires.engine.tiles import grid  # noqa: E402
 
 WIDTH, HEIGHT, TILE, OVERLAP, MARGIN = 6000, 4500, 880, 8, 16
 CHANNELS = {"relu1_1": 64, "mb3": 144}
@@ -84,7 +84,7 @@ def evaluation(engine: Engine, style_layers, content_layer, banded: bool, repeat
 
     once()
     seconds = statistics.median(_timed(once) for _ in range(repeats))
-    # hires.layers counts the content layer's network but not its loss: the same count a render's
+    # hires.core.layers counts the content layer's network but not its loss: the same count a render's
     # achieved_gflops takes (forward plus the backward to the input, twice the forward)
     gflop = 2 * flops_per_pixel(level.layers) * tile.shape[0] * tile.shape[1] / 1e9
     return {"layers": list(level.layers), "banded": level.banded if banded else None, "region": list(tile.shape),

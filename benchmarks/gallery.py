@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import IMAGES, RESULTS, SHARED, data, open_8bit, write_json  # noqa: E402
 
 import hires  # noqa: E402
-from hires import io, output  # noqa: E402
-from hires.presets import load_preset  # noqa: E402
+from hires.core import io, output  # noqa: E402
+from hires.core.presets import load_preset  # noqa: E402
 
 SETTINGS = load_preset("demo")
 
@@ -60,7 +60,7 @@ def compare(reuse_random: bool = False) -> None:
     times = {}
     for content, style, name in PAIRS:
         c, s = data(content, "chelsea.png"), data(style, "vangogh_starry_night_1889.jpg")
-        w, h = hires.io.image_size(c)
+        w, h = hires.core.io.image_size(c)
         size = (1024, round(1024 * h / w)) if w >= h else (round(1024 * w / h), 1024)
         row = []
         for way, kw in WAYS.items():

@@ -21,9 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import IMAGES, data, machine, write_json  # noqa: E402
 
-from hires import io, output  # noqa: E402
-from hires.mobile import MobileFeatures  # noqa: E402
-from hires.nets import HybridFeatures, random_network  # noqa: E402
+from hires.core import io, output  # noqa: E402
+from hires.engine.mobile import MobileFeatures  # noqa: E402
+from hires.engine.nets import HybridFeatures, random_network  # noqa: E402
 
 SIDE = 256
 EVALS = 60

@@ -82,7 +82,7 @@ def interior_tile(side: int):
     """A tile whose region is ``side`` px square, cut as a print's finest level cuts its tiles (8 px
     overlap and 16 px context, each rounded to 16 px) and away from the frame's edges: its ownership
     weights are zero in the context, ramp across the overlap and are one over the core."""
-    from hires.tiles import grid
+    from hires.engine.tiles import grid
     tiles = grid(4 * side, 4 * side, side - 64, 8, 16)  # (ramps and context rounded to 16 px each side)
     tile = next(t for t in tiles if t.region[0] > 0 and t.region[2] > 0)
     assert tile.shape == (side, side), (tile.shape, side)
@@ -98,12 +98,12 @@ def evaluation_profile(side: int, path: str, repeats: int, heap: bool, network: 
     else every large block mapped afresh (as the engine did before: page faults on first touch)."""
     import contextlib
 
-    from hires import layers as table
-    from hires.canvas import return_memory_promptly, reuse_memory
-    from hires.losses import LayerStyleLoss, TileObjective
-    from hires.nets import hybrid_network, random_network
-    from hires.stats import Stats, make_target
-    from hires.tiles import ownership
+    from hires.core import layers as table
+    from hires.core.canvas import return_memory_promptly, reuse_memory
+    from hires.engine.losses import LayerStyleLoss, TileObjective
+    from hires.engine.nets import hybrid_network, random_network
+    from hires.engine.stats import Stats, make_target
+    from hires.engine.tiles import ownership
 
     dtype = PATHS[path][0]
     net = hybrid_network() if network == "hybrid" else random_network()

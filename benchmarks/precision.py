@@ -29,11 +29,11 @@ CASES = {
 
 def score(kind: str, job_args: tuple, image: np.ndarray, settings) -> float:
     """Whole-image style loss of ``image`` at the render's last level, by a float32 engine."""
-    from hires.canvas import Buffers
-    from hires.engine import Engine
-    from hires.pipeline import level_targets
-    from hires.request import make_job, plan_job, texture_settings
-    from hires import io
+    from hires.core.canvas import Buffers
+    from hires.engine.engine import Engine
+    from hires.rendering.pipeline import level_targets
+    from hires.rendering.request import make_job, plan_job, texture_settings
+    from hires.core import io
     job = make_job(*job_args, texture=kind == "texture")
     s = settings.replace(precision="fp32")
     if kind == "texture":
@@ -48,7 +48,7 @@ def main() -> None:
     import pyvips
 
     import hires
-    from hires.config import Settings
+    from hires.core.config import Settings
     content = data("contents/forest_path_2560x1600.jpg", "forest_path_2560x1600.jpg")
     style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
     example = SHARED / "textures" / "stone_bricks_ambientcg_bricks102.jpg"

@@ -58,8 +58,8 @@ def seam_ratios(tif: Path, plan: dict, band: int = 8, wrap: bool = False) -> dic
     import numpy as np
     import pyvips
 
-    from hires.seams import band_ratio, line_ratio, soft_band
-    from hires.tiles import grid
+    from hires.engine.seams import band_ratio, line_ratio, soft_band
+    from hires.engine.tiles import grid
     im = pyvips.Image.new_from_file(str(tif))
     a = np.ndarray(buffer=im.write_to_memory(), dtype=np.uint8 if im.format == "uchar" else np.uint16,
                    shape=(im.height, im.width, im.bands))
@@ -126,7 +126,7 @@ def main() -> None:
             "memory": a.memory, "settings": settings}
     result, wall = run_render(args)
     peak = result["peak_rss_bytes"]
-    from hires.config import parse_memory
+    from hires.core.config import parse_memory
     w, h = map(int, a.size.lower().split("x"))
     payload = {
         "width": w, "height": h, "wall_s": round(wall, 1), "render_s": round(result["wall_s"], 1),

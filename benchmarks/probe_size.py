@@ -5,7 +5,7 @@
 
 For the two probes of a 6000x4500 print (the 1500 px level: relu1_1, mb3, mb6, L-BFGS in fp32;
 the 3000 and 6000 px levels: relu1_1, mb3, Adam in the engine's arithmetic for Adam), each side
-in turn, each repeat a fresh shape (16 px narrower), measured as ``hires.probe`` measures: the
+in turn, each repeat a fresh shape (16 px narrower), measured as ``hires.planning.probe`` measures: the
 seconds per GFLOP of a tile's fixed part and of one evaluation.
 Run it alone: the machine's noise is the yardstick the sides are compared against.
 """
@@ -31,12 +31,12 @@ def main() -> None:
     ap.add_argument("--name", default="probe_size")
     args = ap.parse_args()
 
-    from hires import process
-    from hires.config import Settings
-    from hires.engine import Engine
-    from hires.layers import flops_per_pixel
-    from hires.probe import _fit, _measure, _Probe
-    from hires.pyramid import Level
+    from hires.core import process
+    from hires.core.config import Settings
+    from hires.engine.engine import Engine
+    from hires.core.layers import flops_per_pixel
+    from hires.planning.probe import _fit, _measure, _Probe
+    from hires.engine.pyramid import Level
     process.tune_for_rendering()
     settings = Settings().replace(network="hybrid", seamless=False, second_pass=False)
     engine = Engine(settings)

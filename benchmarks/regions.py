@@ -35,7 +35,7 @@ def draw_masks(content: Path, width: int, height: int, folder: Path) -> tuple[Pa
     the photo as the render sees it, at 1600 px."""
     from scipy.ndimage import gaussian_filter
 
-    from hires import io
+    from hires.core import io
     w = 1600
     h = round(w * height / width)
     photo = io.load_image(content, size=(w, h))
@@ -74,7 +74,7 @@ def gallery(long_side: int = 1024) -> list[str]:
     boundary (the forest's canopy and ground), a kept subject (the cat's face in a Starry Night),
     a style fading to the photo across the frame."""
     import hires
-    from hires import io
+    from hires.core import io
     starry = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
     wave = data("styles/hokusai_great_wave_c1831.jpg", "vangogh_starry_night_1889.jpg")
     forest = data("contents/forest_path_2560x1600.jpg", "chelsea.png")
@@ -129,7 +129,7 @@ def main() -> None:
                       "peak_rss_bytes": result["peak_rss_bytes"], "notes": result["plan"].get("notes", []),
                       "planned_peak_bytes": result["plan"].get("peak_bytes"), "per_level": result["levels"]}
         open_8bit(output).thumbnail_image(1200).jpegsave(str(IMAGES / f"{a.name}_{kind}_whole.jpg"), Q=90)
-    from hires.config import parse_memory
+    from hires.core.config import parse_memory
     payload = {
         "width": width, "height": height, "memory_budget_bytes": parse_memory(a.memory), "runs": runs,
         "time_ratio": round(runs["regions"]["render_s"] / runs["unmasked"]["render_s"], 3),

@@ -34,7 +34,7 @@ ADAM_LRS = (0.02, 0.05)
 def start_image(content: Path, style: Path, size: str, precision: str) -> np.ndarray:
     """The default render at half ``size``: what the level starts from (cached for reruns)."""
     import hires
-    from hires.config import parse_size
+    from hires.core.config import parse_size
     w, h = parse_size(size)
     cache = RESULTS / "tmp" / f"schedules_start_{w // 2}x{h // 2}_{precision}.npy"
     if cache.exists():
@@ -58,16 +58,16 @@ def main() -> None:
 
     import pyvips
 
-    from hires import io
-    from hires.canvas import Buffers
-    from hires.config import Settings
-    from hires.engine import Engine
-    from hires.passes import PassContext, refine_pass
-    from hires.reports import Counters
-    from hires.config import parse_memory
-    from hires.pipeline import level_targets
-    from hires.request import make_job, plan_job
-    from hires.planner import plan_level
+    from hires.core import io
+    from hires.core.canvas import Buffers
+    from hires.core.config import Settings
+    from hires.engine.engine import Engine
+    from hires.engine.passes import PassContext, refine_pass
+    from hires.engine.reports import Counters
+    from hires.core.config import parse_memory
+    from hires.rendering.pipeline import level_targets
+    from hires.rendering.request import make_job, plan_job
+    from hires.planning.planner import plan_level
 
     content = data("contents/forest_path_2560x1600.jpg", "forest_path_2560x1600.jpg")
     style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")

@@ -42,10 +42,10 @@ HELD_OUT = {
 FIT_CHILD = r"""
 import json, sys
 from pathlib import Path
-from hires import process; process.tune_for_rendering()
-from hires.canvas import peak_rss_bytes
-from hires.fitjob import FitRequest, fit_style
-from hires.fitoptions import FitOptions
+from hires.core import process; process.tune_for_rendering()
+from hires.core.canvas import peak_rss_bytes
+from hires.fit.fitjob import FitRequest, fit_style
+from hires.fit.fitoptions import FitOptions
 a = json.loads(sys.argv[1])
 r = fit_style(FitRequest([a["painting"]], Path(a["output"]), None, FitOptions(minutes=a["minutes"], fitted=a["fitted"]),
                          overwrite=True))
@@ -80,8 +80,8 @@ class Measures:
     """hires' style loss of an output against one painting (at the output's scale), per network."""
 
     def __init__(self, painting: Path, long_side: int):
-        from hires import io
-        from hires.stylefit import Objective
+        from hires.core import io
+        from hires.fit.stylefit import Objective
         w, h = io.image_size(painting)
         self.painting = io.load_image(painting, long_side=min(long_side, max(w, h)))
         self.objectives = {net: Objective([(self.painting, 1.0)], 1.0, 0.0, net) for net in ("hybrid", "random")}
@@ -89,7 +89,7 @@ class Measures:
     def __call__(self, img: np.ndarray) -> dict:
         import torch
 
-        from hires.stylefit import fast_tensor
+        from hires.fit.stylefit import fast_tensor
         out = {}
         with torch.no_grad():
             x = fast_tensor(img)
@@ -144,7 +144,7 @@ def main() -> None:
     ap.add_argument("--size", default="1024")
     ap.add_argument("--name", default="style_fit")
     a = ap.parse_args()
-    from hires import io
+    from hires.core import io
     results, rows, crops = {"machine": machine(), "minutes": a.minutes, "fitted": a.fitted, "size": a.size,
                             "paintings": {}}, [], []
     for key in a.paintings.split(","):

@@ -25,7 +25,7 @@ from style_fit import HELD_OUT, PAINTINGS, Measures, gallery  # noqa: E402
 
 def main() -> None:
     import hires
-    from hires import io
+    from hires.core import io
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=3000)
     ap.add_argument("--run", default="style_fit")

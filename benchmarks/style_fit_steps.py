@@ -9,9 +9,9 @@ Prints, every 50 steps, the seconds so far and the held-out style loss over the 
 import sys
 import time
 
-from hires import process
-from hires.fitoptions import FitOptions
-from hires.stylefit import Fit, load_inputs
+from hires.core import process
+from hires.fit.fitoptions import FitOptions
+from hires.fit.stylefit import Fit, load_inputs
 
 process.tune_for_rendering()
 painting, fitted, lr, steps = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])

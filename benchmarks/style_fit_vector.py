@@ -22,17 +22,17 @@ def main() -> None:
     vec = IMAGES / f"style_fit_{key}_vector.hstyle"
     norms = IMAGES / f"style_fit_{key}.hstyle"
     if not vec.exists():
-        subprocess.run([sys.executable, "-m", "hires.cli", "style", "fit", str(PAINTINGS[key]), "-o", str(vec),
+        subprocess.run([sys.executable, "-m", "hires.commands.cli", "style", "fit", str(PAINTINGS[key]), "-o", str(vec),
                         "--fit", "vector", "--quiet"], check=True)
     out, rows = {"machine": machine(), "painting": key, "photos": {}}, []
     for pname, photo in HELD_OUT.items():
         m = Measures(PAINTINGS[key], 1024)
-        w, h = hires.io.image_size(photo)
+        w, h = hires.core.io.image_size(photo)
         size = f"1024x{round(1024 * h / w)}"
         imgs = {n: hires.render(photo, str(p), size=size, method="fast").image for n, p in (("norms", norms), ("vector", vec))}
         out["photos"][pname] = {n: m(i) for n, i in imgs.items()}
         rows.append([imgs["norms"], imgs["vector"]])
-    out["files"] = {n: hires.hstyle.load(p).info["heldout"] for n, p in (("norms", norms), ("vector", vec))}
+    out["files"] = {n: hires.fast.hstyle.load(p).info["heldout"] for n, p in (("norms", norms), ("vector", vec))}
     print(json.dumps(out, indent=1))
     write_json(f"style_fit_{key}_vector.json", out)
     gallery(rows, IMAGES / f"style_fit_{key}_norms_vs_vector.jpg", 400)

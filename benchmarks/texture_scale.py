@@ -60,7 +60,7 @@ def main() -> None:
     w, h = map(int, a.size.lower().split("x"))
     name = a.name or f"texture_{w}" + ("" if w == h else f"x{h}")
     output = RESULTS / f"{name}.tif"
-    from hires.seams import wrap_seam_ratio
+    from hires.engine.seams import wrap_seam_ratio
     if a.reanalyse:
         payload = json.loads((RESULTS / f"{name}.json").read_text())
     else:
@@ -70,7 +70,7 @@ def main() -> None:
         gflops = matmul_gflops()
         result, wall = run_render({"kind": "texture", "examples": examples, "output": str(output), "size": a.size,
                                    "memory": a.memory, "settings": settings})
-        from hires.config import parse_memory
+        from hires.core.config import parse_memory
         budget = parse_memory(a.memory)
         payload = {
             "width": w, "height": h, "wall_s": round(wall, 1), "render_s": round(result["wall_s"], 1),

@@ -1,10 +1,10 @@
-"""Does a texture keep its example's shapes?  The noise start against the patch start (hires.patchstart)
+"""Does a texture keep its example's shapes?  The noise start against the patch start (hires.engine.patchstart)
 over the shared textures, seamless at 1024 px.
 
     python benchmarks/texture_structure.py [--size 1024x1024] [--only stone_bricks]   # texture_structure.json
 
 Each texture is made in a child process (its wall time and peak RSS its own).  Measured on the
-output: the wrap seam ratio (hires.seams, 1.0 when the wrap cannot be told), and against the example
+output: the wrap seam ratio (hires.engine.seams, 1.0 when the wrap cannot be told), and against the example
 at the output's scale, the nearest-patch field of the output's 8x8 patches (PatchMatch, 6 sweeps,
 over a 512 px window): the share of patches that are verbatim copies (RMS distance under 0.01;
 among the patches that are not flat, as a flat patch is near any flat patch) and the field's
@@ -24,9 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import IMAGES, SHARED, machine, run_render, write_json  # noqa: E402
 
-from hires import io  # noqa: E402
+from hires.core import io  # noqa: E402
 from hires.kernels import patchmatch  # noqa: E402
-from hires.seams import wrap_seam_ratio  # noqa: E402
+from hires.engine.seams import wrap_seam_ratio  # noqa: E402
 
 EXAMPLES = {
     "stone_bricks": "stone_bricks_ambientcg_bricks102.jpg",

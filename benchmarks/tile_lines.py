@@ -14,7 +14,7 @@ The renders: ``toy``, a 320 px photo optimised from the photo (8 Adam evaluation
 large changes, as from a content or noise start), and ``print``, 2000x1500 from the painted start
 with a schedule that ends, as a print's does, with 10 Adam evaluations a tile (9 tiles).  Measured
 at the last level's cuts and, as the control, along rows and columns half a tile away: the band
-ratio and line ratio of hires.seams.  Crops of 192 px around the middle crossing of two cuts, shown
+ratio and line ratio of hires.engine.seams.  Crops of 192 px around the middle crossing of two cuts, shown
 at 2x, go to benchmarks/images/tile_lines_*.png.
 """
 from __future__ import annotations
@@ -29,10 +29,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import IMAGES, data, machine, write_json  # noqa: E402
 
 import hires  # noqa: E402
-from hires import engine, output, passes  # noqa: E402
-from hires.adam import Adam  # noqa: E402
-from hires.seams import band_ratio, line_ratio  # noqa: E402
-from hires.tiles import blend_window  # noqa: E402
+from hires.core import output
+from hires.engine import engine, passes  # noqa: E402
+from hires.engine.adam import Adam  # noqa: E402
+from hires.engine.seams import band_ratio, line_ratio  # noqa: E402
+from hires.engine.tiles import blend_window  # noqa: E402
 
 RENDERS = {
     "toy": (("contents/chelsea.png", "chelsea.png"), ("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg"),

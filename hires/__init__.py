@@ -9,18 +9,18 @@ numba or libvips; ``hires.render`` does, the first time it is used.
 """
 import importlib
 
-from hires.config import Settings
-from hires.errors import HiresError
+from hires.core.config import Settings
+from hires.core.errors import HiresError
 
 __all__ = ["HiresError", "Result", "Settings", "plan", "render", "texture"]
 __version__ = "0.1.0"
 
-_LAZY = {"Result": "hires.finishing", "plan": "hires.api", "render": "hires.api", "texture": "hires.api"}
+_LAZY = {"Result": "hires.rendering.finishing", "plan": "hires.api", "render": "hires.api", "texture": "hires.api"}
 
 
 def __getattr__(name):
     if name in _LAZY:
-        from hires.process import huge_pages_for_torch
+        from hires.core.process import huge_pages_for_torch
         huge_pages_for_torch()  # before the API loads torch: a render is about to start
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

@@ -4,14 +4,14 @@ as the command line resolves its flags (``resolver.resolve``), and hands the job
 """
 from __future__ import annotations
 
-from hires import pipeline
-from hires.config import Settings
-from hires.errors import OptionError
-from hires.fastrender import fast_plan
-from hires.finishing import Result
-from hires.progress import ignore
-from hires.request import plan_job
-from hires.resolver import Asked, Request, resolve
+from hires.rendering import pipeline
+from hires.core.config import Settings
+from hires.core.errors import OptionError
+from hires.rendering.fastrender import fast_plan
+from hires.rendering.finishing import Result
+from hires.core.progress import ignore
+from hires.rendering.request import plan_job
+from hires.rendering.resolver import Asked, Request, resolve
 
 
 def render(content, style=None, output=None, *, size=None, masks=None, keep=None, preset: str | None = None,
@@ -42,7 +42,7 @@ def render(content, style=None, output=None, *, size=None, masks=None, keep=None
     settings : hires.Settings, optional
         The base settings (default: the built-in defaults, or the preset's).
     progress : callable, optional
-        Receives the events of ``hires.progress`` as objects.
+        Receives the events of ``hires.core.progress`` as objects.
     overwrite : bool
         Replace a file at ``output`` (else one there, or one that appears, is never replaced).
     **overrides

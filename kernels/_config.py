@@ -17,7 +17,7 @@ def prefer_workqueue() -> None:
     """numba's threading layer for this process: workqueue, unless NUMBA_THREADING_LAYER says
     otherwise.  The Gram kernel calls BLAS from numba's worker threads; under the OpenMP layer
     OpenBLAS detects the parallel region and warns that it may hang, and the workqueue layer has no
-    OpenMP.  Process-wide, so hires calls it where a render starts (``hires.process``), never on
+    OpenMP.  Process-wide, so hires calls it where a render starts (``hires.core.process``), never on
     import; numba reads it at its first parallel launch, so later calls change nothing."""
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "workqueue"

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hires import process
+from hires.core import process
 
 # the tests drive the engine and kernels directly, in the process settings a render runs with
 process.tune_for_rendering()

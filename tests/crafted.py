@@ -9,7 +9,7 @@ import zipfile
 
 import numpy as np
 
-from hires import hstyle
+from hires.fast import hstyle
 
 BOMB_BYTES = 768 << 20   # what the zip bomb's member inflates to: more than a 1 GiB budget leaves
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hires import cli
+from hires.commands import cli
 
 from conftest import data, skip_or_fail
-from hires.seams import band_ratio
+from hires.engine.seams import band_ratio
 
 
 def seam_ratio(img, cuts, band=8):
@@ -19,7 +19,7 @@ def seam_ratio(img, cuts, band=8):
 
 def peak_growth(fn) -> int:
     """Bytes the process's peak resident memory rose while ``fn`` ran."""
-    from hires.canvas import peak_rss_bytes, reset_peak_rss
+    from hires.core.canvas import peak_rss_bytes, reset_peak_rss
     if not reset_peak_rss():
         skip_or_fail("this system cannot reset the peak resident memory")
     before = peak_rss_bytes()

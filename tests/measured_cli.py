@@ -15,7 +15,7 @@ import tempfile
 
 
 def main() -> None:
-    from hires import cli
+    from hires.commands import cli
     results = []
     for args in json.loads(sys.argv[1]):
         with tempfile.TemporaryFile("w+") as err:
@@ -33,7 +33,7 @@ def main() -> None:
             results.append({"args": args, "code": code, "err": err.read()})
     # VmHWM, not getrusage's ru_maxrss: that one keeps, across exec, the peak of the process that
     # spawned this one (a pytest process of 1.07 GiB made a 0.4 GiB run read as 1.07)
-    from hires.canvas import peak_rss_bytes
+    from hires.core.canvas import peak_rss_bytes
     print(json.dumps({"results": results, "peak_rss_bytes": peak_rss_bytes()}))
 
 

@@ -25,7 +25,7 @@ class Server:
         self.log = log or data_dir.with_name(f"{data_dir.name}-server-stderr.log")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         with open(self.log, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "hires.cli", "serve", "--port", "0",
+            self.proc = subprocess.Popen([sys.executable, "-m", "hires.commands.cli", "serve", "--port", "0",
                                           "--data-dir", str(data_dir), *args],
                                          stdout=subprocess.PIPE, stderr=err, text=True, env=env)
         line = self.proc.stdout.readline()

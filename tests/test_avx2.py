@@ -11,7 +11,7 @@ RESTRICTED = os.environ.get("ATEN_CPU_CAPABILITY") == "avx2"
 
 @pytest.mark.skipif(not RESTRICTED, reason="runs in make test's AVX2 pass")
 def test_torch_runs_on_avx2_only():
-    from hires.device import pick_precision
+    from hires.core.device import pick_precision
     assert torch.backends.cpu.get_cpu_capability() == "AVX2"
     assert os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2"
     # as on a CPU without bf16: --precision auto runs fp32 (bf16 would be emulated, far slower)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pyvips
 import pytest
 
-from hires import cli
-from hires.config import Settings, flag
+from hires.commands import cli
+from hires.core.config import Settings, flag
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_FLAGS = ["--base-size", "64", "--iterations", "4", "--style-layers", "relu1_1,relu2_1",
@@ -18,7 +18,7 @@ FAST_FLAGS = ["--base-size", "64", "--iterations", "4", "--style-layers", "relu1
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "hires.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hires.commands.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd)
 
 
@@ -69,8 +69,8 @@ def _entry(text: str, option: str) -> str:
 def test_help_shows_real_defaults_and_keeps_expert_options_for_help_all(capsys):
     """Every default as it is (0 and off were "none"), in one format; expert options only under
     --help-all, and accepted either way."""
-    from hires.flags import EXPERT, shown_default
-    from hires.request import RunOptions
+    from hires.core.flags import EXPERT, shown_default
+    from hires.rendering.request import RunOptions
     short, full = _help(["render", "--help"], capsys), _help(["render", "--help-all"], capsys)
     for f in dataclasses.fields(Settings):
         if f.name in cli.SKIP_RENDER:
@@ -182,7 +182,8 @@ def test_plan_command_text_and_impossible_budget(content_path, style_path):
 def priced(monkeypatch):
     """This machine's costs as fixed figures: a plan in seconds, not after measuring (the plan's
     arithmetic and its text are what is tested here; measuring has tests of its own)."""
-    from hires import fast, probe
+    from hires.fast import fast
+    from hires.planning import probe
     monkeypatch.setattr(probe, "measure_costs", lambda settings, levels, *a, **kw: {
         lp.level.index: probe.TileCost(0.05, 0.02, 0.01, 0.001) for lp in levels if lp.level.iterations})
     monkeypatch.setattr(probe, "resample_rates", lambda *a: (1e-8, 1e-8))
@@ -241,7 +242,7 @@ def test_plan_of_a_fast_render(content_path, style_path):
 def test_the_command_and_the_package_import_without_torch():
     """`hires --help` answers at once: the API loads lazily, so neither `import hires` nor the CLI
     module imports torch, numba or libvips (issue 24)."""
-    probe = ("import sys, hires, hires.cli; heavy = {'torch', 'numba', 'pyvips'} & set(sys.modules); "
+    probe = ("import sys, hires, hires.commands.cli; heavy = {'torch', 'numba', 'pyvips'} & set(sys.modules); "
              "print(sorted(heavy)); assert callable(hires.render) and 'torch' in sys.modules")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

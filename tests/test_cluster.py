@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import hires
-from hires.colouring import check_colours, colour_groups, conflict
-from hires.tiles import grid
+from hires.engine.colouring import check_colours, colour_groups, conflict
+from hires.engine.tiles import grid
 
 RENDER = dict(size="192x128", base_size=96, iterations=(6, 4), style_layers=("relu1_1", "relu2_1"),
               content_layer="relu2_1", memory="8GiB", tile_size=64, init="content")
@@ -146,7 +146,7 @@ def test_batch_on_a_cluster_reports_like_the_local_batch(tmp_path):
     from helpers import batch_file
     jobs = batch_file(tmp_path)
     report = tmp_path / "report.json"
-    cmd = [sys.executable, "-m", "hires.cli", "batch", str(jobs), "--report", str(report), "--quiet"]
+    cmd = [sys.executable, "-m", "hires.commands.cli", "batch", str(jobs), "--report", str(report), "--quiet"]
     first = subprocess.run(cmd + ["--scheduler", "local:2"], capture_output=True, text=True)
     assert first.returncode == 1, first.stderr[-2000:]
     r = json.loads(report.read_text())

@@ -11,7 +11,7 @@ MADE = "benchmarks/images/"  # what benchmarks write, outside the repository's t
 
 
 def named_paths(text: str) -> set[str]:
-    """Repository paths in backticks (``hires/io.py``, ``benchmarks/results/gallery/compare_*.jpg``),
+    """Repository paths in backticks (``hires/core/io.py``, ``benchmarks/results/gallery/compare_*.jpg``),
     up to the first space; placeholders (NAME, N, …) are not paths."""
     out = set()
     for span in re.findall(r"`([^`\n]+)`", text):
@@ -34,8 +34,8 @@ def test_every_path_a_page_names_exists(page):
 
 
 def test_the_checks_see_a_missing_path_and_a_missing_link(tmp_path):
-    text = "see `hires/no_such_module.py` and [here](nowhere.md), and `hires/io.py`"
-    assert named_paths(text) == {"hires/no_such_module.py", "hires/io.py"}
+    text = "see `hires/no_such_module.py` and [here](nowhere.md), and `hires/core/io.py`"
+    assert named_paths(text) == {"hires/no_such_module.py", "hires/core/io.py"}
     assert named_paths("see `benchmarks/images/grid_*.png`") == set()
     assert links(text) == {"nowhere.md"}
 

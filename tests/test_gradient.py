@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from hires import io
-from hires.config import Settings
-from hires.engine import Engine, RefineJob, to_tensor
-from hires.losses import flat
-from hires.planner import auto_margin
-from hires.pyramid import Level
-from hires.stats import make_target
-from hires.nets import LAYER_STRIDE
-from hires.regions import region_key
-from hires.tiles import block_mean, grid, take
+from hires.core import io
+from hires.core.config import Settings
+from hires.engine.engine import Engine, RefineJob, to_tensor
+from hires.engine.losses import flat
+from hires.planning.planner import auto_margin
+from hires.engine.pyramid import Level
+from hires.engine.stats import make_target
+from hires.engine.nets import LAYER_STRIDE
+from hires.engine.regions import region_key
+from hires.engine.tiles import block_mean, grid, take
 
 from helpers import soft_maps
 
@@ -30,7 +30,7 @@ SIZES = {False: (171, 139), True: (176, 144)}
 # (style layers, content layer) per network: the hybrid's MobileNetV2 layers down to stride 8
 # (mb6: a 36 px receptive radius, 48 px margins, so the tiles' context is really exercised)
 # "hybrid-fine": a print's fine levels' layers, relu1_1 the only VGG layer: its Gram is made band
-# by band without its activation (hires.bandgram)
+# by band without its activation (hires.engine.bandgram)
 NETWORKS = {"random": ("random", ("relu1_1", "relu2_1", "relu3_1"), "relu3_1"),
             "hybrid": ("hybrid", ("relu1_1", "relu2_1", "mb0", "mb3", "mb6"), "mb6"),
             "hybrid-fine": ("hybrid", ("relu1_1", "mb0", "mb3"), "mb3")}
@@ -175,11 +175,11 @@ def check_tile_gradients(content_path, style_path, texture_path, seamless, layer
 
 def test_a_fine_level_makes_relu1_1s_gram_without_its_activation(monkeypatch):
     """At the hybrid's fine levels (relu1_1 and MobileNetV2 layers) the objective asks the VGG part
-    for no activation: relu1_1's Gram is made band by band (hires.bandgram).  The loss and gradient
+    for no activation: relu1_1's Gram is made band by band (hires.engine.bandgram).  The loss and gradient
     are the activation path's, and an evaluation's memory is about half of it."""
     from helpers import peak_growth
-    from hires.canvas import trim
-    from hires.nets import VGG19Features
+    from hires.core.canvas import trim
+    from hires.engine.nets import VGG19Features
 
     side = 512
     engine = Engine(Settings(network="hybrid", mean_weight=0.5))
@@ -221,9 +221,9 @@ def test_a_statistics_pass_makes_relu1_1_a_band_at_a_time(monkeypatch):
     the same float64 sums as from its whole activation, over tiles with context and ramps (the
     bands start at a tile's first owned row), with less memory."""
     from helpers import peak_growth
-    from hires import engine as engine_module
-    from hires.canvas import trim
-    from hires.layers import LAYERS
+    from hires.engine import engine as engine_module
+    from hires.core.canvas import trim
+    from hires.core.layers import LAYERS
 
     side = 512
     engine = Engine(Settings(network="hybrid"))

@@ -21,9 +21,12 @@ import pyvips
 import torch
 
 import hires
-from hires import cli, io, losses, nets, output, pipeline
-from hires.errors import InputError, NumericalError, OutputError, WeightsError
-from hires.safefiles import file_sha256
+from hires.commands import cli
+from hires.core import io, output
+from hires.engine import losses, nets
+from hires.rendering import pipeline
+from hires.core.errors import InputError, NumericalError, OutputError, WeightsError
+from hires.core.safefiles import file_sha256
 
 from conftest import data
 from helpers import listing, one_line, peak_growth, refuses, run_cli
@@ -69,7 +72,7 @@ def peak_rss_of(args, cwd: Path) -> tuple[int, str, int]:
     probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stderr=subprocess.PIPE, "
              "text=True); print(r.returncode); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
              "sys.stderr.write(r.stderr)")
-    r = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "hires.cli", *map(str, args)],
+    r = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "hires.commands.cli", *map(str, args)],
                        cwd=cwd, capture_output=True, text=True, timeout=600)
     code, rss = r.stdout.split()
     return int(code), r.stderr, int(rss) * 1024
@@ -278,13 +281,13 @@ def test_fast_method_killed_while_writing_leaves_nothing_after_a_rerun(tmp_path)
               "    real(self, path, **kw)\n"
               "    os.kill(os.getpid(), signal.SIGKILL)\n"
               "pyvips.Image.pngsave = save\n"
-              "from hires import cli\n"
+              "from hires.commands import cli\n"
               "sys.exit(cli.main(sys.argv[1:]))\n")
     r = subprocess.run([sys.executable, "-c", killer, *args], cwd=tmp_path, capture_output=True, timeout=300)
     assert r.returncode == -signal.SIGKILL
     assert [p for p in tmp_path.iterdir() if ".partial-" in p.name], "the kill left no partial file to clean"
     assert not out.exists()
-    r = subprocess.run([sys.executable, "-m", "hires.cli", *args, "-q"], cwd=tmp_path, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "hires.commands.cli", *args, "-q"], cwd=tmp_path, capture_output=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]
@@ -475,8 +478,8 @@ def test_a_file_at_the_temporary_name_is_not_hires_to_remove(tmp_path):
 def test_disk_buffers_with_no_room_are_said_as_such_before_anything_is_written(full_disk):
     """A memmap written on a full disk would die of SIGBUS: the buffer's blocks are allocated when it
     is made, and no room is a one-line error that leaves nothing behind."""
-    from hires.canvas import Buffers
-    from hires.errors import OutputError
+    from hires.core.canvas import Buffers
+    from hires.core.errors import OutputError
     buffers = Buffers(full_disk / "level4", True)
     small = buffers.zeros("weights", (256, 256))           # 256 KiB: fits
     assert small.shape == (256, 256) and not small.any()
@@ -571,7 +574,7 @@ def test_a_work_folder_of_another_user_is_refused(tmp_path, capfd):
 
 
 def _run_with_timeout(args, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hires.cli", *map(str, args)], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "hires.commands.cli", *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -631,7 +634,7 @@ def test_the_api_names_a_bad_argument_before_any_work(tmp_path, monkeypatch, cal
     """Row 6: each wrong kind of argument is a HiresError naming it, raised before a render starts
     (before: TypeErrors from pathlib and dataclasses, a progress callback failing 4.5 s in)."""
     monkeypatch.chdir(tmp_path)
-    from hires import pipeline
+    from hires.rendering import pipeline
     monkeypatch.setattr(pipeline, "run", lambda *a, **k: pytest.fail("a render started"))
     with pytest.raises(hires.HiresError, match=match):
         call(content(), style())

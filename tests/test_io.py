@@ -8,8 +8,8 @@ import pytest
 import pyvips
 
 from helpers import peak_growth
-from hires import io, output
-from hires.errors import InputError, OptionError, OutputError
+from hires.core import io, output
+from hires.core.errors import InputError, OptionError, OutputError
 
 
 def gradient(h=40, w=60):
@@ -90,7 +90,7 @@ def test_shrink_on_load_does_not_decode_full_size(tmp_path):
     p = tmp_path / "big.jpg"
     (pyvips.Image.xyz(9000, 9000)[0] % 256).cast("uchar").bandjoin([128, 64]).copy(
         interpretation="srgb").jpegsave(str(p), Q=70)
-    code = ("import resource, hires.io as io; base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+    code = ("import resource, hires.core.io as io; base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
             f"a = io.load_image(r'{p}', long_side=256); assert a.shape == (256, 256, 3);"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -173,7 +173,7 @@ def test_wrapped_resize_keeps_a_periodic_image_periodic(rng):
 
 def _disk_canvas(path, side):
     """A float32 side x side x 3 memmap filled with a pattern, its pages handed back."""
-    from hires.canvas import release
+    from hires.core.canvas import release
     a = np.memmap(path, np.float32, mode="w+", shape=(side, side, 3))
     for y in range(0, side, 256):
         a[y:y + 256] = (np.arange(side, dtype=np.float32)[None, :, None] % 97) / 97

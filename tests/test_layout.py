@@ -22,21 +22,21 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_the_script_prints_the_graph():
     r = subprocess.run([sys.executable, str(ROOT / "tests" / "import_graph.py")], capture_output=True, text=True)
-    assert "hires.engine:" in r.stdout and "hires.layers" in r.stdout
+    assert "hires.engine.engine:" in r.stdout and "hires.core.layers" in r.stdout
     assert r.returncode == 0 and "import cycle" not in r.stdout, r.stdout
 
 
 def test_importing_the_kernels_and_building_an_engine_change_no_process_setting():
-    """numba's threading layer and glibc's malloc are set where a render starts (hires.process),
+    """numba's threading layer and glibc's malloc are set where a render starts (hires.core.process),
     not by an import or a constructor."""
     code = ("import numba; before = numba.config.THREADING_LAYER\n"
             "import hires.kernels\n"
-            "from hires.engine import Engine\nfrom hires.config import Settings\n"
-            "import hires.canvas as c\ncalls = []\nc._LIBC = type('L', (), {'mallopt': lambda *a: calls.append(a)})()\n"
+            "from hires.engine.engine import Engine\nfrom hires.core.config import Settings\n"
+            "import hires.core.canvas as c\ncalls = []\nc._LIBC = type('L', (), {'mallopt': lambda *a: calls.append(a)})()\n"
             "Engine(Settings(network='random'))\n"
             "assert numba.config.THREADING_LAYER == before, numba.config.THREADING_LAYER\n"
             "assert calls == [], calls\n"
-            "from hires import process\nprocess.tune_for_rendering()\n"
+            "from hires.core import process\nprocess.tune_for_rendering()\n"
             "assert numba.config.THREADING_LAYER == 'workqueue' and calls\nprint('ok')\n")
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("NUMBA_THREADING_LAYER", "MALLOC_MMAP_THRESHOLD_")}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -46,9 +46,9 @@ def test_importing_the_kernels_and_building_an_engine_change_no_process_setting(
 def test_the_engine_and_the_dask_runner_both_implement_the_tile_runner_interface():
     import inspect
 
-    from hires.cluster import DaskRunner
-    from hires.engine import Engine
-    from hires.passes import TileRunner
+    from hires.engine.cluster import DaskRunner
+    from hires.engine.engine import Engine
+    from hires.engine.passes import TileRunner
     for name in ("tile_stats_runs", "refine_runs"):
         want = list(inspect.signature(getattr(TileRunner, name)).parameters)
         for cls in (Engine, DaskRunner):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from hires import losses
+from hires.engine import losses
 
 
 def _inputs(n=37, c=5, seed=0):
@@ -58,11 +58,11 @@ def test_flat_is_a_view_of_channels_last_activations():
 @pytest.mark.parametrize("weights", ["tile", "all ones"])
 @pytest.mark.parametrize("mode", ["reflect", "zeros", "circular"])
 def test_banded_first_layer_gram_value_and_gradient(mode, weights, monkeypatch):
-    """relu1_1's weighted Gram and mean sums made band by band (hires.bandgram) equal those of the
+    """relu1_1's weighted Gram and mean sums made band by band (hires.engine.bandgram) equal those of the
     whole activation of the convolution padded the frame's way, and so do their gradients."""
     import torch.nn.functional as F
 
-    from hires import bandgram
+    from hires.engine import bandgram
     monkeypatch.setattr(bandgram, "BAND_POSITIONS", 48)  # 3-row bands, the last one shorter
     h, w = 14, 16
     g = torch.Generator().manual_seed(2)
@@ -91,7 +91,7 @@ def test_banded_gram_of_several_weight_sets_is_each_sets_gram(monkeypatch):
     a band skips it), each equal to the whole activation's weighted by that set; so do gradients."""
     import torch.nn.functional as F
 
-    from hires import bandgram
+    from hires.engine import bandgram
     monkeypatch.setattr(bandgram, "BAND_POSITIONS", 48)
     h, w = 14, 16
     g = torch.Generator().manual_seed(4)
@@ -115,8 +115,8 @@ def test_banded_gram_of_several_weight_sets_is_each_sets_gram(monkeypatch):
 
 
 def test_adam_takes_torchs_steps_to_the_bit():
-    """hires.adam.Adam against torch.optim.Adam on the same loss, 40 steps, in both layouts."""
-    from hires.adam import Adam
+    """hires.engine.adam.Adam against torch.optim.Adam on the same loss, 40 steps, in both layouts."""
+    from hires.engine.adam import Adam
     g = torch.Generator().manual_seed(5)
     start, target = torch.rand(1, 3, 9, 11, generator=g), torch.rand(1, 3, 9, 11, generator=g)
     for layout in (torch.contiguous_format, torch.channels_last):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from hires import magenta
-from hires.errors import WeightsError
+from hires.engine import magenta
+from hires.core.errors import WeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,18 +67,19 @@ def test_the_wheel_carries_the_weights_and_the_licence(tmp_path):
     wheel = next(tmp_path.glob("hires-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for want in ("hires/models/magenta.npz", "hires/models/magenta.sha256", "hires/models/LICENSE-magenta.txt",
-                 "hires/models/NOTICE.md", "hires/magenta.py"):
+                 "hires/models/NOTICE.md", "hires/engine/magenta.py"):
         assert want in names, want
 
 
 # ---------------------------------------------------------------- the fast method
 
 import hires  # noqa: E402
-from hires import fast, io, stylecode  # noqa: E402
-from hires.fastrender import fast_start  # noqa: E402
-from hires.request import make_job  # noqa: E402
-from hires.config import Settings  # noqa: E402
-from hires.pyramid import Level  # noqa: E402
+from hires.core import io
+from hires.fast import fast, stylecode  # noqa: E402
+from hires.rendering.fastrender import fast_start  # noqa: E402
+from hires.rendering.request import make_job  # noqa: E402
+from hires.core.config import Settings  # noqa: E402
+from hires.engine.pyramid import Level  # noqa: E402
 
 
 def test_tiled_instance_norm_equals_the_whole_frame(content_path, style_path):
@@ -108,7 +109,7 @@ def test_tiles_resume_where_they_stopped_in_ram_on_disk_or_from_their_input(tmp_
     """Each tile's state is kept between the statistics passes, so the network runs once per tile
     (work 1.0) instead of once per layer; kept on disk when RAM has no room (the files go with the
     run), or, with neither, each tile runs again from its input: every way equals the whole frame."""
-    from hires.canvas import Buffers
+    from hires.core.canvas import Buffers
     b = stylecode.style_bottleneck([(style_path, 1.0)])
     content = io.load_image(content_path, size=(256, 192))
     whole = np.zeros_like(content)
@@ -155,7 +156,7 @@ def test_fast_method_renders_a_stylised_file(tmp_path, content_path, style_path)
 
 
 def test_fast_method_is_for_renders_only(tmp_path, texture_path):
-    from hires.errors import OptionError
+    from hires.core.errors import OptionError
     with pytest.raises(OptionError, match="--method fast"):
         hires.texture(texture_path, size="64x64", method="fast")
 
@@ -185,8 +186,9 @@ def test_the_plan_counts_the_pixels_each_level_start_resamples(content_path, sty
     """The plan prices a level's start by the px libvips resamples there (LevelPlan.resample: written
     by upsampling, read by downsampling); a spy on the pipeline's resampling counts them in a
     multi-scale render, each start's own (the painting's stages are the paint's)."""
-    from hires import io, pipeline
-    from hires.progress import LevelStarted
+    from hires.core import io
+    from hires.rendering import pipeline
+    from hires.core.progress import LevelStarted
     counted, level = {}, [None]
 
     def spy(fn):
@@ -217,7 +219,7 @@ def test_multistyle_network_matches_the_converted_graph():
     a = magenta.load_arrays()
     net = magenta.multistyle()
     x = torch.from_numpy(a["reference/content_image"]).permute(0, 3, 1, 2)
-    from hires.magenta_convert import MULTISTYLE_MIXES
+    from hires.fast.magenta_convert import MULTISTYLE_MIXES
     for tag, mix in MULTISTYLE_MIXES.items():
         with torch.no_grad():
             y = net(x, magenta.builtin_weights(mix))
@@ -238,7 +240,7 @@ def test_multistyle_tiled_equals_whole(content_path):
 
 
 def test_builtin_style_needs_no_style_image_and_blends(tmp_path, content_path):
-    from hires.cli import main
+    from hires.commands.cli import main
     out = tmp_path / "b.png"
     assert main(["render", str(content_path), "--method", "fast", "--builtin-style", "3:0.5,19:0.5",
                  "--size", "160x108", "-o", str(out), "--quiet"]) == 0

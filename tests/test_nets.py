@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hires import nets
-from hires.safefiles import file_sha256
-from hires.errors import WeightsError
+from hires.engine import nets
+from hires.core.safefiles import file_sha256
+from hires.core.errors import WeightsError
 
 
 def write_state_dict(folder: Path, seed: int = 3, name_hash: bool = True, drop: str | None = None) -> Path:
@@ -210,8 +210,8 @@ def test_bf16_convolutions_keep_features_and_gradients_close_to_fp32():
 
 
 def test_precision_choice(tmp_path, monkeypatch):
-    from hires import device
-    from hires.errors import OptionError
+    from hires.core import device
+    from hires.core.errors import OptionError
     flags = tmp_path / "cpuinfo"
     # the flags as this CPU's whatever it is (an AVX2-only one restricts torch below AVX-512 by itself)
     monkeypatch.setattr(device, "isa_restricted", lambda: False)
@@ -233,9 +233,10 @@ def test_precision_choice(tmp_path, monkeypatch):
 
 
 def test_auto_precision_is_bf16_only_at_adam_levels(monkeypatch):
-    from hires import device, engine
-    from hires.config import Settings
-    from hires.pyramid import Level
+    from hires.core import device
+    from hires.engine import engine
+    from hires.core.config import Settings
+    from hires.engine.pyramid import Level
     monkeypatch.setattr(device, "bf16_supported", lambda: True)
     coarse, fine = Level(0, 64, 64, 40, ("relu1_1",), "relu1_1"), Level(1, 128, 128, 10, ("relu1_1",), "relu1_1")
     auto = engine.Engine(Settings(network="random"))
@@ -255,7 +256,7 @@ def test_mobile_stride_two_steps_are_the_pretrained_convolution_then_the_binomia
     but the frame's border row (padded differently)."""
     import torch.nn.functional as F
 
-    from hires.mobile import MobileFeatures
+    from hires.engine.mobile import MobileFeatures
     net = MobileFeatures().double()
     net.set_padding("zeros")
     blur = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
@@ -282,7 +283,7 @@ def test_frame_padded_convolution_equals_torchs_padded_one_without_its_copy(mode
     must be the one taken (no reflection_pad2d copy of the layer)."""
     from torch import nn
 
-    from hires.borders import FrameConv2d
+    from hires.engine.borders import FrameConv2d
     g = torch.Generator().manual_seed(0)
     for (k, p), s, groups, (h, w) in [((3, 1), 1, 1, (13, 12)), ((3, 1), 1, 4, (16, 17)), ((3, 1), 2, 1, (14, 11)),
                                       ((5, 2), 2, 4, (13, 16)), ((5, 2), 2, 1, (16, 17)), ((5, 2), 1, 1, (12, 12)),

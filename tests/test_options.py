@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import hires
-from hires import io
-from hires.config import parse_size, print_sizes
-from hires.nets import random_network
-from hires.progress import Step
+from hires.core import io
+from hires.core.config import parse_size, print_sizes
+from hires.engine.nets import random_network
+from hires.core.progress import Step
 
 from conftest import FAST
 
@@ -79,7 +79,7 @@ def test_named_print_sizes(name, size):
 
 
 def test_named_size_in_a_plan(content_path, style_path, capsys):
-    from hires import cli
+    from hires.commands import cli
     assert cli.main(["plan", "render", str(content_path), "--style", str(style_path), "--size", "a4", "--json",
                      "--no-calibrate"]) == 0
     plan = json.loads(capsys.readouterr().out)
@@ -87,8 +87,8 @@ def test_named_size_in_a_plan(content_path, style_path, capsys):
 
 
 def test_old_spellings_are_accepted_everywhere(tmp_path):
-    from hires.config import Settings
-    from hires.presets import load_toml
+    from hires.core.config import Settings
+    from hires.core.presets import load_toml
     assert Settings().replace(match_colours=False).match_colors is False
     toml = tmp_path / "s.toml"
     toml.write_text("match_colours = false\n")
@@ -100,10 +100,10 @@ def test_render_help_groups_its_options_with_meaningful_metavars():
     import dataclasses
     import io
 
-    from hires.cli import build_parser
-    from hires.config import Settings
-    from hires.flags import GROUPS
-    from hires.presets import preset_names
+    from hires.commands.cli import build_parser
+    from hires.core.config import Settings
+    from hires.core.flags import GROUPS
+    from hires.core.presets import preset_names
     assert sorted(n for names in GROUPS.values() for n in names) == sorted(f.name for f in dataclasses.fields(Settings))
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
@@ -116,14 +116,15 @@ def test_render_help_groups_its_options_with_meaningful_metavars():
 
 
 def test_init_auto_is_accepted_as_its_new_name():
-    from hires.config import Settings
+    from hires.core.config import Settings
     assert Settings(init="auto").init == "fast" == Settings().init
 
 
 def test_the_api_takes_preset_and_config_as_the_command_line_does(tmp_path, monkeypatch):
     """`--preset` and `--config` from Python: the preset's settings and size, then the file, then
     keywords (before: "unknown setting 'preset'")."""
-    from hires import pipeline, presets
+    from hires.core import presets
+    from hires.rendering import pipeline
     seen = {}
     monkeypatch.setattr(pipeline, "run", lambda job, settings, progress, options: seen.update(job=job, s=settings))
     config = tmp_path / "c.toml"

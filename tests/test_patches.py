@@ -3,8 +3,8 @@ seeded, it draws from every example, it refuses an example smaller than a patch.
 import numpy as np
 import pytest
 
-from hires import patchstart
-from hires.errors import InputError
+from hires.engine import patchstart
+from hires.core.errors import InputError
 from hires.kernels import patchmatch, vote
 
 

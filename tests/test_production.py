@@ -15,10 +15,10 @@ import hires
 import pytest
 import pyvips
 
-from hires.checkpoints import WorkFolder
-from hires.config import parse_size
-from hires.presets import presets
-from hires.errors import OutputError
+from hires.engine.checkpoints import WorkFolder
+from hires.core.config import parse_size
+from hires.core.presets import presets
+from hires.core.errors import OutputError
 
 from conftest import data
 from helpers import batch_file, peak_growth
@@ -32,7 +32,7 @@ RENDER = ["--size", "192x128", "--base-size", "96", "--tile-size", "64", "--iter
 def _cmd(out: Path, *extra) -> list[str]:
     content = data("contents/chelsea.png", "chelsea.png")
     style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
-    return [sys.executable, "-m", "hires.cli", "render", str(content), "-s", str(style), "-o", str(out),
+    return [sys.executable, "-m", "hires.commands.cli", "render", str(content), "-s", str(style), "-o", str(out),
             *RENDER, *extra]
 
 
@@ -195,7 +195,7 @@ def test_json_progress_reports_an_error_as_json(tmp_path):
 def test_batch_runs_the_rest_reports_and_skips_on_rerun(tmp_path):
     jobs = batch_file(tmp_path)
     report = tmp_path / "report.json"
-    cmd = [sys.executable, "-m", "hires.cli", "batch", str(jobs), "--report", str(report), "--quiet"]
+    cmd = [sys.executable, "-m", "hires.commands.cli", "batch", str(jobs), "--report", str(report), "--quiet"]
     first = subprocess.run(cmd, capture_output=True, text=True)
     assert first.returncode == 1
     assert "broken" in first.stderr and "truncated.png" in first.stderr
@@ -220,7 +220,7 @@ def test_batch_runs_the_rest_reports_and_skips_on_rerun(tmp_path):
 
 def test_batch_changed_job_is_not_skipped_and_never_overwrites(tmp_path):
     jobs = batch_file(tmp_path)
-    cmd = [sys.executable, "-m", "hires.cli", "batch", str(jobs), "--quiet"]
+    cmd = [sys.executable, "-m", "hires.commands.cli", "batch", str(jobs), "--quiet"]
     subprocess.run(cmd, capture_output=True, text=True)
     jobs.write_text(jobs.read_text().replace("strength = 0.5", "strength = 0.25"))
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -231,7 +231,7 @@ def test_readme_batch_example_loads(tmp_path):
     """The job file of docs/production.md: every key known, every input found and decodable."""
     import re
 
-    from hires.batch import BatchJob, fingerprint, load_jobs
+    from hires.rendering.batch import BatchJob, fingerprint, load_jobs
     readme = (Path(__file__).resolve().parents[1] / "docs" / "production.md").read_text()
     block = re.search(r"```toml\n# jobs.toml\n(.*?)```", readme, re.S).group(1)
     (tmp_path / "hires").symlink_to(Path(__file__).resolve().parents[1] / "hires")
@@ -252,7 +252,7 @@ def test_print_size_pixels_and_physical_size_in_the_tiff(tmp_path):
     out = tmp_path / "print.tif"
     content = data("contents/chelsea.png", "chelsea.png")
     style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
-    res = subprocess.run([sys.executable, "-m", "hires.cli", "render", str(content), "-s", str(style),
+    res = subprocess.run([sys.executable, "-m", "hires.commands.cli", "render", str(content), "-s", str(style),
                           "--print-size", "30x40cm", "--method", "fast", "--fast-size", "128", "--no-multiscale", "--quiet",
                           "-o", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -264,7 +264,7 @@ def test_print_size_pixels_and_physical_size_in_the_tiff(tmp_path):
 
 
 def test_every_preset_plans(tmp_path):
-    from hires.cli import main
+    from hires.commands.cli import main
     content = data("contents/chelsea.png", "chelsea.png")
     style = data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
     names = presets()
@@ -279,20 +279,20 @@ def test_every_preset_plans(tmp_path):
 
 
 def test_presets_command_lists_them(capsys):
-    from hires.cli import main
+    from hires.commands.cli import main
     assert main(["presets"]) == 0
     text = capsys.readouterr().out
     assert "print-a3-300dpi [4961x3508]" in text and "texture-8k-seamless" in text
 
 
 def test_pyramid_tiff(tmp_path):
-    from hires.output import save_image
+    from hires.core.output import save_image
     img = np.random.default_rng(0).random((600, 800, 3), dtype=np.float32)
     save_image(img, tmp_path / "p.tif", pyramid=True)
     save_image(img, tmp_path / "flat.tif")
     assert pyvips.Image.new_from_file(str(tmp_path / "p.tif")).get("n-pages") >= 3
     assert pyvips.Image.new_from_file(str(tmp_path / "flat.tif")).get("n-pages") == 1
-    from hires.errors import OptionError
+    from hires.core.errors import OptionError
     with pytest.raises(OptionError, match="pyramid"):
         save_image(img, tmp_path / "p.png", pyramid=True)
 
@@ -302,7 +302,7 @@ def test_seamless_size_that_cannot_wrap_is_one_line_with_a_size_that_can(tmp_pat
     before any work, exit 2, naming a size that works (and that size plans)."""
     import re
 
-    from hires.cli import main
+    from hires.commands.cli import main
     example = data("textures/stone_bricks_ambientcg_bricks102.jpg", "stone_bricks_ambientcg_bricks102.jpg")
     code = main(["texture", str(example), "--size", "1000x1000", "--seamless", "-o", str(tmp_path / "t.png")])
     err = capfd.readouterr().err
@@ -318,7 +318,7 @@ def test_batch_report_never_replaces_a_file_hires_did_not_write(tmp_path):
     jobs = batch_file(tmp_path)
     report = tmp_path / "notes.json"
     report.write_text('{"mine": true}\n')
-    res = subprocess.run([sys.executable, "-m", "hires.cli", "batch", str(jobs), "--report", str(report), "--quiet"],
+    res = subprocess.run([sys.executable, "-m", "hires.commands.cli", "batch", str(jobs), "--report", str(report), "--quiet"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "--report" in res.stderr
     assert report.read_text() == '{"mine": true}\n' and not list((tmp_path / "out").iterdir())
@@ -330,8 +330,8 @@ def test_restoring_tiles_stops_at_a_damaged_one_and_names_it(tmp_path, damage):
     (unreadable, NaN, another shape, a pickled key, a member that inflates to 256 MiB), which is
     reported, and it and those after it removed to be refined again; the bomb is refused by its
     declared size, before it is inflated."""
-    from hires.checkpoints import Checkpoints, WorkFolder
-    from hires.tiles import grid
+    from hires.engine.checkpoints import Checkpoints, WorkFolder
+    from hires.engine.tiles import grid
     tiles = grid(96, 64, 32, 8, 8)
     rng = np.random.default_rng(0)
     canvas = rng.random((64, 96, 3), dtype=np.float32)
@@ -388,7 +388,7 @@ def test_an_interrupted_tiled_level_resumes_from_its_saved_tiles_quick(tmp_path,
     """The quick twin of ``test_sigkill_then_rerun_equals_uninterrupted`` (in process, interrupted as
     a tile ends instead of killed): the rerun puts the finished tiles back, refines none of them
     again, and equals the uninterrupted render (pixels written as 8-bit PNG)."""
-    from hires.progress import TileFinished, TilesRestored, TileStarted
+    from hires.core.progress import TileFinished, TilesRestored, TileStarted
     reference = hires.render(content_path, style_path, tmp_path / "ref.png", **QUICK)
     out = tmp_path / "out.png"
     finished = []
@@ -414,7 +414,7 @@ def test_changed_settings_start_fresh_and_fresh_flag_quick(tmp_path, content_pat
     """The quick twin of ``test_changed_settings_start_fresh_and_fresh_flag`` (in process, interrupted
     as a tile ends): another seed does not resume the first render's tiles and says it starts fresh;
     ``fresh`` ignores even the render's own state; ``keep_work`` keeps the folder."""
-    from hires.progress import Note, TileFinished, TilesRestored
+    from hires.core.progress import Note, TileFinished, TilesRestored
     out = tmp_path / "out.png"
 
     def stop_in_level_1(event):
@@ -442,7 +442,7 @@ def test_json_progress_and_snapshots_quick(tmp_path, capfd, content_path, style_
     two small levels): every stderr line is a JSON event with elapsed and ETA, from the plan to done;
     at least one snapshot per level, each an image no larger than asked, named in the order written;
     the work folder gone after success."""
-    from hires import cli
+    from hires.commands import cli
     out, snaps = tmp_path / "q.png", tmp_path / "snaps"
     args = ["render", str(content_path), "-s", str(style_path), "-o", str(out), "--size", "192x128",
             "--base-size", "96", "--tile-size", "64", "--iterations", "3,2", "--style-layers", "relu1_1,relu2_1",
@@ -467,7 +467,7 @@ def test_json_progress_and_snapshots_quick(tmp_path, capfd, content_path, style_
 def _in_process(monkeypatch):
     """Batch jobs run in this process (``run_here``) instead of one spawned process each: the batch's
     own decisions (run the rest after a failure, record, skip, never overwrite) are what is tested."""
-    from hires import batch
+    from hires.rendering import batch
 
     def run_job(job, progress_kind):
         fp, outcome = batch._before_running(job)
@@ -479,7 +479,7 @@ def test_batch_runs_the_rest_skips_on_rerun_and_never_overwrites_quick(tmp_path,
     """The quick twin of the two batch tests above (the jobs in process): the job after a failing one
     runs, a rerun skips the finished jobs without touching their files, and a changed job is not
     skipped and does not replace the output it finds."""
-    from hires.batch import run_batch
+    from hires.rendering.batch import run_batch
     _in_process(monkeypatch)
     jobs = batch_file(tmp_path)
     first = run_batch([jobs], "quiet")

@@ -1,4 +1,4 @@
-"""Style regions (hires.regions): per-region statistics exact across tiles, a region blind to the
+"""Style regions (hires.engine.regions): per-region statistics exact across tiles, a region blind to the
 others' pixels, the masks' rules (overlaps, the rest, the kept part), and bad masks refused."""
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import pyvips
 import torch
 
 import hires
-from hires import io, stylecode
-from hires.config import Settings
-from hires.engine import Engine, to_tensor
-from hires.layers import LAYERS
-from hires.regions import Masks, load_mask, region_key
-from hires.tiles import block_mean, grid
+from hires.core import io
+from hires.fast import stylecode
+from hires.core.config import Settings
+from hires.engine.engine import Engine, to_tensor
+from hires.core.layers import LAYERS
+from hires.engine.regions import Masks, load_mask, region_key
+from hires.engine.tiles import block_mean, grid
 
 from conftest import data
 from helpers import refuses, soft_maps
@@ -23,7 +24,7 @@ from helpers import refuses, soft_maps
 # odd sides (the last positions of every stride cover part blocks); a seamless canvas of sides that
 # are multiples of the deepest stride (it must wrap exactly)
 SIZES = {False: (171, 139), True: (176, 144)}
-# the banded relu1_1 (hires.bandgram) beside MobileNetV2 layers, and VGG layers from activations
+# the banded relu1_1 (hires.engine.bandgram) beside MobileNetV2 layers, and VGG layers from activations
 LAYER_SETS = {"hybrid-fine": ("hybrid", ("relu1_1", "mb0", "mb3")),
               "random": ("random", ("relu1_1", "relu2_1"))}
 
@@ -151,7 +152,7 @@ def test_a_kept_region_is_the_photo_and_regions_take_their_own_paintings(tiny_ma
 
 
 def test_regions_through_a_batch_file_and_the_plan(tiny_masks, tmp_path, capfd):
-    from hires import cli
+    from hires.commands import cli
     face, rest = tiny_masks
     photo, starry = data("contents/chelsea.png", "chelsea.png"), data("styles/vangogh_starry_night_1889.jpg", "vangogh_starry_night_1889.jpg")
     wave = data("styles/hokusai_great_wave_c1831.jpg", "stone_bricks_ambientcg_bricks102.jpg")
@@ -214,7 +215,7 @@ def test_feed_forward_regions_mix_the_styles_codes_per_pixel_tiled_as_whole(cont
     """Each region's style code mixed per pixel in the conditional instance norms: a mask covering
     the whole frame gives exactly that style's own render; soft masks give the same picture
     tiled as whole, and a picture unlike either style's own."""
-    from hires import fast
+    from hires.fast import fast
     W, H = 256, 192
     wave = data("styles/hokusai_great_wave_c1831.jpg", "stone_bricks_ambientcg_bricks102.jpg")
     content = io.load_image(content_path, size=(W, H))
@@ -223,7 +224,7 @@ def test_feed_forward_regions_mix_the_styles_codes_per_pixel_tiled_as_whole(cont
     def render(masks, tile=256):
         out = np.zeros_like(content)
         groups = [[styles[i] for i in r.styles] for r in masks.regions(2)] if masks else [styles[:1]]
-        codes = torch.cat([stylecode.style_bottleneck(g) for g in groups])  # (as hires.stylecode.Stylist makes them)
+        codes = torch.cat([stylecode.style_bottleneck(g) for g in groups])  # (as hires.fast.stylecode.Stylist makes them)
         fast.TiledTransformer(codes, regions=(masks, 2) if masks else None)(content, out, tile)
         return out
 
@@ -251,9 +252,9 @@ class _Where(os.PathLike):
 
 @pytest.mark.parametrize("bad", [5, 0, 2.5, [5], {"face.png": 1}, b"face.png"])
 def test_masks_that_are_not_paths_are_one_option_error(tmp_path, content_path, style_path, bad):
-    with pytest.raises(hires.errors.OptionError, match="masks"):
+    with pytest.raises(hires.core.errors.OptionError, match="masks"):
         hires.render(content_path, style_path, tmp_path / "o.png", masks=bad, method="fast", size="144x96")
-    with pytest.raises(hires.errors.OptionError, match="masks"):
+    with pytest.raises(hires.core.errors.OptionError, match="masks"):
         hires.plan(content_path, style_path, masks=bad, size="144x96")
     assert not (tmp_path / "o.png").exists()
 
@@ -262,7 +263,7 @@ def test_the_api_functions_stay_functions_after_a_render(content_path, style_pat
     """``hires.render`` then ``hires.plan`` (the README's order): the plan function was shadowed by
     the planner module of the same name that the render imported."""
     import importlib
-    importlib.import_module("hires.planner")
+    importlib.import_module("hires.planning.planner")
     hires.render(content_path, style_path, method="fast", size="64x48", fast_size=0)
     assert callable(hires.plan) and callable(hires.texture) and callable(hires.render)
 

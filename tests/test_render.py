@@ -5,21 +5,22 @@ import pyvips
 import torch
 
 import hires
-from hires import colour, losses
-from hires.canvas import Buffers
-from hires.config import Settings
-from hires.engine import Engine
-from hires.errors import OptionError
-from hires.pipeline import level_targets
-from hires.request import make_job
-from hires.planner import make_plan
+from hires.core import colour
+from hires.engine import losses
+from hires.core.canvas import Buffers
+from hires.core.config import Settings
+from hires.engine.engine import Engine
+from hires.core.errors import OptionError
+from hires.rendering.pipeline import level_targets
+from hires.rendering.request import make_job
+from hires.planning.planner import make_plan
 
 from conftest import FAST, data
 
 
 def gram_distance(image, example, layers=("relu1_1", "relu2_1", "relu3_1")):
     """Style loss between two images on the seeded random network."""
-    net = hires.nets.random_network(0)
+    net = hires.engine.nets.random_network(0)
     with torch.no_grad():
         fa = net(torch.from_numpy(image).permute(2, 0, 1)[None].contiguous(), layers)
         fb = net(torch.from_numpy(example).permute(2, 0, 1)[None].contiguous(), layers)
@@ -36,8 +37,8 @@ def test_render_moves_toward_the_style(tmp_path, content_path, style_path):
     res = hires.render(content_path, style_path, out, size="96x64", **FAST)
     img = res.image
     assert img.shape == (64, 96, 3) and res.network == "hybrid"
-    content = hires.io.load_image(content_path, size=(96, 64))
-    style = hires.io.load_image(style_path, long_side=96)
+    content = hires.core.io.load_image(content_path, size=(96, 64))
+    style = hires.core.io.load_image(style_path, long_side=96)
     assert gram_distance(img, style) < 0.7 * gram_distance(content, style)
     # colours come from the painting: mean colour closer to the style's than the photo was
     assert np.abs(img.mean((0, 1)) - style.mean((0, 1))).sum() < np.abs(content.mean((0, 1)) - style.mean((0, 1))).sum()
@@ -57,7 +58,7 @@ def test_same_seed_same_output_and_seed_matters(content_path, style_path):
 def test_init_content_versus_noise(content_path, style_path):
     kw = {k: v for k, v in FAST.items() if k != "init"}
     kw.update(size="64x48", iterations=(0,))
-    content = hires.io.load_image(content_path, size=(64, 48))
+    content = hires.core.io.load_image(content_path, size=(64, 48))
     assert np.allclose(hires.render(content_path, style_path, init="content", **kw).image, content, atol=1e-6)
     noise = hires.render(content_path, style_path, init="noise", **kw).image
     assert np.abs(noise - content).mean() > 0.05
@@ -65,7 +66,7 @@ def test_init_content_versus_noise(content_path, style_path):
 
 def test_content_weight_keeps_the_photo(content_path, style_path):
     kw = dict(FAST, size="64x48", init="noise", iterations=(25,))
-    content = hires.io.load_image(content_path, size=(64, 48))
+    content = hires.core.io.load_image(content_path, size=(64, 48))
     strong = hires.render(content_path, style_path, content_weight=5.0, **kw).image
     none = hires.render(content_path, style_path, content_weight=0.0, **kw).image
     assert np.abs(strong - content).mean() < np.abs(none - content).mean()
@@ -73,8 +74,8 @@ def test_content_weight_keeps_the_photo(content_path, style_path):
 
 def test_adam_optimiser_reduces_the_loss(content_path, style_path):
     kw = dict(size="64x48", **FAST)
-    content = hires.io.load_image(content_path, size=(64, 48))
-    style = hires.io.load_image(style_path, long_side=64)
+    content = hires.core.io.load_image(content_path, size=(64, 48))
+    style = hires.core.io.load_image(style_path, long_side=64)
     img = hires.render(content_path, style_path, optimizer="adam", lr=0.05, **{**kw, "iterations": (20,)}).image
     assert gram_distance(img, style) < gram_distance(content, style)
 
@@ -94,7 +95,7 @@ def test_several_styles_mix_their_statistics(content_path, style_path):
 
 
 def test_style_scale_sets_style_image_size(content_path, style_path):
-    from hires.request import style_size
+    from hires.rendering.request import style_size
     job = make_job(content_path, style_path, None, "600x400", False)
     assert style_size(job, (1280, 1014), 600, 400, Settings()) == (600, 475)
     assert style_size(job, (1280, 1014), 600, 400, Settings(style_scale=0.5)) == (300, 238)
@@ -107,7 +108,7 @@ def test_style_scale_sets_style_image_size(content_path, style_path):
 def test_preserve_colour_luminance_keeps_content_chroma(content_path, style_path):
     kw = dict(FAST, size="64x48", init="noise")  # from noise, a plain render's chroma is far off
     img = hires.render(content_path, style_path, preserve_color="luminance", **kw).image
-    content = hires.io.load_image(content_path, size=(64, 48))
+    content = hires.core.io.load_image(content_path, size=(64, 48))
     m = colour.rgb_to_yuv_matrix()
     uv_img, uv_content = (img @ m.T)[..., 1:], (content @ m.T)[..., 1:]
     # chroma of the result equals the content's, except where clipping to [0, 1] changed it
@@ -118,8 +119,8 @@ def test_preserve_colour_luminance_keeps_content_chroma(content_path, style_path
 
 
 def test_histogram_matching_gives_style_the_content_colours(content_path, style_path):
-    content = hires.io.load_image(content_path, long_side=128)
-    style = hires.io.load_image(style_path, long_side=128)
+    content = hires.core.io.load_image(content_path, long_side=128)
+    style = hires.core.io.load_image(style_path, long_side=128)
     matched = colour.match_histogram(style, colour.colour_stats(content))
     mu_c, cov_c = colour.colour_stats(content)
     mu_m, cov_m = colour.colour_stats(matched)
@@ -127,14 +128,14 @@ def test_histogram_matching_gives_style_the_content_colours(content_path, style_
     np.testing.assert_allclose(cov_m, cov_c, atol=0.004)
     a = hires.render(content_path, style_path, size="64x48", preserve_color="histogram", **FAST).image
     b = hires.render(content_path, style_path, size="64x48", **FAST).image
-    c = hires.io.load_image(content_path, size=(64, 48))
+    c = hires.core.io.load_image(content_path, size=(64, 48))
     assert np.abs(a.mean((0, 1)) - c.mean((0, 1))).sum() < np.abs(b.mean((0, 1)) - c.mean((0, 1))).sum()
 
 
 def test_texture_resembles_example(tmp_path, texture_path):
     out = tmp_path / "t.png"
     res = hires.texture(texture_path, out, size="64x64", **{**FAST, "iterations": (30,)})
-    example = hires.io.load_image(texture_path, long_side=64)
+    example = hires.core.io.load_image(texture_path, long_side=64)
     noise = np.clip(example.mean((0, 1)) + np.random.default_rng(0).standard_normal((64, 64, 3)) * 0.15, 0, 1)
     assert gram_distance(res.image, example) < 0.5 * gram_distance(noise.astype(np.float32), example)
     assert pyvips.Image.new_from_file(str(out)).width == 64
@@ -158,7 +159,7 @@ def test_device_option(content_path, style_path):
 
 
 def test_mmap_threshold_is_set_unless_glibc_tunable_is_given(monkeypatch):
-    from hires import canvas
+    from hires.core import canvas
     calls = []
 
     class FakeLibc:
@@ -211,7 +212,7 @@ def test_a_render_asks_torch_for_huge_pages_before_torch_loads_unless_told_not_t
 
 
 def test_evaluations_reuse_freed_memory_and_give_it_back_after_the_tile(monkeypatch):
-    from hires import canvas
+    from hires.core import canvas
     calls = []
 
     class FakeLibc:
@@ -235,7 +236,7 @@ def test_evaluations_reuse_freed_memory_and_give_it_back_after_the_tile(monkeypa
 def test_the_engine_reuses_memory_only_where_the_plan_says(monkeypatch, reuse):
     import contextlib
 
-    from hires import engine as eng
+    from hires.engine import engine as eng
     entered = []
 
     @contextlib.contextmanager
@@ -254,7 +255,7 @@ def test_the_engine_reuses_memory_only_where_the_plan_says(monkeypatch, reuse):
 def test_a_level_allocates_the_canvas_bytes_the_plan_counts(monkeypatch, content_path, style_path):
     """The memory model's full-size buffers per level pixel (planner.CANVAS_BYTES_PER_PX) are what a
     level allocates: its canvas, weight map and content target."""
-    from hires import planner as plan
+    from hires.planning import planner as plan
     made = []
     real = Buffers.empty
 

@@ -11,12 +11,14 @@ import pyvips
 import torch
 
 import hires
-from hires import cli, io, output, pipeline
-from hires.config import Settings, parse_memory
-from hires.engine import Engine, RefineJob
-from hires.errors import OptionError, OutputError
-from hires.nets import random_network
-from hires.stats import make_target
+from hires.commands import cli
+from hires.core import io, output
+from hires.rendering import pipeline
+from hires.core.config import Settings, parse_memory
+from hires.engine.engine import Engine, RefineJob
+from hires.core.errors import OptionError, OutputError
+from hires.engine.nets import random_network
+from hires.engine.stats import make_target
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(size="128x96", base_size=64, iterations=(5, 3), style_layers=("relu1_1", "relu2_1"),
@@ -106,9 +108,9 @@ def test_existing_output_is_not_overwritten_without_asking(tmp_path, content_pat
 def test_targets_and_loss_tensors_live_on_the_engine_device():
     """Built for a non-CPU device, every tensor a tile's loss touches is on that device ('meta'
     stands for CUDA here: any tensor left on the CPU shows up as a CPU buffer)."""
-    from hires.pyramid import Level
-    from hires.stats import Stats
-    from hires.tiles import grid
+    from hires.engine.pyramid import Level
+    from hires.engine.stats import Stats
+    from hires.engine.tiles import grid
     engine = Engine(Settings(network="random", mean_weight=1.0, tv_weight=0.1))
     engine.device = torch.device("meta")
     engine.net.to(engine.device)

@@ -119,7 +119,7 @@ def test_a_restarted_server_resumes_the_render_it_was_killed_in(tmp_path, photo,
     while not (first.job(job_id)["progress"].get("tiles_done") or time.monotonic() - t0 > 120):
         time.sleep(0.1)
     first.stop(signal.SIGKILL)
-    time.sleep(1.5)   # the render notices its server is gone and saves (hires.servework)
+    time.sleep(1.5)   # the render notices its server is gone and saves (hires.studio.servework)
     second = Server(tmp_path / "studio")
     try:
         record = second.wait(job_id)
@@ -189,7 +189,7 @@ def test_concurrent_submissions_queue_and_render_one_at_a_time(server, photo, pa
 
 def test_the_server_refuses_what_would_expose_or_clobber(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = (lambda *a: subprocess.run([sys.executable, "-m", "hires.cli", "serve", *a], capture_output=True,
+    run = (lambda *a: subprocess.run([sys.executable, "-m", "hires.commands.cli", "serve", *a], capture_output=True,
                                      text=True, env=env, timeout=60))
     r = run("--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path / "d"))
     assert r.returncode == 2 and "--token" in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -211,10 +211,10 @@ def test_the_server_refuses_what_would_expose_or_clobber(tmp_path):
 
 
 def test_the_shipped_thumbnails_are_the_built_in_styles_of_this_network():
-    """The page's thumbnails (hires/static/builtin, made by ``python -m hires.preview``) are what the
+    """The page's thumbnails (hires/static/builtin, made by ``python -m hires.studio.preview``) are what the
     bundled network paints now: regenerate them when it changes."""
     import threading
-    from hires import preview
+    from hires.studio import preview
     assert len(list(preview.THUMBNAILS.glob("*.jpg"))) == preview.N_BUILTIN
     lock = threading.Lock()
     for i in (0, 19):
@@ -224,11 +224,11 @@ def test_the_shipped_thumbnails_are_the_built_in_styles_of_this_network():
 
 
 def test_an_edited_job_record_cannot_make_the_render_write_or_read_elsewhere(tmp_path, photo, painting, capsys):
-    """A job's record is state on disk, read back by the render process (hires.servework): one
+    """A job's record is state on disk, read back by the render process (hires.studio.servework): one
     edited to name an output or an input outside the studio's own folders is not run, and nothing is
     written there."""
-    from hires import servework
-    from hires.studio import Studio
+    from hires.studio import servework
+    from hires.studio.studio import Studio
     studio = Studio.open(tmp_path / "studio")
     uploads = []
     for src in (photo, painting):
@@ -253,7 +253,7 @@ def test_an_edited_job_record_cannot_make_the_render_write_or_read_elsewhere(tmp
 
 def test_a_fitted_style_file_is_a_style_the_page_can_use(server, photo, painting, tmp_path):
     import hires
-    from hires import hstyle
+    from hires.fast import hstyle
     from test_stylefit import guess_style
     fitted = hstyle.save(guess_style(painting), tmp_path / "mine.hstyle")
     small = tmp_path / "small.jpg"
@@ -452,8 +452,8 @@ def test_a_restarted_server_queues_again_what_was_queued_or_running_quick(tmp_pa
     alone, in process; the render's own resume is tests/test_production.py's): the job records of a
     server that stopped mid-render are read back, the running and queued ones queued again (and so
     saved), the ended ones left as they were."""
-    from hires.jobrunner import Runner
-    from hires.studio import JobRecord, Studio
+    from hires.studio.jobrunner import Runner
+    from hires.studio.studio import JobRecord, Studio
     studio = Studio.open(tmp_path / "studio")
     for job_id, status in (("a" * 16, "running"), ("b" * 16, "queued"), ("c" * 16, "done"), ("d" * 16, "failed")):
         studio.job_dir(job_id).mkdir()
@@ -484,9 +484,9 @@ def test_concurrent_submissions_queue_and_render_one_at_a_time_quick(tmp_path, m
     process, each render a process that takes 0.3 s): jobs added while another renders all end done,
     their render processes one after another, never two at once."""
     import asyncio
-    from hires import jobrunner
-    from hires.jobrunner import Runner
-    from hires.studio import JobRecord, Studio
+    from hires.studio import jobrunner
+    from hires.studio.jobrunner import Runner
+    from hires.studio.studio import JobRecord, Studio
     studio = Studio.open(tmp_path / "studio")
     runner = Runner(studio)
     real_exec = asyncio.create_subprocess_exec
@@ -522,9 +522,9 @@ def test_previews_and_plans_asked_together_run_one_at_a_time_quick(tmp_path, mon
     machine) ever run at the same time, the lock that keeps numba's threading layer entered once."""
     from starlette.testclient import TestClient
     from hires import api
-    from hires.serve import build_app
-    from hires.servelimits import Limits
-    from hires.studio import Studio
+    from hires.studio.serve import build_app
+    from hires.studio.servelimits import Limits
+    from hires.studio.studio import Studio
     running, overlaps = [], []
 
     def alone(fn):
@@ -564,8 +564,8 @@ def test_a_queued_job_is_cancelled_and_a_running_render_interrupted_quick(tmp_pa
     """The quick twin of the optimised render's cancel (its queue alone, in process): a queued job is
     cancelled at once; a running one's render is sent SIGINT (Ctrl-C: it keeps what it finished) and
     the job ends cancelled, not failed, when the render process ends."""
-    from hires.jobrunner import Runner
-    from hires.studio import JobRecord, Studio
+    from hires.studio.jobrunner import Runner
+    from hires.studio.studio import JobRecord, Studio
     studio = Studio.open(tmp_path / "studio")
     runner = Runner(studio)
     waiting, running = JobRecord("a" * 16, {}), JobRecord("b" * 16, {}, status="running")

@@ -10,13 +10,14 @@ import pyvips
 import torch
 
 import hires
-import hires.cli
-import hires.stylefit
-from hires import hstyle, magenta, stylecode
-from hires.errors import InputError
-from hires.fitjob import FitRequest, fit_style
-from hires.fitoptions import FitOptions
-from hires.stylefit import split
+import hires.commands.cli
+import hires.fit.stylefit
+from hires.engine import magenta
+from hires.fast import hstyle, stylecode
+from hires.core.errors import InputError
+from hires.fit.fitjob import FitRequest, fit_style
+from hires.fit.fitoptions import FitOptions
+from hires.fit.stylefit import split
 
 import crafted
 from conftest import data
@@ -41,7 +42,7 @@ def guess_style(style_path) -> hstyle.FittedStyle:
     with torch.no_grad():
         norms = magenta.networks()[1].style_params(stylecode.style_bottleneck([(style_path, 1.0)]))
     arrays = tuple((g.reshape(-1).numpy().copy(), b.reshape(-1).numpy().copy()) for g, b in norms)
-    painting = hstyle.Painting("starry.jpg", "0" * 64, 1.0, hires.stylefit.embed(style_path))
+    painting = hstyle.Painting("starry.jpg", "0" * 64, 1.0, hires.fit.stylefit.embed(style_path))
     return hstyle.FittedStyle(arrays, (painting,), {"fitted": "norms"})
 
 
@@ -173,7 +174,7 @@ def test_crafted_fitted_styles_are_refused_inside_the_memory_budget(tmp_path, co
 def test_style_show_prints_what_the_file_holds(tmp_path, capfd, style_path):
     path = hstyle.save(guess_style(style_path), tmp_path / "g.hstyle")
     capfd.readouterr()
-    assert hires.cli.main(["style", "show", str(path)]) == 0
+    assert hires.commands.cli.main(["style", "show", str(path)]) == 0
     out = capfd.readouterr().out
     assert "starry.jpg" in out and "fitted: norms (694 numbers over 13 norms)" in out
 
@@ -227,7 +228,7 @@ def test_a_fits_key_hashes_its_photos_as_streams_quick(tmp_path, style_path, pho
     """The quick twin of the test above: the fit's key (every input's SHA-256) over a 1 GB sparse
     photo raises this process's peak memory by far less than the file (read whole to hash it, the
     defect, it rose by the file's size)."""
-    from hires.stylefit import Inputs, fit_key
+    from hires.fit.stylefit import Inputs, fit_key
     big = photos / "p9.tif"
     pyvips.Image.new_from_file(str(photos / "p0.png")).tiffsave(str(big))
     os.truncate(big, 1_000_000_000)
@@ -236,14 +237,14 @@ def test_a_fits_key_hashes_its_photos_as_streams_quick(tmp_path, style_path, pho
 
 
 def test_the_bundled_photos_are_enough_to_fit_from_a_fresh_install():
-    from hires.stylefit import DEFAULT_PHOTOS
+    from hires.fit.stylefit import DEFAULT_PHOTOS
     fit_on, held = split(list(DEFAULT_PHOTOS))
     assert len(fit_on) >= 3 and len(held) == 1 and all(p.is_file() for p in DEFAULT_PHOTOS)
 
 
 def test_a_texture_refuses_a_fitted_style_as_its_example(tmp_path, style_path):
     path = hstyle.save(guess_style(style_path), tmp_path / "g.hstyle")
-    with pytest.raises(hires.errors.OptionError, match="fitted style"):
+    with pytest.raises(hires.core.errors.OptionError, match="fitted style"):
         hires.texture(str(path), size="64x64")
     with pytest.raises(InputError, match="not a hires fitted style"):
         hstyle.load(Path(__file__))

@@ -5,11 +5,12 @@ import pytest
 import pyvips
 
 import hires
-from hires import io, pipeline
-from hires.config import Settings
-from hires.progress import PlanReady
-from hires.request import EXAMPLE_AT_BASE, PATCH_START_SCALE, make_job, plan_job
-from hires.seams import wrap_seam_ratio
+from hires.core import io
+from hires.rendering import pipeline
+from hires.core.config import Settings
+from hires.core.progress import PlanReady
+from hires.rendering.request import EXAMPLE_AT_BASE, PATCH_START_SCALE, make_job, plan_job
+from hires.engine.seams import wrap_seam_ratio
 
 SMALL = dict(iterations=(30, 10), style_layers=("relu1_1", "relu2_1", "relu3_1"), memory="8GiB")
 
@@ -201,7 +202,7 @@ def test_mode_gray_writes_one_band_16_bit(tmp_path, texture_path):
 
 def test_gray_needs_every_input_gray(texture_path, gray_example):
     assert io.is_gray(gray_example) and not io.is_gray(texture_path)
-    from hires.request import output_mode
+    from hires.rendering.request import output_mode
     both = make_job(None, [gray_example, texture_path], None, "64x64", True)
     assert output_mode(both, Settings()) == "color"
     assert output_mode(make_job(None, gray_example, None, "64x64", True), Settings()) == "gray"
@@ -210,7 +211,7 @@ def test_gray_needs_every_input_gray(texture_path, gray_example):
 def test_line_ratio_finds_a_faint_line_along_a_cut():
     """A 10% darker row across a noisy image (each pixel +-60%) is invisible to the gradient bands but is the line
     the first 8192 px texture had; the line measure gives about 1 without it, well over 2 with it."""
-    from hires.seams import band_ratio, line_ratio
+    from hires.engine.seams import band_ratio, line_ratio
     rng = np.random.default_rng(3)
     img = rng.uniform(0.2, 0.8, (512, 384, 3)).astype(np.float32)
     assert line_ratio(img, [200], [150]) < 1.6
@@ -221,7 +222,7 @@ def test_line_ratio_finds_a_faint_line_along_a_cut():
 
 
 def test_mixed_colour_statistics_are_those_of_the_pooled_pixels(rng):
-    from hires.colour import colour_stats, mix_stats
+    from hires.core.colour import colour_stats, mix_stats
     a = rng.uniform(0.0, 0.6, (40, 30, 3)).astype(np.float32)
     b = rng.uniform(0.3, 1.0, (20, 30, 3)).astype(np.float32) * np.array([1.0, 0.5, 0.8], np.float32)
     mu, cov = mix_stats([colour_stats(a), colour_stats(b)], [2, 1])  # in proportion to their pixels
@@ -234,7 +235,7 @@ def test_texture_takes_the_examples_colour_statistics(texture_path):
     """The finished texture has the colour mean and covariance of its example as the example
     appears in it (resized to the finest level's scale).  Without that last step the fine levels
     leave it with less contrast: 2-3% here, 20-30% on the first 8192 px texture (washed out)."""
-    from hires.colour import colour_stats
+    from hires.core.colour import colour_stats
     kw = dict(size="128x128", base_size=64, example_scale=0.25, **SMALL)
     w, h = io.image_size(texture_path, "example")
     mu, cov = colour_stats(io.load_image(texture_path, size=(round(w * 0.25), round(h * 0.25))))
@@ -246,7 +247,7 @@ def test_texture_takes_the_examples_colour_statistics(texture_path):
 
 
 def test_detail_noise_has_the_asked_colour_covariance_and_repeats_per_level():
-    from hires.detail import add_noise
+    from hires.engine.detail import add_noise
     cov = np.array([[4.0, 2.0, 1.0], [2.0, 3.0, 0.5], [1.0, 0.5, 2.0]]) * 1e-4
     a = np.full((256, 256, 3), 0.5, np.float32)
     add_noise(a, cov, 2.0, seed=7, level=2)
@@ -260,7 +261,7 @@ def test_detail_noise_has_the_asked_colour_covariance_and_repeats_per_level():
 
 
 def test_top_octave_is_what_halving_loses(rng):
-    from hires.detail import top_octave
+    from hires.engine.detail import top_octave
     y, x = np.mgrid[0:128, 0:128] / 128.0
     smooth = np.repeat((0.5 + 0.3 * np.sin(2 * np.pi * x) * np.cos(2 * np.pi * y))[..., None], 3, 2).astype(np.float32)
     fine = rng.uniform(0, 1, (128, 128, 3)).astype(np.float32)
@@ -288,7 +289,7 @@ def test_soft_band_finds_a_band_without_a_step():
     """A darker band about 20 px across (Gaussian, 6% of the mean at its centre) along one row of
     a noisy image: no step for the line measure, but over 4 standard deviations of the row-mean
     wobble for the band measure; under 3.5 without it and along other rows."""
-    from hires.seams import line_ratio, soft_band
+    from hires.engine.seams import line_ratio, soft_band
     rng = np.random.default_rng(5)
     img = rng.uniform(0.2, 0.8, (512, 384, 3)).astype(np.float32)
     assert soft_band(img, [300], [200]) < 3.5
@@ -339,7 +340,7 @@ def test_a_bad_start_or_an_example_smaller_than_a_patch_is_one_line(tmp_path, ca
 def test_a_patch_start_larger_than_the_budget_is_refused_before_any_work(texture_path):
     """A --base-size that puts a 16384 px texture's patch start at 8192 px (64 bytes a px) does not
     fit 4 GiB: refused by the plan, with the way out, not found out by the render."""
-    from hires.errors import BudgetError
+    from hires.core.errors import BudgetError
     job = make_job(None, texture_path, None, "16384x16384", True)
     big = Settings(base_size=8192, example_scale=0.5, memory="4GiB")
     with pytest.raises(BudgetError, match="patch start.*--start noise"):

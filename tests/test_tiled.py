@@ -4,17 +4,18 @@ import numpy as np
 import pytest
 
 import hires
-from hires import io, pipeline
-from hires.config import Settings
-from hires import engine as engine_module
-from hires.engine import Engine
-from hires.canvas import Buffers
-from hires.pipeline import level_targets
-from hires.request import make_job, plan_job
-from hires.planner import auto_margin
-from hires.pyramid import Level
+from hires.core import io
+from hires.rendering import pipeline
+from hires.core.config import Settings
+from hires.engine import engine as engine_module
+from hires.engine.engine import Engine
+from hires.core.canvas import Buffers
+from hires.rendering.pipeline import level_targets
+from hires.rendering.request import make_job, plan_job
+from hires.planning.planner import auto_margin
+from hires.engine.pyramid import Level
 from helpers import seam_ratio
-from hires.tiles import grid, padding
+from hires.engine.tiles import grid, padding
 
 SCHEDULE = dict(base_size=384, iterations=(12,), style_layers=("relu1_1", "relu2_1", "relu3_1"), init="content",
                 content_layer="relu3_1", memory="8GiB")
@@ -167,7 +168,7 @@ def test_each_tile_reads_the_tiles_before_it_and_the_whole_images_statistics_qui
     for tile, region, now, _ in tiles:
         np.testing.assert_array_equal(region, now)   # the canvas as it is when the tile starts
     # and that is the pass's start only for the first colour's tiles (run first, none touching another)
-    from hires.colouring import colour_groups
+    from hires.engine.colouring import colour_groups
     first = {t.index for t in colour_groups(last.tiles, 192, 192)[0]}
     changed = {tile.index for tile, region, _, _ in tiles
                if not np.array_equal(region, engine_module.take(start, tile.region))}
@@ -222,8 +223,8 @@ def test_a_level_does_not_hold_the_previous_levels_canvas(content_path, style_pa
     canvas through the level's tiles: the plan counts only the level's own buffers (a 16384 px
     texture's disk-backed last level kept the 8192 px level's 0.8 GB in RAM, over its budget)."""
     import weakref
-    from hires import pipeline
-    from hires.progress import TileStarted
+    from hires.rendering import pipeline
+    from hires.core.progress import TileStarted
     previous, alive = [], []
     real = pipeline.io.resize
 
@@ -242,7 +243,7 @@ def test_a_level_does_not_hold_the_previous_levels_canvas(content_path, style_pa
 
 
 def test_disk_backed_release_keeps_data(tmp_path):
-    from hires.canvas import Buffers, release
+    from hires.core.canvas import Buffers, release
     buf = Buffers(tmp_path / "b", True)
     a = buf.zeros("x", (64, 64, 3))
     a[:] = 0.25
@@ -254,7 +255,7 @@ def test_seamless_example_statistics_equal_the_whole_example(texture_path, monke
     """Issue 10.1: in seamless mode the output wraps but the example does not; an example read
     in several statistics tiles must give the statistics of the whole example (edge tiles reflect
     like the whole image does, never wrap)."""
-    from hires import pipeline
+    from hires.rendering import pipeline
     settings = Settings(**SCHEDULE, seamless=True)
     job = make_job(None, texture_path, None, "512x512", True)
     lp = plan_job(job, settings).levels[-1]
@@ -290,8 +291,8 @@ def test_later_tiles_aim_at_the_target_from_the_pass_statistics():
     trajectory, not the reference.)"""
     import torch
 
-    from hires.losses import LayerStyleLoss
-    from hires.stats import Stats, make_target
+    from hires.engine.losses import LayerStyleLoss
+    from hires.engine.stats import Stats, make_target
     rng = np.random.default_rng(0)
     m, o, c = 12, 4, 5                     # tile length, overlap, channels
     n = 2 * m - o                          # positions of the whole image
@@ -327,9 +328,9 @@ def test_later_tiles_aim_at_the_target_from_the_pass_statistics():
 
 def test_every_tile_is_refined_against_its_sums_in_the_pass_statistics(style_path):
     """The engine hands each tile's sums from the statistics pass to its loss (the test above)."""
-    from hires.passes import PassContext, refine_pass
-    from hires.reports import Counters
-    from hires.stats import make_target
+    from hires.engine.passes import PassContext, refine_pass
+    from hires.engine.reports import Counters
+    from hires.engine.stats import make_target
     engine = Engine(Settings(network="random", precision="fp32"))
     style = io.load_image(style_path, long_side=96)
     level = Level(0, 128, 64, 1, ("relu1_1", "relu2_1"), "relu2_1")
@@ -364,7 +365,7 @@ QUICK = dict(base_size=192, iterations=(8,), style_layers=("relu1_1", "relu2_1",
 def misplaced_tiles(monkeypatch):
     """Broken on purpose: each tile's result is blended 8 px down and right of its place (an
     off-by-some in where a tile's pixels go back)."""
-    from hires import passes
+    from hires.engine import passes
     real = passes.blend_into
 
     def blend(canvas, wsum, tile, window, y0, x0):

@@ -6,14 +6,14 @@ import sys
 import numpy as np
 import pytest
 
-from hires.config import Settings
-from hires.errors import BudgetError, OptionError
-from hires.planner import describe, make_plan
-from hires.probe import TileCost
-from hires.layers import flops_per_pixel
-from hires.probe import measure_costs, resample_rates
-from hires.pyramid import schedule
-from hires.tiles import ALIGN, grid, ownership, take
+from hires.core.config import Settings
+from hires.core.errors import BudgetError, OptionError
+from hires.planning.planner import describe, make_plan
+from hires.planning.probe import TileCost
+from hires.core.layers import flops_per_pixel
+from hires.planning.probe import measure_costs, resample_rates
+from hires.engine.pyramid import schedule
+from hires.engine.tiles import ALIGN, grid, ownership, take
 
 
 @pytest.mark.parametrize("w,h,tile,seamless,shift", [(384, 288, 128, False, 0), (1000, 333, 160, False, 0),
@@ -98,7 +98,7 @@ import hires
 res = hires.render(sys.argv[1], sys.argv[2], size="1024x768", memory="1GiB", base_size=256, iterations=(2, 1),
                    network=sys.argv[3], style_layers=tuple(sys.argv[4].split(",")), content_layer=sys.argv[5],
                    init="content")
-from hires.canvas import peak_rss_bytes
+from hires.core.canvas import peak_rss_bytes
 print(json.dumps({"plan": res.plan.peak_bytes, "rss": peak_rss_bytes(),
                   "tiles": len(res.plan.levels[-1].tiles)}))
 """
@@ -125,7 +125,7 @@ def test_a_tiled_levels_measured_memory_matches_its_plan_quick(content_path, sty
     tiles and the level's buffers) within 25% above (measured 0.92 alone)."""
     import hires
     from helpers import peak_growth
-    from hires.planner import FIXED_BYTES
+    from hires.planning.planner import FIXED_BYTES
     kw = dict(size="768x768", base_size=768, iterations=(1,), tile_size=384, memory="8GiB", network="hybrid",
               style_layers=("relu1_1", "mb3"), content_layer="mb3", init="content")
     hires.render(content_path, style_path, **dict(kw, size="256x256", base_size=256))   # the networks loaded
@@ -165,8 +165,8 @@ def test_planner_prefers_disk_buffers_when_ram_ones_shrink_tiles_into_overhead()
 def test_planner_weighs_reused_memory_against_the_tiles_it_costs():
     """Evaluations that reuse freed memory are 1.5x faster but need more memory per tile: the plan
     takes them unless the smaller tiles cost more work than the speed gives back."""
-    from hires.config import parse_memory
-    from hires.planner import MAPPED_COST, _fit, plan_level, tile_bytes
+    from hires.core.config import parse_memory
+    from hires.planning.planner import MAPPED_COST, _fit, plan_level, tile_bytes
     s = Settings(init="content", network="random")
     base = schedule(1500, 1125, s)[0]  # 375x281, relu5_1 deep
     assert tile_bytes(100_000, base, "lbfgs", reuse=True) > tile_bytes(100_000, base, "lbfgs", reuse=False)
@@ -211,8 +211,8 @@ def test_level_time_counts_each_tile_and_each_evaluation():
     to the tile's forward FLOP, and the style images' statistics pass (one forward, half a fixed
     part).  By hand: relu1_1 is 2 x 3 x 64 x 9 = 3456 FLOP per px and its Gram 2 x 64 x 64 = 8192, so
     one 100x100 tile's forward is 0.11648 GFLOP, and a 1000x1000 style image's 11.648 GFLOP."""
-    from hires.planner import LevelPlan
-    from hires.pyramid import Level
+    from hires.planning.planner import LevelPlan
+    from hires.engine.pyramid import Level
     level = Level(0, 100, 100, 10, ("relu1_1",), "relu1_1")
     lp = LevelPlan(level, 100, 0, 0, [grid(100, 100, 100, 0, 0)], 0.0, 11648e4 * (2 + 2 * 10), style_px=1000 * 1000)
     assert lp.forward_gflop == pytest.approx(0.11648)
@@ -238,7 +238,7 @@ def test_cut_ramps_span_several_positions_of_the_deepest_layer():
     positions, a hard cut to that layer: the 8192 px seamless texture showed a dark line along its
     1024 px level's cuts (benchmarks/texture_scale.py; reproduced at 512 px, row step 4.0 at the cut
     against 1.7 elsewhere, none with the ramp chosen here)."""
-    from hires.nets import LAYER_STRIDE
+    from hires.engine.nets import LAYER_STRIDE
     plan = make_plan(4096, 4096, Settings(memory="2GiB", seamless=True, base_size=512, init="noise",
                                           network="random"))  # a texture's
     tiled = [lp for lp in plan.levels if len(lp.tiles) > 1]
@@ -257,7 +257,7 @@ def test_cut_ramps_span_several_positions_of_the_deepest_layer():
 def test_seamless_levels_cut_away_from_the_coarser_levels_cuts():
     # 768 px tiles at 1024 and 2048 px both cut at 3/4 of the frame unless staggered; the band
     # along such a shared cut was the one defect left in issue 10's 8192 px texture
-    from hires.tiles import cut_fractions
+    from hires.engine.tiles import cut_fractions
     s = Settings(seamless=True, tile_size=768, base_size=512, init="noise")  # as a texture plans
     plan = make_plan(2048, 2048, s)
     cuts = [cut_fractions(lp.tiles, lp.level.width, lp.level.height) for lp in plan.levels]
@@ -276,7 +276,7 @@ def test_seamless_levels_cut_away_from_the_coarser_levels_cuts():
 def test_the_probe_is_a_small_tile_of_the_levels_proportions(monkeypatch, fresh_cost_cache):
     """The planner's probe refines at most ``max_px`` pixels (a cold plan answers sooner), in the
     proportions of the level's largest tile region."""
-    from hires import probe
+    from hires.planning import probe
     settings = Settings(memory="4GiB", init="content")
     levels = make_plan(1000, 750, settings).levels
     shapes = []
@@ -301,10 +301,10 @@ def test_the_probe_is_a_small_tile_of_the_levels_proportions(monkeypatch, fresh_
 def test_the_probe_refines_a_corner_tile_with_the_levels_ramps_and_context():
     """A level's tiles blend over feathered ramps and read fixed context, and their loss weighs
     them (a weighted Gram, a dearer path); the probe's tile does too, where it has room."""
-    from hires.engine import Engine
-    from hires.probe import _Probe
-    from hires.tiles import blend_mask
-    from hires.pyramid import Level
+    from hires.engine.engine import Engine
+    from hires.planning.probe import _Probe
+    from hires.engine.tiles import blend_mask
+    from hires.engine.pyramid import Level
     engine = Engine(Settings())
     level = Level(0, 128, 128, 2, ("relu1_1",), "relu1_1")
     rng = np.random.default_rng(0)
@@ -322,7 +322,7 @@ def test_the_probe_tells_a_tiles_seconds_apart_from_its_pixels(monkeypatch, fres
     square one); the probe refines a second, small tile and fits the line through both.  Here the
     tiles' seconds follow such a line exactly (0.3 s a tile and 0.02 s an evaluation, plus their
     pixels' share), and the costs the probe reads give it back."""
-    from hires import probe
+    from hires.planning import probe
 
     def run(self, evals):
         px = self.image.shape[0] * self.image.shape[1]
@@ -343,7 +343,7 @@ def test_the_probe_reads_a_warm_evaluation_as_the_faster_of_its_two_runs():
     """The probe's two runs of a tile both read warm evaluations (the first after its shape's
     set-up); a slow moment on a shared machine only adds, so the faster reading stands: here the
     timed run is read in a moment twice as slow, and the warm-up's reading is taken."""
-    from hires import probe
+    from hires.planning import probe
 
     class Fake:
         runs = iter([[3.0, 1.0, 0.1, 0.1, 0.1, 0.1], [0.25] + [0.2] * 9])
@@ -363,7 +363,7 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
     numbers, count as missing and are measured again."""
     import json
 
-    from hires import costcache, probe
+    from hires.planning import costcache, probe
     settings = Settings(memory="4GiB", init="content")
     levels = make_plan(1000, 750, settings).levels
     first = measure_costs(settings, levels, max_px=64 * 64, bounds=(2, 4))
@@ -390,7 +390,7 @@ def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkey
 def test_a_long_render_is_told_by_its_evaluated_pixels_not_only_its_flop():
     """The hybrid print at 6000x4500 is 17.6 TFLOP (under the VGG threshold) but took 14.6 min: its
     plan counts the pixels evaluated, (2 + iterations) per tile region px, and calls it long."""
-    from hires.planner import LONG_RENDER_FLOP
+    from hires.planning.planner import LONG_RENDER_FLOP
     plan = make_plan(6000, 4500, Settings(network="hybrid"), [(1280, 1014)])
     assert plan.flop < LONG_RENDER_FLOP and plan.long
     lp = plan.levels[-1]
