@@ -32,7 +32,8 @@ def score(kind: str, job_args: tuple, image: np.ndarray, settings) -> float:
     from hires.core.canvas import Buffers
     from hires.engine.engine import Engine
     from hires.rendering.pipeline import level_targets
-    from hires.rendering.request import make_job, plan_job, texture_settings
+    from hires.rendering.request import make_job
+    from hires.rendering.jobplan import plan_job, texture_settings
     from hires.core import io
     job = make_job(*job_args, texture=kind == "texture")
     s = settings.replace(precision="fp32")

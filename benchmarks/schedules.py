@@ -66,7 +66,8 @@ def main() -> None:
     from hires.engine.reports import Counters
     from hires.core.config import parse_memory
     from hires.rendering.pipeline import level_targets
-    from hires.rendering.request import make_job, plan_job
+    from hires.rendering.request import make_job
+    from hires.rendering.jobplan import plan_job
     from hires.planning.planner import plan_level
 
     content = data("contents/forest_path_2560x1600.jpg", "forest_path_2560x1600.jpg")

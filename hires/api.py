@@ -10,7 +10,7 @@ from hires.core.errors import OptionError
 from hires.rendering.fastrender import fast_plan
 from hires.rendering.finishing import Result
 from hires.core.progress import ignore
-from hires.rendering.request import plan_job
+from hires.rendering.jobplan import plan_job
 from hires.rendering.resolver import Asked, Request, resolve
 
 

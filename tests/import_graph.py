@@ -1,6 +1,8 @@
-"""The import graph of the package ``hires/`` (and ``kernels/``, installed as ``hires.kernels``).
+"""The import graph of the package ``hires/`` (and ``kernels/``, installed as ``hires.kernels``), and
+the floors its sub-packages stand on.
 
-    python tests/import_graph.py        # prints each module's imports of hires modules, exits 1 on any cycle
+    python tests/import_graph.py        # prints each module's imports of hires modules, exits 1 on any
+                                        # cycle, upward import or module over MAX_LINES lines
 
 Read from the source (``ast``), nothing is imported.  Imports at module level make the graph that
 must have no cycle; imports inside functions (deferred on purpose, e.g. so that ``hires --help`` loads
@@ -15,14 +17,47 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Each sub-package's floor: a module imports its own package and the floors below, never a floor
+# above or a sibling on its own floor (type hints included: a TYPE_CHECKING import ties as any does)
+FLOORS = {"kernels": 0, "core": 1, "engine": 2, "fast": 3, "planning": 4, "rendering": 5, "api": 6,
+          "fit": 7, "studio": 7, "commands": 8}
+MAX_LINES = 400
+
 
 def modules() -> dict[str, Path]:
     out = {}
-    for path in sorted((ROOT / "hires").glob("*.py")):
-        out["hires" if path.stem == "__init__" else f"hires.{path.stem}"] = path
+    for path in sorted((ROOT / "hires").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     for path in sorted((ROOT / "kernels").glob("*.py")):
         out["hires.kernels" if path.stem == "__init__" else f"hires.kernels.{path.stem}"] = path
     return out
+
+
+def package(module: str) -> str | None:
+    """The sub-package (a key of FLOORS) that ``module`` belongs to; None for ``hires`` itself, the
+    front door that may import any of them."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def upward(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Every import of a floor above the importer's, or of a sibling package on its own floor."""
+    out = []
+    for a, targets in sorted(edges.items()):
+        for b in sorted(targets):
+            pa, pb = package(a), package(b)
+            if pa is None or pb is None or pa == pb:
+                continue
+            if FLOORS[pb] > FLOORS[pa] or FLOORS[pb] == FLOORS[pa]:
+                out.append((a, b))
+    return out
+
+
+def too_long() -> dict[str, int]:
+    """The modules over MAX_LINES lines: one job a module, and a job that long is several."""
+    lengths = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
+    return {name: n for name, n in lengths.items() if n > MAX_LINES}
 
 
 def _targets(node: ast.AST, name: str, known: set[str]) -> set[str]:
@@ -100,10 +135,17 @@ def main() -> int:
     found = cycles(top)
     for cyc in found:
         print("import cycle: " + " -> ".join(cyc))
-    late = [c for c in cycles({m: top[m] | deferred[m] for m in top}) if c not in found]
+    both = {m: top[m] | deferred[m] for m in top}
+    late = [c for c in cycles(both) if c not in found]
     for cyc in late:
         print("import cycle through a deferred import: " + " -> ".join(cyc))
-    return 1 if found or late else 0
+    up = upward(both)
+    for a, b in up:
+        print(f"upward import: {a} ({package(a)}) imports {b} ({package(b)})")
+    long = too_long()
+    for name, n in long.items():
+        print(f"module over {MAX_LINES} lines: {name} ({n})")
+    return 1 if found or late or up or long else 0
 
 
 if __name__ == "__main__":

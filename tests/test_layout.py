@@ -15,6 +15,28 @@ def test_no_import_cycles_at_module_level_or_through_deferred_imports():
     assert import_graph.cycles(both) == []
 
 
+def test_each_package_imports_only_its_own_floor_and_those_below():
+    """core at the bottom, the engine and the fast network above it, planning and rendering above
+    them, the API, then fit and the studio, the command line on top (tests/import_graph.FLOORS);
+    deferred and type-hint imports count as any do."""
+    top, deferred = import_graph.graph()
+    assert import_graph.upward({m: top[m] | deferred[m] for m in top}) == []
+
+
+def test_the_floor_rule_finds_an_upward_or_sideways_import():
+    edges = {"hires.core.io": {"hires.engine.tiles", "hires.core.errors"},     # up
+             "hires.fit.stylefit": {"hires.studio.preview", "hires.api"},     # sideways; down
+             "hires.commands.cli": {"hires.rendering.pipeline"}, "hires": {"hires.api"}}
+    assert import_graph.upward(edges) == [("hires.core.io", "hires.engine.tiles"),
+                                          ("hires.fit.stylefit", "hires.studio.preview")]
+    assert set(import_graph.FLOORS) == {p.name for p in (ROOT / "hires").iterdir()
+                                        if (p / "__init__.py").exists()} | {"api", "kernels"}
+
+
+def test_no_module_is_longer_than_its_one_job():
+    assert import_graph.too_long() == {}
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert import_graph.cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert import_graph.cycles({"a": {"b"}, "b": set()}) == []

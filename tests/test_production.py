@@ -15,7 +15,7 @@ import hires
 import pytest
 import pyvips
 
-from hires.engine.checkpoints import WorkFolder
+from hires.engine.workfolder import WorkFolder
 from hires.core.config import parse_size
 from hires.core.presets import presets
 from hires.core.errors import OutputError
@@ -330,7 +330,8 @@ def test_restoring_tiles_stops_at_a_damaged_one_and_names_it(tmp_path, damage):
     (unreadable, NaN, another shape, a pickled key, a member that inflates to 256 MiB), which is
     reported, and it and those after it removed to be refined again; the bomb is refused by its
     declared size, before it is inflated."""
-    from hires.engine.checkpoints import Checkpoints, WorkFolder
+    from hires.engine.checkpoints import Checkpoints
+    from hires.engine.workfolder import WorkFolder
     from hires.engine.tiles import grid
     tiles = grid(96, 64, 32, 8, 8)
     rng = np.random.default_rng(0)

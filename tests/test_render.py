@@ -95,7 +95,7 @@ def test_several_styles_mix_their_statistics(content_path, style_path):
 
 
 def test_style_scale_sets_style_image_size(content_path, style_path):
-    from hires.rendering.request import style_size
+    from hires.rendering.jobplan import style_size
     job = make_job(content_path, style_path, None, "600x400", False)
     assert style_size(job, (1280, 1014), 600, 400, Settings()) == (600, 475)
     assert style_size(job, (1280, 1014), 600, 400, Settings(style_scale=0.5)) == (300, 238)
@@ -253,7 +253,7 @@ def test_the_engine_reuses_memory_only_where_the_plan_says(monkeypatch, reuse):
 
 
 def test_a_level_allocates_the_canvas_bytes_the_plan_counts(monkeypatch, content_path, style_path):
-    """The memory model's full-size buffers per level pixel (planner.CANVAS_BYTES_PER_PX) are what a
+    """The memory model's full-size buffers per level pixel (hires.planning.memory.CANVAS_BYTES_PER_PX) are what a
     level allocates: its canvas, weight map and content target."""
     from hires.planning import planner as plan
     made = []

@@ -9,7 +9,8 @@ from hires.core import io
 from hires.rendering import pipeline
 from hires.core.config import Settings
 from hires.core.progress import PlanReady
-from hires.rendering.request import EXAMPLE_AT_BASE, PATCH_START_SCALE, make_job, plan_job
+from hires.rendering.request import make_job
+from hires.rendering.jobplan import EXAMPLE_AT_BASE, PATCH_START_SCALE, plan_job
 from hires.engine.seams import wrap_seam_ratio
 
 SMALL = dict(iterations=(30, 10), style_layers=("relu1_1", "relu2_1", "relu3_1"), memory="8GiB")
@@ -202,7 +203,7 @@ def test_mode_gray_writes_one_band_16_bit(tmp_path, texture_path):
 
 def test_gray_needs_every_input_gray(texture_path, gray_example):
     assert io.is_gray(gray_example) and not io.is_gray(texture_path)
-    from hires.rendering.request import output_mode
+    from hires.rendering.jobplan import output_mode
     both = make_job(None, [gray_example, texture_path], None, "64x64", True)
     assert output_mode(both, Settings()) == "color"
     assert output_mode(make_job(None, gray_example, None, "64x64", True), Settings()) == "gray"

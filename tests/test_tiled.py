@@ -11,7 +11,8 @@ from hires.engine import engine as engine_module
 from hires.engine.engine import Engine
 from hires.core.canvas import Buffers
 from hires.rendering.pipeline import level_targets
-from hires.rendering.request import make_job, plan_job
+from hires.rendering.request import make_job
+from hires.rendering.jobplan import plan_job
 from hires.planning.planner import auto_margin
 from hires.engine.pyramid import Level
 from helpers import seam_ratio

@@ -125,7 +125,7 @@ def test_a_tiled_levels_measured_memory_matches_its_plan_quick(content_path, sty
     tiles and the level's buffers) within 25% above (measured 0.92 alone)."""
     import hires
     from helpers import peak_growth
-    from hires.planning.planner import FIXED_BYTES
+    from hires.planning.memory import FIXED_BYTES
     kw = dict(size="768x768", base_size=768, iterations=(1,), tile_size=384, memory="8GiB", network="hybrid",
               style_layers=("relu1_1", "mb3"), content_layer="mb3", init="content")
     hires.render(content_path, style_path, **dict(kw, size="256x256", base_size=256))   # the networks loaded
@@ -166,7 +166,8 @@ def test_planner_weighs_reused_memory_against_the_tiles_it_costs():
     """Evaluations that reuse freed memory are 1.5x faster but need more memory per tile: the plan
     takes them unless the smaller tiles cost more work than the speed gives back."""
     from hires.core.config import parse_memory
-    from hires.planning.planner import MAPPED_COST, _fit, plan_level, tile_bytes
+    from hires.planning.planner import MAPPED_COST, _fit, plan_level
+    from hires.planning.memory import tile_bytes
     s = Settings(init="content", network="random")
     base = schedule(1500, 1125, s)[0]  # 375x281, relu5_1 deep
     assert tile_bytes(100_000, base, "lbfgs", reuse=True) > tile_bytes(100_000, base, "lbfgs", reuse=False)

@@ -26,7 +26,7 @@ TWINS: dict[str, tuple[str, str]] = {
         "first tile alone (refine_pass's stats_pass over tiles[:1])"),
     "tests/test_tiles.py::test_measured_peak_memory_of_a_tiled_render_matches_the_plan": (
         "tests/test_tiles.py::test_a_tiled_levels_measured_memory_matches_its_plan_quick",
-        "MobileNetV2's part of a tile counted at half its size (planner.PART_FACTOR: measured 1.59x the plan)"),
+        "MobileNetV2's part of a tile counted at half its size (memory.PART_FACTOR: measured 1.59x the plan)"),
     # resume and production
     "tests/test_production.py::test_sigkill_then_rerun_equals_uninterrupted": (
         "tests/test_production.py::test_an_interrupted_tiled_level_resumes_from_its_saved_tiles_quick",

@@ -2,7 +2,7 @@
 the ``.hstyle`` file written at the end (the pieces are hires.fit.stylefit's, the file hires.fast.hstyle's).
 
 hires deletes only what it made: the fit's state lives in a work folder hires marks as its own
-(hires.engine.checkpoints.WorkFolder, the renders' kind), removed when the file is written.
+(hires.engine.workfolder.WorkFolder, the renders' kind), removed when the file is written.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hires.fast import hstyle
-from hires.engine.checkpoints import FIT_STATE, WorkFolder
+from hires.engine.workfolder import FIT_STATE, WorkFolder
 from hires.core.config import parse_memory
 from hires.core.errors import BudgetError
 from hires.core.progress import Note, Step, ignore

@@ -1,11 +1,5 @@
-"""The memory and time plan of a render: tile size per level from the budget, and estimates.
-
-Memory model (bytes), checked against measured peak RSS in benchmarks/:
-  fixed     interpreter, torch, numba, libvips and the network weights
-  canvases  per level pixel: canvas (blended in place), its weight map, the content image
-  styles    the style images at the level's scale
-  tile      activations autograd keeps per tile pixel (sum over layers of channels / stride^2 x 4)
-            times a factor for gradients and backward temporaries, plus the L-BFGS history
+"""The memory and time plan of a render: tile size per level from the budget (hires.planning.memory),
+and estimates.
 """
 from __future__ import annotations
 
@@ -13,28 +7,16 @@ from dataclasses import dataclass, field, replace
 
 from hires.core.config import Settings, parse_memory
 from hires.core.errors import BudgetError
-from hires.core.layers import activation_bytes_by_part, flops_per_pixel
+from hires.core.layers import flops_per_pixel
 from hires.engine.pyramid import Level, schedule
 from hires.engine.tiles import ALIGN, Tile, cut_fractions, grid, stagger
+from hires.planning.memory import CANVAS_BYTES_PER_PX, FIXED_BYTES, tile_bytes
 
 # ---------------------------------------------------------------- the planner
 
-MiB = 1 << 20
-FIXED_BYTES = 640 * MiB  # ~430 MiB after imports, random net and numba kernels, plus the transients of
-#                         statistics passes and resizes that peak RSS showed (3.79 GiB measured, 3.49 planned)
-CANVAS_BYTES_PER_PX = 4 * (3 + 1 + 3)
-# bytes a tile's optimisation holds per byte of the activations autograd keeps: the backward's own
-# tensors and the loss's feature copies when every large block is mapped afresh (measured ~0.9-1.0
-# for the network alone) ...
-BACKWARD_FACTOR = 1.6
-# ... and when the evaluations reuse freed blocks from the heap (canvas.reuse_memory), plus the free
-# blocks the heap keeps.  Measured: an 816 px relu2_1 tile (10 L-BFGS evaluations) peaks 1368 MiB
-# above the process mapped, 2053-2094 MiB reused in fp32 (1557-1801 in bf16)
-REUSE_FACTOR = 2.4
-# time of a mapped evaluation over a reused one: the page faults on first touch of fresh blocks
+# time of a mapped evaluation over a reused one (hires.planning.memory.REUSE_FACTOR): the page faults on first touch of fresh blocks
 # (measured 14.7 s vs 8.6-9.6 s for that tile; 1.56 vs 1.16 s per 1024 px evaluation)
 MAPPED_COST = 1.5
-LBFGS_HISTORY = 10
 MAX_TILE = 1024
 HEADROOM = 0.9                   # plan to 90% of --memory: allocator slack and libvips' own buffers
 
@@ -58,24 +40,6 @@ def auto_overlap(level: Level) -> int:
     any line)."""
     stride = level.stride
     return auto_margin(level) if stride >= 8 else 2 * stride
-
-
-# ... per byte of each part's kept activations, relative to VGG's (on which the factors above were
-# measured): MobileNetV2's backward holds more beside what it keeps (the gradients of its 96-144
-# channel expansions, oneDNN's buffers for its depthwise and strided steps).  Measured on a 6000x4500
-# print's 1500-6000 px levels, 21 level runs at 2 and 4 GiB, native and AVX2: with relu1_1 made band
-# by band (hires.engine.bandgram) the MobileNetV2 part holds almost all a tile's memory, and the tiles
-# phases peaked up to 1.38 times what REUSE_FACTOR gives its kept activations, above the level's
-# buffers and the optimiser's state (0.6-1.07 times with relu1_1's activations beside it, which
-# hid it; docs/archive/measurements.md, 2026-12-06, fourth stop)
-PART_FACTOR = {"vgg": 1.0, "mobile": 1.4}
-
-
-def tile_bytes(region_px: int, level: Level, optimizer: str, disk: bool = False, reuse: bool = True) -> float:
-    kept = sum(b * PART_FACTOR[part] for part, b in activation_bytes_by_part(level.layers, level.banded).items())
-    act = kept * (REUSE_FACTOR if reuse else BACKWARD_FACTOR) * region_px
-    hist = (LBFGS_HISTORY * 2 + 4) * 3 * 4 * region_px if optimizer == "lbfgs" else 4 * 3 * 4 * region_px
-    return act + hist + (CANVAS_BYTES_PER_PX * region_px if disk else 0)
 
 
 @dataclass

@@ -20,7 +20,8 @@ from hires.core.progress import Note, PlanReady, ignore
 from hires.engine.pyramid import Level
 from hires.core.device import pick_device
 from hires.rendering.finishing import Result, finish
-from hires.rendering.request import Job, RunOptions, describe_regions, mask_bytes_per_px, work_key
+from hires.rendering.request import Job, RunOptions, work_key
+from hires.rendering.jobplan import describe_regions, mask_bytes_per_px
 
 def recolour(colour_ref):
     """For histogram colour transfer: recolour a style image to the content's palette."""

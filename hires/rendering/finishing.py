@@ -18,7 +18,8 @@ from hires.core.progress import Writing, ignore
 from hires.engine.regions import blend_kept
 from hires.engine.reports import LevelReport
 from hires.planning.planner import Plan
-from hires.rendering.request import Job, style_size
+from hires.rendering.request import Job
+from hires.rendering.jobplan import style_size
 
 @dataclass(repr=False)
 class Result:

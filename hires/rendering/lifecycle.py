@@ -13,7 +13,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from hires.engine.checkpoints import Checkpoints, WorkFolder, work_folder_path
+from hires.engine.checkpoints import Checkpoints
+from hires.engine.workfolder import WorkFolder, work_folder_path
 from hires.core.output import is_partial_of
 from hires.core.progress import Note
 

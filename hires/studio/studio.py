@@ -208,7 +208,7 @@ class Studio:
 
     def remove(self, job_id: str) -> None:
         """Remove a job's own names (see the module docstring); what else is in its folder stays."""
-        from hires.engine.checkpoints import WorkFolder
+        from hires.engine.workfolder import WorkFolder
         d = self.job_dir(job_id)
         folder = Folder.open(d)
         try:
