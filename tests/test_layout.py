@@ -33,6 +33,21 @@ def test_the_floor_rule_finds_an_upward_or_sideways_import():
                                         if (p / "__init__.py").exists()} | {"api", "kernels"}
 
 
+def test_the_docs_layout_names_every_package_and_module():
+    """docs/how-it-works.md's Layout lists each sub-package with each of its modules (a module moved,
+    added or renamed without a word there fails here)."""
+    import re
+    text = (ROOT / "docs" / "how-it-works.md").read_text()
+    layout = text[text.index("## Layout"):]
+    items = re.split(r"\n(?=\d\. )", layout)
+    for package in sorted(p for p in (ROOT / "hires").iterdir() if (p / "__init__.py").exists()):
+        item = next((i for i in items if f"**`{package.name}/`**" in i), None)
+        assert item is not None, f"docs/how-it-works.md: no item for hires/{package.name}/"
+        for module in sorted(package.glob("*.py")):
+            if module.stem != "__init__":
+                assert f"`{module.stem}`" in item, f"docs/how-it-works.md: hires/{package.name}/{module.name} not named"
+
+
 def test_no_module_is_longer_than_its_one_job():
     assert import_graph.too_long() == {}
 
