@@ -77,11 +77,15 @@ def test_help_shows_real_defaults_and_keeps_expert_options_for_help_all(capsys):
             continue
         option = f"--{flag(f.name)}"
         assert bool(_entry(short, option)) == (f.name not in EXPERT), f.name
-        assert _entry(full, option).endswith(f"(default: {shown_default(f.default)})"), f.name
+        assert _entry(full, option).endswith(f"(default: {shown_default(f.default, f.metadata.get('unset'))})"), f.name
+        if f.default is None or f.default == ():   # what is used when the option is not given, not "none"
+            assert "(default: none)" not in _entry(full, option), f.name
     assert _entry(full, "--seed").endswith("(default: 0)") and _entry(full, "--second-pass").endswith("(default: off)")
     assert _entry(short, "--snapshot-size").endswith("(default: 1024)")
+    assert _entry(full, "--work-dir").endswith("(default: .NAME.hires-work beside the output)")
     for f in dataclasses.fields(RunOptions):
         assert _entry(short, f"--{flag(f.name)}"), f.name
+        assert "(default: none)" not in _entry(short, f"--{flag(f.name)}"), f.name
     args = cli.build_parser().parse_args(["render", "c.png", "-s", "s.png", "--margin", "8", "--snapshot-size", "64"])
     assert cli.settings_from_args(args).margin == 8 and cli.run_options(args).snapshot_size == 64
 
@@ -241,7 +245,7 @@ def test_plan_of_a_fast_render(content_path, style_path):
 
 def test_the_command_and_the_package_import_without_torch():
     """`hires --help` answers at once: the API loads lazily, so neither `import hires` nor the CLI
-    module imports torch, numba or libvips (issue 24)."""
+    module imports torch, numba or libvips."""
     probe = ("import sys, hires, hires.commands.cli; heavy = {'torch', 'numba', 'pyvips'} & set(sys.modules); "
              "print(sorted(heavy)); assert callable(hires.render) and 'torch' in sys.modules")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)

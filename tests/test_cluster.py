@@ -1,4 +1,4 @@
-"""A render's tiles on a Dask cluster (issue 12), and the colour schedule that makes it exact."""
+"""A render's tiles on a Dask cluster, and the colour schedule that makes it exact."""
 import os
 import threading
 import time

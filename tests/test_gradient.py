@@ -3,7 +3,7 @@
 At a start image x0, every tile's loss (whole-image statistics with the tile's own part live,
 ownership weights, context margins, zero padding inside and the frame's padding at its edges)
 is differentiated with respect to its region; scattered back into the image and summed, these
-gradients equal the gradient of the whole-image loss of DESIGN.md, computed here independently
+gradients equal the gradient of the whole-image loss (docs/how-it-works.md), computed here independently
 in plain torch, in float64.  Where only one tile's region covers a pixel, that tile's gradient
 alone equals the whole image's.
 """
@@ -37,7 +37,7 @@ NETWORKS = {"random": ("random", ("relu1_1", "relu2_1", "relu3_1"), "relu3_1"),
 
 
 def reference_loss(net, x, targets, s: Settings, content_feat, content_layer, LAYERS, maps=None):
-    """The whole-image loss written out from DESIGN.md: per layer ||G - G_s||^2 / ||G_s||^2 with
+    """The whole-image loss written out from docs/how-it-works.md: per layer ||G - G_s||^2 / ||G_s||^2 with
     G = F^T F / N, plus the mean term, averaged over layers; plus the content term.  With style
     region ``maps`` (H, W, regions) each region's term, its G and mean weighted by the region's mean
     over each position's pixels w_r (G_r = sum w_r F F^T / N_r, N_r = sum w_r) against its own

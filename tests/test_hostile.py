@@ -1,4 +1,4 @@
-"""The hostile pass of issue 22: inputs built here, at test time, as a careless user or an attacker
+"""The hostile passes: inputs built here, at test time, as a careless user or an attacker
 would make them (broken and bomb images, crafted weights, work state and job files, files that
 appear at the output while a render runs, a full disk).  Each case checks the exit code, one line
 on stderr with no traceback, and that no file was created or lost; where a budget is given, the
@@ -81,7 +81,7 @@ def peak_rss_of(args, cwd: Path) -> tuple[int, str, int]:
 # ---------------------------------------------------------------- images
 
 def test_a_16_bit_bomb_is_read_shrunk_inside_the_budget(tmp_path):
-    """Row 4: a 12000 px 16-bit PNG (1 MB, 864 MB decoded) as content of a 96x64 fast render at
+    """A 12000 px 16-bit PNG (1 MB, 864 MB decoded) as content of a 96x64 fast render at
     --memory 1GiB: read as a stream and shrunk as it is read, the process stays in its budget
     (before: the whole image was decoded)."""
     bomb = bomb_png(tmp_path / "bomb.png", 12000)
@@ -105,7 +105,7 @@ def test_a_16_bit_bomb_is_read_shrunk_inside_the_budget_quick(tmp_path):
 
 @pytest.mark.parametrize("interlaced", [True, False])
 def test_a_header_only_bomb_is_one_line(tmp_path, capfd, interlaced):
-    """Row 4: a PNG claiming 100000x100000 px: interlaced (decoded whole) it is refused before
+    """A PNG claiming 100000x100000 px: interlaced (decoded whole) it is refused before
     decoding, naming its size; streamed, its missing data is a one-line error."""
     bomb = header_only_png(tmp_path / "bomb.png", 100000, 100000, interlaced)
     line = refuses(tmp_path, capfd, ["render", bomb, "-s", style(), "--method", "fast", "--memory", "2GiB",
@@ -123,7 +123,7 @@ def test_a_truncated_jpeg_is_one_line(tmp_path, capfd):
 
 @pytest.mark.parametrize("kind", ["svg", "csv", "vips"])
 def test_only_the_readme_formats_are_read(tmp_path, capfd, kind):
-    """Row 15: an SVG whose <image> pulls in a file beside it, a CSV, libvips' own format: refused
+    """An SVG whose <image> pulls in a file beside it, a CSV, libvips' own format: refused
     before any pixel is read, in one line naming the formats hires reads."""
     secret = tmp_path / "secret.png"
     pyvips.Image.new_from_file(str(content())).pngsave(str(secret))
@@ -147,7 +147,7 @@ def linear_to_srgb(x):
 
 @pytest.mark.parametrize("case", ["rgb", "gray", "alpha", "icc"])
 def test_float_tiffs_are_read_as_linear_light(tmp_path, case):
-    """Row 14: float (scRGB) TIFFs, grey or RGB, with alpha or an embedded profile: read as linear
+    """Float (scRGB) TIFFs, grey or RGB, with alpha or an embedded profile: read as linear
     light, 0..1 from black to white, to sRGB (before: black, white or flat)."""
     ramp = np.linspace(0.02, 0.98, 64, dtype=np.float32)
     rgb = np.stack([np.tile(ramp, (16, 1)), np.tile(ramp[::-1], (16, 1)), np.full((16, 64), 0.3, np.float32)], -1)
@@ -183,7 +183,7 @@ def _appear_during(monkeypatch, path: Path, make):
 
 @pytest.mark.parametrize("method", ["optimise", "fast"])
 def test_a_file_that_appears_at_the_output_during_a_render_survives(tmp_path, capfd, monkeypatch, method):
-    """Rows 1 and 21: a file created at the output path while a render runs is left byte for byte;
+    """A file created at the output path while a render runs is left byte for byte;
     the render exits in one line, non-zero, and keeps its work for a rerun with --overwrite."""
     out = tmp_path / "o.png"
     args = ["render", content(), "-s", style(), "-o", out, *TINY_FLAGS, "--method", method]
@@ -202,7 +202,7 @@ def test_a_file_that_appears_at_the_output_during_a_render_survives(tmp_path, ca
 
 
 def test_a_dangling_symlink_at_the_output_is_a_file_that_exists(tmp_path, capfd, monkeypatch):
-    """Row 21: refused at the start, and if it appears during the render, never replaced."""
+    """Refused at the start, and if it appears during the render, never replaced."""
     out = tmp_path / "o.png"
     out.symlink_to(tmp_path / "nowhere.png")
     refuses(tmp_path, capfd, ["render", content(), "-s", style(), "--method", "fast", "--size", "96x64", "-o", out],
@@ -233,7 +233,7 @@ def test_publish_without_hard_links_still_never_replaces(tmp_path, monkeypatch):
 
 
 def test_the_work_state_cannot_make_hires_delete_a_file(tmp_path, capfd):
-    """Row 3 (and issue 46, row 3): a partial_output edited in state.json to name a user's file is
+    """A partial_output edited in state.json to name a user's file is
     never removed, even a file of the very name hires gives its temporary outputs: what proves a
     file hires' own is the device and inode recorded when hires created it, which a planted file
     does not have."""
@@ -272,7 +272,7 @@ def test_a_state_whose_level_has_no_matching_shape_starts_afresh(tmp_path, capfd
 
 
 def test_fast_method_killed_while_writing_leaves_nothing_after_a_rerun(tmp_path):
-    """Row 9: SIGKILL while --method fast writes its temporary file; the rerun removes it."""
+    """SIGKILL while --method fast writes its temporary file; the rerun removes it."""
     out = tmp_path / "o.png"
     args = ["render", str(content()), "-s", str(style()), "--method", "fast", "--size", "96x64", "-o", str(out)]
     killer = ("import os, signal, sys, pyvips\n"
@@ -295,7 +295,7 @@ def test_fast_method_killed_while_writing_leaves_nothing_after_a_rerun(tmp_path)
 
 @pytest.mark.parametrize("ext", ["jpg", "png"])
 def test_a_full_disk_is_said_as_such(full_disk, capfd, ext):
-    """Row 22: libvips says 'Unknown error -1' or 'unable to write to target'; hires says the
+    """Libvips says 'Unknown error -1' or 'unable to write to target'; hires says the
     disk is full, how much the file needed, in one line, and leaves nothing."""
     (full_disk / "filler").write_bytes(b"\0" * (2 * 2**20 - 64 * 1024))
     out = full_disk / f"o.{ext}"
@@ -321,7 +321,7 @@ def _state_dict(fill=None, shape_of=None) -> dict:
 
 
 def test_weights_are_not_verified_by_their_own_name(tmp_path, capsys):
-    """Row 5: a file named with its own hash prefix is reported unverified."""
+    """A file named with its own hash prefix is reported unverified."""
     tmp = tmp_path / "w.pth"
     torch.save(_state_dict(), tmp)
     evil = tmp_path / f"evil-{file_sha256(tmp)[:8]}.pth"
@@ -334,7 +334,7 @@ def test_weights_are_not_verified_by_their_own_name(tmp_path, capsys):
 
 @pytest.mark.parametrize("case", ["nan", "inf", "shape"])
 def test_weights_with_bad_values_are_refused_in_one_line(tmp_path, capfd, case):
-    """Row 5: a state dict with NaN or infinite values, or a wrong shape (before: an all-black
+    """A state dict with NaN or infinite values, or a wrong shape (before: an all-black
     render, exit 0)."""
     path = tmp_path / "w.pth"
     torch.save(_state_dict(fill=float(case) if case != "shape" else None,
@@ -345,7 +345,7 @@ def test_weights_with_bad_values_are_refused_in_one_line(tmp_path, capfd, case):
 
 
 def test_a_crafted_pickle_is_one_line_of_hires_own(tmp_path, capfd):
-    """Rows 5 and 10: a pickle that would create a file if executed: refused in one line of hires'
+    """A pickle that would create a file if executed: refused in one line of hires'
     own, without torch's warning or its advice to retry with weights_only=False."""
     class Evil:
         def __reduce__(self):
@@ -363,18 +363,18 @@ def test_a_crafted_pickle_is_one_line_of_hires_own(tmp_path, capfd):
 # ---------------------------------------------------------------- values out of range
 
 @pytest.mark.parametrize("flags, match", [
-    (["--seed", "-1"], "--seed"),                                         # row 6
+    (["--seed", "-1"], "--seed"),
     (["--seed", str(2**64)], "--seed"),
-    (["--content-weight", "inf"], "--content-weight"),                    # row 8
+    (["--content-weight", "inf"], "--content-weight"),
     (["--style-weight", "1e400"], "--style-weight"),
     (["--builtin-style", "3:nan", "--method", "fast"], "--builtin-style"),
-    (["--style-scale", "1e9"], "--style-scale"),                          # row 11
-    (["--memory", "1"], "--memory"),                                      # row 12
+    (["--style-scale", "1e9"], "--style-scale"),
+    (["--memory", "1"], "--memory"),
     (["--memory", "1", "--method", "fast"], "--memory"),
-    (["--size", "0x0cm", "--method", "fast"], "--size"),                  # row 13
+    (["--size", "0x0cm", "--method", "fast"], "--size"),
     (["--size", "3x2cm", "--dpi", "0.001", "--method", "fast"], "--dpi"),
-    (["--dpi", "1e308"], "--dpi"),                                        # row 17
-    (["--work-dir", "new/deep"], "--work-dir"),                           # row 16
+    (["--dpi", "1e308"], "--dpi"),
+    (["--work-dir", "new/deep"], "--work-dir"),
 ])
 def test_values_out_of_range_are_one_line_before_any_folder(tmp_path, capfd, monkeypatch, flags, match):
     monkeypatch.chdir(tmp_path)
@@ -384,7 +384,7 @@ def test_values_out_of_range_are_one_line_before_any_folder(tmp_path, capfd, mon
 
 @pytest.mark.parametrize("styles", [[":1e999"], [":1e308", ":1e308"]])
 def test_style_weights_that_overflow_are_one_line(tmp_path, capfd, styles):
-    """Row 8: -s painting.jpg:1e999, two styles at 1e308 each."""
+    """-s painting.jpg:1e999, two styles at 1e308 each."""
     args = ["render", content(), "-o", tmp_path / "o.png", *TINY_FLAGS]
     for suffix in styles:
         args += ["-s", f"{style()}{suffix}"]
@@ -392,7 +392,7 @@ def test_style_weights_that_overflow_are_one_line(tmp_path, capfd, styles):
 
 
 def test_a_loss_that_stops_being_finite_stops_the_render(tmp_path, capfd, monkeypatch):
-    """Row 8: if a loss ever becomes non-finite, the render stops in one line naming the level and
+    """If a loss ever becomes non-finite, the render stops in one line naming the level and
     tile and the likely setting, exit non-zero, nothing written."""
     real = losses.TileObjective.__call__
     monkeypatch.setattr(losses.TileObjective, "__call__", lambda self, x: real(self, x) * float("inf"))
@@ -403,7 +403,7 @@ def test_a_loss_that_stops_being_finite_stops_the_render(tmp_path, capfd, monkey
 
 
 def test_interrupt_with_json_progress_is_json_only(tmp_path, capfd, monkeypatch):
-    """Row 18: Ctrl-C with --json-progress: every stderr line is JSON, the last an error event."""
+    """Ctrl-C with --json-progress: every stderr line is JSON, the last an error event."""
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
     monkeypatch.setattr(pipeline, "refine_pass", interrupted)
@@ -428,7 +428,7 @@ def job_text(extra: str = "") -> str:
 
 
 @pytest.mark.parametrize("body, match", [
-    ("job = [1, 2]\n", "'job'"),                        # row 7
+    ("job = [1, 2]\n", "'job'"),
     ('defaults = "x"\n' + job_text(), "'defaults'"),
 ])
 def test_a_malformed_job_file_is_one_line_naming_the_key(tmp_path, capfd, body, match):
@@ -437,19 +437,19 @@ def test_a_malformed_job_file_is_one_line_naming_the_key(tmp_path, capfd, body, 
 
 
 @pytest.mark.parametrize("extra, key", [
-    ('overwrite = "false"', "overwrite"),               # row 2
+    ('overwrite = "false"', "overwrite"),
     ('fresh = "false"', "fresh"),
-    ('snapshot_size = "big"\nsnapshots = "snaps"', "snapshot_size"),   # row 20
-    ("seed = -1", "seed"),                              # row 6
+    ('snapshot_size = "big"\nsnapshots = "snaps"', "snapshot_size"),
+    ("seed = -1", "seed"),
     ("scheduler = 3", "scheduler"),
-    ("overwrite = 1", "overwrite"),                     # issue 46, row 5
+    ("overwrite = 1", "overwrite"),
     ("bogus = 1", "unknown setting 'bogus'"),
     ('scheduler = "garbage"', "scheduler"),
 ])
 def test_a_batch_job_value_of_the_wrong_kind_fails_before_it_starts(tmp_path, capfd, extra, key):
-    """Row 2: `overwrite = "false"` used to overwrite the user's file (bool("false") is true);
-    row 20: a raw TypeError and an empty snaps/ folder.  Issue 46 row 5: one line, exit 2, in
-    the rich mode as in the quiet one (it was a line per job and a table, exit 1)."""
+    """`overwrite = "false"` used to overwrite the user's file (bool("false") is true);
+    a bad snapshot_size gave a raw TypeError and an empty snaps/ folder; a non-boolean overwrite: one
+    line, exit 2, in the rich mode as in the quiet one (it was a line per job and a table, exit 1)."""
     (tmp_path / "o.png").write_bytes(b"the user's own file")
     jobs = write_job(tmp_path, job_text(extra))
     for quiet in (["-q"], []):
@@ -460,7 +460,7 @@ def test_a_batch_job_value_of_the_wrong_kind_fails_before_it_starts(tmp_path, ca
 
 
 def test_batch_report_path_is_checked_before_the_first_job(tmp_path, capfd):
-    """Row 19: a report into a folder that does not exist: refused before any job runs."""
+    """A report into a folder that does not exist: refused before any job runs."""
     jobs = write_job(tmp_path, job_text())
     refuses(tmp_path, capfd, ["batch", jobs, "--report", tmp_path / "nope" / "r.json"], "--report")
 
@@ -491,7 +491,7 @@ def test_disk_buffers_with_no_room_are_said_as_such_before_anything_is_written(f
     assert list(full_disk.iterdir()) == []
 
 
-# ---------------------------------------------------------------- issue 46: the second hostile pass
+# ---------------------------------------------------------------- links, FIFOs, job files, arguments
 
 VICTIM = b"the user's own file, not hires'"
 
@@ -525,7 +525,7 @@ KEPT_WORK = ["--size", "192x128", "--base-size", "64", "--init", "content", "--i
 
 @pytest.mark.parametrize("kind", sorted(PLANTED))
 def test_links_planted_in_a_kept_work_folder_are_never_written_through(tmp_path, capfd, kind):
-    """Row 1: symbolic links to a user's files planted at the names hires writes in a kept work
+    """Symbolic links to a user's files planted at the names hires writes in a kept work
     folder (the state, the lock, a level, a tile, each final and temporary): a rerun of another
     render into the same output (so every file is written anew) succeeds and leaves the user's
     files byte for byte (before: the state's, a level's or a tile's bytes went into them)."""
@@ -542,7 +542,7 @@ def test_links_planted_in_a_kept_work_folder_are_never_written_through(tmp_path,
 
 
 def test_a_work_folder_that_is_a_link_is_refused_and_what_it_points_to_kept(tmp_path, capfd):
-    """Row 2: `.o.hires-work` a link to another folder that holds a marker and files of hires'
+    """`.o.hires-work` a link to another folder that holds a marker and files of hires'
     names: one line, exit 2, and nothing in that folder is touched (before: all deleted)."""
     other = tmp_path / "other"
     other.mkdir()
@@ -580,7 +580,7 @@ def _run_with_timeout(args, cwd: Path, timeout: float = 120) -> subprocess.Compl
 
 @pytest.mark.parametrize("role", ["content", "style", "config", "batch", "weights"])
 def test_a_fifo_is_refused_in_one_line_not_waited_on(tmp_path, role):
-    """Row 4: a FIFO given as an input (an image, a TOML file, a job file, weights) is refused
+    """A FIFO given as an input (an image, a TOML file, a job file, weights) is refused
     before any read, in one line (before: hires waited on it forever, silently)."""
     fifo = tmp_path / ("fifo.toml" if role in ("config", "batch") else "fifo.pth" if role == "weights" else "fifo.png")
     os.mkfifo(fifo)
@@ -597,7 +597,7 @@ def test_a_fifo_is_refused_in_one_line_not_waited_on(tmp_path, role):
 
 
 def test_a_bad_last_job_of_a_thousand_stops_the_batch_before_any_runs(tmp_path, capfd):
-    """Row 5: a file of 1,000 jobs whose last has a bad key: one line naming the file, the job and
+    """A file of 1,000 jobs whose last has a bad key: one line naming the file, the job and
     the key, exit 2, and not one output made (before: the first jobs rendered)."""
     jobs = "".join(f'[[job]]\nname = "j{i}"\ncontent = "{content()}"\nstyle = "{style()}"\noutput = "o{i}.png"\n'
                    f'method = "fast"\nsize = "64x48"\n' for i in range(1000))
@@ -612,7 +612,7 @@ def test_a_bad_last_job_of_a_thousand_stops_the_batch_before_any_runs(tmp_path, 
     ("{job}" + '[[job]]\nname = "b"\ncontent = "missing.png"\nstyle = "s.jpg"\n', "missing.png"),
 ])
 def test_every_job_is_checked_before_the_first_runs(tmp_path, capfd, body, match):
-    """Row 5: a default of the wrong kind, two jobs writing one output, a job's missing input:
+    """A default of the wrong kind, two jobs writing one output, a job's missing input:
     each one line, exit 2, nothing made."""
     job2 = job_text().replace('name = "a"', 'name = "b"')
     line = refuses(tmp_path, capfd, ["batch", write_job(tmp_path, body.format(job=job_text(), job2=job2))], match)
@@ -631,7 +631,7 @@ def test_every_job_is_checked_before_the_first_runs(tmp_path, capfd, body, match
     (lambda c, s: hires.Settings(bogus=1), "bogus"),
 ])
 def test_the_api_names_a_bad_argument_before_any_work(tmp_path, monkeypatch, call, match):
-    """Row 6: each wrong kind of argument is a HiresError naming it, raised before a render starts
+    """Each wrong kind of argument is a HiresError naming it, raised before a render starts
     (before: TypeErrors from pathlib and dataclasses, a progress callback failing 4.5 s in)."""
     monkeypatch.chdir(tmp_path)
     from hires.rendering import pipeline
@@ -649,7 +649,7 @@ def test_the_api_names_a_bad_argument_before_any_work(tmp_path, monkeypatch, cal
     (["--snapshots", "snap"], "--snapshots"),
 ])
 def test_meaningless_options_are_refused(tmp_path, capfd, monkeypatch, flags, match):
-    """Row 7: a scheduler a fast render cannot use (or that is no scheduler), an empty output name,
+    """A scheduler a fast render cannot use (or that is no scheduler), an empty output name,
     previews into a file or of a fast render: one line each (before: exit 0, no word)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "snap").write_bytes(VICTIM)
@@ -660,14 +660,14 @@ def test_meaningless_options_are_refused(tmp_path, capfd, monkeypatch, flags, ma
 
 
 def test_weights_fetch_that_cannot_start_is_one_line(tmp_path, capfd):
-    """Row 8: an offline fetch printed a progress bar's line before its error."""
+    """An offline fetch printed a progress bar's line before its error."""
     line = refuses(tmp_path, capfd, ["weights", "fetch", "--dest", tmp_path, "--url",
                                      "http://127.0.0.1:9/vgg19-dcbb9e9d.pth"], "cannot reach")
     assert "vgg19" in line
 
 
 def test_a_decode_refused_for_the_budget_says_the_rule(tmp_path, capfd):
-    """Row 9: 0.72 GiB "more than --memory 1.00 GiB allows" read as a contradiction; the line says
+    """0.72 GiB "more than --memory 1.00 GiB allows" read as a contradiction; the line says
     that one input's decoding may take half the budget."""
     bomb = header_only_png(tmp_path / "bomb.png", 12000, 12000, interlaced=True)
     line = refuses(tmp_path, capfd, ["render", bomb, "-s", style(), "--method", "fast", "--memory", "1GiB",
@@ -676,7 +676,7 @@ def test_a_decode_refused_for_the_budget_says_the_rule(tmp_path, capfd):
 
 
 def test_fast_keep_work_keeps_the_work_folder(tmp_path, capfd):
-    """Row 10: --method fast --keep-work kept no work folder, though every method has one."""
+    """--method fast --keep-work kept no work folder, though every method has one."""
     out = tmp_path / "o.png"
     code, err = run_cli(["render", content(), "-s", style(), "--method", "fast", "--size", "96x64", "-o", out,
                          "-q", "--keep-work"], capfd)

@@ -48,6 +48,25 @@ def test_the_docs_layout_names_every_package_and_module():
                 assert f"`{module.stem}`" in item, f"docs/how-it-works.md: hires/{package.name}/{module.name} not named"
 
 
+def test_code_and_tests_hold_no_lab_dates_and_cite_only_files_that_exist():
+    """History lives in git and docs: no dates, stop or issue numbers in the package, its kernels and
+    tests; every ``*.md`` file they cite is in the repository."""
+    import re
+    dated = re.compile(r"\b20\d\d-\d\d-\d\d\b|\b(first|second|third|fourth|fifth) stop\b|\b[Ii]ssues? \d+")
+    cited = re.compile(r"(?<![\w./])((?:docs/|\.\./)?[\w./-]*[A-Za-z_]\.md)\b")
+    found, missing = [], []
+    for path in sorted([*(ROOT / "hires").rglob("*.py"), *(ROOT / "kernels").glob("*.py"), *(ROOT / "tests").glob("*.py")]):
+        if path.name in ("test_layout.py", "test_docs.py"):   # (their own planted cases)
+            continue
+        text = path.read_text()
+        found += [f"{path.relative_to(ROOT)}: {m.group(0)}" for m in dated.finditer(text)]
+        for m in cited.finditer(text):
+            name = m.group(1)
+            if not any((base / name).exists() for base in (ROOT, ROOT / "docs", path.parent)):
+                missing.append(f"{path.relative_to(ROOT)}: {name}")
+    assert found == [] and missing == [], (found, missing)
+
+
 def test_no_module_is_longer_than_its_one_job():
     assert import_graph.too_long() == {}
 

@@ -1,4 +1,4 @@
-"""Production use (issue 9): resume inside a level after SIGKILL, batch files, JSON progress,
+"""Production use: resume inside a level after SIGKILL, batch files, JSON progress,
 snapshots, print sizes, presets, pyramid TIFF, the work folder's lock."""
 from __future__ import annotations
 
@@ -298,7 +298,7 @@ def test_pyramid_tiff(tmp_path):
 
 
 def test_seamless_size_that_cannot_wrap_is_one_line_with_a_size_that_can(tmp_path, capfd):
-    """Issue 10.4: a seamless size whose levels are not multiples of their deepest stride is refused
+    """A seamless size whose levels are not multiples of their deepest stride is refused
     before any work, exit 2, naming a size that works (and that size plans)."""
     import re
 

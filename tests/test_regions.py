@@ -36,7 +36,7 @@ def save_gray(a: np.ndarray, path) -> None:
 
 def reference_region_stats(engine: Engine, image: np.ndarray, layers, maps: np.ndarray, seamless: bool):
     """Per-region float64 (gram sum, mean sum, count) of the whole image's activations, written out
-    from DESIGN.md: each position weighted by its region's mean over the position's pixels."""
+    from the loss (docs/how-it-works.md): each position weighted by its region's mean over the position's pixels."""
     engine.net.set_padding("circular" if seamless else "reflect")
     with torch.no_grad():
         feats = engine.net(to_tensor(image, "cpu", torch.float64), list(layers))

@@ -1,4 +1,4 @@
-"""Large seamless textures (issue 10): the wrap, tiles across it, the example's scale, several
+"""Large seamless textures: the wrap, tiles across it, the example's scale, several
 examples, gray examples and one-band output."""
 import numpy as np
 import pytest

@@ -253,7 +253,7 @@ def test_disk_backed_release_keeps_data(tmp_path):
 
 
 def test_seamless_example_statistics_equal_the_whole_example(texture_path, monkeypatch):
-    """Issue 10.1: in seamless mode the output wraps but the example does not; an example read
+    """In seamless mode the output wraps but the example does not; an example read
     in several statistics tiles must give the statistics of the whole example (edge tiles reflect
     like the whole image does, never wrap)."""
     from hires.rendering import pipeline
@@ -284,7 +284,7 @@ def test_later_tiles_aim_at_the_target_from_the_pass_statistics():
     change is measured from its own sums in the pass's statistics pass, so that when the tiles
     change alike (the model every tile's estimate rests on) the whole image's statistics it aims
     at are exact; measured from its partly refined start it misses its neighbour's change in the
-    overlap and aims past the target (issue 10: a pale, blurred 256 px tile at 1024 px with 48 px
+    overlap and aims past the target (a pale, blurred 256 px tile at 1024 px with 48 px
     ramps).  Two mirror-image tiles of one layer, float64, against the Gram of the whole image
     computed here.  (This replaces a comparison of whole-image losses after 20 L-BFGS evaluations
     of two 128 px tiles, which held for one seed on AVX-512 and not on AVX2: across seeds and

@@ -257,7 +257,7 @@ def test_cut_ramps_span_several_positions_of_the_deepest_layer():
 
 def test_seamless_levels_cut_away_from_the_coarser_levels_cuts():
     # 768 px tiles at 1024 and 2048 px both cut at 3/4 of the frame unless staggered; the band
-    # along such a shared cut was the one defect left in issue 10's 8192 px texture
+    # along such a shared cut was the one defect left in an early 8192 px texture
     from hires.engine.tiles import cut_fractions
     s = Settings(seamless=True, tile_size=768, base_size=512, init="noise")  # as a texture plans
     plan = make_plan(2048, 2048, s)
@@ -359,7 +359,7 @@ def test_the_probe_reads_a_warm_evaluation_as_the_faster_of_its_two_runs():
 
 
 def test_measured_costs_are_cached_per_machine_and_a_bad_cache_is_ignored(monkeypatch, fresh_cost_cache):
-    """The probe's results are kept in the user's cache folder (issue 25): a second plan on this
+    """The probe's results are kept in the user's cache folder: a second plan on this
     machine measures nothing; an unreadable file, or entries that are not finite non-negative
     numbers, count as missing and are measured again."""
     import json

@@ -67,7 +67,7 @@ def add_settings_flags(p: argparse.ArgumentParser, only: set[str] | None = None,
         for name in names:
             f = fields[name]
             default = f.default
-            text = f"{f.metadata['help']} (default: {shown_default(default)})"
+            text = f"{f.metadata['help']} (default: {shown_default(default, f.metadata.get('unset'))})"
             kw = dict(dest=name, default=argparse.SUPPRESS,
                       help=text if expert or name not in EXPERT else argparse.SUPPRESS)
             flags = [f"--{flag(name)}"] + ([f"--{flag(old[name])}"] if name in old else [])
@@ -158,7 +158,7 @@ def _common(q):
             q.add_argument(f"--{flag(f.name)}", action="store_true", help=f.metadata["help"], **kw)
         else:
             q.add_argument(f"--{flag(f.name)}", metavar=f.metadata["metavar"],
-                           help=f"{f.metadata['help']} (default: {shown_default(f.default)})", **kw)
+                           help=f"{f.metadata['help']} (default: {shown_default(f.default, f.metadata['unset'])})", **kw)
     _reporting(q)
 
 

@@ -48,7 +48,7 @@ class Settings:
              "finest level; 2 = twice as large, fewer repeats)")
     style_layers: tuple[str, ...] = _opt(
         (), "network layers matched for style (empty = the network's own: relu1_1,relu2_1,mb3,mb6,mb13 for "
-            "hybrid, relu1_1,...,relu5_1 for vgg19 and random)")
+            "hybrid, relu1_1,...,relu5_1 for vgg19 and random)", unset="the network's own")
     content_layer: str = _opt("auto", "network layer matched for content (auto = the network's own: mb10 for "
                                       "hybrid, relu4_2 for vgg19 and random)")
     min_style_layers: int = _opt(
@@ -63,7 +63,8 @@ class Settings:
                                   "not one size resampled); off: the --fast-size result resampled")
     builtin_style: str | None = _opt(
         None, "fast network: one of the 26 built-in styles of the multi-style network (0-25) or a blend "
-              "such as 3:0.7,19:0.3, instead of the style images (all 26 are shown in docs/networks.md)")
+              "such as 3:0.7,19:0.3, instead of the style images (all 26 are shown in docs/networks.md)",
+        unset="the style images")
     init: str = _opt("fast", "start image of a render: fast (the feed-forward network's painting, multi-scale "
                              "above --fast-size), content (the photo) or noise", choices=("fast", "content", "noise"))
     preserve_color: str = _opt(
@@ -74,7 +75,7 @@ class Settings:
                                 "MobileNetV2 beside a seeded VGG19's first layers), vgg19 (pretrained, downloaded "
                                 "with `hires weights fetch`) or random (a seeded VGG19); auto = vgg19 when its "
                                 "weights are found, else hybrid", choices=("auto", "hybrid", "vgg19", "random"))
-    weights: str | None = _opt(None, "path to vgg19-dcbb9e9d.pth (else $HIRES_WEIGHTS or torch's hub cache)")
+    weights: str | None = _opt(None, "path to vgg19-dcbb9e9d.pth", unset="$HIRES_WEIGHTS, else torch's hub cache")
     pooling: str = _opt("avg", "pooling in the network", choices=("avg", "max"))
     device: str = _opt("auto", "torch device", choices=("auto", "cpu", "cuda"))
     precision: str = _opt("auto", "arithmetic of the network's convolutions: fp32, or bf16 (bfloat16, about twice "
@@ -89,7 +90,8 @@ class Settings:
     canvas: str = _opt("auto", "where full-size buffers live: auto (RAM if the plan fits --memory, else "
                             "disk-backed in the work folder), ram or disk", choices=("auto", "ram", "disk"))
     second_pass: bool = _opt(False, "refine once more with the tile grid shifted by half a tile")
-    work_dir: str | None = _opt(None, "folder for disk-backed canvases and resume checkpoints")
+    work_dir: str | None = _opt(None, "folder for disk-backed canvases and resume checkpoints",
+                                unset=".NAME.hires-work beside the output")
     # output
     bit_depth: int = _opt(8, "bits per channel of TIFF/PNG output", choices=(8, 16))
     dpi: float = _opt(300.0, "resolution written into the output file")

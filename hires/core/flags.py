@@ -30,13 +30,14 @@ METAVARS = {"base_size": "PX", "fast_size": "PX", "tile_size": "PX", "overlap": 
             "weights": "FILE", "work_dir": "DIR", "memory": "SIZE", "style_layers": "LAYER,...",
             "content_layer": "LAYER", "iterations": "N,...", "builtin_style": "N[:W],...", "dpi": "DPI"}
 
-def shown_default(value) -> str:
-    """A default as help shows it: on/off, a comma list, 'none' only for no value."""
+def shown_default(value, unset: str | None = None) -> str:
+    """A default as help shows it: on/off, a comma list; for no value, what is used then (a field's
+    ``unset`` metadata: "the style images", "beside the output"), else 'none'."""
     if isinstance(value, bool):
         return "on" if value else "off"
-    if isinstance(value, tuple):
-        return ",".join(map(str, value)) if value else "none"
-    return "none" if value is None else str(value)
+    if value is None or value == ():
+        return unset or "none"
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def metavar(name: str) -> str:

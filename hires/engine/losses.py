@@ -2,7 +2,8 @@
 
 Style: the Gram of the whole image with the tile's own part live (Galerne et al. 2024).  All Grams
 here are *sums* over positions (``sum_p F(p) F(p)^T``) weighted by the tile's ownership weights;
-dividing by the number of positions N of the whole image gives the statistics of DESIGN.md.
+dividing by the number of positions N of the whole image gives the statistics of the loss
+(docs/how-it-works.md, "The loss").
 Summing keeps tiles additive: the global sum is the frozen rest plus the live tile.  Every tensor
 a loss holds is a registered buffer, so it lives on the device of the tile it was built for.
 """
@@ -212,7 +213,7 @@ class LayerStyleLoss(nn.Module):
         # the tile's own part of glob.  Taken from the statistics pass, not from the tile's start:
         # tiles of later colours start with their overlaps already refined by their neighbours, and
         # measured from there they would aim past the target by as much (a 256 px tile with 48 px
-        # ramps at 1024 px came out pale and blurred, issue 10)
+        # ramps at 1024 px came out pale and blurred)
         self.register_buffer("gram0", None if start is None else torch.as_tensor(start.gram, **like))
         self.register_buffer("mean0", None if start is None or not mean_weight else torch.as_tensor(start.mean, **like))
 

@@ -133,11 +133,6 @@ def tile_regions(crop: np.ndarray, own: dict[int, np.ndarray]) -> list[dict[int,
     return out
 
 
-def region_styles(regions: list[Region], styles) -> list[list[tuple[int, float]]]:
-    """For each region, its (style index, weight) pairs."""
-    return [[(i, styles[i][1]) for i in r.styles] for r in regions]
-
-
 def blend_kept(canvas: np.ndarray, photo: np.ndarray, keep: np.ndarray, after_strip=None) -> None:
     """canvas = k * photo + (1 - k) * canvas, in strips (the photo where the keep mask is white)."""
     for y in range(0, canvas.shape[0], STRIP):

@@ -88,7 +88,7 @@ def soft_band(image: np.ndarray, rows, cols, width: int = 16, strip: int = 1024)
     average over +-2 ``width``: the largest such deviation within ``width`` px of the lines, in
     standard deviations of that deviation over the whole image, for the worst of the lines.  Up
     to about 3 where the lines are like any other; the band along a cut of the second 8192 px
-    texture's relu4_1 level was 4.8 at 1024 px (issue 10)."""
+    texture's relu4_1 level was 4.8 at 1024 px."""
     out = []
     for p, lines in zip(_line_profiles(image, strip), (rows, cols)):
         if not len(lines):

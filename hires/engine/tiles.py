@@ -106,7 +106,7 @@ def stagger(width: int, height: int, tile: int, earlier: tuple[list[float], list
     """The shift of a wrapped grid that keeps its cuts farthest (in px) from ``earlier`` cuts
     (fractions of the frame, rows and columns, of the coarser levels).  On a seamless canvas every
     shift costs the same, and cuts of successive levels at one place add up: at 8192 px with
-    768 px tiles every level cut at 3/4 of the frame and left one soft band there (issue 10)."""
+    768 px tiles every level cut at 3/4 of the frame and left one soft band there."""
     tile = max(ALIGN, tile // ALIGN * ALIGN)
 
     def gap(shift: int) -> float:

@@ -250,7 +250,7 @@ class RegionParams:
 # ---------------------------------------------------------------- the multi-scale start of prints
 
 # each finer stage re-paints half the coarser stage's result, half the photo: the coarser strokes
-# stay, the network paints its own strokes over them at the finer size (issue 23's experiment: with
+# stay, the network paints its own strokes over them at the finer size (measured: with
 # no photo the strokes blur, with no coarser stage the picture is a filtered photo)
 REPAINT_MIX = 0.5
 # the band split: below this blur (px at the first stage's scale) the first stage's picture, above
@@ -273,7 +273,7 @@ def stage_sizes(width: int, height: int, fast_size: int) -> list[tuple[int, int]
 
 def cascade(stylist, content_at, sizes: list[tuple[int, int]], buffers, budget: int,
             progress=None) -> tuple[np.ndarray, FastReport]:
-    """The content painted at every scale (issue 23) by ``stylist`` (hires.fast.stylecode.Stylist): the
+    """The content painted at every scale by ``stylist`` (hires.fast.stylecode.Stylist): the
     network at ``sizes[0]``, then at each finer size on REPAINT_MIX of the coarser result (resampled)
     and the rest the photo; the result is the last stage's strokes over the first stage's picture
     (the band split at BAND_SIGMA).

@@ -35,7 +35,7 @@ def auto_overlap(level: Level) -> int:
     context margin, the deepest layer's receptive radius: a tile's pixels within that reach of
     its fixed context are pulled off the texture, a band darker along one side of a cut and
     lighter along the other, and a ramp as wide as that reach gives them little weight in the
-    blend.  Measured on issue 10's 1024 px texture (a relu4_1 level): 16 px left a band 4.8
+    blend.  Measured on a 1024 px texture (a relu4_1 level): 16 px left a band 4.8
     standard deviations of the row-mean wobble (``seams.soft_band``), 48 px none (2.95, as along
     any line)."""
     stride = level.stride

@@ -36,8 +36,8 @@ class Job:
     masks: Masks = Masks()       # the style regions' masks and the part kept photographic (hires.engine.regions)
 
 
-def _run_opt(default, help, metavar=None):
-    return dataclasses.field(default=default, metadata={"help": help, "metavar": metavar})
+def _run_opt(default, help, metavar=None, unset=None):
+    return dataclasses.field(default=default, metadata={"help": help, "metavar": metavar, "unset": unset})
 
 
 @dataclass
@@ -47,12 +47,12 @@ class RunOptions:
     derive from these fields, as the settings' flags from Settings."""
     fresh: bool = _run_opt(False, "start again, ignoring what an interrupted run of this render saved")
     keep_work: bool = _run_opt(False, "keep the work folder (checkpoints) after the output is written")
-    snapshots: str | None = _run_opt(None, "write downscaled previews into DIR as the render goes", "DIR")
+    snapshots: str | None = _run_opt(None, "write downscaled previews into DIR as the render goes", "DIR", "off")
     snapshot_size: int = _run_opt(1024, "long side of the previews in px", "PX")
     snapshot_every: int = _run_opt(8, "a preview every N tiles of a tiled level, and after every level", "N")
     scheduler: object = _run_opt(None, "refine each level's tiles on a Dask cluster (pip install 'hires[distributed]'): "
                                        "local:N starts N workers here, tcp://HOST:PORT joins a running scheduler",
-                                 "local:N|tcp://HOST:PORT")
+                                 "local:N|tcp://HOST:PORT", "off: the tiles run in this process")
 
     def __post_init__(self):  # the API's keywords: checked like every other way in
         checked = run_options_from({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
