@@ -10,7 +10,7 @@ from hires.core.config import Settings
 from hires.engine import engine as engine_module
 from hires.engine.engine import Engine
 from hires.core.canvas import Buffers
-from hires.rendering.pipeline import level_targets
+from hires.rendering.levelsetup import level_targets
 from hires.rendering.request import make_job
 from hires.rendering.jobplan import plan_job
 from hires.planning.planner import auto_margin
@@ -256,14 +256,14 @@ def test_seamless_example_statistics_equal_the_whole_example(texture_path, monke
     """In seamless mode the output wraps but the example does not; an example read
     in several statistics tiles must give the statistics of the whole example (edge tiles reflect
     like the whole image does, never wrap)."""
-    from hires.rendering import pipeline
+    from hires.rendering import levelsetup
     settings = Settings(**SCHEDULE, seamless=True)
     job = make_job(None, texture_path, None, "512x512", True)
     lp = plan_job(job, settings).levels[-1]
     engine = Engine(settings)
-    monkeypatch.setattr(pipeline, "STATS_TILE", 10**6)   # one tile: the whole example
+    monkeypatch.setattr(levelsetup, "STATS_TILE", 10**6)   # one tile: the whole example
     whole = level_targets(engine, job, settings, lp, Buffers(None, False))
-    monkeypatch.setattr(pipeline, "STATS_TILE", 96)
+    monkeypatch.setattr(levelsetup, "STATS_TILE", 96)
     seen = []
     real_pass = Engine.stats_pass
 
