@@ -30,7 +30,8 @@ class Settings:
     """Every tunable of a render.  ``hires render --help`` lists them with these defaults."""
 
     # schedule
-    base_size: int = _opt(512, "long side in px of the whole-frame (coarsest) level")
+    base_size: int = _opt(512, "long side in px of the whole-frame (coarsest) level (a texture's patch start: up to "
+                                "4x, never more than half the texture)")
     iterations: tuple[int, ...] = _opt(
         (150, 40, 20, 10), "optimiser iterations per level, coarsest first; the last repeats")
     optimizer: str = _opt("auto", f"optimiser; auto = L-BFGS at levels of more than {ADAM_UP_TO} iterations, Adam "
