@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hires.core.config import Settings
 from hires.core.errors import OptionError
 
 FITTED = ("norms", "vector")
@@ -23,8 +24,8 @@ class FitOptions:
     lr: float = 0.02
     fitted: str = "norms"
     seed: int = 0
-    style_weight: float = 1.0   # the optimised method's defaults (hires.core.config.Settings)
-    content_weight: float = 0.3
+    style_weight: float = Settings.style_weight   # the optimised method's own defaults, from their one place
+    content_weight: float = Settings.content_weight
     max_steps: int | None = None  # a step count instead of the time budget (tests, reproducible fits)
 
     def check(self) -> "FitOptions":
