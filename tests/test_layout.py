@@ -67,6 +67,16 @@ def test_code_and_tests_hold_no_lab_dates_and_cite_only_files_that_exist():
     assert found == [] and missing == [], (found, missing)
 
 
+def test_nothing_outside_the_engine_reaches_into_its_network():
+    """The engine's network is its own: other modules ask the engine (``use_level``,
+    ``use_precision``), never ``engine.net``."""
+    import re
+    reach = re.compile(r"\bengine\.net\b")
+    found = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "hires").rglob("*.py"))
+             if p.name != "engine.py" and reach.search(p.read_text())]
+    assert found == []
+
+
 def test_no_module_is_longer_than_its_one_job():
     assert import_graph.too_long() == {}
 

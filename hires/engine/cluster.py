@@ -100,7 +100,7 @@ def worker_engine(settings):
         _ENGINES[key] = Engine(settings)
     engine = _ENGINES[key]
     engine.use_settings(settings)
-    engine.net.set_precision("bf16" if settings.precision == "bf16" else "fp32")  # the driver's, per level
+    engine.use_precision("bf16" if settings.precision == "bf16" else "fp32")  # the driver's, per level
     return engine
 
 

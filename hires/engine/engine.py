@@ -127,9 +127,13 @@ class Engine:
 
     def use_level(self, level: Level) -> str:
         """Set the network's arithmetic for ``level`` (before its statistics and refinement)."""
-        self.precision = self.level_precision(level)
-        self.net.set_precision(self.precision)
+        self.use_precision(self.level_precision(level))
         return self.precision
+
+    def use_precision(self, precision: str) -> None:
+        """Set the network's arithmetic to ``precision`` (a worker takes its driver's level's)."""
+        self.precision = precision
+        self.net.set_precision(precision)
 
     # ------------------------------------------------------------ network passes
 
