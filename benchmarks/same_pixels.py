@@ -81,6 +81,8 @@ def studio_job(out: Path) -> np.ndarray:
 
 def make(out: Path) -> None:
     import hires
+    if out.exists() and any(out.iterdir()):   # (its files are written over: only into a folder of its own)
+        sys.exit(f"--out: {out} is not empty; give a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
     two, keep = masks(out)
     cases = {
